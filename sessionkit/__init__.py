@@ -1,0 +1,33 @@
+"""sessionkit: asyncio-native server-side user sessions.
+
+A login creates a session with a random key; every request checks the key and restarts the
+session's idle timer; the timer ends the session, fires events and, with a Socket.IO server
+bound, pushes ``logout`` to the user's browser.
+"""
+
+from __future__ import annotations
+
+from sessionkit.events import EVENTS, EventHandler, SessionEvent
+from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
+from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager
+from sessionkit.models import SessionDetails, SessionRecord
+from sessionkit.stores import MemoryStore, Pending, SessionStore
+
+__all__ = (
+    "EVENTS",
+    "MIN_SESSION_TIMEOUT",
+    "EventHandler",
+    "MemoryStore",
+    "Pending",
+    "SessionDetails",
+    "SessionError",
+    "SessionEvent",
+    "SessionManager",
+    "SessionNotFound",
+    "SessionRecord",
+    "SessionRejected",
+    "SessionStore",
+    "StoreUnavailable",
+)
+
+__version__ = "0.1.0"

@@ -1,0 +1,85 @@
+"""What a session looks like to callers (:class:`SessionDetails`) and to the manager
+(:class:`SessionRecord`, the snapshot a store hands back)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ("SessionDetails", "SessionRecord", "decode_data", "encode_data")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetails:
+    """A live session as :meth:`SessionManager.get_session_details` reports it.
+
+    Times are UTC-aware wall-clock datetimes; ``data`` is a copy of the session's data.
+    """
+
+    key: str
+    username: str
+    created_at: datetime
+    last_active_at: datetime
+    expires_at: datetime
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A snapshot of one stored session, as a :class:`~sessionkit.stores.SessionStore` returns it.
+
+    ``key`` is ``None`` where the store knows only the key's hash (a Redis sweep claiming the
+    session of another process). Times are POSIX timestamps (seconds, wall clock);
+    ``remaining`` is the time left until ``expires_at`` by the store's own clock, and is
+    zero or negative for a session past its deadline. ``data`` is JSON text or ``None``.
+    """
+
+    key: str | None
+    key_hash: str
+    username: str
+    created_at: float
+    last_active_at: float
+    expires_at: float
+    absolute_expires_at: float | None
+    remaining: float
+    data: str | None
+
+    @property
+    def reached_absolute_timeout(self) -> bool:
+        """Whether the deadline is the absolute cap rather than the idle timeout."""
+        cap = self.absolute_expires_at
+        return cap is not None and self.expires_at >= cap
+
+    def details(self, key: str) -> SessionDetails:
+        """Turn the snapshot into the public :class:`SessionDetails`."""
+        return SessionDetails(
+            key=key,
+            username=self.username,
+            created_at=datetime.fromtimestamp(self.created_at, UTC),
+            last_active_at=datetime.fromtimestamp(self.last_active_at, UTC),
+            expires_at=datetime.fromtimestamp(self.expires_at, UTC),
+            data=decode_data(self.data),
+        )
+
+
+def encode_data(data: Any) -> str | None:
+    """Serialise session data to JSON text; the check that every store applies on set.
+
+    :param data: any JSON-serialisable value, or ``None``.
+    :return: JSON text, or ``None`` for ``None``.
+    :raises TypeError: if ``data`` cannot be represented in JSON (including NaN, infinities
+        and circular references).
+    """
+    if data is None:
+        return None
+    try:
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"session data must be JSON-serialisable: {exc}") from exc
+
+
+def decode_data(text: str | None) -> Any:
+    """Turn stored JSON text back into a fresh Python value (so readers get a copy)."""
+    return None if text is None else json.loads(text)

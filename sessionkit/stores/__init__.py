@@ -1,0 +1,9 @@
+"""Session stores. :class:`MemoryStore` is the default; ``sessionkit.stores.redis`` needs the
+``redis`` extra and is not imported here."""
+
+from __future__ import annotations
+
+from sessionkit.stores.base import Pending, SessionStore
+from sessionkit.stores.memory import MemoryStore
+
+__all__ = ("MemoryStore", "Pending", "SessionStore")

@@ -1,0 +1,151 @@
+"""The contract between :class:`~sessionkit.SessionManager` and the place sessions live.
+
+The manager owns timers and events; a store owns state and judges liveness by its own clock.
+Every method that changes a session is one atomic step in the store, so that when several
+callers (or several processes sharing one store) race, exactly one of them wins: the one that
+removes a session is the one that reports its end.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from sessionkit.models import SessionRecord
+
+__all__ = ("Pending", "SessionStore")
+
+
+class Pending(NamedTuple):
+    """A session that :meth:`SessionStore.claim_expired` found still live."""
+
+    key: str
+    remaining: float  # seconds until its deadline, by the store's clock
+    capped: bool  # whether that deadline is the absolute cap (no idle warning then)
+
+
+class SessionStore(ABC):
+    """Where sessions live. Subclass it to keep sessions elsewhere.
+
+    Keys reach the store raw; a store that writes outside the process stores them hashed.
+    Sessions past their deadline are never returned as live by any method, even before
+    :meth:`claim_expired` has removed them, and no method but :meth:`claim_expired` and
+    :meth:`sweep` ends such a session: its end is reported once, as an expiry.
+    """
+
+    #: Seconds between calls of :meth:`sweep`, or ``None`` where nothing needs sweeping
+    #: (a store only this process uses: its manager arms a timer for every session).
+    sweep_interval: float | None = None
+
+    @abstractmethod
+    async def create(
+        self,
+        key: str,
+        username: str,
+        data: str | None,
+        *,
+        timeout: float,
+        fixed_timeout: bool,
+        absolute_timeout: float | None,
+        max_per_user: int | None,
+    ) -> list[SessionRecord]:
+        """Store a new session and, in the same step, evict the user's oldest ones over the cap.
+
+        :param key: the new session's key (fresh, never used before).
+        :param username: who the session belongs to.
+        :param data: the session's data as JSON text, or ``None``.
+        :param timeout: idle timeout in seconds.
+        :param fixed_timeout: whether restarts keep using ``timeout`` (a per-session timeout)
+            rather than the one :meth:`touch` is given.
+        :param absolute_timeout: hard cap in seconds from now, or ``None``.
+        :param max_per_user: at most this many live sessions for ``username`` once this one is
+            stored, or ``None`` for no limit.
+        :return: the sessions evicted to make room, oldest first; they are gone from the store.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+
+    @abstractmethod
+    async def check(self, key: str) -> float | None:
+        """Tell whether a session is live, without touching it.
+
+        :return: seconds until its deadline, or ``None`` if it is unknown or past its deadline.
+        """
+
+    @abstractmethod
+    async def touch(self, key: str, timeout: float) -> float | None:
+        """Check a session and restart its idle deadline in one step.
+
+        :param timeout: the idle timeout to apply, unless the session has a fixed one; the new
+            deadline is capped by the session's absolute deadline.
+        :return: seconds until the new deadline, or ``None`` if the session is not live.
+        """
+
+    @abstractmethod
+    async def get(self, key: str) -> SessionRecord | None:
+        """Read a live session, or ``None``."""
+
+    @abstractmethod
+    async def set_data(self, key: str, data: str | None) -> bool:
+        """Replace a live session's data (JSON text); never brings back an ended session.
+
+        :return: ``True`` if the session was live and now holds ``data``.
+        """
+
+    @abstractmethod
+    async def delete(self, key: str) -> SessionRecord | None:
+        """End a live session.
+
+        :return: the session as it was, or ``None`` if it was not live.
+        """
+
+    @abstractmethod
+    async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
+        """Move a live session to a new key: the old key stops working in the same step.
+
+        :return: the session under its new key, or ``None`` if ``key`` was not live.
+        """
+
+    @abstractmethod
+    async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
+        """Remove, of the given sessions, those past their deadline.
+
+        Unknown keys are left out of both lists: someone else ended them.
+
+        :return: the sessions this call removed, and those still live with their deadlines.
+        """
+
+    async def sweep(self) -> list[SessionRecord]:
+        """Remove sessions past their deadline that no live process has claimed.
+
+        Called every :attr:`sweep_interval` seconds by each manager using the store.
+
+        :return: the sessions this call removed.
+        """
+        return []
+
+    @abstractmethod
+    async def usernames(self) -> list[str]:
+        """List the username of every live session, oldest session first."""
+
+    @abstractmethod
+    async def user_sessions(self, username: str) -> list[SessionRecord]:
+        """List a user's live sessions, oldest first."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """Count the live sessions."""
+
+    @abstractmethod
+    async def delete_all(self) -> list[SessionRecord]:
+        """End every live session.
+
+        :return: the sessions this call removed.
+        """
+
+    @abstractmethod
+    async def delete_user(self, username: str) -> list[SessionRecord]:
+        """End every live session of one user.
+
+        :return: the sessions this call removed, oldest first.
+        """
