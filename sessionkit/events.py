@@ -1,4 +1,4 @@
-"""Events: what a :class:`~sessionkit.SessionManager` tells its subscribers, and how it calls them."""
+"""Events: what a :class:`~sessionkit.SessionManager` tells its subscribers, and how."""
 
 from __future__ import annotations
 

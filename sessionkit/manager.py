@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from numbers import Real
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, overload
+from typing import Any, ClassVar, Protocol, overload
 
 import anyio
 from anyio.abc import TaskGroup
@@ -20,9 +20,6 @@ from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
 from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
 
 __all__ = ("MIN_SESSION_TIMEOUT", "SessionManager")
 
@@ -100,9 +97,13 @@ class SessionManager:
         warn_before: float | None = None,  # seconds
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
-        self._absolute = None if absolute_timeout is None else _seconds(absolute_timeout, "absolute_timeout")
+        self._absolute = (
+            None if absolute_timeout is None else _seconds(absolute_timeout, "absolute_timeout")
+        )
         if max_sessions_per_user is not None:
-            if isinstance(max_sessions_per_user, bool) or not isinstance(max_sessions_per_user, int):
+            if isinstance(max_sessions_per_user, bool) or not isinstance(
+                max_sessions_per_user, int
+            ):
                 raise TypeError("max_sessions_per_user must be an int")
             if max_sessions_per_user < 1:
                 raise ValueError("max_sessions_per_user must be at least 1")
@@ -118,7 +119,9 @@ class SessionManager:
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task_group: TaskGroup | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._backlog: list[tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]] = []
         self._sweep_scope: anyio.CancelScope | None = None
         self._socket: Any = None
         self._bridge: SocketBridge | None = None
@@ -144,19 +147,14 @@ class SessionManager:
 
     async def __aenter__(self) -> SessionManager:
         self._bind()
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
-        self._task_group = task_group
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
-        task_group, self._task_group = self._task_group, None
-        if task_group is not None:
-            if self._sweep_scope is not None:
-                self._sweep_scope.cancel()
-            await task_group.__aexit__(exc_type, exc, tb)
         await self.aclose()
 
     async def aclose(self) -> None:
@@ -164,14 +162,12 @@ class SessionManager:
 
         Sessions stay in the store; a manager used again re-arms their timers.
         """
-        if self._sweep_scope is not None:
-            self._sweep_scope.cancel()
-        if self._task_group is not None:
-            # Closed from inside ``async with``: let __aexit__ close the group itself.
-            await self.__aexit__(None, None, None)
-            return
-        while self._tasks:
-            await asyncio.wait(tuple(self._tasks))
+        runner, self._runner = self._runner, None
+        if runner is not None and self._loop is asyncio.get_running_loop():
+            if self._sweep_scope is not None:
+                self._sweep_scope.cancel()
+            self._stop.set()
+            await runner
         self._timers.cancel_handles()
         self._loop = None
 
@@ -181,26 +177,38 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
-            self._tasks = set()  # tasks of an earlier loop died with it
             self._timers.bind(loop)
-            if self._due or self._draining:
-                for key in self._due:
-                    self._timers.arm(key, loop.time())
-                self._due.clear()
-                self._draining = False
+            for key in self._due:  # fired, but never claimed: a closed manager or a dead loop
+                self._timers.arm(key, loop.time())
+            self._due.clear()
+            self._draining = False
+            self._backlog.clear()
+            self._task_group = None
+            self._stop = asyncio.Event()
+            self._runner = loop.create_task(self._run(), name="sessionkit")
             interval = self._store.sweep_interval
             if interval:
                 self._spawn(self._sweep_forever, interval)
         return loop
 
+    async def _run(self) -> None:
+        # The manager's own task owns its task group, so that it can be opened and closed from
+        # different tasks (a pytest fixture, a framework's startup and shutdown hooks).
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                for func, args in self._backlog:
+                    task_group.start_soon(func, *args)
+                self._backlog.clear()
+                await self._stop.wait()
+        finally:
+            self._task_group = None
+
     def _spawn(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         if self._task_group is not None:
             self._task_group.start_soon(func, *args)
-            return
-        assert self._loop is not None
-        task = self._loop.create_task(func(*args))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        elif self._runner is not None:
+            self._backlog.append((func, args))  # the runner starts these when it begins
 
     # -- events ------------------------------------------------------------------------------
 
@@ -263,7 +271,7 @@ class SessionManager:
         :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
         """
         try:
-            from sessionkit.socketio import bind_socketio
+            from sessionkit.socketio import bind_socketio  # type: ignore[import-not-found]
         except ImportError as exc:
             raise TypeError(
                 "init_socket_reference needs a socketio.AsyncServer; "
@@ -317,7 +325,9 @@ class SessionManager:
         if evicted:
             await self._end(evicted, "evicted", notify=True)
         if self._events.wants("session_created"):
-            event = SessionEvent("session_created", key, hash_key(key), username, data=decode_data(text))
+            event = SessionEvent(
+                "session_created", key, hash_key(key), username, data=decode_data(text)
+            )
             await self._events.emit(event)
         return key
 
@@ -457,7 +467,9 @@ class SessionManager:
             await self._call_bridge(self._bridge.rotated(hash_key(key), record.key_hash))
         if self._events.wants("session_rotated"):
             data = decode_data(record.data)
-            event = SessionEvent("session_rotated", fresh, record.key_hash, record.username, data=data)
+            event = SessionEvent(
+                "session_rotated", fresh, record.key_hash, record.username, data=data
+            )
             await self._events.emit(event)
         return fresh
 
@@ -504,7 +516,7 @@ class SessionManager:
 
     def _on_due(self, keys: list[str]) -> None:
         self._due.extend(keys)
-        if not self._draining:
+        if not self._draining and self._runner is not None:
             self._draining = True
             self._spawn(self._drain)
 
@@ -550,7 +562,9 @@ class SessionManager:
             record = await self._store.get(key)
             if record is not None:
                 data = decode_data(record.data)
-                event = SessionEvent("session_expiring", key, record.key_hash, record.username, data=data)
+                event = SessionEvent(
+                    "session_expiring", key, record.key_hash, record.username, data=data
+                )
                 await self._events.emit(event)
 
     async def _sweep_forever(self, interval: float) -> None:
@@ -565,7 +579,9 @@ class SessionManager:
                     await self._end(records, None, notify=True)
                 await anyio.sleep(interval)
 
-    async def _end(self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool) -> None:
+    async def _end(
+        self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
+    ) -> None:
         # One ending per session: only the caller whose store call removed it gets here.
         # ``reason=None`` means it timed out, idle or absolute, whichever came first.
         loop = asyncio.get_running_loop()
@@ -581,12 +597,18 @@ class SessionManager:
             why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
-            if events.wants("session_deleted") or (reason is None and events.wants("session_expired")):
+            if events.wants("session_deleted") or (
+                reason is None and events.wants("session_expired")
+            ):
                 data = decode_data(record.data)
-                deleted = SessionEvent("session_deleted", key, record.key_hash, record.username, why, data)
+                deleted = SessionEvent(
+                    "session_deleted", key, record.key_hash, record.username, why, data
+                )
                 await events.emit(deleted)
                 if reason is None:
-                    expired = SessionEvent("session_expired", key, record.key_hash, record.username, why, data)
+                    expired = SessionEvent(
+                        "session_expired", key, record.key_hash, record.username, why, data
+                    )
                     await events.emit(expired)
             if notify:
                 await self._notify(key, record.key_hash, record.username, why)
@@ -594,7 +616,9 @@ class SessionManager:
                 await asyncio.sleep(0)  # a burst of endings must not stall the loop
                 started = loop.time()
 
-    async def _notify(self, key: str | None, key_hash: str, username: str | None, reason: str) -> None:
+    async def _notify(
+        self, key: str | None, key_hash: str, username: str | None, reason: str
+    ) -> None:
         if self._events.wants("notify_client_to_logout"):
             event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
             await self._events.emit(event)

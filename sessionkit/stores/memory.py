@@ -55,9 +55,14 @@ class MemoryStore(SessionStore):
         self._clock = clock or _loop_time
         self._sessions: dict[str, _Entry] = {}
         self._by_user: dict[str, list[str]] = {}  # keys in creation order
+        self._to_wall: float | None = None
 
     def _record(self, key: str, entry: _Entry, now: float) -> SessionRecord:
-        to_wall = time.time() - now
+        # One offset from the clock to wall time, taken once, so that a session's times read
+        # the same on every call.
+        if self._to_wall is None:
+            self._to_wall = time.time() - now
+        to_wall = self._to_wall
         absolute = entry.absolute
         return SessionRecord(
             key=key,
@@ -208,7 +213,9 @@ class MemoryStore(SessionStore):
     async def delete_user(self, username: str) -> list[SessionRecord]:
         now = self._clock()
         ended = [
-            (k, e) for k in self._by_user.get(username, ()) if (e := self._sessions[k]).deadline > now
+            (k, e)
+            for k in self._by_user.get(username, ())
+            if (e := self._sessions[k]).deadline > now
         ]
         for key, entry in ended:
             self._remove(key, entry)

@@ -1,0 +1,216 @@
+"""Events: subscription, order, sync and async handlers, failures, and the lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from sessionkit import EVENTS, SessionEvent, SessionManager
+from tests.vtime import virtual_time
+
+
+def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
+    sm = SessionManager()
+    with pytest.raises(ValueError, match="session_created"):
+        sm.on("sessionCreated", print)
+    with pytest.raises(ValueError, match="unknown event"):
+        sm.on("nope")(print)
+    with pytest.raises(ValueError):
+        sm.off("nope", print)
+    with pytest.raises(TypeError):
+        sm.on("error", "not callable")  # type: ignore[call-overload]
+
+
+async def test_on_as_decorator_and_off() -> None:
+    sm = SessionManager()
+    seen: list[str] = []
+
+    @sm.on("session_created")
+    def first(event: SessionEvent) -> None:
+        seen.append("sync")
+
+    @sm.on("session_created")
+    async def second(event: SessionEvent) -> None:
+        await asyncio.sleep(0)
+        seen.append("async")
+
+    assert first.__name__ == "first"
+    await sm.load_new_session("Luca")
+    assert seen == ["sync", "async"]
+    sm.off("session_created", first)
+    with pytest.raises(ValueError, match="not subscribed"):
+        sm.off("session_created", first)
+    await sm.load_new_session("Luca")
+    assert seen == ["sync", "async", "async"]
+    await sm.aclose()
+
+
+async def test_handlers_have_finished_when_the_call_returns() -> None:
+    sm = SessionManager()
+    finished: list[str] = []
+
+    async def slow(event: SessionEvent) -> None:
+        await asyncio.sleep(0.05)
+        finished.append(event.name)
+
+    for name in ("session_created", "session_deleted", "session_rotated", "error"):
+        sm.on(name, slow)
+    key = await sm.load_new_session("Luca")
+    assert finished == ["session_created"]
+    key = await sm.rotate_session_key(key)
+    assert finished[-1] == "session_rotated"
+    await sm.delete_session(key)
+    assert finished[-1] == "session_deleted"
+    await sm.check_session_status(key)
+    assert finished[-1] == "error"
+    await sm.aclose()
+
+
+async def test_a_failing_handler_reaches_error_handlers_not_the_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sm = SessionManager()
+    boom = RuntimeError("handler bug")
+    errors: list[SessionEvent] = []
+    after: list[str] = []
+
+    def broken(event: SessionEvent) -> None:
+        raise boom
+
+    sm.on("session_created", broken)
+    sm.on("session_created", lambda e: after.append(e.name))
+    sm.on("error", errors.append)
+    with caplog.at_level(logging.WARNING, logger="sessionkit"):
+        key = await sm.load_new_session("Luca")
+    assert await sm.check_session_status(key)  # the session was made all the same
+    assert after == ["session_created"]  # later handlers still ran
+    [event] = errors
+    assert event.error is boom  # the exception itself, not a wrapper
+    assert event.key == key
+    assert event.username == "Luca"
+    assert any(r.exc_info and r.exc_info[1] is boom for r in caplog.records)
+    await sm.aclose()
+
+
+async def test_error_without_handlers_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    sm = SessionManager()
+    with caplog.at_level(logging.INFO, logger="sessionkit"):
+        assert await sm.check_session_status("missing") is False
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "rejected" in caplog.records[0].getMessage()
+    await sm.aclose()
+
+
+async def test_a_failing_error_handler_is_logged_without_looping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sm = SessionManager()
+    calls = 0
+
+    async def broken(event: SessionEvent) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("error handler bug")
+
+    sm.on("error", broken)
+    with caplog.at_level(logging.WARNING, logger="sessionkit"):
+        assert await sm.check_session_status("missing") is False
+    assert calls == 1
+    assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+    await sm.aclose()
+
+
+@virtual_time
+async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
+    async with SessionManager(timeout=10) as sm:
+        errors: list[BaseException | None] = []
+        sm.on("error", lambda e: errors.append(e.error))
+
+        async def broken(event: SessionEvent) -> None:
+            raise KeyError("bug")
+
+        sm.on("session_expired", broken)
+        for name in ("a", "b", "c"):
+            await sm.load_new_session(name)
+        await asyncio.sleep(11)
+        assert await sm.count_sessions() == 0
+        assert len(errors) == 3
+        assert all(isinstance(e, KeyError) for e in errors)
+
+
+@virtual_time
+async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
+    sm = SessionManager(timeout=10)
+    done: list[str] = []
+
+    async def slow(event: SessionEvent) -> None:
+        await asyncio.sleep(5)
+        done.append(event.username or "")
+
+    sm.on("session_expired", slow)
+    await sm.load_new_session("expires")
+    for i in range(3):
+        await sm.load_new_session(f"lives{i}", timeout=1000)
+    await asyncio.sleep(10.5)  # the handler is now running, 5 s to go
+    assert done == []
+    await sm.aclose()
+    assert done == ["expires"]
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current] == []
+    running = asyncio.get_running_loop()
+    live_handles = [h for h in running._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+    assert live_handles == []
+    # Sessions outlive a closed manager; using it again re-arms their timers.
+    assert await sm.count_sessions() == 3
+    expired: list[str] = []
+    sm.off("session_expired", slow)
+    sm.on("session_expired", lambda e: expired.append(e.username or ""))
+    await asyncio.sleep(1000)
+    assert sorted(expired) == ["lives0", "lives1", "lives2"]
+    await sm.aclose()
+
+
+async def test_manager_can_be_entered_and_closed_from_different_tasks() -> None:
+    sm = SessionManager()
+    await asyncio.create_task(sm.__aenter__())
+    await sm.load_new_session("Luca")
+    await asyncio.create_task(sm.aclose())
+    assert await sm.count_sessions() == 1
+    await sm.aclose()
+
+
+def test_a_manager_made_outside_any_loop_works_on_successive_loops() -> None:
+    # The seed's style: a module-level manager, then each asyncio.run() a new loop. Real time.
+    sm = SessionManager(timeout=2)
+    expired: list[str] = []
+    sm.on("session_expired", lambda e: expired.append(e.username or ""))
+
+    async def first() -> str:
+        return await sm.load_new_session("Luca")
+
+    async def second(key: str) -> None:
+        assert await sm.check_session_status(key)
+        await asyncio.sleep(2.6)
+        assert not await sm.check_session_status(key)
+        await sm.aclose()
+
+    key = asyncio.run(first())
+    asyncio.run(second(key))
+    assert expired == ["Luca"]
+
+
+def test_events_table_matches_the_seed() -> None:
+    assert EVENTS["session_created"] == "sessionCreated"
+    assert EVENTS["session_deleted"] == "sessionDeleted"
+    assert EVENTS["notify_client_to_logout"] == "notifyClientToLogout"
+    assert set(EVENTS) == {
+        "session_created",
+        "session_deleted",
+        "session_expired",
+        "session_expiring",
+        "session_rotated",
+        "notify_client_to_logout",
+        "error",
+    }

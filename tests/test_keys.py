@@ -1,0 +1,83 @@
+"""Keys: strong, unique, URL-safe, and never written where they could leak."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import traceback
+
+import pytest
+
+from sessionkit import SessionError, SessionEvent, SessionManager
+from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
+from tests.vtime import virtual_time
+
+
+def test_ten_thousand_keys_are_unique_url_safe_and_long() -> None:
+    keys = [new_key() for _ in range(10_000)]
+    assert len(set(keys)) == len(keys)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43,}", k) for k in keys)
+
+
+def test_hashes() -> None:
+    key = new_key()
+    assert re.fullmatch(r"[0-9a-f]{64}", hash_key(key))
+    assert short_hash(key) == hash_key(key)[:12]
+    assert hash_key("\udcff") != hash_key("")  # lone surrogates hash too, without raising
+    assert not is_key_like("x" * 257)
+    assert is_key_like("x" * 256)
+
+
+@virtual_time
+async def test_no_raw_key_in_any_log_record_or_exception_message() -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.DEBUG)
+    logger = logging.getLogger("sessionkit")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.DEBUG)
+    messages: list[str] = []
+    keys: list[str] = []
+    try:
+        async with SessionManager(timeout=10, max_sessions_per_user=1, warn_before=2) as sm:
+
+            def broken(event: SessionEvent) -> None:
+                raise RuntimeError("handler failed")
+
+            sm.on("session_rotated", broken)
+            sm.on("error", lambda e: messages.append(str(e.error)))
+            key = await sm.load_new_session("Luca")
+            keys.append(key)
+            keys.append(await sm.load_new_session("Luca"))  # evicts the first
+            await sm.check_session_status(key)
+            rotated = await sm.rotate_session_key(keys[-1])
+            keys.append(rotated)
+            await sm.restart_session_timer(rotated)
+            for gone in keys[:2]:
+                for call in (sm.get_session_details(gone), sm.restart_session_timer(gone)):
+                    with pytest.raises(SessionError) as raised:
+                        await call
+                    messages.append(str(raised.value))
+                    messages.append(repr(raised.value))
+                    messages.extend(traceback.format_exception(raised.value))
+            keys.append(await sm.load_new_session("Fabio"))
+            await sm.delete_session(keys[-1])
+            await asyncio.sleep(20)  # the rotated session warns, then expires
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    logged = [r.getMessage() for r in records]
+    logged += ["".join(traceback.format_exception(*r.exc_info)) for r in records if r.exc_info]
+    assert any("created" in m for m in logged)
+    assert any("ended" in m for m in logged)
+    assert any("rejected" in m for m in logged)
+    assert messages
+    for text in logged + messages:
+        for key in keys:
+            assert key not in text
