@@ -119,3 +119,32 @@ async def test_the_page_returns_to_login_when_the_session_expires(tmp_path: Path
         finally:
             await browser.close()
     assert await demo.sm.count_sessions() == 0
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_log_out_everywhere_returns_every_tab_to_login() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tabs = [await browser.new_page(), await (await browser.new_context()).new_page()]
+            for tab in tabs:
+                await tab.goto(url)
+                await tab.fill("#username", "Luca")
+                await tab.fill("#password", "sessionkit")
+                await tab.click("#login")
+                await expect(tab.locator("#socket-state")).to_have_text("Socket: connected")
+            assert await demo.sm.count_sessions() == 2
+            await tabs[0].click("#logout-all")
+            for tab in tabs:
+                await expect(tab.locator("#login-form")).to_be_visible(timeout=5_000)
+                await expect(tab.locator("#message")).to_have_text(
+                    "Logged out by the server: you logged out everywhere."
+                )
+        finally:
+            await browser.close()
+    assert await demo.sm.count_sessions() == 0
