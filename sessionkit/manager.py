@@ -36,7 +36,9 @@ class SocketBridge(Protocol):
 
     async def logout(self, key_hash: str, reason: str) -> None: ...
     async def expiring(self, key_hash: str, remaining: float) -> None: ...
-    async def rotated(self, old_hash: str, new_hash: str) -> None: ...
+    # ``new_key`` lets the adapter re-key the sockets it moves: a socket that restarts its
+    # session's timer on activity needs the live key, and a hash cannot be turned back into one.
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None: ...
 
 
 def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> float:
@@ -464,7 +466,7 @@ class SessionManager:
         self._warned.discard(key)
         self._schedule(fresh, loop.time(), record.remaining, record.reached_absolute_timeout)
         if self._bridge is not None:
-            await self._call_bridge(self._bridge.rotated(hash_key(key), record.key_hash))
+            await self._call_bridge(self._bridge.rotated(hash_key(key), record.key_hash, fresh))
         if self._events.wants("session_rotated"):
             data = decode_data(record.data)
             event = SessionEvent(

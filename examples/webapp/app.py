@@ -1,0 +1,233 @@
+"""The seed's "Frontend and Backend session exchange", as a runnable app.
+
+Starlette serves one page and a small JSON API; a python-socketio ``AsyncServer`` pushes
+``logout`` to the page the moment its session ends; uvicorn runs both. Run it with
+``make demo`` (or ``python examples/webapp/app.py --timeout 30``) and open
+http://127.0.0.1:8000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import socketio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from sessionkit import SessionManager
+from sessionkit.metrics import instrument
+from sessionkit.socketio import bind_socketio
+from sessionkit.starlette import RequireSession, get_session
+
+HERE = Path(__file__).parent
+STATIC = HERE / "static"
+#: Where ``make vendor`` (npm's socket.io-client package) puts the browser's Socket.IO client.
+VENDORED_CLIENT = STATIC / "vendor/node_modules/socket.io-client/dist/socket.io.min.js"
+CDN_CLIENT = "https://cdn.socket.io/4.8.1/socket.io.min.js"
+
+#: The demo's accounts; the passwords are kept only as scrypt hashes once the app is built.
+DEMO_USERS = {"Luca": "sessionkit", "Fabio": "sessionkit"}
+
+#: The table the seed's frontend asks for with ``get_table_data``.
+SECTORS = [
+    {"sector": "Energy", "share": 12.4, "trend": "up"},
+    {"sector": "Finance", "share": 18.9, "trend": "flat"},
+    {"sector": "Health", "share": 14.2, "trend": "up"},
+    {"sector": "Industry", "share": 21.7, "trend": "down"},
+    {"sector": "Technology", "share": 32.8, "trend": "up"},
+]
+
+
+class PasswordBook:
+    """Users' passwords, stored as salted scrypt hashes (a memory-hard KDF, never md5).
+
+    :param passwords: username -> clear password, hashed at once and then forgotten.
+    """
+
+    # n=2**14, r=8: 16 MiB and tens of ms per check, the interactive-login setting.
+    _N, _R, _P, _LEN = 2**14, 8, 1, 32
+
+    def __init__(self, passwords: Mapping[str, str]) -> None:
+        self._hashes = {}
+        for username, password in passwords.items():
+            salt = secrets.token_bytes(16)
+            self._hashes[username] = (salt, self._derive(password, salt))
+        # Unknown users cost as much as known ones: timing tells nothing.
+        self._decoy = (secrets.token_bytes(16), secrets.token_bytes(self._LEN))
+
+    @classmethod
+    def _derive(cls, password: str, salt: bytes) -> bytes:
+        return hashlib.scrypt(
+            password.encode(), salt=salt, n=cls._N, r=cls._R, p=cls._P, dklen=cls._LEN
+        )
+
+    async def verify(self, username: str, password: str) -> bool:
+        """Check a password off the event loop (scrypt is deliberately slow).
+
+        :return: whether ``password`` is ``username``'s.
+        """
+        salt, expected = self._hashes.get(username, self._decoy)
+        derived = await anyio.to_thread.run_sync(self._derive, password, salt)
+        return hmac.compare_digest(derived, expected) and username in self._hashes
+
+
+@dataclass
+class Demo:
+    """The demo's parts, for tests and for :func:`main`."""
+
+    app: ASGIApp
+    sm: SessionManager
+    sio: Any
+    registry: CollectorRegistry
+
+
+def _remaining(expires_at: float) -> float:
+    return round(max(expires_at - time.time(), 0.0), 3)
+
+
+def create_app(
+    *,
+    timeout: float = 30.0,  # seconds of idleness before the server logs a session out
+    warn_before: float | None = 10.0,  # seconds; the page shows a warning then
+    users: Mapping[str, str] = DEMO_USERS,
+) -> Demo:
+    """Build the demo: Starlette routes, the Socket.IO server and the session manager.
+
+    :param timeout: the sessions' idle timeout in seconds.
+    :param warn_before: push ``session_expiring`` this many seconds before a deadline.
+    :param users: username -> password of the accounts that can log in.
+    :return: the ASGI app and its parts.
+    """
+    sm = SessionManager(timeout=timeout, warn_before=warn_before)
+    registry = CollectorRegistry()
+    instrument(sm, registry)
+    passwords = PasswordBook(users)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio)
+
+    async def index(request: Request) -> HTMLResponse:
+        page = (STATIC / "index.html").read_text()
+        if VENDORED_CLIENT.exists():
+            tag = '<script data-socketio src="/vendor/socket.io.min.js"></script>'
+        else:  # no npm at setup time: the client's own CDN
+            tag = f'<script data-socketio src="{CDN_CLIENT}" crossorigin="anonymous"></script>'
+        return HTMLResponse(page.replace("<!--socket.io client-->", tag))
+
+    async def vendored_client(request: Request) -> Response:
+        if not VENDORED_CLIENT.exists():
+            return Response("socket.io-client is not installed: run make vendor", status_code=404)
+        return FileResponse(VENDORED_CLIENT, media_type="text/javascript")
+
+    async def script(request: Request) -> FileResponse:
+        return FileResponse(STATIC / "app.js", media_type="text/javascript")
+
+    async def try_login(request: Request) -> JSONResponse:
+        body = await _json(request)
+        username, password = body.get("username"), body.get("password")
+        if not (isinstance(username, str) and isinstance(password, str)) or not (
+            await passwords.verify(username, password)
+        ):
+            return JSONResponse(
+                {"accepted": False, "message": "Wrong username or password.", "user_data": None}
+            )
+        key = await sm.load_new_session(username)
+        details = await sm.get_session_details(key)
+        user_data = {
+            "username": username,
+            "session_key": key,
+            "expires_in": _remaining(details.expires_at.timestamp()),
+        }
+        return JSONResponse({"accepted": True, "message": "Welcome!", "user_data": user_data})
+
+    async def get_table_data(request: Request) -> JSONResponse:
+        session = get_session(request)  # checked, timer restarted
+        return JSONResponse(
+            {
+                "accepted": True,
+                "message": "OK",
+                "table_data": SECTORS,
+                "user": session.username,
+                "expires_in": _remaining(session.expires_at.timestamp()),
+            }
+        )
+
+    async def logout(request: Request) -> JSONResponse:
+        await sm.delete_session(get_session(request).key)
+        return JSONResponse({"accepted": True, "message": "Bye."})
+
+    async def logout_everywhere(request: Request) -> JSONResponse:
+        ended = await sm.delete_user_sessions(get_session(request).username)
+        return JSONResponse({"accepted": True, "message": f"{ended} session(s) ended."})
+
+    async def metrics(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with sm:
+            yield
+
+    web = Starlette(
+        routes=[
+            Route("/", index),
+            Route("/app.js", script),
+            Route("/vendor/socket.io.min.js", vendored_client),
+            Route("/api/try_login", try_login, methods=["POST"]),
+            Route("/api/get_table_data", RequireSession(get_table_data, sm), methods=["POST"]),
+            Route("/api/logout", RequireSession(logout, sm, restart=False), methods=["POST"]),
+            Route(
+                "/api/logout_everywhere",
+                RequireSession(logout_everywhere, sm, restart=False),
+                methods=["POST"],
+            ),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+    return Demo(socketio.ASGIApp(sio, other_asgi_app=web), sm, sio, registry)
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo under uvicorn on 127.0.0.1."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    parser.add_argument("--timeout", type=float, default=30.0, help="idle timeout, seconds")
+    parser.add_argument("--warn-before", type=float, default=10.0, help="seconds")
+    args = parser.parse_args(argv)
+    demo = create_app(timeout=args.timeout, warn_before=args.warn_before or None)
+    url = f"http://127.0.0.1:{args.port}"
+    print(f"sessionkit demo: {url}")
+    print("log in as Luca or Fabio, password: sessionkit")
+    print(f"sessions end after {args.timeout:g} s without an API call; metrics at {url}/metrics")
+    if not VENDORED_CLIENT.exists():
+        print("(socket.io-client not installed with npm: the page loads it from its CDN)")
+    uvicorn.run(demo.app, host="127.0.0.1", port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

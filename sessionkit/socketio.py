@@ -1,0 +1,302 @@
+"""The Socket.IO adapter: the server pushes ``logout`` to a user's browser when a session ends.
+
+Each client socket joins a room named after its session key's hash; the manager then emits
+``logout`` to that room on every ``notify_client_to_logout`` (expiry, eviction, "log out
+everywhere", :meth:`~sessionkit.SessionManager.send_logout_message`)::
+
+    import socketio
+    from sessionkit import SessionManager
+    from sessionkit.socketio import bind_socketio
+
+    sm = SessionManager(timeout=15 * 60)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio)  # or: sm.init_socket_reference(sio)
+
+    # in the browser: io({auth: {session_key: key}}).on("logout", showLoginForm)
+
+Install with ``pip install 'sessionkit[socketio]'``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+try:
+    import socketio
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "sessionkit.socketio needs python-socketio: pip install 'sessionkit[socketio]'"
+    ) from exc
+
+from sessionkit.exceptions import SessionNotFound
+from sessionkit.keys import hash_key, is_key_like, short_hash
+
+if TYPE_CHECKING:
+    from sessionkit.manager import SessionManager
+
+__all__ = ("KeyRedactingFilter", "bind_socketio", "redact", "room_for")
+
+logger = logging.getLogger("sessionkit")
+
+ROOM_PREFIX = "session:"
+_SESSION_FIELD = "sessionkit.key"  # where a socket's key lives, in its server-side session
+_REFUSED = "a live session key is required"
+
+# Two shapes a key can take in a log line: the value of a ``session_key`` field in a raw
+# packet (whatever its length), and a bare token shaped like the keys sessionkit makes
+# (43 URL-safe characters, see sessionkit.keys.new_key).
+_FIELD = re.compile(r"""(["']?session_key["']?\s*[:=]\s*["']?)([^"'\s,}&]+)""")
+_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+_REDACTED = "[redacted]"
+
+
+def room_for(key: str) -> str:
+    """Name the Socket.IO room of a session without revealing its key.
+
+    :param key: a session key.
+    :return: ``"session:"`` followed by the SHA-256 hex digest of the key.
+
+    Example::
+
+        await sio.emit("notice", {"text": "hello"}, room=room_for(key))
+    """
+    return ROOM_PREFIX + hash_key(key)
+
+
+class KeyRedactingFilter(logging.Filter):
+    """A logging filter that blanks session keys out of a record's message.
+
+    python-socketio and engine.io log raw packets at INFO/DEBUG, among them the connect packet
+    with its ``auth`` payload and the seed's ``session_key`` event. :func:`bind_socketio`
+    installs one of these on the bound server's loggers; install it on a handler to cover
+    other loggers too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite ``record`` in place when its message holds something key-shaped.
+
+        :param record: the record being logged.
+        :return: ``True``: the record is always kept.
+        """
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is the logging module's to report
+            return True
+        redacted = redact(message)
+        if redacted != message:
+            record.msg = redacted
+            record.args = None
+        return True
+
+
+def redact(text: str) -> str:
+    """Blank out everything in ``text`` that looks like a session key.
+
+    :param text: a log message, a raw packet...
+    :return: ``text`` with ``session_key`` values and key-shaped tokens replaced.
+    """
+    text = _FIELD.sub(lambda m: m.group(1) + _REDACTED, text)
+    return _TOKEN.sub(_REDACTED, text)
+
+
+def _install_filter(target: Any) -> None:
+    if isinstance(target, logging.Logger) and not any(
+        isinstance(f, KeyRedactingFilter) for f in target.filters
+    ):
+        target.addFilter(KeyRedactingFilter())
+
+
+class _Bridge:
+    """What the manager calls when one of its sessions must reach its sockets."""
+
+    def __init__(
+        self,
+        sm: SessionManager,
+        sio: Any,
+        namespace: str,
+        *,
+        require_auth: bool,
+        disconnect_on_logout: bool,
+        touch_on_event: bool,
+    ) -> None:
+        self.sm = sm
+        self.sio = sio
+        self.namespace = namespace
+        self.require_auth = require_auth
+        self.disconnect_on_logout = disconnect_on_logout
+        self.touch_on_event = touch_on_event
+
+    # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
+
+    async def logout(self, key_hash: str, reason: str) -> None:
+        room = ROOM_PREFIX + key_hash
+        await self.sio.emit("logout", {"reason": reason}, room=room, namespace=self.namespace)
+        if self.disconnect_on_logout:
+            for sid in self._members(room):
+                await self.sio.disconnect(sid, namespace=self.namespace)
+        # Empty the room on every server (a pub/sub client manager broadcasts close_room), so
+        # a socket held by another process is no longer subscribed to a dead session.
+        await self.sio.close_room(room, namespace=self.namespace)
+
+    async def expiring(self, key_hash: str, remaining: float) -> None:
+        room = ROOM_PREFIX + key_hash
+        payload = {"remaining": round(max(remaining, 0.0), 3)}
+        await self.sio.emit("session_expiring", payload, room=room, namespace=self.namespace)
+
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
+        old_room, new_room = ROOM_PREFIX + old_hash, ROOM_PREFIX + new_hash
+        for sid in self._members(old_room):
+            await self.sio.enter_room(sid, new_room, namespace=self.namespace)
+            await self.sio.leave_room(sid, old_room, namespace=self.namespace)
+            async with self.sio.session(sid, namespace=self.namespace) as session:
+                session[_SESSION_FIELD] = new_key
+
+    # -- Socket.IO handlers ----------------------------------------------------------------
+
+    def _members(self, room: str) -> list[str]:
+        # Only the sockets this process holds: python-socketio cannot list the others.
+        return [sid for sid, _ in self.sio.manager.get_participants(self.namespace, room)]
+
+    async def _join(self, sid: str, key: object) -> bool:
+        """Put ``sid`` in the room of ``key`` if it names a live session."""
+        if not is_key_like(key) or not await self.sm.check_session_status(key):
+            return False
+        async with self.sio.session(sid, namespace=self.namespace) as session:
+            previous = session.get(_SESSION_FIELD)
+            session[_SESSION_FIELD] = key
+        if previous is not None and previous != key:
+            await self.sio.leave_room(sid, room_for(previous), namespace=self.namespace)
+        await self.sio.enter_room(sid, room_for(key), namespace=self.namespace)
+        # The session may have ended while we awaited: its logout would have missed us.
+        if await self.sm.get_username_from_session_key(key) is None:
+            await self.sio.leave_room(sid, room_for(key), namespace=self.namespace)
+            return False
+        logger.info("socket %s joined session %s", sid, short_hash(key))
+        return True
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
+        key = auth.get("session_key") if isinstance(auth, dict) else None
+        joined = key is not None and await self._join(sid, key)
+        if not joined and self.require_auth:
+            raise socketio.exceptions.ConnectionRefusedError(_REFUSED)
+        return None
+
+    async def on_session_key(self, sid: str, data: Any = None) -> dict[str, bool]:
+        # The seed's flow: {"session_key": key, "user": name}; the name is only informative.
+        key = data.get("session_key") if isinstance(data, dict) else None
+        return {"joined": await self._join(sid, key)}
+
+    async def touch(self, sid: str) -> None:
+        session = await self.sio.get_session(sid, namespace=self.namespace)
+        key = session.get(_SESSION_FIELD)
+        if key is None:
+            return
+        try:
+            await self.sm.restart_session_timer(key)
+        except SessionNotFound:
+            pass  # it ended: its logout has been pushed already
+        except Exception as exc:
+            what = "restarting session %s on socket activity failed: %r"
+            logger.warning(what, short_hash(key), exc)
+
+
+def _chain_connect(bridge: _Bridge, previous: Any) -> Any:
+    if previous is None:
+        return bridge.on_connect
+    wants_auth = _accepts(previous, 3)
+
+    async def on_connect(sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
+        await bridge.on_connect(sid, environ, auth)
+        result = previous(sid, environ, auth) if wants_auth else previous(sid, environ)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return on_connect
+
+
+def _accepts(func: Any, count: int) -> bool:
+    try:
+        inspect.signature(func).bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def _hook_activity(bridge: _Bridge) -> None:
+    # python-socketio has no hook that sees every event (a catch-all handler only sees the
+    # events nobody else handles), so listen one layer down, to engine.io's messages.
+    eio = bridge.sio.eio
+    dispatch = eio.handlers["message"]
+
+    async def on_message(eio_sid: str, data: Any) -> Any:
+        # Socket.IO packet types 2 and 5: an event and a binary event.
+        if isinstance(data, str) and data[:1] in ("2", "5"):
+            sid = bridge.sio.manager.sid_from_eio_sid(eio_sid, bridge.namespace)
+            if sid is not None:
+                await bridge.touch(sid)
+        return await dispatch(eio_sid, data)
+
+    eio.on("message", on_message)
+
+
+def bind_socketio(
+    sm: SessionManager,
+    sio: Any,
+    namespace: str = "/",
+    *,
+    require_auth: bool = True,
+    disconnect_on_logout: bool = True,
+    touch_on_event: bool = False,
+) -> None:
+    """Make ``sm`` push ``logout`` to its sessions' sockets through ``sio``.
+
+    A client connects with ``auth={"session_key": key}``; a live key puts the socket in
+    :func:`room_for` ``(key)``. Every ``notify_client_to_logout`` then emits ``logout`` with
+    ``{"reason": ...}`` to that room, and ``session_expiring`` (with the manager's
+    ``warn_before``) emits ``session_expiring`` with ``{"remaining": seconds}``. A rotated key
+    takes its sockets to the new room. The key itself stays in the socket's server-side
+    session; rooms are named by hash, and a filter blanks keys out of the log lines that
+    python-socketio and engine.io write, even at DEBUG.
+
+    A ``connect`` handler registered on ``namespace`` before this call still runs, after the
+    session check; register none on it afterwards (it would replace the check).
+
+    :param sm: the session manager.
+    :param sio: a ``socketio.AsyncServer``.
+    :param namespace: the Socket.IO namespace the clients connect to.
+    :param require_auth: refuse a connection without a live key in its ``auth``. With
+        ``False``, the seed's flow works too: connect, then emit ``session_key`` with
+        ``{"session_key": key, "user": name}`` (the ack says ``{"joined": bool}``); only a
+        live key joins a room.
+    :param disconnect_on_logout: disconnect a session's sockets after sending ``logout``.
+    :param touch_on_event: restart a session's idle timer on every event its sockets send.
+    :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
+
+    Example::
+
+        sio = socketio.AsyncServer(async_mode="asgi")
+        bind_socketio(sm, sio, require_auth=False)  # the seed's session_key event flow
+        app = socketio.ASGIApp(sio, other_asgi_app=starlette_app)
+    """
+    if not isinstance(sio, socketio.AsyncServer):
+        raise TypeError(f"sio must be a socketio.AsyncServer, not {type(sio).__name__}")
+    bridge = _Bridge(
+        sm,
+        sio,
+        namespace,
+        require_auth=require_auth,
+        disconnect_on_logout=disconnect_on_logout,
+        touch_on_event=touch_on_event,
+    )
+    previous = sio.handlers.get(namespace, {}).get("connect")
+    sio.on("connect", _chain_connect(bridge, previous), namespace=namespace)
+    sio.on("session_key", bridge.on_session_key, namespace=namespace)
+    if touch_on_event:
+        _hook_activity(bridge)
+    for target in (sio.logger, sio.eio.logger, getattr(sio.manager, "logger", None)):
+        _install_filter(target)
+    sm._attach_socket(sio, bridge)

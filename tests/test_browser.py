@@ -1,0 +1,150 @@
+"""The demo in a real browser: Debian's headless Chromium, driven by Playwright for Python.
+
+Needs ``chromium`` (apt), the npm package ``socket.io-client`` (``make vendor``) and
+``playwright`` (the dev extra; its own browser downloads are never used). Missing any of them
+skips the test, except under CI (``CI=true``), where it fails: CI installs them all.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from examples.webapp.app import VENDORED_CLIENT
+from tests.servers import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _missing() -> list[str]:
+    missing = []
+    if not CHROMIUM.exists():
+        missing.append("chromium (apt-get install chromium)")
+    if not VENDORED_CLIENT.exists():
+        missing.append("socket.io-client (make vendor, needs npm)")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        missing.append("playwright (pip install -e '.[dev]')")
+    return missing
+
+
+def _require(missing: list[str], ci: bool) -> None:
+    if missing:
+        reason = "the browser test needs " + ", ".join(missing)
+        if ci:
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def browser_parts() -> None:
+    _require(_missing(), os.environ.get("CI") == "true")
+
+
+def test_missing_browser_parts_fail_under_ci_and_skip_elsewhere() -> None:
+    with pytest.raises(pytest.fail.Exception, match="chromium"):
+        _require(["chromium (apt-get install chromium)"], ci=True)
+    with pytest.raises(pytest.skip.Exception, match=r"socket\.io-client"):
+        _require(["socket.io-client (make vendor, needs npm)"], ci=False)
+    _require([], ci=True)
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_the_page_returns_to_login_when_the_session_expires(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    timeout = 4.0  # seconds: long enough to log in and load the table, short enough to wait
+    demo = create_app(timeout=timeout, warn_before=2.0)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 760, "height": 640})
+            console: list[str] = []
+            page.on("console", lambda message: console.append(message.text))
+            await page.goto(url)
+            script = page.locator("script[data-socketio]")
+            assert await script.get_attribute("src") == "/vendor/socket.io.min.js"
+
+            await page.fill("#username", "Luca")
+            await page.fill("#password", "sessionkit")
+            await page.click("#login")
+            await expect(page.locator("#who")).to_have_text("Luca")
+            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            await page.click("#load")
+            await expect(page.locator("#table")).to_be_visible()
+            loaded_at = time.monotonic()
+            await expect(page.locator("#table tbody tr")).to_have_count(5)
+            await expect(page.locator("#table")).to_contain_text("Technology")
+            assert "s" in (await page.locator("#countdown").inner_text())
+            shot = tmp_path / "logged-in.png"
+            await page.screenshot(path=str(shot))
+            keep = os.environ.get("DEMO_SCREENSHOTS")  # a folder: docs/ when refreshing them
+            if keep:
+                shutil.copy(shot, Path(keep) / "demo.png")
+
+            # No further action: the server's push must bring the login form back.
+            await expect(page.locator("#message")).to_contain_text("ends in", timeout=10_000)
+            await expect(page.locator("#login-form")).to_be_visible(timeout=10_000)
+            back_after = time.monotonic() - loaded_at
+            await expect(page.locator("#app-view")).to_be_hidden()
+            await expect(page.locator("#message")).to_have_text(
+                "Logged out by the server: your session expired."
+            )
+            await page.screenshot(path=str(tmp_path / "logged-out.png"))
+            if keep:
+                shutil.copy(tmp_path / "logged-out.png", Path(keep) / "demo-logged-out.png")
+            print(f"\nlogin form back {back_after:.2f} s after the last API call ({timeout} s)")
+            assert (tmp_path / "logged-out.png").stat().st_size > 1000
+            text = await page.locator("body").inner_text()
+            assert "Log in" in text and "Technology" not in text
+            # The session ends `timeout` s after the table call restarted it; allow slack.
+            assert timeout - 0.5 < back_after < timeout + 2.5, back_after
+            assert not [line for line in console if "error" in line.lower()], console
+        finally:
+            await browser.close()
+    assert await demo.sm.count_sessions() == 0
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_log_out_everywhere_returns_every_tab_to_login() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tabs = [await browser.new_page(), await (await browser.new_context()).new_page()]
+            for tab in tabs:
+                await tab.goto(url)
+                await tab.fill("#username", "Luca")
+                await tab.fill("#password", "sessionkit")
+                await tab.click("#login")
+                await expect(tab.locator("#socket-state")).to_have_text("Socket: connected")
+            assert await demo.sm.count_sessions() == 2
+            await tabs[0].click("#logout-all")
+            for tab in tabs:
+                await expect(tab.locator("#login-form")).to_be_visible(timeout=5_000)
+                await expect(tab.locator("#message")).to_have_text(
+                    "Logged out by the server: you logged out everywhere."
+                )
+        finally:
+            await browser.close()
+    assert await demo.sm.count_sessions() == 0

@@ -1,0 +1,203 @@
+"""The ASGI integration, served by uvicorn on a loopback port and called over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+
+from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse  # noqa: E402
+from starlette.routing import Route  # noqa: E402
+
+from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable  # noqa: E402
+from sessionkit.starlette import (  # noqa: E402
+    RequireSession,
+    SessionDependency,
+    SessionRequired,
+    get_session,
+    read_session_key,
+    session_required_handler,
+)
+from tests.servers import serve  # noqa: E402
+
+
+async def whoami(request: Request) -> JSONResponse:
+    session = get_session(request)
+    return JSONResponse({"user": session.username, "same": request.state.session is session})
+
+
+@pytest.fixture
+async def sm() -> AsyncIterator[SessionManager]:
+    manager = SessionManager(timeout=30)
+    yield manager
+    await manager.aclose()
+
+
+def app_for(sm: SessionManager) -> Starlette:
+    return Starlette(
+        routes=[
+            Route("/any", RequireSession(whoami, sm)),
+            Route("/cookie-only", RequireSession(whoami, sm, sources=("cookie",), cookie="sid")),
+            Route("/no-restart", RequireSession(whoami, sm, restart=False)),
+        ]
+    )
+
+
+@pytest.fixture
+async def http(sm: SessionManager) -> AsyncIterator[Any]:
+    async with serve(app_for(sm)) as url, httpx.AsyncClient(base_url=url) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        lambda key: {"headers": {"session_key": key}},
+        lambda key: {"headers": {"Authorization": f"Bearer {key}"}},
+        lambda key: {"headers": {"authorization": f"bearer   {key}"}},
+        lambda key: {"headers": {"cookie": f"theme=dark; session_key={key}"}},
+    ],
+    ids=["session_key header", "bearer", "bearer lower case", "cookie"],
+)
+async def test_each_key_source_lets_a_live_session_in(
+    sm: SessionManager, http: Any, how: Any
+) -> None:
+    key = await sm.load_new_session("Luca")
+    response = await http.get("/any", **how(key))
+    assert response.status_code == 200
+    assert response.json() == {"user": "Luca", "same": True}
+
+
+async def test_sources_are_configurable(sm: SessionManager, http: Any) -> None:
+    key = await sm.load_new_session("Luca")
+    assert (await http.get("/cookie-only", headers={"session_key": key})).status_code == 401
+    response = await http.get("/cookie-only", headers={"cookie": f"sid={key}"})
+    assert response.json()["user"] == "Luca"
+    with pytest.raises(ValueError):
+        RequireSession(whoami, sm, sources=("query",))
+    with pytest.raises(ValueError):
+        SessionDependency(sm, sources=())
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"session_key": "no-such-session"},
+        {"session_key": "x" * 300},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"cookie": "session_key"},
+    ],
+)
+async def test_missing_or_dead_keys_get_401_with_logout(http: Any, headers: dict[str, str]) -> None:
+    response = await http.get("/any", headers=headers)
+    assert response.status_code == 401
+    body = response.json()
+    assert body["logout"] is True
+    assert isinstance(body["message"], str) and body["message"]
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_an_ended_session_gets_401(sm: SessionManager, http: Any) -> None:
+    key = await sm.load_new_session("Luca")
+    await sm.delete_session(key)
+    response = await http.get("/any", headers={"session_key": key})
+    assert response.status_code == 401
+    assert response.json()["logout"] is True
+    assert key not in response.text
+
+
+async def test_a_call_restarts_the_timer(sm: SessionManager, http: Any) -> None:
+    key = await sm.load_new_session("Luca")
+    before = (await sm.get_session_details(key)).expires_at
+    await asyncio.sleep(0.2)
+    assert (await http.get("/no-restart", headers={"session_key": key})).status_code == 200
+    # The memory store maps its monotonic clock to wall time on each read: a few µs of jitter.
+    unmoved = (await sm.get_session_details(key)).expires_at - before
+    assert abs(unmoved.total_seconds()) < 0.01
+    assert (await http.get("/any", headers={"session_key": key})).status_code == 200
+    moved = (await sm.get_session_details(key)).expires_at
+    assert (moved - before).total_seconds() >= 0.15
+
+
+async def test_an_unreachable_store_is_503_not_logout() -> None:
+    class DownStore(MemoryStore):
+        async def touch(self, key: str, timeout: float) -> float | None:  # noqa: ASYNC109
+            raise StoreUnavailable("store down")
+
+    manager = SessionManager(timeout=30, store=DownStore())
+    try:
+        key = await manager.load_new_session("Luca")
+        async with serve(app_for(manager)) as url, httpx.AsyncClient(base_url=url) as client:
+            response = await client.get("/any", headers={"session_key": key})
+        assert response.status_code == 503
+        assert response.json()["logout"] is False
+    finally:
+        await manager.aclose()
+
+
+async def test_get_session_without_the_wrapper_is_a_lookup_error() -> None:
+    async def bare(request: Request) -> JSONResponse:
+        with pytest.raises(LookupError):
+            get_session(request)
+        assert read_session_key(request) == "k"
+        assert read_session_key(request, ("bearer",)) is None
+        return JSONResponse({})
+
+    async with (
+        serve(Starlette(routes=[Route("/", bare)])) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
+        assert (await client.get("/", headers={"session_key": "k"})).status_code == 200
+
+
+async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
+    live = SessionDependency(sm, sources=("bearer",))
+
+    async def table(request: Request) -> JSONResponse:
+        session = await live(request)
+        return JSONResponse({"user": session.username})
+
+    app = Starlette(
+        routes=[Route("/table", table)],
+        exception_handlers={SessionRequired: session_required_handler},
+    )
+    key = await sm.load_new_session("Fabio")
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        ok = await client.get("/table", headers={"Authorization": f"Bearer {key}"})
+        refused = await client.get("/table", headers={"session_key": key})
+    assert ok.json() == {"user": "Fabio"}
+    assert refused.status_code == 401
+    assert refused.json()["logout"] is True
+
+
+async def test_the_dependency_form_with_fastapi(sm: SessionManager) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi import Depends, FastAPI
+
+    live = SessionDependency(sm)
+    app = FastAPI(exception_handlers={SessionRequired: session_required_handler})
+
+    @app.post("/api/get_table_data")
+    async def table(session: SessionDetails = Depends(live)) -> dict[str, str]:  # noqa: B008
+        return {"user": session.username}
+
+    key = await sm.load_new_session("Luca")
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        ok = await client.post("/api/get_table_data", headers={"session_key": key})
+        refused = await client.post("/api/get_table_data", headers={"session_key": "gone"})
+        missing = await client.post("/api/get_table_data")
+    assert ok.status_code == 200
+    assert ok.json() == {"user": "Luca"}
+    for response in (refused, missing):
+        assert response.status_code == 401
+        assert response.json()["logout"] is True
