@@ -273,7 +273,7 @@ class SessionManager:
         :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
         """
         try:
-            from sessionkit.socketio import bind_socketio  # type: ignore[import-not-found]
+            from sessionkit.socketio import bind_socketio
         except ImportError as exc:
             raise TypeError(
                 "init_socket_reference needs a socketio.AsyncServer; "

@@ -131,7 +131,7 @@ async def test_a_call_restarts_the_timer(sm: SessionManager, http: Any) -> None:
 
 async def test_an_unreachable_store_is_503_not_logout() -> None:
     class DownStore(MemoryStore):
-        async def touch(self, key: str, timeout: float) -> float | None:  # noqa: ASYNC109
+        async def touch(self, key: str, timeout: float) -> float | None:
             raise StoreUnavailable("store down")
 
     manager = SessionManager(timeout=30, store=DownStore())
