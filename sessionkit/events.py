@@ -6,6 +6,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, TypeAlias
 
 __all__ = ("EVENTS", "EventHandler", "SessionEvent")
@@ -34,7 +35,8 @@ class SessionEvent:
     or ``""`` for an ``error`` that concerns no single session. ``reason`` says why a session
     ended (``"logout"``, ``"expired"``, ``"absolute_timeout"``, ``"delete_all"``,
     ``"logout_all"``, ``"evicted"``); ``data`` is a copy of the session's data; ``error`` is the
-    exception an ``error`` event reports.
+    exception an ``error`` event reports. ``created_at`` (UTC) is when the session began, on
+    every event about one session, so that a handler can tell how long it lived.
     """
 
     name: str
@@ -44,6 +46,7 @@ class SessionEvent:
     reason: str | None = None
     data: Any = None
     error: BaseException | None = None
+    created_at: datetime | None = None
 
 
 EventHandler: TypeAlias = Callable[[SessionEvent], Awaitable[object] | object]

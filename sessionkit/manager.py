@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import UTC, datetime
 from numbers import Real
 from types import TracebackType
 from typing import Any, ClassVar, Protocol, overload
@@ -65,6 +66,17 @@ def _name(key: object) -> str:
 
 def _missing(key: object) -> SessionNotFound:
     return SessionNotFound(f"no live session for {_name(key)}")
+
+
+def _event(
+    name: str, key: str | None, record: SessionRecord, reason: str | None = None
+) -> SessionEvent:
+    # Each event decodes its own copy of the data: one handler cannot change another's.
+    created = datetime.fromtimestamp(record.created_at, UTC)
+    data = decode_data(record.data)
+    return SessionEvent(
+        name, key, record.key_hash, record.username, reason, data, created_at=created
+    )
 
 
 class SessionManager:
@@ -327,8 +339,10 @@ class SessionManager:
         if evicted:
             await self._end(evicted, "evicted", notify=True)
         if self._events.wants("session_created"):
+            created = datetime.now(UTC)
+            data = decode_data(text)
             event = SessionEvent(
-                "session_created", key, hash_key(key), username, data=decode_data(text)
+                "session_created", key, hash_key(key), username, data=data, created_at=created
             )
             await self._events.emit(event)
         return key
@@ -413,7 +427,7 @@ class SessionManager:
             return False
         record = await self._store.get(key)
         username = None if record is None else record.username
-        await self._notify(key, hash_key(key), username, "logout")
+        await self._notify(key, hash_key(key), username, "logout", record)
         return self._socket is not None
 
     async def check_session_status(self, key: str) -> bool:
@@ -468,11 +482,7 @@ class SessionManager:
         if self._bridge is not None:
             await self._call_bridge(self._bridge.rotated(hash_key(key), record.key_hash, fresh))
         if self._events.wants("session_rotated"):
-            data = decode_data(record.data)
-            event = SessionEvent(
-                "session_rotated", fresh, record.key_hash, record.username, data=data
-            )
-            await self._events.emit(event)
+            await self._events.emit(_event("session_rotated", fresh, record))
         return fresh
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
@@ -563,11 +573,7 @@ class SessionManager:
         if self._events.wants("session_expiring"):
             record = await self._store.get(key)
             if record is not None:
-                data = decode_data(record.data)
-                event = SessionEvent(
-                    "session_expiring", key, record.key_hash, record.username, data=data
-                )
-                await self._events.emit(event)
+                await self._events.emit(_event("session_expiring", key, record))
 
     async def _sweep_forever(self, interval: float) -> None:
         with anyio.CancelScope() as scope:
@@ -599,30 +605,29 @@ class SessionManager:
             why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
-            if events.wants("session_deleted") or (
-                reason is None and events.wants("session_expired")
-            ):
-                data = decode_data(record.data)
-                deleted = SessionEvent(
-                    "session_deleted", key, record.key_hash, record.username, why, data
-                )
-                await events.emit(deleted)
-                if reason is None:
-                    expired = SessionEvent(
-                        "session_expired", key, record.key_hash, record.username, why, data
-                    )
-                    await events.emit(expired)
+            if events.wants("session_deleted"):
+                await events.emit(_event("session_deleted", key, record, why))
+            if reason is None and events.wants("session_expired"):
+                await events.emit(_event("session_expired", key, record, why))
             if notify:
-                await self._notify(key, record.key_hash, record.username, why)
+                await self._notify(key, record.key_hash, record.username, why, record)
             if loop.time() - started > _SLICE:
                 await asyncio.sleep(0)  # a burst of endings must not stall the loop
                 started = loop.time()
 
     async def _notify(
-        self, key: str | None, key_hash: str, username: str | None, reason: str
+        self,
+        key: str | None,
+        key_hash: str,
+        username: str | None,
+        reason: str,
+        record: SessionRecord | None,
     ) -> None:
         if self._events.wants("notify_client_to_logout"):
-            event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
+            if record is None:
+                event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
+            else:
+                event = _event("notify_client_to_logout", key, record, reason)
             await self._events.emit(event)
         if self._bridge is not None:
             await self._call_bridge(self._bridge.logout(key_hash, reason))

@@ -12,14 +12,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
+import socketio
 
-socketio = pytest.importorskip("socketio")
-pytest.importorskip("uvicorn")
-pytest.importorskip("aiohttp")
-
-from sessionkit import SessionManager  # noqa: E402
-from sessionkit.socketio import KeyRedactingFilter, bind_socketio, redact, room_for  # noqa: E402
-from tests.servers import serve  # noqa: E402
+from sessionkit import SessionManager
+from sessionkit.socketio import KeyRedactingFilter, bind_socketio, redact, room_for
+from tests.servers import serve
 
 Served = Callable[..., AbstractAsyncContextManager[str]]
 

@@ -6,19 +6,15 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
-pytest.importorskip("starlette")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
-
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable  # noqa: E402
-from sessionkit.starlette import (  # noqa: E402
+from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
+from sessionkit.starlette import (
     RequireSession,
     SessionDependency,
     SessionRequired,
@@ -26,7 +22,7 @@ from sessionkit.starlette import (  # noqa: E402
     read_session_key,
     session_required_handler,
 )
-from tests.servers import serve  # noqa: E402
+from tests.servers import serve
 
 
 async def whoami(request: Request) -> JSONResponse:

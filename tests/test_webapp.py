@@ -5,16 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
+import httpx
+import socketio
 
-for _module in ("socketio", "starlette", "prometheus_client", "httpx", "uvicorn", "aiohttp"):
-    pytest.importorskip(_module)
-
-import httpx  # noqa: E402
-import socketio  # noqa: E402
-
-from examples.webapp.app import PasswordBook, create_app  # noqa: E402
-from tests.servers import serve  # noqa: E402
+from examples.webapp.app import PasswordBook, create_app
+from tests.servers import serve
 
 
 async def test_password_book_checks_scrypt_hashes() -> None:
