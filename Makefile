@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,socketio,starlette,prometheus
+EXTRAS := dev,redis,socketio,starlette,prometheus
 # The browser's Socket.IO client, from npm's socket.io-client package (an ignored folder).
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js

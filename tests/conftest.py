@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
+from tests.redis_server import RedisServer, require_server
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
-STORE_KINDS = ["memory"]
+STORE_KINDS = ["memory", "redis"]
+
+_prefixes = itertools.count()
+
+
+def fresh_prefix() -> str:
+    """A key prefix no other store in this test run uses."""
+    return f"sktest:{next(_prefixes)}:"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis-compatible server for the whole run (skipped, or failed under CI=true,
+    when none can be found)."""
+    server = RedisServer(require_server(), tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+    """A ``redis.asyncio.Redis`` client to the run's server, closed after the test."""
+    from redis.asyncio import Redis
+
+    client = Redis(host="127.0.0.1", port=redis_server.port)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -17,6 +51,19 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
     """A factory of fresh, empty stores of one kind (the test runs once per kind)."""
     if request.param == "memory":
         yield MemoryStore
+    elif request.param == "redis":
+        from redis.asyncio import Redis
+
+        from sessionkit.stores.redis import RedisStore
+
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = Redis(host="127.0.0.1", port=server.port)
+
+        def make() -> SessionStore:
+            return RedisStore(client, prefix=fresh_prefix())
+
+        yield make
+        await client.aclose()
     else:  # pragma: no cover - every kind in STORE_KINDS is handled above
         raise AssertionError(request.param)
 
@@ -40,3 +87,9 @@ BAD_KEYS: list[object] = [
     "../../etc/passwd",
     "unknown-but-well-formed-key-0123456789abcdefghijklmno",
 ]
+
+
+@pytest.fixture
+def server_dir(tmp_path: Path) -> Path:
+    """A directory for a test's own server."""
+    return tmp_path / "redis"

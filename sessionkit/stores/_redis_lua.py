@@ -1,0 +1,350 @@
+"""The Lua scripts behind :class:`~sessionkit.stores.redis.RedisStore`.
+
+Each public operation is one script, so it is one round trip and one atomic step on the server.
+Every script gets ``ARGV[1]`` = the key prefix and ``ARGV[2]`` = how long (ms) a session's
+record is kept past its deadline for a manager to claim it; its own arguments follow.
+
+Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key):
+
+- ``P s:<h>``: hash of one session: ``u`` username, ``c`` created, ``l`` last active,
+  ``d`` deadline, ``a`` absolute deadline, ``t`` the session's own idle timeout, ``x`` data
+  (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
+- ``P u:<username>``: sorted set of the user's session hashes, scored by creation time.
+- ``P c``: sorted set of every session hash, scored by creation time (oldest-first listings).
+- ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
+
+Every key carries a TTL: a session's hash lives until its deadline plus the retention, and an
+index at least as long as the longest-lived member it was last given. Indexes may hold members
+whose hash has already gone (a retention lapsed with no manager running); scripts skip those
+and drop them where they meet them.
+
+The scripts name keys they build from the prefix rather than declaring them in ``KEYS``, so
+they run on a single Redis (or a primary with replicas), not on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "CHECK",
+    "CLAIM",
+    "COUNT",
+    "CREATE",
+    "DELETE",
+    "DELETE_ALL",
+    "DELETE_USER",
+    "GET",
+    "ROTATE",
+    "SET_DATA",
+    "SWEEP",
+    "TOUCH",
+    "USERNAMES",
+    "USER_SESSIONS",
+)
+
+# Lua 5.1's tostring() keeps 14 digits; microsecond timestamps need 16, hence fmt().
+_PRELUDE = """
+local P = ARGV[1]
+local RETAIN = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local D = P .. 'd'
+local C = P .. 'c'
+local function fmt(n) return string.format('%.0f', n) end
+local function skey(h) return P .. 's:' .. h end
+local function ukey(u) return P .. 'u:' .. u end
+local function ttl_for(deadline)
+  local left = math.ceil((deadline - now) / 1000)
+  if left < 0 then left = 0 end
+  return left + RETAIN
+end
+local function keep(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+local function load(h)
+  local raw = redis.call('HGETALL', skey(h))
+  if #raw == 0 then return nil end
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  return f
+end
+local function live(f) return f ~= nil and tonumber(f.d) > now end
+local function record(h, f)
+  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now)}
+end
+local function drop(h, f)
+  redis.call('DEL', skey(h))
+  redis.call('ZREM', D, h)
+  redis.call('ZREM', C, h)
+  redis.call('ZREM', ukey(f.u), h)
+end
+"""
+
+# ARGV: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
+# has_data ('1'/'0'), data. Returns the evicted records, oldest first.
+CREATE = (
+    _PRELUDE
+    + """
+local h, user, timeout = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local U = ukey(user)
+local evicted = {}
+if ARGV[8] ~= '' then
+  local alive = {}
+  for _, m in ipairs(redis.call('ZRANGE', U, 0, -1)) do
+    local f = load(m)
+    if f == nil then
+      redis.call('ZREM', U, m)
+    elseif live(f) then
+      alive[#alive + 1] = {m, f}
+    end
+  end
+  for i = 1, #alive - tonumber(ARGV[8]) + 1 do
+    local m, f = alive[i][1], alive[i][2]
+    evicted[#evicted + 1] = record(m, f)
+    drop(m, f)
+  end
+end
+local deadline = now + timeout
+local fields = {'u', user, 'c', fmt(now), 'l', fmt(now)}
+if ARGV[7] ~= '' then
+  local absolute = now + tonumber(ARGV[7])
+  if absolute < deadline then deadline = absolute end
+  fields[#fields + 1] = 'a'
+  fields[#fields + 1] = fmt(absolute)
+end
+fields[#fields + 1] = 'd'
+fields[#fields + 1] = fmt(deadline)
+if ARGV[6] == '1' then
+  fields[#fields + 1] = 't'
+  fields[#fields + 1] = fmt(timeout)
+end
+if ARGV[9] == '1' then
+  fields[#fields + 1] = 'x'
+  fields[#fields + 1] = ARGV[10]
+end
+local S = skey(h)
+redis.call('HSET', S, unpack(fields))
+local ttl = ttl_for(deadline)
+redis.call('PEXPIRE', S, ttl)
+redis.call('ZADD', U, fmt(now), h)
+keep(U, ttl)
+redis.call('ZADD', D, fmt(deadline), h)
+keep(D, ttl)
+redis.call('ZADD', C, fmt(now), h)
+keep(C, ttl)
+return evicted
+"""
+)
+
+# ARGV: h. Returns microseconds left, or nil.
+CHECK = (
+    _PRELUDE
+    + """
+local d = redis.call('HGET', skey(ARGV[3]), 'd')
+if not d or tonumber(d) <= now then return false end
+return fmt(tonumber(d) - now)
+"""
+)
+
+# ARGV: h, timeout_us. Returns microseconds left until the new deadline, or nil.
+TOUCH = (
+    _PRELUDE
+    + """
+local h = ARGV[3]
+local S = skey(h)
+local f = redis.call('HMGET', S, 'd', 'a', 't', 'u')
+if not f[1] or tonumber(f[1]) <= now then return false end
+local deadline = now + tonumber(f[3] or ARGV[4])
+if f[2] and tonumber(f[2]) < deadline then deadline = tonumber(f[2]) end
+redis.call('HSET', S, 'l', fmt(now), 'd', fmt(deadline))
+local ttl = ttl_for(deadline)
+redis.call('PEXPIRE', S, ttl)
+redis.call('ZADD', D, fmt(deadline), h)
+keep(D, ttl)
+keep(C, ttl)
+keep(ukey(f[4]), ttl)
+return fmt(deadline - now)
+"""
+)
+
+# ARGV: h. Returns the live record, or nil.
+GET = (
+    _PRELUDE
+    + """
+local f = load(ARGV[3])
+if not live(f) then return false end
+return record(ARGV[3], f)
+"""
+)
+
+# ARGV: h, has_data ('1'/'0'), data. Returns 1 if the session was live and now holds data.
+SET_DATA = (
+    _PRELUDE
+    + """
+local S = skey(ARGV[3])
+local d = redis.call('HGET', S, 'd')
+if not d or tonumber(d) <= now then return 0 end
+if ARGV[4] == '1' then
+  redis.call('HSET', S, 'x', ARGV[5])
+else
+  redis.call('HDEL', S, 'x')
+end
+return 1
+"""
+)
+
+# ARGV: h. Returns the record as it was, or nil if it was not live.
+DELETE = (
+    _PRELUDE
+    + """
+local f = load(ARGV[3])
+if not live(f) then return false end
+drop(ARGV[3], f)
+return record(ARGV[3], f)
+"""
+)
+
+# ARGV: h, new_h. Returns the record under the new hash, or nil if h was not live.
+ROTATE = (
+    _PRELUDE
+    + """
+local h, nh = ARGV[3], ARGV[4]
+local f = load(h)
+if not live(f) then return false end
+-- RENAME keeps the TTL. Each index gains the new member before it loses the old one: a
+-- set emptied by ZREM is deleted, and ZADD would bring it back without a TTL.
+redis.call('RENAME', skey(h), skey(nh))
+local U = ukey(f.u)
+redis.call('ZADD', U, f.c, nh)
+redis.call('ZREM', U, h)
+redis.call('ZADD', C, f.c, nh)
+redis.call('ZREM', C, h)
+redis.call('ZADD', D, f.d, nh)
+redis.call('ZREM', D, h)
+return record(nh, f)
+"""
+)
+
+# ARGV: h... Returns {claimed records, pending {h, microseconds left, capped 1/0}}.
+CLAIM = (
+    _PRELUDE
+    + """
+local claimed, pending = {}, {}
+for i = 3, #ARGV do
+  local h = ARGV[i]
+  local f = load(h)
+  if f ~= nil then
+    local d = tonumber(f.d)
+    if d <= now then
+      claimed[#claimed + 1] = record(h, f)
+      drop(h, f)
+    else
+      local capped = 0
+      if f.a and tonumber(f.a) <= d then capped = 1 end
+      pending[#pending + 1] = {h, fmt(d - now), capped}
+    end
+  end
+end
+return {claimed, pending}
+"""
+)
+
+# ARGV: lag_us, limit. Claims sessions at least lag_us past their deadline (their owners'
+# timers had their chance). Returns the claimed records.
+SWEEP = (
+    _PRELUDE
+    + """
+local claimed = {}
+local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - tonumber(ARGV[3])),
+  'LIMIT', 0, tonumber(ARGV[4]))
+for _, h in ipairs(due) do
+  local f = load(h)
+  if f == nil then
+    redis.call('ZREM', D, h)
+    redis.call('ZREM', C, h)
+  elseif tonumber(f.d) <= now then
+    claimed[#claimed + 1] = record(h, f)
+    drop(h, f)
+  else
+    redis.call('ZADD', D, f.d, h)
+  end
+end
+return claimed
+"""
+)
+
+# ARGV: start, count. Returns {usernames of the live sessions among the count oldest from
+# start, how many members the range held}.
+USERNAMES = (
+    _PRELUDE
+    + """
+local start = tonumber(ARGV[3])
+local members = redis.call('ZRANGE', C, start, start + tonumber(ARGV[4]) - 1)
+local names = {}
+for _, h in ipairs(members) do
+  local f = redis.call('HMGET', skey(h), 'd', 'u')
+  if f[1] and tonumber(f[1]) > now then names[#names + 1] = f[2] end
+end
+return {names, #members}
+"""
+)
+
+# ARGV: (none). Returns the number of live sessions.
+COUNT = (
+    _PRELUDE
+    + """
+return redis.call('ZCOUNT', D, '(' .. fmt(now), '+inf')
+"""
+)
+
+# ARGV: username. Returns the user's live records, oldest first.
+USER_SESSIONS = (
+    _PRELUDE
+    + """
+local out = {}
+for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[3]), 0, -1)) do
+  local f = load(h)
+  if live(f) then out[#out + 1] = record(h, f) end
+end
+return out
+"""
+)
+
+# ARGV: username. Ends the user's live sessions; returns their records, oldest first.
+DELETE_USER = (
+    _PRELUDE
+    + """
+local out = {}
+for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[3]), 0, -1)) do
+  local f = load(h)
+  if live(f) then
+    out[#out + 1] = record(h, f)
+    drop(h, f)
+  end
+end
+return out
+"""
+)
+
+# ARGV: start, count. Ends the live sessions among the count oldest from start; returns
+# {records, how many members the range held, how many of them stay (past their deadline)}.
+DELETE_ALL = (
+    _PRELUDE
+    + """
+local start = tonumber(ARGV[3])
+local members = redis.call('ZRANGE', C, start, start + tonumber(ARGV[4]) - 1)
+local out, kept = {}, 0
+for _, h in ipairs(members) do
+  local f = load(h)
+  if live(f) then
+    out[#out + 1] = record(h, f)
+    drop(h, f)
+  elseif f ~= nil then
+    kept = kept + 1
+  else
+    redis.call('ZREM', C, h)
+    redis.call('ZREM', D, h)
+  end
+end
+return {out, #members, kept}
+"""
+)

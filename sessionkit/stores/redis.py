@@ -1,0 +1,322 @@
+"""RedisStore: sessions shared by many processes and hosts through one Redis (or Valkey)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+
+from sessionkit.exceptions import StoreUnavailable
+from sessionkit.keys import hash_key
+from sessionkit.models import SessionRecord
+from sessionkit.stores import _redis_lua as lua
+from sessionkit.stores.base import Pending, SessionStore
+
+try:
+    from redis.asyncio import Redis
+    from redis.exceptions import RedisError
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "sessionkit.stores.redis needs redis-py: pip install 'sessionkit[redis]'"
+    ) from exc
+
+__all__ = ("RedisStore",)
+
+_US = 1_000_000  # microseconds per second: the scripts count time in them
+_RETAIN = 60 * 60  # seconds a session's record outlives its deadline, waiting for a claim
+_SWEEP_BATCH = 1000  # sessions one sweep claims at most
+_LIST_BATCH = 1000  # sessions one listing round trip reads at most
+
+
+def _text(value: Any) -> str | None:
+    # The client may or may not decode responses: accept both.
+    if value is None or isinstance(value, str):
+        return value
+    return bytes(value).decode("utf-8")
+
+
+def _us(seconds: float) -> int:
+    return round(seconds * _US)
+
+
+class RedisStore(SessionStore):
+    """Keeps sessions in Redis, so that every process and host using it shares them.
+
+    Each operation is one Lua script, run atomically by the server: one round trip, and one
+    winner when callers race (two processes claiming one expired session, a rotation against
+    a rotation, new data against a logout). Deadlines are judged by the server's clock, so the
+    workers' clocks may drift. Session keys are stored as their SHA-256 digest, and every key
+    written carries a TTL::
+
+        from redis.asyncio import Redis
+        from sessionkit import SessionManager
+        from sessionkit.stores.redis import RedisStore
+
+        client = Redis(host="127.0.0.1", port=6379)
+        async with SessionManager(timeout=15 * 60, store=RedisStore(client)) as sm:
+            key = await sm.load_new_session("Luca")
+
+    A session past its deadline is kept (not live) for an hour so that a manager can claim it
+    and report its end; each manager sweeps every ``sweep_interval`` seconds for sessions that
+    no live process claimed (their process died). The store runs on one Redis server (with
+    replicas or Sentinel), not on Redis Cluster: its scripts reach keys they compute.
+
+    :param client: a ``redis.asyncio.Redis`` client; the store does not close it.
+    :param prefix: put before every key the store writes; give each application its own.
+    :param sweep_interval: seconds between sweeps for sessions of dead processes.
+    :param op_timeout: seconds each round trip may take, whatever the client's own timeouts
+        and retries, before the call raises :class:`~sessionkit.StoreUnavailable`.
+    :raises TypeError: if ``client`` is not a ``redis.asyncio.Redis``.
+    :raises ValueError: for an empty prefix, or an interval or timeout that is not a positive
+        finite number.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "sessionkit:",
+        sweep_interval: float = 5.0,  # seconds
+        op_timeout: float = 2.0,  # seconds
+    ) -> None:
+        if not isinstance(client, Redis):
+            raise TypeError(f"client must be a redis.asyncio.Redis, not {type(client).__name__}")
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError("prefix must be a non-empty str")
+        for name, value in (("sweep_interval", sweep_interval), ("op_timeout", op_timeout)):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError(f"{name} must be a number of seconds")
+            if not (0 < value < math.inf):
+                raise ValueError(f"{name} must be a positive finite number of seconds")
+        self.sweep_interval = float(sweep_interval)
+        self._client = client
+        self._prefix = prefix
+        self._op_timeout = float(op_timeout)
+        self._retain_ms = str(_RETAIN * 1000)
+        # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
+        # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
+        self._sweep_lag_us = str(_us(min(1.0, self.sweep_interval)))
+        self._scripts = {
+            name: client.register_script(getattr(lua, name))
+            for name in (
+                "CHECK",
+                "CLAIM",
+                "COUNT",
+                "CREATE",
+                "DELETE",
+                "DELETE_ALL",
+                "DELETE_USER",
+                "GET",
+                "ROTATE",
+                "SET_DATA",
+                "SWEEP",
+                "TOUCH",
+                "USERNAMES",
+                "USER_SESSIONS",
+            )
+        }
+
+    @property
+    def prefix(self) -> str:
+        """The prefix of every key this store writes."""
+        return self._prefix
+
+    async def _run(self, name: str, *args: str | int) -> Any:
+        script = self._scripts[name]
+        try:
+            with anyio.fail_after(self._op_timeout):
+                return await script(args=(self._prefix, self._retain_ms, *args))
+        except TimeoutError as exc:
+            raise StoreUnavailable(
+                f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
+            ) from exc
+        except RedisError as exc:
+            raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
+        key_hash, username, created, last, deadline, absolute, data, remaining = map(_text, raw)
+        assert key_hash is not None and username is not None
+        assert created is not None and last is not None and deadline is not None
+        assert remaining is not None
+        return SessionRecord(
+            key=key,
+            key_hash=key_hash,
+            username=username,
+            created_at=int(created) / _US,
+            last_active_at=int(last) / _US,
+            expires_at=int(deadline) / _US,
+            absolute_expires_at=None if absolute is None else int(absolute) / _US,
+            remaining=int(remaining) / _US,
+            data=data,
+        )
+
+    def _records(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
+        return [self._record(raw, None) for raw in raws]
+
+    async def create(
+        self,
+        key: str,
+        username: str,
+        data: str | None,
+        *,
+        timeout: float,  # noqa: ASYNC109 - the session's idle timeout, not a deadline
+        fixed_timeout: bool,
+        absolute_timeout: float | None,
+        max_per_user: int | None,
+    ) -> list[SessionRecord]:
+        """Store a new session, evicting the user's oldest ones over the cap in the same step.
+
+        See :meth:`SessionStore.create`. Evicted records have ``key=None``: the store knows
+        only their hashes.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        evicted = await self._run(
+            "CREATE",
+            hash_key(key),
+            username,
+            _us(timeout),
+            "1" if fixed_timeout else "0",
+            "" if absolute_timeout is None else _us(absolute_timeout),
+            "" if max_per_user is None else max_per_user,
+            "0" if data is None else "1",
+            "" if data is None else data,
+        )
+        return self._records(evicted)
+
+    async def check(self, key: str) -> float | None:
+        """Tell whether a session is live, in one round trip.
+
+        :return: seconds until its deadline, or ``None``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        left = _text(await self._run("CHECK", hash_key(key)))
+        return None if left is None else int(left) / _US
+
+    async def touch(self, key: str, timeout: float) -> float | None:  # noqa: ASYNC109
+        """Check a session and restart its idle deadline, in one round trip.
+
+        :return: seconds until the new deadline, or ``None`` if the session is not live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        left = _text(await self._run("TOUCH", hash_key(key), _us(timeout)))
+        return None if left is None else int(left) / _US
+
+    async def get(self, key: str) -> SessionRecord | None:
+        """Read a live session.
+
+        :return: its record, or ``None``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        raw = await self._run("GET", hash_key(key))
+        return None if raw is None else self._record(raw, key)
+
+    async def set_data(self, key: str, data: str | None) -> bool:
+        """Replace a live session's data; an ended session stays ended.
+
+        :return: ``True`` if the session was live and now holds ``data``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        has = "0" if data is None else "1"
+        return bool(await self._run("SET_DATA", hash_key(key), has, data or ""))
+
+    async def delete(self, key: str) -> SessionRecord | None:
+        """End a live session.
+
+        :return: the session as it was, or ``None`` if it was not live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        raw = await self._run("DELETE", hash_key(key))
+        return None if raw is None else self._record(raw, key)
+
+    async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
+        """Move a live session to ``new_key``; of two rotations of one key, one wins.
+
+        :return: the session under ``new_key``, or ``None`` if ``key`` was not live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        raw = await self._run("ROTATE", hash_key(key), hash_key(new_key))
+        return None if raw is None else self._record(raw, new_key)
+
+    async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
+        """Remove, of the given sessions, those past their deadline: of all the processes
+        claiming one session, only one gets it.
+
+        :return: the sessions this call removed, and those still live with their deadlines.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        by_hash = {hash_key(key): key for key in keys}
+        claimed, pending = await self._run("CLAIM", *by_hash)
+        records = [self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in claimed]
+        waiting = [
+            Pending(by_hash[_text(h) or ""], int(_text(left) or 0) / _US, bool(capped))
+            for h, left, capped in pending
+        ]
+        return records, waiting
+
+    async def sweep(self) -> list[SessionRecord]:
+        """Claim sessions past their deadline that no process claimed (their process died).
+
+        A session is left to its owner's timer for up to a second past its deadline; one
+        call claims at most 1,000 sessions.
+
+        :return: the sessions this call removed, with ``key=None``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        return self._records(await self._run("SWEEP", self._sweep_lag_us, _SWEEP_BATCH))
+
+    async def usernames(self) -> list[str]:
+        """List the username of every live session, oldest session first.
+
+        Reads 1,000 sessions per round trip, each bounded by ``op_timeout``.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        names: list[str] = []
+        start = 0
+        while True:
+            batch, seen = await self._run("USERNAMES", start, _LIST_BATCH)
+            names.extend(_text(name) or "" for name in batch)
+            if seen < _LIST_BATCH:
+                return names
+            start += seen
+
+    async def user_sessions(self, username: str) -> list[SessionRecord]:
+        """List a user's live sessions, oldest first, with ``key=None``.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        return self._records(await self._run("USER_SESSIONS", username))
+
+    async def count(self) -> int:
+        """Count the live sessions.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        return int(await self._run("COUNT"))
+
+    async def delete_all(self) -> list[SessionRecord]:
+        """End every live session, 1,000 per round trip.
+
+        :return: the sessions this call removed, oldest first, with ``key=None``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        ended: list[SessionRecord] = []
+        start = 0
+        while True:
+            raws, seen, kept = await self._run("DELETE_ALL", start, _LIST_BATCH)
+            ended.extend(self._records(raws))
+            if seen < _LIST_BATCH:
+                return ended
+            start += kept  # sessions past their deadline stay, for their expiry
+
+    async def delete_user(self, username: str) -> list[SessionRecord]:
+        """End every live session of one user.
+
+        :return: the sessions this call removed, oldest first, with ``key=None``.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        return self._records(await self._run("DELETE_USER", username))

@@ -1,0 +1,77 @@
+"""A worker process for the multi-process RedisStore tests.
+
+Run as ``python tests/redis_worker.py PORT PREFIX EVENTS_LIST SWEEP_INTERVAL``. It opens a
+SessionManager on a RedisStore, prints ``ready``, then reads commands from stdin, one a line,
+and answers each with one JSON line:
+
+- ``create N TIMEOUT``: create N sessions (users ``u0``...), answer
+  ``{"keys": [...], "deadlines": [...]}`` (deadlines as wall-clock seconds, by this process).
+- ``touch KEY``: restart a session's timer, answer ``{"ok": bool}``.
+- ``exit`` (or end of input): close the manager and leave.
+
+Every ``session_expired`` event is pushed to the Redis list EVENTS_LIST as
+``"<key_hash> <wall time> <pid> <key or ->"``, so the test counts events across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+import anyio
+import anyio.to_thread
+from redis.asyncio import Redis
+
+from sessionkit import SessionEvent, SessionManager, SessionNotFound
+from sessionkit.stores.redis import RedisStore
+
+
+def _say(payload: object) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+async def main(port: int, prefix: str, events_list: str, sweep_interval: float) -> None:
+    client = Redis(host="127.0.0.1", port=port)
+    recorder = Redis(host="127.0.0.1", port=port)
+    store = RedisStore(client, prefix=prefix, sweep_interval=sweep_interval)
+    sm = SessionManager(timeout=2, store=store)
+
+    async def expired(event: SessionEvent) -> None:
+        line = f"{event.key_hash} {time.time():.6f} {os.getpid()} {event.key or '-'}"
+        async with recorder.pipeline(transaction=True) as pipe:
+            pipe.rpush(events_list, line)
+            pipe.expire(events_list, 600)
+            await pipe.execute()
+
+    sm.on("session_expired", expired)
+    async with sm:
+        _say("ready")
+        while True:
+            line = await anyio.to_thread.run_sync(sys.stdin.readline)
+            words = line.split()
+            if not words or words[0] == "exit":
+                break
+            if words[0] == "create":
+                count, timeout = int(words[1]), float(words[2])
+                keys, deadlines = [], []
+                for i in range(count):
+                    keys.append(await sm.load_new_session(f"u{i}", timeout=timeout))
+                    deadlines.append(time.time() + timeout)
+                _say({"keys": keys, "deadlines": deadlines})
+            elif words[0] == "touch":
+                try:
+                    ok = await sm.restart_session_timer(words[1])
+                except SessionNotFound:
+                    ok = False
+                _say({"ok": ok})
+    await client.aclose()
+    await recorder.aclose()
+
+
+if __name__ == "__main__":
+    port, prefix, events_list, sweep = sys.argv[1:5]
+    asyncio.run(main(int(port), prefix, events_list, float(sweep)))

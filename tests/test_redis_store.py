@@ -1,0 +1,278 @@
+"""RedisStore on a real server, in one process: round trips, races, hygiene, sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Connection, ConnectionPool, Redis
+
+from sessionkit import SessionManager, SessionNotFound
+from sessionkit.keys import hash_key, new_key
+from sessionkit.stores.redis import RedisStore
+from tests.conftest import fresh_prefix
+from tests.redis_checks import assert_clean
+from tests.redis_server import RedisServer
+
+
+@pytest.fixture
+async def clients(redis_server: RedisServer) -> AsyncIterator[tuple[Redis, Redis]]:
+    """Two clients (two connections), so that racing calls really run side by side."""
+    first = Redis(host="127.0.0.1", port=redis_server.port)
+    second = Redis(host="127.0.0.1", port=redis_server.port)
+    yield first, second
+    await first.aclose()
+    await second.aclose()
+
+
+async def _create(store: RedisStore, username: str = "ada", timeout: float = 2.0) -> str:
+    key = new_key()
+    await store.create(
+        key,
+        username,
+        None,
+        timeout=timeout,
+        fixed_timeout=False,
+        absolute_timeout=None,
+        max_per_user=None,
+    )
+    return key
+
+
+def test_import_sessionkit_without_redis() -> None:
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "import sessionkit\n"
+        "try:\n"
+        "    import sessionkit.stores.redis\n"
+        "except ImportError as exc:\n"
+        "    assert \"pip install 'sessionkit[redis]'\" in str(exc), exc\n"
+        "else:\n"
+        "    raise SystemExit('imported without redis')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_constructor_checks_its_arguments(redis_client: Redis) -> None:
+    with pytest.raises(TypeError):
+        RedisStore(object())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RedisStore(redis_client, prefix="")
+    with pytest.raises(ValueError):
+        RedisStore(redis_client, op_timeout=0)
+    with pytest.raises(ValueError):
+        RedisStore(redis_client, sweep_interval=float("inf"))
+    with pytest.raises(TypeError):
+        RedisStore(redis_client, sweep_interval=True)
+    assert RedisStore(redis_client, sweep_interval=3).sweep_interval == 3.0
+
+
+async def test_works_with_a_decoding_client(redis_server: RedisServer) -> None:
+    client = Redis(host="127.0.0.1", port=redis_server.port, decode_responses=True)
+    sm = SessionManager(timeout=60, store=RedisStore(client, prefix=fresh_prefix()))
+    async with sm:
+        key = await sm.load_new_session("ada", {"cart": ["é"]})
+        assert await sm.get_session_data(key) == {"cart": ["é"]}
+        assert await sm.get_logged_users() == ["ada"]
+        [details] = await sm.get_user_sessions("ada")
+        assert details.key == hash_key(key)
+    await client.aclose()
+
+
+class _Counter:
+    replies = 0
+
+
+def _counting_client(port: int, counter: _Counter) -> Redis:
+    # The client counts the replies it reads: one per command sent, i.e. per round trip.
+    # (The server's per-client "tot-cmds" also counts the commands a script runs.)
+    class CountingConnection(Connection):
+        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+            counter.replies += 1
+            return await super().read_response(*args, **kwargs)
+
+    pool = ConnectionPool(connection_class=CountingConnection, host="127.0.0.1", port=port)
+    return Redis.from_pool(pool)  # closing the client closes the pool
+
+
+async def _evalsha_calls(admin: Redis) -> int:
+    stats = await admin.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_round_trips_per_operation(redis_server: RedisServer, redis_client: Redis) -> None:
+    """check and restart (the hot path) cost one command each; so does every other call."""
+    counter = _Counter()
+    client = _counting_client(redis_server.port, counter)
+    store = RedisStore(client, prefix=fresh_prefix(), sweep_interval=3600)
+    sm = SessionManager(timeout=60, store=store)
+    async with sm:
+        key = await sm.load_new_session("ada")
+        ops: dict[str, Callable[[], Awaitable[object]]] = {
+            "load_new_session": lambda: sm.load_new_session("bob", {"a": 1}),
+            "check_session_status": lambda: sm.check_session_status(key),
+            "restart_session_timer": lambda: sm.restart_session_timer(key),
+            "get_session_data": lambda: sm.get_session_data(key),
+            "set_session_data": lambda: sm.set_session_data(key, [1]),
+            "get_session_details": lambda: sm.get_session_details(key),
+            "get_logged_users": sm.get_logged_users,
+            "count_sessions": sm.count_sessions,
+            "get_user_sessions": lambda: sm.get_user_sessions("ada"),
+            "delete_user_sessions": lambda: sm.delete_user_sessions("nobody"),
+            "delete_session": lambda: sm.delete_session(new_key()),
+            "sweep": store.sweep,
+            "claim_expired": lambda: store.claim_expired([key]),
+        }
+        for op in ops.values():  # loads each script (NOSCRIPT, SCRIPT LOAD) once
+            await op()
+        key = await sm.rotate_session_key(key)
+        costs: dict[str, tuple[int, int]] = {}
+        for name, op in ops.items():
+            replies, scripts = counter.replies, await _evalsha_calls(redis_client)
+            await op()
+            costs[name] = (
+                counter.replies - replies,
+                await _evalsha_calls(redis_client) - scripts,
+            )
+        replies, scripts = counter.replies, await _evalsha_calls(redis_client)
+        key = await sm.rotate_session_key(key)
+        costs["rotate_session_key"] = (
+            counter.replies - replies,
+            await _evalsha_calls(redis_client) - scripts,
+        )
+    await client.aclose()
+    print("(round trips, EVALSHA calls) per call:", costs)
+    assert costs["check_session_status"] == (1, 1)
+    assert costs["restart_session_timer"] == (1, 1)
+    assert set(costs.values()) == {(1, 1)}, costs
+
+
+async def test_expiry_races_touch_one_wins(clients: tuple[Redis, Redis]) -> None:
+    prefix = fresh_prefix()
+    toucher, claimer = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
+    keys = [await _create(toucher) for _ in range(40)]
+    deadlines = [(await toucher.get(k)).expires_at for k in keys]  # type: ignore[union-attr]
+
+    async def race(i: int) -> tuple[float | None, list[str], list[str]]:
+        # Fire both calls around the deadline, from -30 ms to +30 ms.
+        await asyncio.sleep(max(0.0, deadlines[i] - 0.03 + i * 0.0015 - time.time()))
+        touched, (claimed, pending) = await asyncio.gather(
+            toucher.touch(keys[i], 2.0), claimer.claim_expired([keys[i]])
+        )
+        return touched, [r.key or "" for r in claimed], [p.key for p in pending]
+
+    results = await asyncio.gather(*(race(i) for i in range(len(keys))))
+    wins = {"touch": 0, "expiry": 0}
+    for key, (touched, claimed, pending) in zip(keys, results, strict=True):
+        if touched is not None:
+            assert (claimed, pending) == ([], [key])
+            assert await claimer.check(key) is not None
+            wins["touch"] += 1
+        else:
+            assert (claimed, pending) == ([key], [])
+            assert await claimer.check(key) is None
+            wins["expiry"] += 1
+    print("expiry vs touch:", wins)
+
+
+async def test_set_data_races_delete_without_resurrection(clients: tuple[Redis, Redis]) -> None:
+    prefix = fresh_prefix()
+    writer, deleter = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
+    keys = [await _create(writer, timeout=60) for _ in range(50)]
+    results = await asyncio.gather(
+        *(asyncio.gather(writer.set_data(k, '"new"'), deleter.delete(k)) for k in keys)
+    )
+    for key, (written, record) in zip(keys, results, strict=True):
+        assert record is not None  # the delete always finds it: set_data never ends a session
+        assert written == (record.data == '"new"')
+        assert await writer.get(key) is None
+        assert await clients[0].exists(f"{prefix}s:{hash_key(key)}") == 0
+    assert await writer.count() == 0
+    # Through the manager: set_session_data either lands before the logout or fails.
+    sm1 = SessionManager(timeout=60, store=writer)
+    sm2 = SessionManager(timeout=60, store=deleter)
+    key = await sm1.load_new_session("ada")
+    outcome = await asyncio.gather(
+        sm1.set_session_data(key, 1), sm2.delete_session(key), return_exceptions=True
+    )
+    assert outcome[1] is True
+    assert outcome[0] is True or isinstance(outcome[0], SessionNotFound)
+    with pytest.raises(SessionNotFound):
+        await sm1.get_session_data(key)
+    await sm1.aclose()
+    await sm2.aclose()
+
+
+async def test_concurrent_rotations_have_one_winner(clients: tuple[Redis, Redis]) -> None:
+    prefix = fresh_prefix()
+    first, second = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
+    for _ in range(30):
+        key, new1, new2 = await _create(first, timeout=60), new_key(), new_key()
+        got1, got2 = await asyncio.gather(first.rotate(key, new1), second.rotate(key, new2))
+        assert (got1 is None) != (got2 is None)
+        winner, loser = (new1, new2) if got1 is not None else (new2, new1)
+        assert await first.check(winner) is not None
+        assert await first.check(loser) is None
+        assert await first.check(key) is None
+    assert await first.count() == 30
+    assert len(await first.user_sessions("ada")) == 30
+    sm1 = SessionManager(timeout=60, store=first)
+    sm2 = SessionManager(timeout=60, store=second)
+    key = await sm1.load_new_session("bob")
+    outcome = await asyncio.gather(
+        sm1.rotate_session_key(key), sm2.rotate_session_key(key), return_exceptions=True
+    )
+    assert sorted(type(o).__name__ for o in outcome) == ["SessionNotFound", "str"]
+    await sm1.aclose()
+    await sm2.aclose()
+
+
+async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]) -> None:
+    prefix = fresh_prefix()
+    owner, other = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
+    keys = [await _create(owner) for _ in range(5)]
+    # Past the deadline the record waits (not live) for a claim, with a TTL.
+    await asyncio.sleep(2.1)
+    assert await owner.check(keys[0]) is None
+    ttl = await clients[0].pttl(f"{prefix}s:{hash_key(keys[0])}")
+    assert 0 < ttl <= 3600 * 1000
+    assert await other.sweep() == []  # owners' timers get up to a second first
+    await asyncio.sleep(1.0)
+    swept = await other.sweep()
+    assert sorted(r.key_hash for r in swept) == sorted(hash_key(k) for k in keys)
+    assert all(r.key is None and r.remaining <= -1.0 for r in swept)
+    assert await owner.claim_expired(keys) == ([], [])
+    assert await other.sweep() == []
+
+
+async def test_keys_are_hashed_and_every_key_has_a_ttl(
+    redis_server: RedisServer, redis_client: Redis
+) -> None:
+    prefix = fresh_prefix()
+    store = RedisStore(redis_client, prefix=prefix, sweep_interval=0.5)
+    sm = SessionManager(timeout=2, store=store, max_sessions_per_user=3, absolute_timeout=30)
+    raw: list[str] = []
+    async with sm:
+        for i in range(120):
+            raw.append(await sm.load_new_session(f"user{i % 30}", {"i": i}))
+        live = raw[-90:]  # each user's oldest was evicted
+        for key in live[:30]:
+            await sm.restart_session_timer(key)
+            await sm.set_session_data(key, {"touched": True})
+        for key in live[30:40]:
+            raw.append(await sm.rotate_session_key(key))
+        for key in live[40:50]:
+            await sm.delete_session(key)
+        await sm.delete_user_sessions("user7")
+        long_lived = [await sm.load_new_session("zoe", timeout=600) for _ in range(3)]
+        raw.extend(long_lived)
+        await asyncio.sleep(2.5)  # the rest expire
+        assert await sm.count_sessions() == 3
+        looked_at = await assert_clean(redis_client, raw)
+        assert looked_at >= 6  # 3 sessions, the user index, the creation and deadline indexes
+        await sm.delete_all_sessions()
