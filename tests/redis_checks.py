@@ -7,21 +7,27 @@ from collections.abc import Iterable
 from redis.asyncio import Redis
 
 
-async def _dump(client: Redis, key: bytes) -> list[bytes]:
-    kind = (await client.type(key)).decode()
-    if kind == "hash":
+def _bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+async def _dump(client: Redis, key: bytes | str) -> list[bytes]:
+    kind = _bytes(await client.type(key))
+    parts: list[object]
+    if kind == b"hash":
         pairs = await client.hgetall(key)
-        return [part for pair in pairs.items() for part in pair]
-    if kind == "zset":
-        return list(await client.zrange(key, 0, -1))
-    if kind == "list":
-        return list(await client.lrange(key, 0, -1))
-    if kind == "set":
-        return list(await client.smembers(key))
-    if kind == "string":
-        value = await client.get(key)
-        return [] if value is None else [value]
-    return []
+        parts = [part for pair in pairs.items() for part in pair]
+    elif kind == b"zset":
+        parts = list(await client.zrange(key, 0, -1))
+    elif kind == b"list":
+        parts = list(await client.lrange(key, 0, -1))
+    elif kind == b"set":
+        parts = list(await client.smembers(key))
+    elif kind == b"string":
+        parts = [await client.get(key)]
+    else:
+        parts = []
+    return [_bytes(part) for part in parts if part is not None]
 
 
 async def assert_clean(client: Redis, raw_keys: Iterable[str]) -> int:
@@ -36,7 +42,7 @@ async def assert_clean(client: Redis, raw_keys: Iterable[str]) -> int:
         seen += 1
         ttl = await client.pttl(key)
         assert ttl != -1, f"key {key!r} has no TTL"
-        blobs = [key, *await _dump(client, key)]
+        blobs = [_bytes(key), *await _dump(client, key)]
         for blob in blobs:
             for needle in needles:
                 assert needle not in blob, f"a raw session key is stored in {key!r}"

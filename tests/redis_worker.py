@@ -6,11 +6,13 @@ and answers each with one JSON line:
 
 - ``create N TIMEOUT``: create N sessions (users ``u0``...), answer
   ``{"keys": [...], "deadlines": [...]}`` (deadlines as wall-clock seconds, by this process).
-- ``touch KEY``: restart a session's timer, answer ``{"ok": bool}``.
+- ``touch KEY...``: restart sessions' timers (this process then arms them too), answer
+  ``{"ok": [bool...], "deadlines": [...]}``.
 - ``exit`` (or end of input): close the manager and leave.
 
 Every ``session_expired`` event is pushed to the Redis list EVENTS_LIST as
-``"<key_hash> <wall time> <pid> <key or ->"``, so the test counts events across processes.
+``"<key_hash> <wall time> <pid> <known or ->"`` (``-``: a sweep claimed it, key unknown), so
+the test counts events across processes.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ async def main(port: int, prefix: str, events_list: str, sweep_interval: float) 
     sm = SessionManager(timeout=2, store=store)
 
     async def expired(event: SessionEvent) -> None:
-        line = f"{event.key_hash} {time.time():.6f} {os.getpid()} {event.key or '-'}"
+        known = "known" if event.key else "-"  # never the raw key: the hygiene check scans
+        line = f"{event.key_hash} {time.time():.6f} {os.getpid()} {known}"
         async with recorder.pipeline(transaction=True) as pipe:
             pipe.rpush(events_list, line)
             pipe.expire(events_list, 600)
@@ -63,11 +66,14 @@ async def main(port: int, prefix: str, events_list: str, sweep_interval: float) 
                     deadlines.append(time.time() + timeout)
                 _say({"keys": keys, "deadlines": deadlines})
             elif words[0] == "touch":
-                try:
-                    ok = await sm.restart_session_timer(words[1])
-                except SessionNotFound:
-                    ok = False
-                _say({"ok": ok})
+                oks, deadlines = [], []
+                for key in words[1:]:
+                    try:
+                        oks.append(await sm.restart_session_timer(key))
+                    except SessionNotFound:
+                        oks.append(False)
+                    deadlines.append(time.time() + 2)
+                _say({"ok": oks, "deadlines": deadlines})
     await client.aclose()
     await recorder.aclose()
 

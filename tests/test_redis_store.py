@@ -30,13 +30,13 @@ async def clients(redis_server: RedisServer) -> AsyncIterator[tuple[Redis, Redis
     await second.aclose()
 
 
-async def _create(store: RedisStore, username: str = "ada", timeout: float = 2.0) -> str:
+async def _create(store: RedisStore, username: str = "ada", idle: float = 2.0) -> str:
     key = new_key()
     await store.create(
         key,
         username,
         None,
-        timeout=timeout,
+        timeout=idle,
         fixed_timeout=False,
         absolute_timeout=None,
         max_per_user=None,
@@ -183,7 +183,7 @@ async def test_expiry_races_touch_one_wins(clients: tuple[Redis, Redis]) -> None
 async def test_set_data_races_delete_without_resurrection(clients: tuple[Redis, Redis]) -> None:
     prefix = fresh_prefix()
     writer, deleter = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
-    keys = [await _create(writer, timeout=60) for _ in range(50)]
+    keys = [await _create(writer, idle=60) for _ in range(50)]
     results = await asyncio.gather(
         *(asyncio.gather(writer.set_data(k, '"new"'), deleter.delete(k)) for k in keys)
     )
@@ -212,7 +212,7 @@ async def test_concurrent_rotations_have_one_winner(clients: tuple[Redis, Redis]
     prefix = fresh_prefix()
     first, second = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
     for _ in range(30):
-        key, new1, new2 = await _create(first, timeout=60), new_key(), new_key()
+        key, new1, new2 = await _create(first, idle=60), new_key(), new_key()
         got1, got2 = await asyncio.gather(first.rotate(key, new1), second.rotate(key, new2))
         assert (got1 is None) != (got2 is None)
         winner, loser = (new1, new2) if got1 is not None else (new2, new1)

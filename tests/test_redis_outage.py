@@ -1,0 +1,127 @@
+"""RedisStore when Redis fails: bounded waits, StoreUnavailable, and recovery by itself."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ConstantBackoff
+
+from sessionkit import SessionEvent, SessionManager, StoreUnavailable
+from sessionkit.keys import hash_key
+from sessionkit.stores.redis import RedisStore
+from tests.conftest import fresh_prefix
+from tests.redis_server import RedisServer, require_server
+
+
+@pytest.fixture
+def aof_server(server_dir: Path) -> Iterator[RedisServer]:
+    """A server of the test's own, persisting every write (AOF, fsync always)."""
+    server = RedisServer(require_server(), server_dir, aof=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (in the kernel's backlog) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+async def _fails_fast(call: Callable[[], Awaitable[object]], within: float) -> StoreUnavailable:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable) as caught:
+        await call()
+    assert time.monotonic() - started < within
+    assert caught.value.__cause__ is not None  # the redis error or timeout, chained
+    return caught.value
+
+
+async def test_a_hung_server_fails_within_op_timeout(silent_port: int) -> None:
+    # The client would wait and retry for a long time on its own: op_timeout bounds it.
+    client = Redis(
+        host="127.0.0.1", port=silent_port, retry=Retry(ConstantBackoff(1.0), 10),
+        socket_timeout=30, socket_connect_timeout=30,
+    )  # fmt: skip
+    sm = SessionManager(timeout=60, store=RedisStore(client, op_timeout=0.3))
+    error = await _fails_fast(lambda: sm.check_session_status("some-key"), within=1.0)
+    assert isinstance(error.__cause__, TimeoutError)
+    await _fails_fast(lambda: sm.load_new_session("ada"), within=1.0)
+    await _fails_fast(lambda: sm.restart_session_timer("some-key"), within=1.0)
+    await sm.aclose()
+    await client.aclose()
+
+
+async def test_killed_connections_and_a_restart_lose_nothing(aof_server: RedisServer) -> None:
+    """CLIENT KILL, then the server killed and restarted from its AOF: calls fail with
+    StoreUnavailable while it is down, work again after, every session is still there, and
+    every expiry is reported once."""
+    client = Redis(host="127.0.0.1", port=aof_server.port)
+    admin = Redis(host="127.0.0.1", port=aof_server.port)
+    prefix = fresh_prefix()
+    store = RedisStore(client, prefix=prefix, sweep_interval=0.5, op_timeout=1.0)
+    sm = SessionManager(timeout=2, store=store)
+    expired: list[str] = []
+    errors: list[BaseException] = []
+
+    def on_expired(event: SessionEvent) -> None:
+        expired.append(event.key_hash)
+
+    def on_error(event: SessionEvent) -> None:
+        assert event.error is not None
+        errors.append(event.error)
+
+    sm.on("session_expired", on_expired)
+    sm.on("error", on_error)
+    async with sm:
+        lasting = [await sm.load_new_session(f"long{i}", {"i": i}, timeout=60) for i in range(5)]
+        short = [await sm.load_new_session(f"short{i}") for i in range(10)]
+        short_deadline = time.time() + 2
+
+        # 1. Every normal connection killed: the client reconnects by itself.
+        assert int(await admin.client_kill_filter(_type="normal", skipme=True)) >= 1
+        for key in lasting:
+            assert await sm.check_session_status(key)
+
+        # 2. The server dies: calls fail within op_timeout; none reports a guess.
+        await admin.aclose()
+        aof_server.stop(kill=True)
+        await _fails_fast(lambda: sm.check_session_status(lasting[0]), within=1.5)
+        await _fails_fast(lambda: sm.restart_session_timer(lasting[0]), within=1.5)
+        await _fails_fast(lambda: sm.get_session_data(lasting[0]), within=1.5)
+        await _fails_fast(lambda: sm.load_new_session("ada"), within=1.5)
+        await _fails_fast(sm.count_sessions, within=1.5)
+        # The short sessions' deadlines pass while the server is down: their claims fail.
+        await anyio.sleep(max(0.0, short_deadline + 1.2 - time.time()))
+        assert expired == []
+        assert any(isinstance(e, StoreUnavailable) for e in errors)
+
+        # 3. Back, from the AOF: the manager claims the pending expiries by itself, once each.
+        aof_server.start()
+
+        async def all_expired() -> bool:
+            return len(expired) >= len(short)
+
+        with anyio.move_on_after(8):
+            while not await all_expired():  # noqa: ASYNC110 - the expiries come from timers
+                await anyio.sleep(0.05)
+        recovered_after = time.time() - short_deadline
+        await anyio.sleep(1.5)  # a retry or a sweep would double-report by now
+        assert sorted(expired) == sorted(hash_key(k) for k in short)
+        for i, key in enumerate(lasting):
+            assert await sm.check_session_status(key)
+            assert await sm.get_session_data(key) == {"i": i}
+        assert await sm.count_sessions() == len(lasting)
+        assert await sm.get_logged_users() == [f"long{i}" for i in range(5)]
+    print(f"outage: expiries reported {recovered_after:.2f} s after their deadline")
+    await client.aclose()
