@@ -63,6 +63,11 @@ class RedisStore(SessionStore):
     no live process claimed (their process died). The store runs on one Redis server (with
     replicas or Sentinel), not on Redis Cluster: its scripts reach keys they compute.
 
+    Redis holds only hashes, so a session ended by hash (an eviction, ``delete_all``,
+    ``delete_user``, a sweep) is reported with its raw key only where this process knows it:
+    it created the session, restarted it or rotated to it. Elsewhere ``key`` is ``None`` and
+    events carry ``key_hash`` alone. Listings (:meth:`user_sessions`) never carry keys.
+
     :param client: a ``redis.asyncio.Redis`` client; the store does not close it.
     :param prefix: put before every key the store writes; give each application its own.
     :param sweep_interval: seconds between sweeps for sessions of dead processes.
@@ -98,6 +103,11 @@ class RedisStore(SessionStore):
         # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
         # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
         self._sweep_lag_us = str(_us(min(1.0, self.sweep_interval)))
+        # Raw keys of the sessions this process created, restarted or rotated to (those its
+        # manager arms timers for), by hash: so that an ending found by hash (eviction,
+        # delete_all, a sweep) still names the key where this process knows it. An entry goes
+        # when its session ends here or when a claim finds the session gone.
+        self._known: dict[str, str] = {}
         self._scripts = {
             name: client.register_script(getattr(lua, name))
             for name in (
@@ -153,8 +163,10 @@ class RedisStore(SessionStore):
             data=data,
         )
 
-    def _records(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
-        return [self._record(raw, None) for raw in raws]
+    def _ended(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
+        # Sessions removed by hash: name each by its key where this process knows it.
+        known = self._known
+        return [self._record(raw, known.pop(_text(raw[0]) or "", None)) for raw in raws]
 
     async def create(
         self,
@@ -162,21 +174,22 @@ class RedisStore(SessionStore):
         username: str,
         data: str | None,
         *,
-        timeout: float,  # noqa: ASYNC109 - the session's idle timeout, not a deadline
+        timeout: float,
         fixed_timeout: bool,
         absolute_timeout: float | None,
         max_per_user: int | None,
     ) -> list[SessionRecord]:
         """Store a new session, evicting the user's oldest ones over the cap in the same step.
 
-        See :meth:`SessionStore.create`. Evicted records have ``key=None``: the store knows
-        only their hashes.
+        See :meth:`SessionStore.create`. Evicted records carry their key where this process
+        knows it (see the class docs), else ``key=None``.
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        key_hash = hash_key(key)
         evicted = await self._run(
             "CREATE",
-            hash_key(key),
+            key_hash,
             username,
             _us(timeout),
             "1" if fixed_timeout else "0",
@@ -185,7 +198,8 @@ class RedisStore(SessionStore):
             "0" if data is None else "1",
             "" if data is None else data,
         )
-        return self._records(evicted)
+        self._known[key_hash] = key
+        return self._ended(evicted)
 
     async def check(self, key: str) -> float | None:
         """Tell whether a session is live, in one round trip.
@@ -196,14 +210,18 @@ class RedisStore(SessionStore):
         left = _text(await self._run("CHECK", hash_key(key)))
         return None if left is None else int(left) / _US
 
-    async def touch(self, key: str, timeout: float) -> float | None:  # noqa: ASYNC109
+    async def touch(self, key: str, timeout: float) -> float | None:
         """Check a session and restart its idle deadline, in one round trip.
 
         :return: seconds until the new deadline, or ``None`` if the session is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        left = _text(await self._run("TOUCH", hash_key(key), _us(timeout)))
-        return None if left is None else int(left) / _US
+        key_hash = hash_key(key)
+        left = _text(await self._run("TOUCH", key_hash, _us(timeout)))
+        if left is None:
+            return None
+        self._known[key_hash] = key
+        return int(left) / _US
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
@@ -229,7 +247,9 @@ class RedisStore(SessionStore):
         :return: the session as it was, or ``None`` if it was not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        raw = await self._run("DELETE", hash_key(key))
+        key_hash = hash_key(key)
+        raw = await self._run("DELETE", key_hash)
+        self._known.pop(key_hash, None)
         return None if raw is None else self._record(raw, key)
 
     async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
@@ -238,8 +258,13 @@ class RedisStore(SessionStore):
         :return: the session under ``new_key``, or ``None`` if ``key`` was not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        raw = await self._run("ROTATE", hash_key(key), hash_key(new_key))
-        return None if raw is None else self._record(raw, new_key)
+        old_hash, new_hash = hash_key(key), hash_key(new_key)
+        raw = await self._run("ROTATE", old_hash, new_hash)
+        self._known.pop(old_hash, None)
+        if raw is None:
+            return None
+        self._known[new_hash] = new_key
+        return self._record(raw, new_key)
 
     async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
         """Remove, of the given sessions, those past their deadline: of all the processes
@@ -255,6 +280,9 @@ class RedisStore(SessionStore):
             Pending(by_hash[_text(h) or ""], int(_text(left) or 0) / _US, bool(capped))
             for h, left, capped in pending
         ]
+        live = {hash_key(p.key) for p in waiting}
+        for key_hash in by_hash.keys() - live:  # claimed here, or ended elsewhere
+            self._known.pop(key_hash, None)
         return records, waiting
 
     async def sweep(self) -> list[SessionRecord]:
@@ -263,10 +291,11 @@ class RedisStore(SessionStore):
         A session is left to its owner's timer for up to a second past its deadline; one
         call claims at most 1,000 sessions.
 
-        :return: the sessions this call removed, with ``key=None``.
+        :return: the sessions this call removed, with ``key=None`` where this process does not
+            know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._records(await self._run("SWEEP", self._sweep_lag_us, _SWEEP_BATCH))
+        return self._ended(await self._run("SWEEP", self._sweep_lag_us, _SWEEP_BATCH))
 
     async def usernames(self) -> list[str]:
         """List the username of every live session, oldest session first.
@@ -289,7 +318,8 @@ class RedisStore(SessionStore):
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._records(await self._run("USER_SESSIONS", username))
+        raws = await self._run("USER_SESSIONS", username)
+        return [self._record(raw, None) for raw in raws]
 
     async def count(self) -> int:
         """Count the live sessions.
@@ -301,14 +331,15 @@ class RedisStore(SessionStore):
     async def delete_all(self) -> list[SessionRecord]:
         """End every live session, 1,000 per round trip.
 
-        :return: the sessions this call removed, oldest first, with ``key=None``.
+        :return: the sessions this call removed, oldest first, with ``key=None`` where this
+            process does not know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         ended: list[SessionRecord] = []
         start = 0
         while True:
             raws, seen, kept = await self._run("DELETE_ALL", start, _LIST_BATCH)
-            ended.extend(self._records(raws))
+            ended.extend(self._ended(raws))
             if seen < _LIST_BATCH:
                 return ended
             start += kept  # sessions past their deadline stay, for their expiry
@@ -316,7 +347,8 @@ class RedisStore(SessionStore):
     async def delete_user(self, username: str) -> list[SessionRecord]:
         """End every live session of one user.
 
-        :return: the sessions this call removed, oldest first, with ``key=None``.
+        :return: the sessions this call removed, oldest first, with ``key=None`` where this
+            process does not know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._records(await self._run("DELETE_USER", username))
+        return self._ended(await self._run("DELETE_USER", username))
