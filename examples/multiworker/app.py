@@ -35,28 +35,36 @@ from sessionkit.stores.redis import RedisStore
 
 REDIS_URL = os.environ.get("SESSIONKIT_REDIS_URL", "redis://127.0.0.1:6379/0")
 TIMEOUT = float(os.environ.get("SESSIONKIT_TIMEOUT", "30"))  # idle seconds
+PREFIX = os.environ.get("SESSIONKIT_PREFIX", "sessionkit:")
 
 
-def create_app(redis_url: str = REDIS_URL, *, timeout: float = TIMEOUT) -> Any:
+def create_app(
+    redis_url: str = REDIS_URL, *, timeout: float = TIMEOUT, prefix: str = PREFIX
+) -> Any:
     """Build one worker's app: the JSON API and the Socket.IO server, on one shared Redis.
 
     :param redis_url: the Redis every worker shares.
     :param timeout: the sessions' idle timeout in seconds.
+    :param prefix: the prefix of the store's keys and of the Socket.IO channel.
     :return: the ASGI app (Socket.IO wrapping Starlette).
     """
     client = Redis.from_url(redis_url)
     # Fast sweeps: a worker that dies leaves its sessions to the others for at most ~2 s.
-    sm = SessionManager(timeout=timeout, store=RedisStore(client, sweep_interval=1.0))
-    sio = socketio.AsyncServer(
-        async_mode="asgi", client_manager=socketio.AsyncRedisManager(redis_url)
-    )
+    store = RedisStore(client, prefix=prefix, sweep_interval=1.0)
+    sm = SessionManager(timeout=timeout, store=store)
+    # Every worker's Socket.IO server relays its emits through Redis pub/sub: room names
+    # are hashes of the keys (sessionkit.socketio.room_for), so no key is published.
+    relay = socketio.AsyncRedisManager(redis_url, channel=f"{prefix}socketio")
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=relay)
     bind_socketio(sm, sio)
     pid = os.getpid()
 
     @sm.on("session_expired")
     def expired(event: SessionEvent) -> None:
         # One line per expiry across all the workers: the one that claimed it prints it.
-        print(f"worker {pid}: session {event.key_hash[:12]} of {event.username} expired")
+        print(
+            f"worker {pid}: session {event.key_hash[:12]} of {event.username} expired", flush=True
+        )
 
     async def login(request: Request) -> JSONResponse:
         body = await request.json()

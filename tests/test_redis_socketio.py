@@ -1,0 +1,105 @@
+"""Cross-process logout: the worker that expires a session pushes ``logout`` to a socket held
+by another worker, through ``socketio.AsyncRedisManager``. Two uvicorn processes run
+``examples/multiworker/app.py`` on one Redis; a real Socket.IO client listens."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+import socketio
+
+from tests.conftest import fresh_prefix
+from tests.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).parent.parent
+
+
+class Web:
+    """One uvicorn process serving the multiworker example."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        args = [sys.executable, "-m", "uvicorn", "examples.multiworker.app:app"]
+        args += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out, stderr=out)
+
+    async def ready(self) -> None:
+        with anyio.fail_after(20):
+            while True:
+                try:
+                    async with httpx.AsyncClient() as http:
+                        if (await http.get(f"{self.url}/whoami")).status_code == 401:
+                            return
+                except httpx.HTTPError:
+                    pass
+                await anyio.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Web, Web]]:
+    env = {
+        **os.environ,
+        "SESSIONKIT_REDIS_URL": redis_server.url(),
+        "SESSIONKIT_TIMEOUT": "2",
+        "SESSIONKIT_PREFIX": fresh_prefix(),
+        "PYTHONUNBUFFERED": "1",
+    }
+    webs = (Web(env, tmp_path / "a.log"), Web(env, tmp_path / "b.log"))
+    yield webs
+    for web in webs:
+        web.stop()
+
+
+async def test_logout_reaches_a_socket_held_by_another_process(
+    two_workers: tuple[Web, Web],
+) -> None:
+    a, b = two_workers
+    await a.ready()
+    await b.ready()
+    async with httpx.AsyncClient() as http:
+        login = (await http.post(f"{a.url}/login", json={"username": "Luca"})).json()
+    deadline = time.time() + 2
+    got = anyio.Event()
+    received: list[tuple[Any, float]] = []
+
+    def on_logout(data: Any = None) -> None:
+        received.append((data, time.time()))
+        got.set()
+
+    client: Any = socketio.AsyncClient(reconnection=False)
+    client.on("logout", on_logout)
+    try:
+        await client.connect(b.url, auth={"session_key": login["session_key"]}, wait_timeout=5)
+        with anyio.fail_after(8):
+            await got.wait()
+    finally:
+        await client.disconnect()
+        await client.shutdown()
+    [(data, at)] = received
+    assert data == {"reason": "expired"}
+    # Process A (which created the session and armed its timer) claimed it; B pushed nothing
+    # of its own: the logout crossed from A to B through Redis.
+    assert "expired" in a.log.read_text()
+    assert "expired" not in b.log.read_text()
+    print(f"cross-process logout received {at - deadline:+.3f} s from the deadline")
+    assert at - deadline < 3.0
