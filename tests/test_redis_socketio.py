@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 import socketio
+from redis.asyncio import Redis
 
 from tests.conftest import fresh_prefix
 from tests.redis_server import RedisServer, free_port
@@ -56,12 +57,19 @@ class Web:
 
 
 @pytest.fixture
-def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Web, Web]]:
+def prefix() -> str:
+    return fresh_prefix()
+
+
+@pytest.fixture
+def two_workers(
+    redis_server: RedisServer, tmp_path: Path, prefix: str
+) -> Iterator[tuple[Web, Web]]:
     env = {
         **os.environ,
         "SESSIONKIT_REDIS_URL": redis_server.url(),
         "SESSIONKIT_TIMEOUT": "2",
-        "SESSIONKIT_PREFIX": fresh_prefix(),
+        "SESSIONKIT_PREFIX": prefix,
         "PYTHONUNBUFFERED": "1",
     }
     webs = (Web(env, tmp_path / "a.log"), Web(env, tmp_path / "b.log"))
@@ -71,11 +79,14 @@ def two_workers(redis_server: RedisServer, tmp_path: Path) -> Iterator[tuple[Web
 
 
 async def test_logout_reaches_a_socket_held_by_another_process(
-    two_workers: tuple[Web, Web],
+    two_workers: tuple[Web, Web], redis_client: Redis, prefix: str
 ) -> None:
     a, b = two_workers
     await a.ready()
     await b.ready()
+    # Listen to the relay's channel too: what crosses Redis must not hold the raw key.
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(f"{prefix}socketio")
     async with httpx.AsyncClient() as http:
         login = (await http.post(f"{a.url}/login", json={"username": "Luca"})).json()
     deadline = time.time() + 2
@@ -92,9 +103,17 @@ async def test_logout_reaches_a_socket_held_by_another_process(
         await client.connect(b.url, auth={"session_key": login["session_key"]}, wait_timeout=5)
         with anyio.fail_after(8):
             await got.wait()
+        published = []
+        while (message := await pubsub.get_message(timeout=0.5)) is not None:
+            if message["type"] == "message":
+                published.append(message["data"])
     finally:
         await client.disconnect()
         await client.shutdown()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert published  # the logout went through Redis...
+    raw = login["session_key"].encode()
+    assert not any(raw in blob for blob in published)  # ...naming the room by hash only
     [(data, at)] = received
     assert data == {"reason": "expired"}
     # Process A (which created the session and armed its timer) claimed it; B pushed nothing
