@@ -136,7 +136,6 @@ class SessionManager:
         self._runner: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._backlog: list[tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]] = []
-        self._sweep_scope: anyio.CancelScope | None = None
         self._socket: Any = None
         self._bridge: SocketBridge | None = None
 
@@ -178,8 +177,6 @@ class SessionManager:
         """
         runner, self._runner = self._runner, None
         if runner is not None and self._loop is asyncio.get_running_loop():
-            if self._sweep_scope is not None:
-                self._sweep_scope.cancel()
             self._stop.set()
             await runner
         self._timers.cancel_handles()
@@ -576,16 +573,18 @@ class SessionManager:
                 await self._events.emit(_event("session_expiring", key, record))
 
     async def _sweep_forever(self, interval: float) -> None:
-        with anyio.CancelScope() as scope:
-            self._sweep_scope = scope
-            while True:
-                try:
-                    records = await self._store.sweep()
-                except Exception as exc:
-                    await self._events.report(exc, "sweeping expired sessions failed")
-                else:
-                    await self._end(records, None, notify=True)
-                await anyio.sleep(interval)
+        # Stops when the manager closes, however early: it waits on the stop signal, not on a
+        # cancel scope that aclose() could miss if it ran before this task began.
+        stop = self._stop
+        while not stop.is_set():
+            try:
+                records = await self._store.sweep()
+            except Exception as exc:
+                await self._events.report(exc, "sweeping expired sessions failed")
+            else:
+                await self._end(records, None, notify=True)
+            with anyio.move_on_after(interval):
+                await stop.wait()
 
     async def _end(
         self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool

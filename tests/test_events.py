@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import anyio
 import pytest
 
-from sessionkit import EVENTS, SessionEvent, SessionManager
+from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
 from tests.vtime import virtual_time
 
 
@@ -214,3 +215,39 @@ def test_events_table_matches_the_seed() -> None:
         "notify_client_to_logout",
         "error",
     }
+
+
+class SweptStore(MemoryStore):
+    """A MemoryStore that asks to be swept, as a shared store does."""
+
+    sweep_interval = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sweeps = 0
+
+    async def sweep(self) -> list[SessionRecord]:
+        self.sweeps += 1
+        return []
+
+
+@pytest.mark.parametrize("first_use", ["enter", "call"])
+async def test_aclose_stops_a_sweep_that_had_not_started_yet(first_use: str) -> None:
+    store = SweptStore()
+    sm = SessionManager(store=store)
+    if first_use == "enter":
+        await sm.__aenter__()
+    else:
+        assert await sm.delete_session("nothing") is False
+    with anyio.fail_after(5):  # it used to hang here, waiting for the sweep forever
+        await sm.aclose()
+    current = asyncio.current_task()
+    assert [t for t in asyncio.all_tasks() if t is not current] == []
+
+
+@virtual_time
+async def test_a_sweeping_store_is_swept_every_interval_until_close() -> None:
+    store = SweptStore()
+    async with SessionManager(store=store):
+        await asyncio.sleep(150)
+    assert store.sweeps == 3  # at 0, 60 and 120 seconds
