@@ -54,7 +54,14 @@ class MemoryStore(SessionStore):
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock or _loop_time
         self._sessions: dict[str, _Entry] = {}
-        self._by_user: dict[str, list[str]] = {}  # keys in creation order
+        # A user's keys in creation order; most users have one session, kept as the bare key
+        # (a one-item list would cost ~100 bytes more per session, and be one more object the
+        # cyclic GC has to track).
+        self._by_user: dict[str, str | list[str]] = {}
+
+    def _user_keys(self, username: str) -> Sequence[str]:
+        keys = self._by_user.get(username, ())
+        return (keys,) if isinstance(keys, str) else keys
 
     def _record(self, key: str, entry: _Entry, now: float) -> SessionRecord:
         to_wall = time.time() - now
@@ -80,9 +87,12 @@ class MemoryStore(SessionStore):
     def _remove(self, key: str, entry: _Entry) -> None:
         del self._sessions[key]
         keys = self._by_user[entry.username]
-        keys.remove(key)
-        if not keys:
+        if isinstance(keys, str):
             del self._by_user[entry.username]
+            return
+        keys.remove(key)
+        if len(keys) == 1:
+            self._by_user[entry.username] = keys[0]
 
     async def create(
         self,
@@ -98,7 +108,7 @@ class MemoryStore(SessionStore):
         now = self._clock()
         evicted: list[SessionRecord] = []
         if max_per_user is not None:
-            keys = self._by_user.get(username, ())
+            keys = self._user_keys(username)
             live = [k for k in keys if self._sessions[k].deadline > now]
             for old in live[: max(0, len(live) - max_per_user + 1)]:
                 entry = self._sessions[old]
@@ -108,7 +118,13 @@ class MemoryStore(SessionStore):
         deadline = now + timeout if absolute is None else min(now + timeout, absolute)
         own = timeout if fixed_timeout else None
         self._sessions[key] = _Entry(username, now, deadline, absolute, own, data)
-        self._by_user.setdefault(username, []).append(key)
+        others = self._by_user.get(username)
+        if others is None:
+            self._by_user[username] = key
+        elif isinstance(others, str):
+            self._by_user[username] = [others, key]
+        else:
+            others.append(key)
         return evicted
 
     async def check(self, key: str) -> float | None:
@@ -160,7 +176,10 @@ class MemoryStore(SessionStore):
         del self._sessions[key]
         self._sessions[new_key] = entry
         keys = self._by_user[entry.username]
-        keys[keys.index(key)] = new_key  # keeps the user's sessions in creation order
+        if isinstance(keys, str):
+            self._by_user[entry.username] = new_key
+        else:
+            keys[keys.index(key)] = new_key  # keeps the user's sessions in creation order
         return self._record(new_key, entry, now)
 
     async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
@@ -190,7 +209,7 @@ class MemoryStore(SessionStore):
         now = self._clock()
         return [
             self._record(k, e, now)
-            for k in self._by_user.get(username, ())
+            for k in self._user_keys(username)
             if (e := self._sessions[k]).deadline > now
         ]
 
@@ -208,7 +227,7 @@ class MemoryStore(SessionStore):
     async def delete_user(self, username: str) -> list[SessionRecord]:
         now = self._clock()
         ended = [
-            (k, e) for k in self._by_user.get(username, ()) if (e := self._sessions[k]).deadline > now
+            (k, e) for k in self._user_keys(username) if (e := self._sessions[k]).deadline > now
         ]
         for key, entry in ended:
             self._remove(key, entry)
