@@ -319,6 +319,44 @@ def print_tables(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> N
         )
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """The results as the README's Performance table (figure, sessionkit, seed, ratio, target)."""
+    targets = {(t["figure"], t["sessions"]): t for t in report["targets"]}
+    lines = [
+        "| figure | sessions | sessionkit | seed | ratio | target | met? |",
+        "|---|--:|--:|--:|--:|---|---|",
+    ]
+    for r in report["rows"]:
+        unit = r["unit"]
+        target = targets.get((r["figure"], r["sessions"]))
+        met = "" if target is None else {True: "yes", False: "**no**", None: "-"}[target["met"]]
+        lines.append(
+            f"| {r['figure']} ({unit}) | {r['sessions']:,} | {fmt(r['sessionkit'], unit)} "
+            f"| {r['seed_note'] or fmt(r['seed'], unit)} "
+            f"| {'-' if r['ratio'] is None else format(r['ratio'], '.2f')} "
+            f"| {'' if target is None else target['target']} | {met} |"
+        )
+    redis = report["redis"]
+    if redis.get("measured"):
+        lines += ["", "| RedisStore figure | sessionkit | raw redis-py | ratio | target | met? |"]
+        lines.append("|---|--:|--:|--:|---|---|")
+        for name, f in redis["figures"].items():
+            raw = "-" if f["raw"] is None else f"{f['raw']:,.0f}"
+            ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}"
+            met = {True: "yes", False: "**no**", None: "-"}[f["met"]]
+            lines.append(f"| {name} | {f['sessionkit']:,.0f} | {raw} | {ratio} | >= 0.9x | {met} |")
+    else:
+        lines += ["", f"RedisStore figures not measured: {redis['why']}"]
+    m = report["machine"]
+    lines += [
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['os']}; "
+        f"Python {m['python']}, Node.js {m['node']}. Date: {report['date']}. "
+        f"Command: `{report['command']}` ({report['plan']['rounds']} rounds, medians).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def run_redis(plan: Plan) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.redis_side", str(plan.redis_ops), str(plan.rounds)]
     done = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True, check=False)
@@ -388,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.json or RESULTS_DIR / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=list))
-    say(f"\nresults written to {path} ({report['elapsed_s']:.0f} s)")
+    path.with_suffix(".md").write_text(markdown(report))
+    say(f"\nresults written to {path} and .md ({report['elapsed_s']:.0f} s)")
     return 0
 
 
