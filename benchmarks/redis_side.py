@@ -152,7 +152,9 @@ async def rate(calls: int, concurrency: int, one: Callable[[int], Awaitable[Any]
     return calls / (time.perf_counter() - began)
 
 
-def server_limit(tool: str | None, port: int, commands: dict[str, list[Any]]) -> dict[str, Any]:
+def server_limit(
+    tool: str | None, port: int, commands: dict[str, list[Any]], requests: int
+) -> dict[str, Any]:
     if tool is None:
         why = "no valkey-benchmark or redis-benchmark on PATH (e.g. apt-get install redis-tools)"
         print(f"  redis server limit (benchmark tool): not measured: {why}")
@@ -160,7 +162,18 @@ def server_limit(tool: str | None, port: int, commands: dict[str, list[Any]]) ->
     out: dict[str, Any] = {"tool": os.path.basename(tool)}
     for name, command in commands.items():
         for c in CONCURRENCY:
-            args = [tool, "-h", "127.0.0.1", "-p", str(port), "-c", str(c), "-n", "50000", "-q"]
+            args = [
+                tool,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-c",
+                str(c),
+                "-n",
+                str(requests),
+                "-q",
+            ]
             done = subprocess.run(
                 [*args, *map(str, command)], capture_output=True, text=True, check=False
             )
@@ -238,7 +251,8 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
                     print(f"  {label}: sessionkit {mine:,.0f}, raw redis-py {shown}{verdict}")
             limit_commands = {n: cmds[0] for n, cmds in prepared.items()}
             limit_commands["PING"] = ["PING"]
-            results["server_limit"] = server_limit(tool, port, limit_commands)
+            requests = min(100_000, 10 * ops)  # per command and concurrency
+            results["server_limit"] = server_limit(tool, port, limit_commands, requests)
             await sm.delete_all_sessions()
     finally:
         await client.aclose()
