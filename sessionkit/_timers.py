@@ -25,6 +25,9 @@ class DeadlineTimers:
         self._armed: dict[str, int] = {}  # key -> the bucket it fires in
         self._buckets: dict[int, list[str]] = {}  # bucket -> keys, some stale (re-armed, dropped)
         self._handles: dict[int, asyncio.TimerHandle] = {}
+        # One int object per bucket, shared by every key armed in it: a fresh int per key
+        # would cost 32 bytes per session.
+        self._ids: dict[int, int] = {}
         self._stale = 0
 
     def __len__(self) -> int:
@@ -59,6 +62,7 @@ class DeadlineTimers:
             return
         if old is not None:
             self._stale += 1
+        bucket = self._ids.setdefault(bucket, bucket)
         self._armed[key] = bucket
         keys = self._buckets.get(bucket)
         if keys is not None:
@@ -94,6 +98,7 @@ class DeadlineTimers:
         self.cancel_handles()
         self._armed.clear()
         self._buckets.clear()
+        self._ids.clear()
         self._stale = 0
 
     def _compact(self) -> None:
@@ -105,6 +110,7 @@ class DeadlineTimers:
                 self._buckets[bucket] = live
             else:
                 del self._buckets[bucket]
+                self._ids.pop(bucket, None)
                 handle = self._handles.pop(bucket, None)
                 if handle is not None:
                     handle.cancel()
@@ -113,6 +119,7 @@ class DeadlineTimers:
     def _fire(self, bucket: int) -> None:
         self._handles.pop(bucket, None)
         keys = self._buckets.pop(bucket, [])
+        self._ids.pop(bucket, None)
         armed = self._armed
         due = []
         for key in keys:

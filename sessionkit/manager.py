@@ -111,6 +111,7 @@ class SessionManager:
         warn_before: float | None = None,  # seconds
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
+        self._longest = self._timeout  # the longest idle timeout this manager ever applied
         self._absolute = (
             None if absolute_timeout is None else _seconds(absolute_timeout, "absolute_timeout")
         )
@@ -268,6 +269,7 @@ class SessionManager:
         :raises ValueError: if it is NaN, infinite or below :data:`MIN_SESSION_TIMEOUT`.
         """
         self._timeout = _seconds(seconds, "timeout")
+        self._longest = max(self._longest, self._timeout)
         return True
 
     def get_session_timeout(self) -> float:
@@ -376,7 +378,12 @@ class SessionManager:
             raise _missing(key)
         warn = self._warn_before
         if warn is None:
-            self._timers.arm_by(key, loop.time() + remaining)
+            # A restart only moves a deadline later, so the session's timer (armed at or
+            # before its old deadline) still fires in time and the store re-arms it then: no
+            # timer lookup on this hot path. Only once the idle timeout has been shortened
+            # can a restart bring a deadline earlier than where its timer stands.
+            if self._timeout < self._longest:
+                self._timers.arm_by(key, loop.time() + remaining)
         else:
             self._warned.discard(key)
             self._timers.arm_by(key, loop.time() + remaining - warn)

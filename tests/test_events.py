@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
-from tests.vtime import virtual_time
+from tests.vtime import manager, virtual_time
 
 
 def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
@@ -125,7 +125,7 @@ async def test_a_failing_error_handler_is_logged_without_looping(
 
 @virtual_time
 async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
-    async with SessionManager(timeout=10) as sm:
+    async with manager(timeout=10) as sm:
         errors: list[BaseException | None] = []
         sm.on("error", lambda e: errors.append(e.error))
 
@@ -143,7 +143,7 @@ async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
 
 @virtual_time
 async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
-    sm = SessionManager(timeout=10)
+    sm = manager(timeout=10)
     done: list[str] = []
 
     async def slow(event: SessionEvent) -> None:

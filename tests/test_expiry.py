@@ -9,7 +9,7 @@ import pytest
 
 from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit._timers import RESOLUTION
-from tests.vtime import loop, virtual_time
+from tests.vtime import loop, manager, virtual_time
 
 LATE = RESOLUTION + 0.001  # the most a deadline may fire after its time on an idle loop
 
@@ -41,7 +41,7 @@ class Log:
 
 @virtual_time
 async def test_idle_expiry_fires_once_at_the_deadline() -> None:
-    async with SessionManager(timeout=3000) as sm:
+    async with manager(timeout=3000) as sm:
         log = Log(sm)
         key = await sm.load_new_session("Luca")
         await asyncio.sleep(2999.9)
@@ -63,7 +63,7 @@ async def test_idle_expiry_fires_once_at_the_deadline() -> None:
 
 @virtual_time
 async def test_restart_extends_the_session() -> None:
-    async with SessionManager(timeout=100) as sm:
+    async with manager(timeout=100) as sm:
         log = Log(sm)
         key = await sm.load_new_session("Luca")
         for _ in range(5):
@@ -80,7 +80,7 @@ async def test_restart_extends_the_session() -> None:
 
 @virtual_time
 async def test_new_timeout_applies_only_to_later_sessions_and_restarts() -> None:
-    async with SessionManager(timeout=1000) as sm:
+    async with manager(timeout=1000) as sm:
         log = Log(sm)
         old = await sm.load_new_session("old")
         restarted = await sm.load_new_session("restarted")
@@ -98,7 +98,7 @@ async def test_new_timeout_applies_only_to_later_sessions_and_restarts() -> None
 
 @virtual_time
 async def test_absolute_timeout_caps_an_active_session() -> None:
-    async with SessionManager(timeout=100, absolute_timeout=250) as sm:
+    async with manager(timeout=100, absolute_timeout=250) as sm:
         log = Log(sm)
         key = await sm.load_new_session("Luca")
         for _ in range(10):
@@ -113,7 +113,7 @@ async def test_absolute_timeout_caps_an_active_session() -> None:
 
 @virtual_time
 async def test_warn_before_fires_once_per_idle_deadline() -> None:
-    async with SessionManager(timeout=100, warn_before=20) as sm:
+    async with manager(timeout=100, warn_before=20) as sm:
         log = Log(sm)
         key = await sm.load_new_session("Luca")
         await asyncio.sleep(90)  # warned at t=80
@@ -129,7 +129,7 @@ async def test_warn_before_fires_once_per_idle_deadline() -> None:
 
 @virtual_time
 async def test_no_warning_for_an_absolute_deadline() -> None:
-    async with SessionManager(timeout=100, absolute_timeout=50, warn_before=20) as sm:
+    async with manager(timeout=100, absolute_timeout=50, warn_before=20) as sm:
         log = Log(sm)
         await sm.load_new_session("Luca")
         await asyncio.sleep(60)
@@ -139,7 +139,7 @@ async def test_no_warning_for_an_absolute_deadline() -> None:
 
 @virtual_time
 async def test_a_late_loop_never_reports_an_expired_session_live() -> None:
-    async with SessionManager(timeout=10) as sm:
+    async with manager(timeout=10) as sm:
         log = Log(sm)
         key = await sm.load_new_session("Luca")
         other = await sm.load_new_session("Fabio", timeout=1000)
@@ -160,7 +160,7 @@ async def test_a_late_loop_never_reports_an_expired_session_live() -> None:
 
 
 async def _race(op: str, before_deadline: bool) -> tuple[Log, str, object]:
-    sm = SessionManager(timeout=10)
+    sm = manager(timeout=10)
     log = Log(sm)
     key = await sm.load_new_session("Luca")
     if before_deadline:
@@ -218,7 +218,7 @@ async def test_each_session_ends_exactly_once_when_ops_race_expiry(
 async def test_a_burst_of_expiries_is_handled_in_slices() -> None:
     # 20,000 sessions due in the same tick: the loop must get control back while they end.
     count = 20_000
-    async with SessionManager(timeout=60) as sm:
+    async with manager(timeout=60) as sm:
         ended = 0
         progress_seen: list[int] = []
 

@@ -9,9 +9,9 @@ import traceback
 
 import pytest
 
-from sessionkit import SessionError, SessionEvent, SessionManager
+from sessionkit import SessionError, SessionEvent
 from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
-from tests.vtime import virtual_time
+from tests.vtime import manager, virtual_time
 
 
 def test_ten_thousand_keys_are_unique_url_safe_and_long() -> None:
@@ -45,7 +45,7 @@ async def test_no_raw_key_in_any_log_record_or_exception_message() -> None:
     messages: list[str] = []
     keys: list[str] = []
     try:
-        async with SessionManager(timeout=10, max_sessions_per_user=1, warn_before=2) as sm:
+        async with manager(timeout=10, max_sessions_per_user=1, warn_before=2) as sm:
 
             def broken(event: SessionEvent) -> None:
                 raise RuntimeError("handler failed")

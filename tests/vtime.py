@@ -13,6 +13,8 @@ import selectors
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sessionkit import MemoryStore, SessionManager
+
 START = 10_000.0  # seconds; far from zero so that "earlier than creation" is still positive
 
 
@@ -61,3 +63,8 @@ def loop() -> VirtualClockLoop:
     running = asyncio.get_running_loop()
     assert isinstance(running, VirtualClockLoop)
     return running
+
+
+def manager(**options: Any) -> SessionManager:
+    """A :class:`SessionManager` whose in-memory store reads the virtual clock too."""
+    return SessionManager(store=MemoryStore(clock=loop().time), **options)
