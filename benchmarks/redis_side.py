@@ -152,6 +152,56 @@ async def rate(calls: int, concurrency: int, one: Callable[[int], Awaitable[Any]
     return calls / (time.perf_counter() - began)
 
 
+#: Calls per timed slice: the sides alternate slice by slice, so that a burst of noise from
+#: the rest of the machine (the server shares its cores) lands on both sides alike.
+SLICE = 500
+
+
+def raw_caller(
+    raw: Any, commands: list[list[Any]], sessions: int
+) -> Callable[[int], Awaitable[Any]]:
+    """What a caller of redis-py does for one call: ``evalsha`` with the store's arguments."""
+
+    def one(i: int) -> Awaitable[Any]:
+        command = commands[i % sessions]
+        call: Awaitable[Any]
+        if str(command[0]).upper() == "EVALSHA":
+            call = raw.evalsha(*command[1:])
+        else:
+            call = raw.execute_command(*command)
+        return call
+
+    return one
+
+
+async def alternate(
+    sides: dict[str, Callable[[int], Awaitable[Any]]], ops: int, rounds: int, concurrency: int
+) -> dict[str, list[float]]:
+    """Calls per second of each side, one sample per round (median it).
+
+    Each side first makes ``concurrency`` calls at once untimed, so that both connection pools
+    hold their connections before timing starts. Each round then runs ``ops`` calls per side
+    in slices of :data:`SLICE`, alternating the sides slice by slice (the side that goes first
+    alternates too); a round's rate is its calls over the time its slices took.
+    """
+    for one in sides.values():
+        await rate(concurrency, concurrency, one)
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    order = list(sides)
+    for _ in range(rounds):
+        spent = dict.fromkeys(sides, 0.0)
+        done = 0
+        while done < ops:
+            n = min(max(SLICE, concurrency), ops - done)
+            for side in order:
+                spent[side] += n / await rate(n, concurrency, sides[side])
+            order.reverse()
+            done += n
+        for side in sides:
+            samples[side].append(ops / spent[side])
+    return samples
+
+
 def server_limit(
     tool: str | None, port: int, commands: dict[str, list[Any]], requests: int
 ) -> dict[str, Any]:
@@ -188,6 +238,7 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
     module_name, _, class_name = STORE.partition(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
 
+    # Two clients made alike (same pool settings), so neither side shares the other's pool.
     client = redis_asyncio.Redis(host="127.0.0.1", port=port)
     raw = redis_asyncio.Redis(host="127.0.0.1", port=port)
     store = store_class(client, prefix="bench:", sweep_interval=5.0, op_timeout=2.0)
@@ -219,22 +270,12 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
                 "restart timer": lambda i: sm.restart_session_timer(keys[i % sessions]),
             }
             for name in FIGURES:
+                commands = prepared.get(name)
+                sides: dict[str, Callable[[int], Awaitable[Any]]] = {"sessionkit": ours[name]}
+                if commands is not None:
+                    sides["raw redis-py"] = raw_caller(raw, commands, sessions)
                 for c in CONCURRENCY:
-                    samples: dict[str, list[float]] = {"sessionkit": [], "raw redis-py": []}
-                    commands = prepared.get(name)
-                    for r in range(rounds):
-                        order = ["sessionkit", "raw redis-py"]
-                        if r % 2:
-                            order.reverse()
-                        for side in order:
-                            if side == "sessionkit":
-                                samples[side].append(await rate(ops, c, ours[name]))
-                            elif commands is not None:
-
-                                async def one(i: int, cmds: list[list[Any]] = commands) -> Any:
-                                    return await raw.execute_command(*cmds[i % sessions])
-
-                                samples[side].append(await rate(ops, c, one))
+                    samples = await alternate(sides, ops, rounds, c)
                     mine = statistics.median(samples["sessionkit"])
                     base = statistics.median(samples["raw redis-py"]) if commands else None
                     ratio = mine / base if base else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -59,6 +60,33 @@ async def test_a_hung_server_fails_within_op_timeout(silent_port: int) -> None:
     await _fails_fast(lambda: sm.load_new_session("ada"), within=1.0)
     await _fails_fast(lambda: sm.restart_session_timer("some-key"), within=1.0)
     await sm.aclose()
+    await client.aclose()
+
+
+async def test_calls_in_flight_each_fail_at_their_own_deadline(silent_port: int) -> None:
+    """One timer bounds every call in flight: staggered calls each fail op_timeout after
+    they began, a call cancelled from outside is cancelled (not StoreUnavailable), and a call
+    made after the rest still has its whole op_timeout."""
+    client = Redis(host="127.0.0.1", port=silent_port, socket_timeout=30)
+    store = RedisStore(client, op_timeout=0.3, sweep_interval=3600)
+
+    async def timed(delay: float) -> float:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.check("some-key")
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        return time.monotonic() - started
+
+    cancelled = asyncio.create_task(store.check("other-key"))
+    durations = asyncio.gather(*(timed(d) for d in (0.0, 0.05, 0.1, 0.2)))
+    await asyncio.sleep(0.1)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    for took in await durations:
+        assert 0.25 < took < 0.6
+    assert await timed(0.0) > 0.25
     await client.aclose()
 
 
