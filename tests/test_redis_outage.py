@@ -64,9 +64,8 @@ async def test_a_hung_server_fails_within_op_timeout(silent_port: int) -> None:
 
 
 async def test_calls_in_flight_each_fail_at_their_own_deadline(silent_port: int) -> None:
-    """One timer bounds every call in flight: staggered calls each fail op_timeout after
-    they began, a call cancelled from outside is cancelled (not StoreUnavailable), and a call
-    made after the rest still has its whole op_timeout."""
+    """Staggered calls each fail op_timeout after they began, a call cancelled from outside is
+    cancelled (not StoreUnavailable), and a call made after the rest has its whole op_timeout."""
     client = Redis(host="127.0.0.1", port=silent_port, socket_timeout=30)
     store = RedisStore(client, op_timeout=0.3, sweep_interval=3600)
 
