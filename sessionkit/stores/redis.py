@@ -118,25 +118,7 @@ class RedisStore(SessionStore):
         # delete_all, a sweep) still names the key where this process knows it. An entry goes
         # when its session ends here or when a claim finds the session gone.
         self._known: dict[str, str] = {}
-        self._scripts = {
-            name: _Script(getattr(lua, name))
-            for name in (
-                "CHECK",
-                "CLAIM",
-                "COUNT",
-                "CREATE",
-                "DELETE",
-                "DELETE_ALL",
-                "DELETE_USER",
-                "GET",
-                "ROTATE",
-                "SET_DATA",
-                "SWEEP",
-                "TOUCH",
-                "USERNAMES",
-                "USER_SESSIONS",
-            )
-        }
+        self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     @property
     def prefix(self) -> str:
