@@ -38,7 +38,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
-from sessionkit.keys import is_key_like
 from sessionkit.models import SessionDetails
 
 if TYPE_CHECKING:
@@ -154,9 +153,7 @@ def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
 async def _resolve(sm: SessionManager, key: str | None, restart: bool) -> SessionDetails:
     if key is None:
         raise SessionRequired(_MISSING)
-    if not is_key_like(key):
-        raise SessionRequired(_DEAD)
-    try:
+    try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
         if restart:
             await sm.restart_session_timer(key)
         return await sm.get_session_details(key)

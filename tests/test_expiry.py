@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sessionkit import SessionEvent, SessionManager, SessionNotFound
+from sessionkit import EVENTS, SessionEvent, SessionManager, SessionNotFound
 from sessionkit._timers import RESOLUTION
 from tests.vtime import loop, manager, virtual_time
 
@@ -17,14 +17,7 @@ LATE = RESOLUTION + 0.001  # the most a deadline may fire after its time on an i
 class Log:
     """Records (time since start, event name, username, reason) for every session event."""
 
-    NAMES = (
-        "session_created",
-        "session_deleted",
-        "session_expired",
-        "session_expiring",
-        "session_rotated",
-        "notify_client_to_logout",
-    )
+    NAMES = tuple(name for name in EVENTS if name != "error")
 
     def __init__(self, sm: SessionManager) -> None:
         self.start = loop().time()

@@ -280,12 +280,14 @@ class RedisStore(SessionStore):
         by_hash = {hash_key(key): key for key in keys}
         claimed, pending = await self._run("CLAIM", *by_hash)
         records = [self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in claimed]
+        live = [(_text(h) or "", left, capped) for h, left, capped in pending]
         waiting = [
-            Pending(by_hash[_text(h) or ""], int(_text(left) or 0) / _US, bool(capped))
-            for h, left, capped in pending
+            Pending(by_hash[h], int(_text(left) or 0) / _US, bool(capped))
+            for h, left, capped in live
         ]
-        live = {hash_key(p.key) for p in waiting}
-        for key_hash in by_hash.keys() - live:  # claimed here, or ended elsewhere
+        for key_hash in by_hash.keys() - {
+            h for h, _, _ in live
+        }:  # claimed here, or ended elsewhere
             self._known.pop(key_hash, None)
         return records, waiting
 
