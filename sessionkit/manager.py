@@ -311,7 +311,7 @@ class SessionManager:
         :param username: who logged in.
         :param data: JSON-serialisable data to keep with the session.
         :param timeout: this session's own idle timeout in seconds, instead of the manager's.
-        :return: the new session key (43 URL-safe characters, 256 random bits).
+        :return: the new session key (44 URL-safe characters, 264 random bits).
         :raises TypeError: for a non-str username or data that is not JSON-serialisable.
         :raises ValueError: for an empty username or a bad timeout.
         :raises StoreUnavailable: if the store cannot be reached.

@@ -32,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sessionkit.exceptions import SessionNotFound
-from sessionkit.keys import hash_key, is_key_like, short_hash
+from sessionkit.keys import KEY_LENGTH, hash_key, is_key_like, short_hash
 
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
@@ -47,9 +47,9 @@ _REFUSED = "a live session key is required"
 
 # Two shapes a key can take in a log line: the value of a ``session_key`` field in a raw
 # packet (whatever its length), and a bare token shaped like the keys sessionkit makes
-# (43 URL-safe characters, see sessionkit.keys.new_key).
+# (KEY_LENGTH URL-safe characters, see sessionkit.keys.new_key).
 _FIELD = re.compile(r"""(["']?session_key["']?\s*[:=]\s*["']?)([^"'\s,}&]+)""")
-_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
+_TOKEN = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{{KEY_LENGTH}}}(?![A-Za-z0-9_-])")
 _REDACTED = "[redacted]"
 
 

@@ -4,20 +4,40 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import traceback
 
 import pytest
 
 from sessionkit import SessionError, SessionEvent
-from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
+from sessionkit.keys import KEY_LENGTH, hash_key, is_key_like, new_key, short_hash
 from tests.vtime import manager, virtual_time
 
 
 def test_ten_thousand_keys_are_unique_url_safe_and_long() -> None:
     keys = [new_key() for _ in range(10_000)]
     assert len(set(keys)) == len(keys)
-    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43,}", k) for k in keys)
+    assert KEY_LENGTH >= 43  # 256 bits or more
+    assert all(re.fullmatch(rf"[A-Za-z0-9_-]{{{KEY_LENGTH}}}", k) for k in keys)
+    # Every character position varies: no key is cut across the pool's base64 padding.
+    assert all(len({k[i] for k in keys}) > 32 for i in range(KEY_LENGTH))
+
+
+def test_a_forked_child_never_makes_its_parents_next_key() -> None:
+    new_key()  # the pool now holds keys made ahead
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, "".join(new_key() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    parent = [new_key() for _ in range(300)]
+    assert len(child) == 5 * KEY_LENGTH
+    assert not any(key in child for key in parent)
 
 
 def test_hashes() -> None:

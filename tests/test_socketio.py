@@ -15,6 +15,7 @@ import pytest
 import socketio
 
 from sessionkit import SessionManager
+from sessionkit.keys import KEY_LENGTH
 from sessionkit.socketio import KeyRedactingFilter, bind_socketio, redact, room_for
 from tests.servers import serve
 
@@ -271,8 +272,8 @@ async def test_touch_on_event_restarts_the_timer(
 
 
 def test_redact_blanks_keys_in_packets() -> None:
-    key = "A" * 20 + "-_" + "b" * 21
-    assert len(key) == 43
+    key = "A" * 20 + "-_" + "b" * 22
+    assert len(key) == KEY_LENGTH
     assert key not in redact('0{"session_key":"' + key + '"}')
     assert key not in redact('42["session_key",{"session_key":"x","user":"L"}] ' + key)
     assert redact('2["session_key",{"session_key":"short"}]') == (
