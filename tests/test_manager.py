@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import re
 from datetime import UTC, timedelta
 from typing import Any
@@ -378,3 +379,22 @@ async def test_bad_keys_are_unknown_keys_and_change_nothing(sm: SessionManager, 
             assert bad not in str(raised.value)
     await sm.send_logout_message(bad)
     assert await snapshot(sm, keys) == before
+
+
+# -- MemoryStore -----------------------------------------------------------------------------
+
+
+async def test_memory_sessions_add_no_object_for_the_cyclic_gc_to_track() -> None:
+    # A million sessions must not slow every full collection down: what MemoryStore keeps per
+    # session (strs, floats, plain tuples of them) is left out of the cyclic GC.
+    async with SessionManager(timeout=3600) as sm:
+        await sm.load_new_session("warm-up")
+        gc.collect()
+        before = len(gc.get_objects())
+        for i in range(5_000):
+            key = await sm.load_new_session(f"user{i}", {"n": i})
+            await sm.restart_session_timer(key)
+            await sm.set_session_data(key, {"n": -i})
+        gc.collect()
+        assert len(gc.get_objects()) - before < 100
+        assert await sm.count_sessions() == 5_001
