@@ -45,6 +45,48 @@ def per_second(calls: int, start: float) -> float:
     return calls / (time.perf_counter() - start)
 
 
+class Entry:
+    """A session record cut down to what a check reads."""
+
+    __slots__ = ("deadline",)
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+
+
+async def check_floors(keys: list[str], picked: list[str]) -> dict[str, float]:
+    """What a check costs plain Python on the same keys, in the same order, with no library:
+    a dict of the benchmark's own (each key to an entry with its own float deadline) looked up
+    in a plain loop, then the same lookup inside one awaited coroutine per key."""
+    monotonic = time.monotonic
+    table = {key: Entry(monotonic() + HOUR) for key in keys}
+    result: dict[str, float] = {}
+
+    start = time.perf_counter()
+    live = 0
+    for key in picked:
+        entry = table.get(key)
+        live += entry is not None and entry.deadline > monotonic()
+    result["check_floor_dict_ops"] = per_second(len(picked), start)
+    if live != len(picked):
+        raise AssertionError("check floor: a live key was not found")
+
+    get = table.get
+
+    async def check(key: str) -> bool:
+        entry = get(key)
+        return entry is not None and entry.deadline > monotonic()
+
+    start = time.perf_counter()
+    live = 0
+    for key in picked:
+        live += await check(key)
+    result["check_floor_await_ops"] = per_second(len(picked), start)
+    if live != len(picked):
+        raise AssertionError("check floor: a live key was not found")
+    return result
+
+
 async def ops(sessions: int, count: int, logged_users: bool) -> dict[str, Any]:
     usernames = [f"user{i}" for i in range(sessions)]
     keys: list[str] = [""] * sessions
@@ -76,6 +118,9 @@ async def ops(sessions: int, count: int, logged_users: bool) -> dict[str, Any]:
         result["check_ops"] = per_second(count, start)
         if live != count:
             raise AssertionError("a live session was reported dead")
+        # References, not sessionkit: the same keys over a plain dict (freed before going on).
+        result |= await check_floors(keys, picked)
+        full_collect()
 
         restart = sm.restart_session_timer
         start = time.perf_counter()

@@ -36,6 +36,8 @@ RESULTS_DIR = HERE / "results"  # ignored by git
 FIGURES: tuple[tuple[str, str, str], ...] = (
     ("create", "ops/s", "higher"),
     ("check", "ops/s", "higher"),
+    ("check floor: bare dict lookup", "ops/s", "higher"),
+    ("check floor: one awaited coroutine", "ops/s", "higher"),
     ("restart timer", "ops/s", "higher"),
     ("set data", "ops/s", "higher"),
     ("get data", "ops/s", "higher"),
@@ -51,6 +53,8 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
 FIELDS = {
     "create": "create_ops",
     "check": "check_ops",
+    "check floor: bare dict lookup": "check_floor_dict_ops",
+    "check floor: one awaited coroutine": "check_floor_await_ops",
     "restart timer": "restart_ops",
     "set data": "set_data_ops",
     "get data": "get_data_ops",
@@ -62,6 +66,14 @@ FIELDS = {
     "expiry: drain time": "expiry_drain_s",
     "expiry: worst lateness": "expiry_lateness_s",
 }
+#: The check floors are plain Python on the same keys, not sessionkit: references, never
+#: targets. The seed has no floor of its own, so its check stands beside them.
+FLOORS = ("check floor: bare dict lookup", "check floor: one awaited coroutine")
+SEED_FIELDS = {**FIELDS, **dict.fromkeys(FLOORS, "check_ops")}
+FLOOR_NOTE = (
+    "Check floor rows: plain Python on the same keys over a dict of the benchmark's own, not"
+    " sessionkit; beside them the seed's check, and the ratio floor / seed (references, not targets)."
+)
 UNITS = {name: unit for name, unit, _ in FIGURES}
 
 
@@ -120,7 +132,7 @@ class Results:
     notes: dict[tuple[str, int], str] = field(default_factory=dict)
 
     def add(self, side: str, sessions: int, fields: dict[str, Any]) -> None:
-        for figure, name in FIELDS.items():
+        for figure, name in (SEED_FIELDS if side == "seed" else FIELDS).items():
             if name in fields:
                 slot = self.samples.setdefault((figure, sessions), {})
                 slot.setdefault(side, []).append(float(fields[name]))
@@ -298,14 +310,15 @@ def target_rows(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def print_tables(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
     say("")
-    say(f"{'figure':<34} {'sessions':>10} {'sessionkit':>14} {'seed':>22} {'ratio':>7}")
+    say(f"{'figure':<42} {'sessions':>10} {'sessionkit':>14} {'seed':>22} {'ratio':>7}")
     for r in rows:
         unit = r["unit"]
         seed = r["seed_note"] or fmt(r["seed"], unit)
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         name = f"{r['figure']} ({unit})"
         ours = fmt(r["sessionkit"], unit)
-        say(f"{name:<34} {r['sessions']:>10,} {ours:>14} {seed:>22} {ratio:>7}")
+        say(f"{name:<42} {r['sessions']:>10,} {ours:>14} {seed:>22} {ratio:>7}")
+    say(FLOOR_NOTE)
     say("")
     say("targets (ratio = sessionkit / seed)")
     for t in targets:
@@ -336,6 +349,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {'-' if r['ratio'] is None else format(r['ratio'], '.2f')} "
             f"| {'' if target is None else target['target']} | {met} |"
         )
+    lines += ["", FLOOR_NOTE]
     redis = report["redis"]
     if redis.get("measured"):
         lines += ["", "| RedisStore figure | sessionkit | raw redis-py | ratio | target | met? |"]
