@@ -398,3 +398,23 @@ async def test_memory_sessions_add_no_object_for_the_cyclic_gc_to_track() -> Non
         gc.collect()
         assert len(gc.get_objects()) - before < 100
         assert await sm.count_sessions() == 5_001
+
+
+async def test_memory_per_user_index_built_at_first_use_keeps_creation_order() -> None:
+    # MemoryStore builds its per-user index at the first call that asks by user; a rotation
+    # before then has moved a session to the end of the store's dict.
+    async with SessionManager(timeout=3600) as sm:
+        ann1 = await sm.load_new_session("Ann")
+        bob = await sm.load_new_session("Bob")
+        ann2 = await sm.load_new_session("Ann")
+        ann3 = await sm.load_new_session("Ann")
+        ann1 = await sm.rotate_session_key(ann1)
+        await sm.delete_session(ann2)
+        assert [d.key for d in await sm.get_user_sessions("Ann")] == [ann1, ann3]
+        # From then on the index follows every change.
+        ann4 = await sm.load_new_session("Ann")
+        ann3 = await sm.rotate_session_key(ann3)
+        assert [d.key for d in await sm.get_user_sessions("Ann")] == [ann1, ann3, ann4]
+        assert await sm.delete_user_sessions("Ann") == 3
+        assert await sm.get_user_sessions("Ann") == []
+        assert [d.key for d in await sm.get_user_sessions("Bob")] == [bob]
