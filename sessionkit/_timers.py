@@ -3,8 +3,14 @@
 Deadlines are grouped into buckets ``RESOLUTION`` seconds wide, with one ``loop.call_at``
 handle per bucket, so a million sessions need at most ``timeout / RESOLUTION`` handles. A
 restart does not touch its timer: the store moves the deadline, and when the old bucket fires
-the manager asks the store, which reports the session still live, and re-arms it. Only a
-deadline that moves *earlier* than its bucket (a shorter timeout) is re-armed at once.
+the manager asks the store, which reports the session still live, and re-arms it.
+
+A bucket is a plain list of keys, and by default nothing else is kept per key: a key whose
+session ended early (a logout, a rotation) stays in its bucket until the bucket fires, and the
+store then reports it gone. A map from each key to its bucket cost each login ~0.5 us and ~40
+bytes at a million sessions, and is kept only in *exact* mode, which a manager turns on when a
+restart may bring a timer earlier (``warn_before``, or a shortened idle timeout): there each
+key is armed in one bucket, and its older places are skipped when they fire.
 """
 
 from __future__ import annotations
@@ -17,24 +23,42 @@ _PER_SECOND = 1 / RESOLUTION
 
 
 class DeadlineTimers:
-    """Arms keys at loop-clock times and hands the due ones to ``on_due`` in one list per bucket."""
+    """Arms keys at loop-clock times and hands the due ones to ``on_due`` in one list per bucket.
 
-    def __init__(self, on_due: Callable[[list[str]], None]) -> None:
+    A key may come out of more than one bucket (it was armed again before its bucket fired):
+    the store's answer, not the timer, decides whether its session ended.
+    """
+
+    def __init__(self, on_due: Callable[[list[str]], None], *, exact: bool = False) -> None:
         self._on_due = on_due
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._armed: dict[str, int] = {}  # key -> the bucket it fires in
-        self._buckets: dict[int, list[str]] = {}  # bucket -> keys, some stale (re-armed, dropped)
+        self._buckets: dict[int, list[str]] = {}  # bucket -> keys, some stale
         self._handles: dict[int, asyncio.TimerHandle] = {}
-        # One int object per bucket, shared by every key armed in it: a fresh int per key
-        # would cost 32 bytes per session.
+        # One int object per bucket, shared by every key armed in it (exact mode): a fresh
+        # int per key would cost 32 bytes per session.
         self._ids: dict[int, int] = {}
-        self._stale = 0
+        self._armed: dict[str, int] | None = {} if exact else None  # key -> its bucket
+        self._stale = 0  # places in buckets the map no longer points at (exact mode)
 
-    def __len__(self) -> int:
-        return len(self._armed)
+    @property
+    def exact(self) -> bool:
+        """Whether each key's bucket is tracked, so that :meth:`arm_by` can compare."""
+        return self._armed is not None
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._armed
+    def make_exact(self) -> None:
+        """Track each key's bucket from now on, starting from where the keys are now."""
+        if self._armed is not None:
+            return
+        armed: dict[str, int] = {}
+        places = 0
+        for bucket in sorted(self._buckets):  # a key in two buckets is armed in the earlier
+            keys = self._buckets[bucket]
+            shared = self._ids.setdefault(bucket, bucket)
+            for key in keys:
+                armed.setdefault(key, shared)
+            places += len(keys)
+        self._armed = armed
+        self._stale = places - len(armed)
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run on ``loop`` from now on: arm every bucket there (the old loop's handles are gone)."""
@@ -50,20 +74,18 @@ class DeadlineTimers:
         self._handles.clear()
         self._loop = None
 
-    def pending_handles(self) -> int:
-        """How many loop handles are armed now."""
-        return len(self._handles)
-
     def arm(self, key: str, when: float) -> None:
-        """Fire ``key`` at loop time ``when`` (or up to one bucket later), wherever it was armed."""
+        """Fire ``key`` at loop time ``when`` (or up to one bucket later)."""
         bucket = int(when * _PER_SECOND) + 1
-        old = self._armed.get(key)
-        if old == bucket:
-            return
-        if old is not None:
-            self._stale += 1
-        bucket = self._ids.setdefault(bucket, bucket)
-        self._armed[key] = bucket
+        armed = self._armed
+        if armed is not None:
+            old = armed.get(key)
+            if old == bucket:
+                return
+            if old is not None:
+                self._stale += 1
+            bucket = self._ids.setdefault(bucket, bucket)
+            armed[key] = bucket
         keys = self._buckets.get(bucket)
         if keys is not None:
             keys.append(key)
@@ -73,37 +95,34 @@ class DeadlineTimers:
             self._handles[bucket] = self._loop.call_at(bucket * RESOLUTION, self._fire, bucket)
 
     def arm_by(self, key: str, when: float) -> None:
-        """Make sure ``key`` fires by ``when``: re-arm only if it is unarmed or armed later."""
+        """Make sure ``key`` fires by ``when``: re-arm only if it is unarmed or armed later.
+
+        Only in exact mode: elsewhere a key's bucket is not known.
+        """
+        assert self._armed is not None, "arm_by needs exact mode"
         old = self._armed.get(key)
         if old is None or int(when * _PER_SECOND) + 1 < old:
             self.arm(key, when)
 
     def disarm(self, key: str) -> None:
-        """Forget ``key``; its place in a bucket is dropped lazily."""
-        if self._armed.pop(key, None) is not None:
+        """Forget ``key`` (exact mode); its places in buckets are dropped lazily."""
+        armed = self._armed
+        if armed is not None and armed.pop(key, None) is not None:
             self._stale += 1
-            if self._stale > 1024 and self._stale > len(self._armed):
-                self._compact()
-
-    def rename(self, key: str, new_key: str) -> None:
-        """Carry ``key``'s timer over to ``new_key`` (a rotated session)."""
-        bucket = self._armed.pop(key, None)
-        if bucket is not None:
-            self._stale += 1
-            self._armed[new_key] = bucket
-            self._buckets[bucket].append(new_key)
+            if self._stale > 1024 and self._stale > len(armed):
+                self._compact(armed)
 
     def clear(self) -> None:
         """Forget every key and cancel every handle."""
         self.cancel_handles()
-        self._armed.clear()
+        if self._armed is not None:
+            self._armed.clear()
         self._buckets.clear()
         self._ids.clear()
         self._stale = 0
 
-    def _compact(self) -> None:
+    def _compact(self, armed: dict[str, int]) -> None:
         # Drop stale places once they outnumber live ones, so churn cannot grow memory.
-        armed = self._armed
         for bucket, keys in list(self._buckets.items()):
             live = [k for k in keys if armed.get(k) == bucket]
             if live:
@@ -121,11 +140,14 @@ class DeadlineTimers:
         keys = self._buckets.pop(bucket, [])
         self._ids.pop(bucket, None)
         armed = self._armed
-        due = []
-        for key in keys:
-            if armed.get(key) == bucket:  # a key can stand twice in a bucket it left and rejoined
-                del armed[key]
-                due.append(key)
-        self._stale = max(0, self._stale - (len(keys) - len(due)))
+        if armed is None:
+            due = list(dict.fromkeys(keys))  # a key armed twice in one bucket comes once
+        else:
+            due = []
+            for key in keys:
+                if armed.get(key) == bucket:  # a key can stand twice in a bucket it rejoined
+                    del armed[key]
+                    due.append(key)
+            self._stale = max(0, self._stale - (len(keys) - len(due)))
         if due:
             self._on_due(due)

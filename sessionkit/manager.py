@@ -128,7 +128,8 @@ class SessionManager:
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
         self._events = Dispatcher()
-        self._timers = DeadlineTimers(self._on_due)
+        # Exact timers (a map from key to bucket) only where a restart may need an earlier one.
+        self._timers = DeadlineTimers(self._on_due, exact=self._warn_before is not None)
         self._warned: set[str] = set()  # sessions told of their coming idle deadline
         self._due: list[str] = []
         self._draining = False
@@ -270,6 +271,8 @@ class SessionManager:
         """
         self._timeout = _seconds(seconds, "timeout")
         self._longest = max(self._longest, self._timeout)
+        if self._timeout < self._longest:
+            self._timers.make_exact()  # a restart may now bring a deadline earlier
         return True
 
     def get_session_timeout(self) -> float:

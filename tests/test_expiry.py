@@ -208,6 +208,25 @@ async def test_each_session_ends_exactly_once_when_ops_race_expiry(
 
 
 @virtual_time
+async def test_sessions_ended_early_leave_no_timer_behind() -> None:
+    # A logout or a rotation leaves the old key in its timer bucket; when the bucket fires the
+    # store reports it gone, and nothing is left armed or reported twice.
+    async with manager(timeout=60) as sm:
+        log = Log(sm)
+        keys = [await sm.load_new_session(f"user{i}") for i in range(1000)]
+        for key in keys[:500]:
+            await sm.delete_session(key)
+        for key in keys[500:]:
+            await sm.rotate_session_key(key)
+        await asyncio.sleep(61)
+        assert len(log.of("session_deleted")) == 1000
+        assert len(log.of("session_expired")) == 500
+        armed = [h for h in loop()._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
+        assert armed == []
+        assert await sm.count_sessions() == 0
+
+
+@virtual_time
 async def test_a_burst_of_expiries_is_handled_in_slices() -> None:
     # 20,000 sessions due in the same tick: the loop must get control back while they end.
     count = 20_000
