@@ -148,8 +148,9 @@ async def test_per_session_timeout_is_validated(sm: SessionManager) -> None:
 
 
 async def test_logged_users_one_per_session_oldest_first(sm: SessionManager) -> None:
-    for name in ["Luca", "Fabio", "Luca", "Gino"]:
-        await sm.load_new_session(name)
+    keys = [await sm.load_new_session(name) for name in ["Luca", "Fabio", "Luca", "Gino"]]
+    assert await sm.get_logged_users() == ["Luca", "Fabio", "Luca", "Gino"]
+    await sm.rotate_session_key(keys[1])  # a new key, the same age
     assert await sm.get_logged_users() == ["Luca", "Fabio", "Luca", "Gino"]
 
 

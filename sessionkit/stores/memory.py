@@ -65,6 +65,8 @@ class MemoryStore(SessionStore):
         # cyclic GC has to track).
         self._by_user: dict[str, str | list[str]] | None = None
         self._to_wall: float | None = None
+        # Dict order is creation order until a rotation moves a session to the end.
+        self._in_creation_order = True
 
     def _users(self) -> dict[str, str | list[str]]:
         # Built on first use, not kept from the start: most applications never ask by user,
@@ -201,6 +203,7 @@ class MemoryStore(SessionStore):
             return None
         del self._sessions[key]
         self._sessions[new_key] = entry
+        self._in_creation_order = False
         index = self._by_user
         if index is not None:
             keys = index[entry[USERNAME]]
@@ -230,8 +233,8 @@ class MemoryStore(SessionStore):
     async def usernames(self) -> list[str]:
         now = self._clock()
         live = [e for e in self._sessions.values() if e[DEADLINE] > now]
-        # Dict order is creation order except after a rotation; sorting a sorted run is cheap.
-        live.sort(key=itemgetter(CREATED))
+        if not self._in_creation_order:
+            live.sort(key=itemgetter(CREATED))
         return [e[USERNAME] for e in live]
 
     async def user_sessions(self, username: str) -> list[SessionRecord]:
