@@ -40,11 +40,6 @@ class DeadlineTimers:
         self._armed: dict[str, int] | None = {} if exact else None  # key -> its bucket
         self._stale = 0  # places in buckets the map no longer points at (exact mode)
 
-    @property
-    def exact(self) -> bool:
-        """Whether each key's bucket is tracked, so that :meth:`arm_by` can compare."""
-        return self._armed is not None
-
     def make_exact(self) -> None:
         """Track each key's bucket from now on, starting from where the keys are now."""
         if self._armed is not None:

@@ -76,10 +76,11 @@ class MemoryStore(SessionStore):
             index: dict[str, str | list[str]] = {}
             for key, entry in self._sessions.items():
                 _index_add(index, entry[USERNAME], key)
-            sessions = self._sessions
-            for keys in index.values():
-                if not isinstance(keys, str):  # dict order is not creation order after a rotation
-                    keys.sort(key=lambda k: sessions[k][CREATED])
+            if not self._in_creation_order:
+                sessions = self._sessions
+                for keys in index.values():
+                    if not isinstance(keys, str):
+                        keys.sort(key=lambda k: sessions[k][CREATED])
             self._by_user = index
         return self._by_user
 
