@@ -145,7 +145,8 @@ return fmt(tonumber(d) - now)
 """
 )
 
-# ARGV: h, timeout_us. Returns microseconds left until the new deadline, or nil.
+# ARGV: h, timeout_us, and '1' to read the session back. Returns microseconds left until the new
+# deadline (or the record, when asked), or nil.
 TOUCH = (
     _PRELUDE
     + """
@@ -162,6 +163,7 @@ redis.call('ZADD', D, fmt(deadline), h)
 keep(D, ttl)
 keep(C, ttl)
 keep(ukey(f[4]), ttl)
+if ARGV[5] == '1' then return record(h, load(h)) end
 return fmt(deadline - now)
 """
 )

@@ -81,6 +81,18 @@ class SessionStore(ABC):
         :return: seconds until the new deadline, or ``None`` if the session is not live.
         """
 
+    async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
+        """Restart a session's idle deadline, as :meth:`touch`, and read it back.
+
+        A request guarded by a live session needs both; a store that can do them in one step
+        (one round trip) should override this, which calls :meth:`touch`, then :meth:`get`.
+
+        :return: the session's record after the restart, or ``None`` if it is not live.
+        """
+        if await self.touch(key, timeout) is None:
+            return None
+        return await self.get(key)
+
     @abstractmethod
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session, or ``None``."""

@@ -227,6 +227,19 @@ class RedisStore(SessionStore):
         self._known[key_hash] = key
         return int(left) / _US
 
+    async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
+        """Restart a session's idle deadline and read it back, in one round trip.
+
+        :return: the session's record after the restart, or ``None`` if it is not live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        key_hash = hash_key(key)
+        raw = await self._run("TOUCH", key_hash, _us(timeout), "1")
+        if raw is None:
+            return None
+        self._known[key_hash] = key
+        return self._record(raw, key)
+
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
 
