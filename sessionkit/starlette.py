@@ -183,7 +183,32 @@ async def session_required_handler(request: Request, exc: Exception) -> Response
     return JSONResponse(_body(exc), status_code=exc.status_code, headers=exc.headers)
 
 
-class RequireSession:
+class _SessionCheck:
+    # What RequireSession and SessionDependency share: their options, and the check itself.
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        sources: Iterable[str] = SOURCES,
+        header: str = "session_key",
+        cookie: str = "session_key",
+        restart: bool = True,
+    ) -> None:
+        self.manager = manager
+        self.sources = _check_sources(sources)
+        self.header = header.lower()
+        self.cookie = cookie
+        self.restart = restart
+
+    async def _check(self, conn: HTTPConnection) -> SessionDetails:
+        key = _find_key(conn.headers, self.sources, header=self.header, cookie=self.cookie)
+        details = await _resolve(self.manager, key, self.restart)
+        conn.scope.setdefault("state", {})[STATE_KEY] = details
+        return details
+
+
+class RequireSession(_SessionCheck):
     """An ASGI wrapper that lets through only requests with a live session.
 
     The wrapped app finds the session's :class:`~sessionkit.SessionDetails` with
@@ -216,22 +241,16 @@ class RequireSession:
         cookie: str = "session_key",
         restart: bool = True,
     ) -> None:
+        super().__init__(manager, sources=sources, header=header, cookie=cookie, restart=restart)
         self.app: ASGIApp = _as_asgi(app)
-        self.manager = manager
-        self.sources = _check_sources(sources)
-        self.header = header.lower()
-        self.cookie = cookie
-        self.restart = restart
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Check the request's session, then call the wrapped app (ASGI)."""
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        conn = HTTPConnection(scope)
-        key = _find_key(conn.headers, self.sources, header=self.header, cookie=self.cookie)
         try:
-            details = await _resolve(self.manager, key, self.restart)
+            await self._check(HTTPConnection(scope))
         except SessionRequired as exc:
             if scope["type"] == "websocket":
                 # Closing before accepting makes the server answer the handshake with 403.
@@ -240,7 +259,6 @@ class RequireSession:
             response = JSONResponse(_body(exc), status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)
             return
-        scope.setdefault("state", {})[STATE_KEY] = details
         await self.app(scope, receive, send)
 
 
@@ -255,7 +273,7 @@ def _as_asgi(app: Any) -> ASGIApp:
     return asgi
 
 
-class SessionDependency:
+class SessionDependency(_SessionCheck):
     """The session check as a FastAPI dependency (it works without FastAPI: it is a plain
     callable taking a Starlette ``Request``).
 
@@ -276,21 +294,6 @@ class SessionDependency:
             return {"user": session.username}
     """
 
-    def __init__(
-        self,
-        manager: SessionManager,
-        *,
-        sources: Iterable[str] = SOURCES,
-        header: str = "session_key",
-        cookie: str = "session_key",
-        restart: bool = True,
-    ) -> None:
-        self.manager = manager
-        self.sources = _check_sources(sources)
-        self.header = header.lower()
-        self.cookie = cookie
-        self.restart = restart
-
     async def __call__(self, request: Request) -> SessionDetails:
         """Check ``request``'s session.
 
@@ -298,7 +301,4 @@ class SessionDependency:
         :return: the live session's details (also put in ``request.state.session``).
         :raises SessionRequired: if the key is missing or dead (401) or the store is down (503).
         """
-        key = _find_key(request.headers, self.sources, header=self.header, cookie=self.cookie)
-        details = await _resolve(self.manager, key, self.restart)
-        request.scope.setdefault("state", {})[STATE_KEY] = details
-        return details
+        return await self._check(request)
