@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sessionkit.events import EVENTS, EventHandler, SessionEvent
 from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
-from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager
+from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager, SocketBridge
 from sessionkit.models import SessionDetails, SessionRecord
 from sessionkit.stores import MemoryStore, Pending, SessionStore
 
@@ -27,6 +27,7 @@ __all__ = (
     "SessionRecord",
     "SessionRejected",
     "SessionStore",
+    "SocketBridge",
     "StoreUnavailable",
 )
 

@@ -107,15 +107,6 @@ class DeadlineTimers:
             if self._stale > 1024 and self._stale > len(armed):
                 self._compact(armed)
 
-    def clear(self) -> None:
-        """Forget every key and cancel every handle."""
-        self.cancel_handles()
-        if self._armed is not None:
-            self._armed.clear()
-        self._buckets.clear()
-        self._ids.clear()
-        self._stale = 0
-
     def _compact(self, armed: dict[str, int]) -> None:
         # Drop stale places once they outnumber live ones, so churn cannot grow memory.
         for bucket, keys in list(self._buckets.items()):

@@ -22,7 +22,7 @@ from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
 
-__all__ = ("MIN_SESSION_TIMEOUT", "SessionManager")
+__all__ = ("MIN_SESSION_TIMEOUT", "SessionManager", "SocketBridge")
 
 logger = logging.getLogger("sessionkit")
 
@@ -33,13 +33,22 @@ _RETRY = 1.0  # seconds before claiming again after the store failed
 
 
 class SocketBridge(Protocol):
-    """What a bound Socket.IO adapter does for the manager (see :mod:`sessionkit.socketio`)."""
+    """What the manager calls when a session must reach its clients' sockets.
 
-    async def logout(self, key_hash: str, reason: str) -> None: ...
-    async def expiring(self, key_hash: str, remaining: float) -> None: ...
-    # ``new_key`` lets the adapter re-key the sockets it moves: a socket that restarts its
-    # session's timer on activity needs the live key, and a hash cannot be turned back into one.
-    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None: ...
+    :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
+    :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
+    that raises is reported as an ``error`` event; the session's ending goes on.
+    """
+
+    async def logout(self, key_hash: str, reason: str) -> None:
+        """Tell the sockets of the session with SHA-256 ``key_hash`` to log out."""
+
+    async def expiring(self, key_hash: str, remaining: float) -> None:
+        """Warn the session's sockets that it ends in ``remaining`` seconds."""
+
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
+        """Move the session's sockets to its new key (``new_key`` lets the adapter re-key
+        what it keeps per socket: a hash cannot be turned back into a key)."""
 
 
 def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> float:
@@ -300,7 +309,13 @@ class SessionManager:
         """Return the bound ``socketio.AsyncServer``, or ``None``."""
         return self._socket
 
-    def _attach_socket(self, sio: Any, bridge: SocketBridge) -> None:
+    def attach_socket_bridge(self, sio: Any, bridge: SocketBridge) -> None:
+        """Hand the logout push to an adapter: :func:`sessionkit.socketio.bind_socketio` calls
+        this; call it yourself only to push through something other than that adapter.
+
+        :param sio: the server :meth:`get_socket_reference` returns from now on.
+        :param bridge: what the manager calls when a session must reach its sockets.
+        """
         self._socket = sio
         self._bridge = bridge
 
@@ -382,9 +397,14 @@ class SessionManager:
         self._restarted(key, loop, remaining)
         return True
 
-    async def _restart_and_read(self, key: str) -> SessionDetails:
-        # restart_session_timer, then get_session_details, in one store call (one round trip
-        # on Redis): what sessionkit.starlette does on every guarded request.
+    async def touch_session(self, key: str) -> SessionDetails:
+        """Restart a session's idle timer and return its details, in one store call (one round
+        trip on Redis): what :mod:`sessionkit.starlette` does on every guarded request.
+
+        :return: the session's details after the restart.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
         loop = self._bind()
         record = await self._store.touch_get(key, self._timeout) if is_key_like(key) else None
         if record is None:

@@ -120,14 +120,12 @@ class _Bridge:
         *,
         require_auth: bool,
         disconnect_on_logout: bool,
-        touch_on_event: bool,
     ) -> None:
         self.sm = sm
         self.sio = sio
         self.namespace = namespace
         self.require_auth = require_auth
         self.disconnect_on_logout = disconnect_on_logout
-        self.touch_on_event = touch_on_event
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
@@ -290,7 +288,6 @@ def bind_socketio(
         namespace,
         require_auth=require_auth,
         disconnect_on_logout=disconnect_on_logout,
-        touch_on_event=touch_on_event,
     )
     previous = sio.handlers.get(namespace, {}).get("connect")
     sio.on("connect", _chain_connect(bridge, previous), namespace=namespace)
@@ -299,4 +296,4 @@ def bind_socketio(
         _hook_activity(bridge)
     for target in (sio.logger, sio.eio.logger, getattr(sio.manager, "logger", None)):
         _install_filter(target)
-    sm._attach_socket(sio, bridge)
+    sm.attach_socket_bridge(sio, bridge)

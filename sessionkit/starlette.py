@@ -155,7 +155,7 @@ async def _resolve(sm: SessionManager, key: str | None, restart: bool) -> Sessio
         raise SessionRequired(_MISSING)
     try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
         if restart:
-            return await sm._restart_and_read(key)  # one store call, not two
+            return await sm.touch_session(key)  # one store call, not two
         return await sm.get_session_details(key)
     except SessionNotFound:
         raise SessionRequired(_DEAD) from None

@@ -206,17 +206,17 @@ async def test_restart_moves_the_deadline(sm: SessionManager) -> None:
     assert after.created_at == before.created_at
 
 
-async def test_restart_and_read_is_a_restart_then_the_details(sm: SessionManager) -> None:
+async def test_touch_session_is_a_restart_then_the_details(sm: SessionManager) -> None:
     # What sessionkit.starlette does per request, in one store call.
     key = await sm.load_new_session("Luca", {"n": 1})
     sm.set_session_timeout(10)
-    details = await sm._restart_and_read(key)
+    details = await sm.touch_session(key)
     assert details == await sm.get_session_details(key)
     assert (details.key, details.username, details.data) == (key, "Luca", {"n": 1})
     assert details.expires_at - details.last_active_at <= timedelta(seconds=10.01)
     for unknown in (new_key(), "", None, 42):
         with pytest.raises(SessionNotFound):
-            await sm._restart_and_read(unknown)  # type: ignore[arg-type]
+            await sm.touch_session(unknown)  # type: ignore[arg-type]
 
 
 async def test_set_session_timeout_applies_to_restarted_sessions(sm: SessionManager) -> None:

@@ -117,7 +117,7 @@ async def test_round_trips_per_operation(redis_server: RedisServer, redis_client
             "load_new_session": lambda: sm.load_new_session("bob", {"a": 1}),
             "check_session_status": lambda: sm.check_session_status(key),
             "restart_session_timer": lambda: sm.restart_session_timer(key),
-            "restart and read (sessionkit.starlette)": lambda: sm._restart_and_read(key),
+            "restart and read (sessionkit.starlette)": lambda: sm.touch_session(key),
             "get_session_data": lambda: sm.get_session_data(key),
             "set_session_data": lambda: sm.set_session_data(key, [1]),
             "get_session_details": lambda: sm.get_session_details(key),
