@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from sessionkit.events import EVENTS, EventHandler, SessionEvent
 from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
-from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager, SocketBridge
+from sessionkit.manager import (
+    MAX_SESSION_TIMEOUT,
+    MIN_SESSION_TIMEOUT,
+    SessionManager,
+    SocketBridge,
+)
 from sessionkit.models import SessionDetails, SessionRecord
-from sessionkit.stores import MemoryStore, Pending, SessionStore
+from sessionkit.stores import MemoryStore, Outcome, Pending, SessionStore
 
 __all__ = (
     "EVENTS",
+    "MAX_SESSION_TIMEOUT",
     "MIN_SESSION_TIMEOUT",
     "EventHandler",
     "MemoryStore",
+    "Outcome",
     "Pending",
     "SessionDetails",
     "SessionError",

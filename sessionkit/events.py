@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeAlias
+
+from sessionkit.keys import redact_exception
 
 __all__ = ("EVENTS", "EventHandler", "SessionEvent")
 
@@ -60,6 +63,13 @@ def check_event_name(name: str) -> None:
     raise ValueError(f"unknown event {name!r}{hint} (known: {', '.join(EVENTS)})")
 
 
+def _cancelled() -> bool:
+    # A CancelledError is the caller's own only while its task is being cancelled; otherwise
+    # a handler raised it from its own code, and it is that handler's failure.
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Dispatcher:
     """Holds handlers by event name and calls them one after another, in subscription order."""
 
@@ -83,26 +93,42 @@ class Dispatcher:
         """Whether anyone listens to ``name``: events nobody hears are never built."""
         return bool(self._handlers[name])
 
+    def calls(self, event: SessionEvent) -> Iterator[Awaitable[None]]:
+        """One step per handler of ``event.name``: a caller that is cancelled between steps can
+        hand the rest to another task, and no handler runs twice."""
+        for handler in tuple(self._handlers[event.name]):
+            yield self._call(handler, event)
+
     async def emit(self, event: SessionEvent) -> None:
         """Run every handler of ``event.name``; a failure goes to ``error`` handlers and the log."""
-        for handler in tuple(self._handlers[event.name]):
-            try:
-                result = handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                await self.report(exc, f"{event.name} handler {handler!r} failed", event)
+        for call in self.calls(event):
+            await call
 
-    async def report(self, exc: Exception, what: str, about: SessionEvent | None = None) -> None:
-        """Log ``exc`` and hand it, unwrapped, to the ``error`` handlers."""
+    async def _call(self, handler: EventHandler, event: SessionEvent) -> None:
+        try:
+            result = handler(event)
+            if inspect.isawaitable(result):
+                await result
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # CancelledError and GeneratorExit of its own included
+            if isinstance(exc, asyncio.CancelledError) and _cancelled():
+                raise
+            await self.report(exc, f"{event.name} handler {handler!r} failed", event)
+
+    async def report(
+        self, exc: BaseException, what: str, about: SessionEvent | None = None
+    ) -> None:
+        """Log ``exc`` (keys blanked out) and hand it, unwrapped, to the ``error`` handlers."""
+        key = None if about is None else about.key
+        logger.warning("%s: %s", what, redact_exception(exc, key))
         # A failing error handler is only logged: reporting it again could loop forever.
-        logger.warning("%s: %r", what, exc, exc_info=exc)
         if about is not None and about.name == "error":
             return
         await self.emit(
             SessionEvent(
                 name="error",
-                key=None if about is None else about.key,
+                key=key,
                 key_hash="" if about is None else about.key_hash,
                 username=None if about is None else about.username,
                 error=exc,

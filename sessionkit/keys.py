@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
+import traceback
 from typing import TypeGuard
 
 __all__ = (
@@ -15,6 +17,8 @@ __all__ = (
     "hash_key",
     "is_key_like",
     "new_key",
+    "redact",
+    "redact_exception",
     "short_hash",
 )
 
@@ -76,3 +80,34 @@ def is_key_like(key: object) -> TypeGuard[str]:
     :return: ``True`` for a non-empty ``str`` of at most :data:`MAX_KEY_LENGTH` characters.
     """
     return isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH
+
+
+# Two shapes a key can take in a log line: the value of a ``session_key`` field in a raw
+# packet or a repr (whatever its length), and a bare token shaped like the keys new_key makes.
+_FIELD = re.compile(r"""(["']?session_key["']?\s*[:=]\s*["']?)([^"'\s,}&]+)""")
+_TOKEN = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{{KEY_LENGTH}}}(?![A-Za-z0-9_-])")
+_REDACTED = "[redacted]"
+
+
+def redact(text: str, *keys: str | None) -> str:
+    """Blank out everything in ``text`` that looks like a session key.
+
+    :param text: a log message, a raw packet, a formatted traceback...
+    :param keys: keys known to be about, blanked out whatever their shape.
+    :return: ``text`` with ``keys``, ``session_key`` values and key-shaped tokens replaced.
+    """
+    for key in keys:
+        if key:
+            text = text.replace(key, _REDACTED)
+    text = _FIELD.sub(lambda m: m.group(1) + _REDACTED, text)
+    return _TOKEN.sub(_REDACTED, text)
+
+
+def redact_exception(exc: BaseException, *keys: str | None) -> str:
+    """Format ``exc`` with its traceback, as logging would, with every key blanked out.
+
+    :param exc: the exception to describe (a handler's may quote a key: ``KeyError(key)``).
+    :param keys: keys known to be about (see :func:`redact`).
+    :return: the redacted text.
+    """
+    return redact("".join(traceback.format_exception(exc)).rstrip(), *keys)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Coroutine, Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from numbers import Real
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, overload
+from typing import Any, ClassVar, Protocol, TypeVar, overload
 
-import anyio
-from anyio.abc import TaskGroup
-
-from sessionkit._timers import DeadlineTimers
+from sessionkit._expiry import Expiry
+from sessionkit._tasks import LoopTasks
 from sessionkit.events import Dispatcher, EventHandler, SessionEvent, check_event_name
 from sessionkit.exceptions import SessionNotFound, SessionRejected
 from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
@@ -22,14 +21,17 @@ from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
 
-__all__ = ("MIN_SESSION_TIMEOUT", "SessionManager", "SocketBridge")
+__all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager", "SocketBridge")
 
 logger = logging.getLogger("sessionkit")
 
 MIN_SESSION_TIMEOUT = 2  # seconds, as in the seed
-_BATCH = 256  # expired sessions claimed per store call
+MAX_SESSION_TIMEOUT = (
+    365 * 24 * 60 * 60
+)  # one year, in seconds: no deadline, TTL or timer overflows
 _SLICE = 0.005  # seconds of event work before yielding to the loop
-_RETRY = 1.0  # seconds before claiming again after the store failed
+
+T = TypeVar("T")
 
 
 class SocketBridge(Protocol):
@@ -55,8 +57,11 @@ def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> 
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     seconds = float(value)
-    if math.isnan(seconds) or math.isinf(seconds) or seconds < minimum:
-        raise ValueError(f"{name} must be a finite number of seconds >= {minimum}, not {value!r}")
+    if math.isnan(seconds) or not minimum <= seconds <= MAX_SESSION_TIMEOUT:
+        raise ValueError(
+            f"{name} must be a number of seconds from {minimum} to {MAX_SESSION_TIMEOUT}"
+            f" (one year), not {value!r}"
+        )
     return seconds
 
 
@@ -68,13 +73,13 @@ def _username(value: object) -> str:
     return value
 
 
-def _name(key: object) -> str:
+def _describe_key(key: object) -> str:
     # How messages and logs name a key: never the key itself.
     return f"key {short_hash(key)}" if isinstance(key, str) else f"a {type(key).__name__} key"
 
 
-def _missing(key: object) -> SessionNotFound:
-    return SessionNotFound(f"no live session for {_name(key)}")
+def _not_found(key: object) -> SessionNotFound:
+    return SessionNotFound(f"no live session for {_describe_key(key)}")
 
 
 def _event(
@@ -132,22 +137,20 @@ class SessionManager:
             if max_sessions_per_user < 1:
                 raise ValueError("max_sessions_per_user must be at least 1")
         self._max_per_user = max_sessions_per_user
-        self._warn_before = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
+        warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
         self._events = Dispatcher()
-        # Exact timers (a map from key to bucket) only where a restart may need an earlier one.
-        self._timers = DeadlineTimers(self._on_due, exact=self._warn_before is not None)
-        self._warned: set[str] = set()  # sessions told of their coming idle deadline
-        self._due: list[str] = []
-        self._draining = False
+        self._tasks = LoopTasks()
+        self._expiry = Expiry(
+            self._store, self._tasks, self._events, warn_before=warn, end=self._end, warn=self._warn
+        )
+        # Whether a restart may bring a deadline earlier than where its key is armed, so that
+        # the restart must re-arm it: with warn_before, or once the timeout was shortened.
+        self._exact = warn is not None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._task_group: TaskGroup | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._stop = asyncio.Event()
-        self._backlog: list[tuple[Callable[..., Coroutine[Any, Any, None]], tuple[Any, ...]]] = []
-        self._socket: Any = None
+        self._server: Any = None
         self._bridge: SocketBridge | None = None
 
     @classmethod
@@ -165,7 +168,7 @@ class SessionManager:
     @property
     def warn_before(self) -> float | None:
         """Seconds before an idle deadline that ``session_expiring`` fires, or ``None``."""
-        return self._warn_before
+        return self._expiry.warn_before
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -184,13 +187,11 @@ class SessionManager:
     async def aclose(self) -> None:
         """Stop: wait for running event handlers and expiries, then cancel every timer.
 
-        Sessions stay in the store; a manager used again re-arms their timers.
+        Sessions stay in the store; a manager used again re-arms their timers. Called from an
+        event handler, it does not wait for that handler's own task.
         """
-        runner, self._runner = self._runner, None
-        if runner is not None and self._loop is asyncio.get_running_loop():
-            self._stop.set()
-            await runner
-        self._timers.cancel_handles()
+        await self._tasks.aclose()
+        self._expiry.close()
         self._loop = None
 
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -199,38 +200,19 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
-            self._timers.bind(loop)
-            for key in self._due:  # fired, but never claimed: a closed manager or a dead loop
-                self._timers.arm(key, loop.time())
-            self._due.clear()
-            self._draining = False
-            self._backlog.clear()
-            self._task_group = None
-            self._stop = asyncio.Event()
-            self._runner = loop.create_task(self._run(), name="sessionkit")
-            interval = self._store.sweep_interval
-            if interval:
-                self._spawn(self._sweep_forever, interval)
+            self._tasks.start(loop)
+            self._expiry.bind(loop)
         return loop
 
-    async def _run(self) -> None:
-        # The manager's own task owns its task group, so that it can be opened and closed from
-        # different tasks (a pytest fixture, a framework's startup and shutdown hooks).
+    async def _changed(self, call: Awaitable[T]) -> T:
+        # A store call that may end sessions: if it fails with its outcome unknown, the
+        # manager finds out what it did and reports that, from its own task.
         try:
-            async with anyio.create_task_group() as task_group:
-                self._task_group = task_group
-                for func, args in self._backlog:
-                    task_group.start_soon(func, *args)
-                self._backlog.clear()
-                await self._stop.wait()
-        finally:
-            self._task_group = None
-
-    def _spawn(self, func: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
-        if self._task_group is not None:
-            self._task_group.start_soon(func, *args)
-        elif self._runner is not None:
-            self._backlog.append((func, args))  # the runner starts these when it begins
+            return await call
+        except BaseException:
+            if self._store.unsettled:
+                self._expiry.settle_soon()
+            raise
 
     # -- events ------------------------------------------------------------------------------
 
@@ -276,12 +258,14 @@ class SessionManager:
 
         :return: ``True``.
         :raises TypeError: if ``seconds`` is not a real number (or is a bool).
-        :raises ValueError: if it is NaN, infinite or below :data:`MIN_SESSION_TIMEOUT`.
+        :raises ValueError: if it is NaN, below :data:`MIN_SESSION_TIMEOUT` or above
+            :data:`MAX_SESSION_TIMEOUT`.
         """
         self._timeout = _seconds(seconds, "timeout")
         self._longest = max(self._longest, self._timeout)
-        if self._timeout < self._longest:
-            self._timers.make_exact()  # a restart may now bring a deadline earlier
+        if self._timeout < self._longest and not self._exact:
+            self._exact = True  # a restart may now bring a deadline earlier
+            self._expiry.timers.make_exact()
         return True
 
     def get_session_timeout(self) -> float:
@@ -307,7 +291,7 @@ class SessionManager:
 
     def get_socket_reference(self) -> Any:
         """Return the bound ``socketio.AsyncServer``, or ``None``."""
-        return self._socket
+        return self._server
 
     def attach_socket_bridge(self, sio: Any, bridge: SocketBridge) -> None:
         """Hand the logout push to an adapter: :func:`sessionkit.socketio.bind_socketio` calls
@@ -316,7 +300,7 @@ class SessionManager:
         :param sio: the server :meth:`get_socket_reference` returns from now on.
         :param bridge: what the manager calls when a session must reach its sockets.
         """
-        self._socket = sio
+        self._server = sio
         self._bridge = bridge
 
     # -- the seed's calls --------------------------------------------------------------------
@@ -332,36 +316,42 @@ class SessionManager:
         :return: the new session key (44 URL-safe characters, 264 random bits).
         :raises TypeError: for a non-str username or data that is not JSON-serialisable.
         :raises ValueError: for an empty username or a bad timeout.
-        :raises StoreUnavailable: if the store cannot be reached.
+        :raises StoreUnavailable: if the store cannot be reached; a session it may have
+            stored is ended once it can (nobody holds its key).
         """
         username = _username(username)
         seconds = self._timeout if timeout is None else _seconds(timeout, "timeout")
         text = encode_data(data)
         loop = self._bind()
         key = new_key()
-        evicted = await self._store.create(
-            key,
-            username,
-            text,
-            timeout=seconds,
-            fixed_timeout=timeout is not None,
-            absolute_timeout=self._absolute,
-            max_per_user=self._max_per_user,
+        evicted = await self._changed(
+            self._store.create(
+                key,
+                username,
+                text,
+                timeout=seconds,
+                fixed_timeout=timeout is not None,
+                absolute_timeout=self._absolute,
+                max_per_user=self._max_per_user,
+            )
         )
         absolute = self._absolute
         capped = absolute is not None and absolute <= seconds
-        self._schedule(key, loop.time(), min(seconds, absolute or seconds), capped)
+        self._expiry.arm(key, loop.time(), min(seconds, absolute or seconds), capped)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("session %s created", short_hash(key))
-        if evicted:
-            await self._end(evicted, "evicted", notify=True)
+        steps = self._endings(evicted, "evicted", notify=True)
         if self._events.wants("session_created"):
-            created = datetime.now(UTC)
-            data = decode_data(text)
             event = SessionEvent(
-                "session_created", key, hash_key(key), username, data=data, created_at=created
+                "session_created",
+                key,
+                hash_key(key),
+                username,
+                data=decode_data(text),
+                created_at=datetime.now(UTC),
             )
-            await self._events.emit(event)
+            steps = _chain(steps, self._events.calls(event))
+        await self._run(steps)
         return key
 
     async def set_session_data(self, key: str, data: Any) -> bool:
@@ -374,7 +364,7 @@ class SessionManager:
         text = encode_data(data)
         self._bind()
         if not is_key_like(key) or not await self._store.set_data(key, text):
-            raise _missing(key)
+            raise _not_found(key)
         return True
 
     async def get_session_data(self, key: str) -> Any:
@@ -393,8 +383,9 @@ class SessionManager:
         loop = self._bind()
         remaining = await self._store.touch(key, self._timeout) if is_key_like(key) else None
         if remaining is None:
-            raise _missing(key)
-        self._restarted(key, loop, remaining)
+            raise _not_found(key)
+        if self._exact:
+            self._expiry.restarted(key, loop.time() + remaining)
         return True
 
     async def touch_session(self, key: str) -> SessionDetails:
@@ -408,24 +399,10 @@ class SessionManager:
         loop = self._bind()
         record = await self._store.touch_get(key, self._timeout) if is_key_like(key) else None
         if record is None:
-            raise _missing(key)
-        self._restarted(key, loop, record.remaining)
+            raise _not_found(key)
+        if self._exact:
+            self._expiry.restarted(key, loop.time() + record.remaining)
         return record.details(key)
-
-    def _restarted(self, key: str, loop: asyncio.AbstractEventLoop, remaining: float) -> None:
-        warn = self._warn_before
-        if warn is None:
-            # A restart only moves a deadline later, so the session's timer (armed at or
-            # before its old deadline) still fires in time and the store re-arms it then: no
-            # timer lookup on this hot path. Only once the idle timeout has been shortened
-            # can a restart bring a deadline earlier than where its timer stands.
-            if self._timeout < self._longest:
-                self._timers.arm_by(key, loop.time() + remaining)
-        else:
-            self._warned.discard(key)
-            self._timers.arm_by(key, loop.time() + remaining - warn)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("session %s restarted", short_hash(key))
 
     async def get_session_details(self, key: str) -> SessionDetails:
         """Return a session's username, times and data.
@@ -440,20 +417,21 @@ class SessionManager:
         :return: ``True``, or ``False`` if ``key`` names no live session.
         """
         self._bind()
-        record = await self._store.delete(key) if is_key_like(key) else None
+        record = await self._changed(self._store.delete(key)) if is_key_like(key) else None
         if record is None:
             return False
-        await self._end([record], "logout", notify=False)
+        await self._run(self._endings([record], "logout", notify=False))
         return True
 
     async def delete_all_sessions(self) -> int:
         """End every session (reason ``"delete_all"``) and tell each client to log out.
 
-        :return: how many sessions ended.
+        :return: how many sessions ended. Cancelled half-way, the sessions already ended are
+            still reported, from the manager's own task.
         """
         self._bind()
-        records = await self._store.delete_all()
-        await self._end(records, "delete_all", notify=True)
+        records = await self._changed(self._store.delete_all())
+        await self._run(self._endings(records, "delete_all", notify=True))
         return len(records)
 
     async def send_logout_message(self, key: str) -> bool:
@@ -467,8 +445,8 @@ class SessionManager:
             return False
         record = await self._store.get(key)
         username = None if record is None else record.username
-        await self._notify(key, hash_key(key), username, "logout", record)
-        return self._socket is not None
+        await self._run(self._notices(key, hash_key(key), username, "logout", record))
+        return self._server is not None
 
     async def check_session_status(self, key: str) -> bool:
         """Tell whether ``key`` names a live session; call it before serving each request.
@@ -481,10 +459,12 @@ class SessionManager:
         self._bind()
         if is_key_like(key) and await self._store.check(key) is not None:
             return True
-        logger.info("session rejected: %s", _name(key))
+        logger.info("session rejected: %s", _describe_key(key))
         if self._events.wants("error"):
             digest = hash_key(key if isinstance(key, str) else repr(key))
-            rejected = SessionRejected(f"session rejected: no live session for {_name(key)}")
+            rejected = SessionRejected(
+                f"session rejected: no live session for {_describe_key(key)}"
+            )
             key_or_none = key if isinstance(key, str) else None
             await self._events.emit(SessionEvent("error", key_or_none, digest, error=rejected))
         return False
@@ -510,19 +490,23 @@ class SessionManager:
 
         :return: the new key.
         :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
+            live under ``key`` again, or ended and reported.
         """
         loop = self._bind()
         fresh = new_key()
-        record = await self._store.rotate(key, fresh) if is_key_like(key) else None
+        record = await self._changed(self._store.rotate(key, fresh)) if is_key_like(key) else None
         if record is None:
-            raise _missing(key)
-        self._timers.disarm(key)
-        self._warned.discard(key)
-        self._schedule(fresh, loop.time(), record.remaining, record.reached_absolute_timeout)
+            raise _not_found(key)
+        self._expiry.rotated(
+            key, fresh, loop.time(), record.remaining, record.reached_absolute_timeout
+        )
+        steps: Iterator[Awaitable[None]] = iter(())
         if self._bridge is not None:
-            await self._call_bridge(self._bridge.rotated(hash_key(key), record.key_hash, fresh))
+            steps = self._pushes(self._bridge.rotated, hash_key(key), record.key_hash, fresh)
         if self._events.wants("session_rotated"):
-            await self._events.emit(_event("session_rotated", fresh, record))
+            steps = _chain(steps, self._events.calls(_event("session_rotated", fresh, record)))
+        await self._run(steps)
         return fresh
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
@@ -540,8 +524,8 @@ class SessionManager:
         :return: how many sessions ended.
         """
         self._bind()
-        records = await self._store.delete_user(_username(username))
-        await self._end(records, "logout_all", notify=True)
+        records = await self._changed(self._store.delete_user(_username(username)))
+        await self._run(self._endings(records, "logout_all", notify=True))
         return len(records)
 
     async def count_sessions(self) -> int:
@@ -549,133 +533,98 @@ class SessionManager:
         self._bind()
         return await self._store.count()
 
-    # -- internals ---------------------------------------------------------------------------
+    # -- the fan-out: what ended sessions tell handlers and clients --------------------------
 
     async def _record(self, key: object) -> SessionRecord:
         self._bind()
         record = await self._store.get(key) if is_key_like(key) else None
         if record is None:
-            raise _missing(key)
+            raise _not_found(key)
         return record
 
-    def _schedule(self, key: str, now: float, remaining: float, capped: bool) -> None:
-        # With warn_before, an idle deadline is armed early, at its warning time.
-        warn = self._warn_before
-        if warn is None or capped or key in self._warned:
-            self._timers.arm(key, now + remaining)
-        else:
-            self._timers.arm(key, now + remaining - warn)
-
-    def _on_due(self, keys: list[str]) -> None:
-        self._due.extend(keys)
-        if not self._draining and self._runner is not None:
-            self._draining = True
-            self._spawn(self._drain)
-
-    async def _drain(self) -> None:
+    async def _run(self, steps: Iterator[Awaitable[None]]) -> None:
+        # Each step is one handler or one push. A caller cancelled between steps (or during
+        # one, which then counts as delivered) leaves the rest to the manager's own task:
+        # whatever the store has ended is reported, once.
         try:
-            while self._due:
-                batch = self._due[:_BATCH]
-                del self._due[:_BATCH]
-                await self._expire(batch)
-                await anyio.lowlevel.checkpoint()
-        finally:
-            self._draining = False
+            for step in steps:
+                await step
+        except asyncio.CancelledError:
+            if not self._tasks.inside():
+                self._tasks.spawn(self._finish, steps)
+            raise
 
-    async def _expire(self, keys: list[str]) -> None:
-        loop = self._bind()
-        try:
-            claimed, pending = await self._store.claim_expired(keys)
-        except Exception as exc:
-            retry = loop.time() + _RETRY
-            for key in keys:
-                self._timers.arm(key, retry)
-            await self._events.report(exc, "claiming expired sessions failed; retrying")
-            return
-        now = loop.time()
-        warn = self._warn_before
-        warnings = []
-        for key, remaining, capped in pending:
-            if warn is not None and not capped:
-                if remaining > warn:
-                    self._warned.discard(key)
-                elif key not in self._warned:
-                    self._warned.add(key)
-                    warnings.append((key, remaining))
-            self._schedule(key, now, remaining, capped)
-        for key, remaining in warnings:
-            await self._warn(key, remaining)
-        await self._end(claimed, None, notify=True)
+    async def _finish(self, steps: Iterator[Awaitable[None]]) -> None:
+        for step in steps:
+            await step
 
-    async def _warn(self, key: str, remaining: float) -> None:
-        if self._bridge is not None:
-            await self._call_bridge(self._bridge.expiring(hash_key(key), remaining))
-        if self._events.wants("session_expiring"):
-            record = await self._store.get(key)
-            if record is not None:
-                await self._events.emit(_event("session_expiring", key, record))
+    async def _end(self, records: list[SessionRecord], reason: str | None, notify: bool) -> None:
+        # What the expiry machinery calls; reason None means timed out, idle or absolute.
+        await self._run(self._endings(records, reason, notify=notify))
 
-    async def _sweep_forever(self, interval: float) -> None:
-        # Stops when the manager closes, however early: it waits on the stop signal, not on a
-        # cancel scope that aclose() could miss if it ran before this task began.
-        stop = self._stop
-        while not stop.is_set():
-            try:
-                records = await self._store.sweep()
-            except Exception as exc:
-                await self._events.report(exc, "sweeping expired sessions failed")
-            else:
-                await self._end(records, None, notify=True)
-            with anyio.move_on_after(interval):
-                await stop.wait()
-
-    async def _end(
+    def _endings(
         self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
-    ) -> None:
+    ) -> Iterator[Awaitable[None]]:
         # One ending per session: only the caller whose store call removed it gets here.
-        # ``reason=None`` means it timed out, idle or absolute, whichever came first.
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         events = self._events
         debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.monotonic()
         for record in records:
             key = record.key
             if key is not None:
-                self._timers.disarm(key)
-                if self._warned:
-                    self._warned.discard(key)
+                self._expiry.ended(key)
             why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
             if events.wants("session_deleted"):
-                await events.emit(_event("session_deleted", key, record, why))
+                yield from events.calls(_event("session_deleted", key, record, why))
             if reason is None and events.wants("session_expired"):
-                await events.emit(_event("session_expired", key, record, why))
+                yield from events.calls(_event("session_expired", key, record, why))
             if notify:
-                await self._notify(key, record.key_hash, record.username, why, record)
-            if loop.time() - started > _SLICE:
-                await asyncio.sleep(0)  # a burst of endings must not stall the loop
-                started = loop.time()
+                yield from self._notices(key, record.key_hash, record.username, why, record)
+            if time.monotonic() - started > _SLICE:
+                yield asyncio.sleep(0)  # a burst of endings must not stall the loop
+                started = time.monotonic()
 
-    async def _notify(
+    def _notices(
         self,
         key: str | None,
         key_hash: str,
         username: str | None,
         reason: str,
         record: SessionRecord | None,
-    ) -> None:
+    ) -> Iterator[Awaitable[None]]:
         if self._events.wants("notify_client_to_logout"):
             if record is None:
                 event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
             else:
                 event = _event("notify_client_to_logout", key, record, reason)
-            await self._events.emit(event)
+            yield from self._events.calls(event)
         if self._bridge is not None:
-            await self._call_bridge(self._bridge.logout(key_hash, reason))
+            yield from self._pushes(self._bridge.logout, key_hash, reason)
 
-    async def _call_bridge(self, call: Coroutine[Any, Any, None]) -> None:
+    async def _warn(self, key: str, remaining: float) -> None:
+        steps: Iterator[Awaitable[None]] = iter(())
+        if self._bridge is not None:
+            steps = self._pushes(self._bridge.expiring, hash_key(key), remaining)
+        await self._run(steps)
+        if self._events.wants("session_expiring"):
+            record = await self._store.get(key)
+            if record is not None:
+                await self._run(self._events.calls(_event("session_expiring", key, record)))
+
+    def _pushes(
+        self, push: Callable[..., Awaitable[None]], *args: Any
+    ) -> Iterator[Awaitable[None]]:
+        yield self._push(push, *args)
+
+    async def _push(self, push: Callable[..., Awaitable[None]], *args: Any) -> None:
         try:
-            await call
+            await push(*args)
         except Exception as exc:
             await self._events.report(exc, "Socket.IO push failed")
+
+
+def _chain(*parts: Iterator[Awaitable[None]]) -> Iterator[Awaitable[None]]:
+    for part in parts:
+        yield from part

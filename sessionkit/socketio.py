@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -32,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sessionkit.exceptions import SessionNotFound
-from sessionkit.keys import KEY_LENGTH, hash_key, is_key_like, short_hash
+from sessionkit.keys import hash_key, is_key_like, redact, short_hash
 
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
@@ -44,13 +43,6 @@ logger = logging.getLogger("sessionkit")
 ROOM_PREFIX = "session:"
 _SESSION_FIELD = "sessionkit.key"  # where a socket's key lives, in its server-side session
 _REFUSED = "a live session key is required"
-
-# Two shapes a key can take in a log line: the value of a ``session_key`` field in a raw
-# packet (whatever its length), and a bare token shaped like the keys sessionkit makes
-# (KEY_LENGTH URL-safe characters, see sessionkit.keys.new_key).
-_FIELD = re.compile(r"""(["']?session_key["']?\s*[:=]\s*["']?)([^"'\s,}&]+)""")
-_TOKEN = re.compile(rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{{{KEY_LENGTH}}}(?![A-Za-z0-9_-])")
-_REDACTED = "[redacted]"
 
 
 def room_for(key: str) -> str:
@@ -90,16 +82,6 @@ class KeyRedactingFilter(logging.Filter):
             record.msg = redacted
             record.args = None
         return True
-
-
-def redact(text: str) -> str:
-    """Blank out everything in ``text`` that looks like a session key.
-
-    :param text: a log message, a raw packet...
-    :return: ``text`` with ``session_key`` values and key-shaped tokens replaced.
-    """
-    text = _FIELD.sub(lambda m: m.group(1) + _REDACTED, text)
-    return _TOKEN.sub(_REDACTED, text)
 
 
 def _install_filter(target: Any) -> None:

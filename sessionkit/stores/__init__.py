@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sessionkit.stores.base import Pending, SessionStore
+from sessionkit.stores.base import Outcome, Pending, SessionStore
 from sessionkit.stores.memory import MemoryStore
 
-__all__ = ("MemoryStore", "Pending", "SessionStore")
+__all__ = ("MemoryStore", "Outcome", "Pending", "SessionStore")

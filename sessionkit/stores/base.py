@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from sessionkit.models import SessionRecord
 
-__all__ = ("Pending", "SessionStore")
+__all__ = ("Outcome", "Pending", "SessionStore")
 
 
 class Pending(NamedTuple):
@@ -23,6 +23,13 @@ class Pending(NamedTuple):
     key: str
     remaining: float  # seconds until its deadline, by the store's clock
     capped: bool  # whether that deadline is the absolute cap (no idle warning then)
+
+
+class Outcome(NamedTuple):
+    """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`."""
+
+    call: str  # the store method: "create", "delete", "delete_all", "delete_user", ...
+    ended: list[SessionRecord]  # the sessions it removed, to be reported now
 
 
 class SessionStore(ABC):
@@ -126,6 +133,28 @@ class SessionStore(ABC):
 
         :return: the sessions this call removed, and those still live with their deadlines.
         """
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether some call that may end sessions raised (timed out, was cancelled, lost its
+        connection) before its outcome was known, or was cut off after ending some.
+
+        A store whose calls cannot fail half-way (``MemoryStore``) never has any.
+        """
+        return False
+
+    async def settle(self) -> list[Outcome]:
+        """Find out what the unsettled calls did, and make sure they do nothing more.
+
+        A call whose change reached the store is reported here once; one that never did is
+        stopped from ever applying. A login that stored a session is undone (nobody holds its
+        key), and a rotation is undone (its caller still holds the old key). The manager calls
+        this from its own task until :attr:`unsettled` is false.
+
+        :return: each settled call that ended sessions, with those sessions.
+        :raises StoreUnavailable: if the store still cannot be reached (try again later).
+        """
+        return []
 
     async def sweep(self) -> list[SessionRecord]:
         """Remove sessions past their deadline that no live process has claimed.

@@ -1,0 +1,218 @@
+"""Expiry: how a :class:`~sessionkit.SessionManager` finds the sessions that timed out.
+
+The invariant: every key this process armed stays armed (in ``DeadlineTimers``) until one claim
+has told it the session's fate. When a key fires, the store decides: a session past its
+deadline is removed by that claim and reported ended, once; a live one is armed again at its
+deadline (or, with ``warn_before``, at its warning time, and warned once per deadline); a key
+the store no longer knows ended elsewhere and is forgotten. A restart never touches a timer
+unless it may bring the deadline earlier than where the key is armed ("exact" mode, see
+``DeadlineTimers``).
+
+Alongside: the sweep, which claims what no live process claimed (a store shared by processes),
+and the settling of calls whose outcome the caller never heard (a timeout, a cancellation, a
+dropped connection): the store says what they did, and what ended is reported here, late.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from sessionkit._tasks import LoopTasks
+from sessionkit._timers import DeadlineTimers
+from sessionkit.events import Dispatcher
+from sessionkit.models import SessionRecord
+from sessionkit.stores.base import SessionStore
+
+_BATCH = 256  # expired sessions claimed per store call
+_RETRY = 1.0  # seconds before claiming (or settling) again after the store failed
+
+# What a late outcome means, by the store call that had it: the reason its sessions ended
+# and whether their clients are told to log out (as the call itself would have done).
+LATE: dict[str, tuple[str | None, bool]] = {
+    "create": ("evicted", True),
+    "delete": ("logout", False),
+    "delete_all": ("delete_all", True),
+    "delete_user": ("logout_all", True),
+    "claim_expired": (None, True),
+    "sweep": (None, True),
+}
+
+End = Callable[[list[SessionRecord], str | None, bool], Awaitable[None]]
+Warn = Callable[[str, float], Awaitable[None]]
+
+
+class Expiry:
+    """Timers, warnings, claims, the sweep and the settling of lost outcomes for one manager.
+
+    :param end: reports sessions that ended (records, reason or ``None`` for a timeout,
+        whether to tell their clients).
+    :param warn: reports a coming idle deadline (key, seconds left).
+    """
+
+    def __init__(
+        self,
+        store: SessionStore,
+        tasks: LoopTasks,
+        events: Dispatcher,
+        *,
+        warn_before: float | None,
+        end: End,
+        warn: Warn,
+    ) -> None:
+        self._store = store
+        self._tasks = tasks
+        self._events = events
+        self.warn_before = warn_before
+        self._end = end
+        self._warn = warn
+        self.timers = DeadlineTimers(self._on_due, exact=warn_before is not None)
+        self._warned: set[str] = set()  # keys told of their coming idle deadline
+        self._due: list[str] = []  # fired, not yet claimed
+        self._draining = False
+        self._settling = False
+
+    # -- lifecycle (the manager's) -------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run on ``loop`` from now on; keys that fired but were never claimed fire again."""
+        self.timers.bind(loop)
+        for key in self._due:
+            self.timers.arm(key, loop.time())
+        self._due.clear()
+        self._draining = self._settling = False
+        interval = self._store.sweep_interval
+        if interval:
+            self._tasks.spawn(self._sweep_forever, interval)
+        if self._store.unsettled:
+            self.settle_soon()
+
+    def close(self) -> None:
+        """Cancel every timer handle (what is armed is kept for the next :meth:`bind`)."""
+        self.timers.cancel_handles()
+
+    # -- what the manager's calls tell us ------------------------------------------------
+
+    def arm(self, key: str, now: float, remaining: float, capped: bool) -> None:
+        """Arm a session's key: at its deadline, or at its warning time (``warn_before``, an
+        idle deadline not yet warned about)."""
+        warn = self.warn_before
+        if warn is None or capped or key in self._warned:
+            self.timers.arm(key, now + remaining)
+        else:
+            self.timers.arm(key, now + remaining - warn)
+
+    def restarted(self, key: str, when: float) -> None:
+        """A restart moved the session's deadline to loop time ``when`` (exact mode only)."""
+        warn = self.warn_before
+        if warn is None:
+            self.timers.arm_by(key, when)
+        else:
+            self._warned.discard(key)  # a new deadline: warn again before it
+            self.timers.arm_by(key, when - warn)
+
+    def rotated(self, old: str, new: str, now: float, remaining: float, capped: bool) -> None:
+        """A session moved from key ``old`` to ``new`` with the same deadline."""
+        self.timers.disarm(old)
+        if old in self._warned:  # the same deadline: no second warning
+            self._warned.discard(old)
+            self._warned.add(new)
+        self.arm(new, now, remaining, capped)
+
+    def ended(self, key: str) -> None:
+        """A session this process knew the key of has ended."""
+        self.timers.disarm(key)
+        if self._warned:
+            self._warned.discard(key)
+
+    def settle_soon(self) -> None:
+        """Find out, from the manager's own task, what calls that lost their reply did."""
+        if not self._settling and self._tasks.running:
+            self._settling = True
+            self._tasks.spawn(self._settle)
+
+    # -- timers fired ----------------------------------------------------------------------
+
+    def _on_due(self, keys: list[str]) -> None:
+        self._due.extend(keys)
+        if not self._draining and self._tasks.running:
+            self._draining = True
+            self._tasks.spawn(self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            while self._due:
+                batch = self._due[:_BATCH]
+                del self._due[:_BATCH]
+                await self._claim(batch)
+                await anyio.lowlevel.checkpoint()
+        finally:
+            self._draining = False
+
+    async def _claim(self, keys: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            claimed, pending = await self._store.claim_expired(keys)
+        except Exception as exc:
+            retry = loop.time() + _RETRY
+            for key in keys:
+                self.timers.arm(key, retry)
+            if self._store.unsettled:
+                self.settle_soon()
+            await self._events.report(exc, "claiming expired sessions failed; retrying")
+            return
+        now = loop.time()
+        warn = self.warn_before
+        warnings = []
+        if self._warned:
+            # Keys the store no longer knows ended elsewhere: forget them here too.
+            gone = set(keys).difference(r.key for r in claimed).difference(p.key for p in pending)
+            self._warned.difference_update(gone)
+        for key, remaining, capped in pending:
+            if warn is not None and not capped:
+                if remaining > warn:
+                    self._warned.discard(key)
+                elif key not in self._warned:
+                    self._warned.add(key)
+                    warnings.append((key, remaining))
+            self.arm(key, now, remaining, capped)
+        for key, remaining in warnings:
+            await self._warn(key, remaining)
+        await self._end(claimed, None, True)
+
+    # -- background jobs -----------------------------------------------------------------
+
+    async def _sweep_forever(self, interval: float) -> None:
+        # Stops when the manager closes, however early: it waits on the stop signal, not on a
+        # cancel scope that aclose() could miss if it ran before this task began.
+        stop = self._tasks.stop
+        while not stop.is_set():
+            try:
+                records = await self._store.sweep()
+            except Exception as exc:
+                if self._store.unsettled:
+                    self.settle_soon()
+                await self._events.report(exc, "sweeping expired sessions failed")
+            else:
+                await self._end(records, None, True)
+            with anyio.move_on_after(interval):
+                await stop.wait()
+
+    async def _settle(self) -> None:
+        stop = self._tasks.stop
+        try:
+            while self._store.unsettled and not stop.is_set():
+                try:
+                    outcomes = await self._store.settle()
+                except Exception as exc:
+                    await self._events.report(exc, "settling calls that lost their reply failed")
+                    with anyio.move_on_after(_RETRY):
+                        await stop.wait()
+                    continue
+                for call, records in outcomes:
+                    reason, notify = LATE[call]
+                    await self._end(records, reason, notify)
+        finally:
+            self._settling = False

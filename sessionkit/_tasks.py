@@ -1,0 +1,85 @@
+"""The manager's own tasks: one anyio task group on the loop the manager meets first, closed by
+``aclose()``, so that no task outlives the manager."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+logger = logging.getLogger("sessionkit")
+
+Job = Callable[..., Coroutine[Any, Any, None]]
+
+# Set inside every task a LoopTasks runs: a handler that closes its own manager must not wait
+# for the task it runs in.
+_OWNER: ContextVar[LoopTasks | None] = ContextVar("sessionkit_owner", default=None)
+
+
+class LoopTasks:
+    """Runs background jobs in a task group owned by one task of its own (the runner), so that
+    the group can be opened and closed from different tasks (a pytest fixture, a framework's
+    startup and shutdown hooks). A job that fails is logged; it never ends the group."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._task_group: TaskGroup | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._backlog: list[tuple[Job, tuple[Any, ...]]] = []
+        self.stop = asyncio.Event()  # set when the manager closes; long jobs wait on it
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a runner on ``loop`` (the previous loop's runner, if any, is left behind)."""
+        self.loop = loop
+        self._task_group = None
+        self._backlog.clear()
+        self.stop = asyncio.Event()
+        self._runner = loop.create_task(self._run(), name="sessionkit")
+
+    @property
+    def running(self) -> bool:
+        """Whether jobs spawned now will run."""
+        return self._runner is not None
+
+    def inside(self) -> bool:
+        """Whether the current task is one of these jobs (or a task a job started)."""
+        return _OWNER.get() is self
+
+    def spawn(self, job: Job, *args: Any) -> None:
+        """Run ``job(*args)`` in the group (queued until the runner begins)."""
+        if self._task_group is not None:
+            self._task_group.start_soon(self._guard, job, args)
+        elif self._runner is not None:
+            self._backlog.append((job, args))
+
+    async def aclose(self) -> None:
+        """Signal the jobs to stop and wait for them, unless called from one of them."""
+        runner, self._runner = self._runner, None
+        if runner is not None and self.loop is asyncio.get_running_loop():
+            self.stop.set()
+            if not self.inside():
+                await runner
+        self.loop = None
+
+    async def _run(self) -> None:
+        try:
+            async with anyio.create_task_group() as task_group:
+                self._task_group = task_group
+                for job, args in self._backlog:
+                    task_group.start_soon(self._guard, job, args)
+                self._backlog.clear()
+                await self.stop.wait()
+        finally:
+            self._task_group = None
+
+    async def _guard(self, job: Job, args: tuple[Any, ...]) -> None:
+        _OWNER.set(self)
+        try:
+            await job(*args)
+        except Exception:  # jobs report their own failures; this is the last line
+            logger.exception("sessionkit background job %s failed", getattr(job, "__name__", job))
