@@ -78,7 +78,7 @@ def encode_data(data: Any) -> str | None:
         return None
     try:
         return json.dumps(data, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         raise TypeError(f"session data must be JSON-serialisable: {exc}") from exc
 
 

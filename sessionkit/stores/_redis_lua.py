@@ -1,8 +1,15 @@
 """The Lua scripts behind :class:`~sessionkit.stores.redis.RedisStore`.
 
 Each public operation is one script, so it is one round trip and one atomic step on the server.
-Every script gets ``ARGV[1]`` = the key prefix and ``ARGV[2]`` = how long (ms) a session's
-record is kept past its deadline for a manager to claim it; its own arguments follow.
+Every script gets ``ARGV[1]`` = the key prefix, ``ARGV[2]`` = how long (ms) a session's
+record is kept past its deadline for a manager to claim it, and ``ARGV[3]`` = an operation id
+(empty for a script that changes nothing worth reporting); its own arguments follow.
+
+A script that ends sessions or makes one runs *once* per operation id: its outcome is kept
+under ``P o:<op>`` for ``OUTCOME_MS``, and the same script sent again (the client library's
+retry after a dropped connection) returns that outcome instead of applying twice. ``SETTLE``
+asks what an operation did, for a caller that never heard: it returns the kept outcome, or
+stops the operation from ever applying if it has not run yet (a script still on its way).
 
 Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key):
 
@@ -12,6 +19,7 @@ Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key)
 - ``P u:<username>``: sorted set of the user's session hashes, scored by creation time.
 - ``P c``: sorted set of every session hash, scored by creation time (oldest-first listings).
 - ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
+- ``P o:<op>``: the outcome of one operation (JSON), or ``stopped`` / ``settled``.
 
 Every key carries a TTL: a session's hash lives until its deadline plus the retention, and an
 index at least as long as the longest-lived member it was last given. Indexes may hold members
@@ -34,6 +42,7 @@ __all__ = (
     "DELETE_USER",
     "GET",
     "ROTATE",
+    "SETTLE",
     "SET_DATA",
     "SWEEP",
     "TOUCH",
@@ -45,6 +54,7 @@ __all__ = (
 _PRELUDE = """
 local P = ARGV[1]
 local RETAIN = tonumber(ARGV[2])
+local OUTCOME_MS = 600000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local D = P .. 'd'
@@ -79,15 +89,33 @@ local function drop(h, f)
 end
 """
 
-# ARGV: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
+# The tail of a script that runs once per operation id (ARGV[3]): its body is the function run.
+_ONCE = """
+end
+local OK = P .. 'o:' .. ARGV[3]
+local prior = redis.call('GET', OK)
+if prior then
+  if string.sub(prior, 1, 1) == '[' then return cjson.decode(prior)[1] end
+  return false
+end
+local out = run()
+redis.call('SET', OK, cjson.encode({out}), 'PX', OUTCOME_MS)
+return out
+"""
+
+
+def _once(body: str) -> str:
+    return _PRELUDE + "local function run()\n" + body + _ONCE
+
+
+# ARGV[4...]: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
 # has_data ('1'/'0'), data. Returns the evicted records, oldest first.
-CREATE = (
-    _PRELUDE
-    + """
-local h, user, timeout = ARGV[3], ARGV[4], tonumber(ARGV[5])
+CREATE = _once(
+    """
+local h, user, timeout = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local U = ukey(user)
 local evicted = {}
-if ARGV[8] ~= '' then
+if ARGV[9] ~= '' then
   local alive = {}
   for _, m in ipairs(redis.call('ZRANGE', U, 0, -1)) do
     local f = load(m)
@@ -97,7 +125,7 @@ if ARGV[8] ~= '' then
       alive[#alive + 1] = {m, f}
     end
   end
-  for i = 1, #alive - tonumber(ARGV[8]) + 1 do
+  for i = 1, #alive - tonumber(ARGV[9]) + 1 do
     local m, f = alive[i][1], alive[i][2]
     evicted[#evicted + 1] = record(m, f)
     drop(m, f)
@@ -105,21 +133,21 @@ if ARGV[8] ~= '' then
 end
 local deadline = now + timeout
 local fields = {'u', user, 'c', fmt(now), 'l', fmt(now)}
-if ARGV[7] ~= '' then
-  local absolute = now + tonumber(ARGV[7])
+if ARGV[8] ~= '' then
+  local absolute = now + tonumber(ARGV[8])
   if absolute < deadline then deadline = absolute end
   fields[#fields + 1] = 'a'
   fields[#fields + 1] = fmt(absolute)
 end
 fields[#fields + 1] = 'd'
 fields[#fields + 1] = fmt(deadline)
-if ARGV[6] == '1' then
+if ARGV[7] == '1' then
   fields[#fields + 1] = 't'
   fields[#fields + 1] = fmt(timeout)
 end
-if ARGV[9] == '1' then
+if ARGV[10] == '1' then
   fields[#fields + 1] = 'x'
-  fields[#fields + 1] = ARGV[10]
+  fields[#fields + 1] = ARGV[11]
 end
 local S = skey(h)
 redis.call('HSET', S, unpack(fields))
@@ -135,26 +163,26 @@ return evicted
 """
 )
 
-# ARGV: h. Returns microseconds left, or nil.
+# ARGV[4...]: h. Returns microseconds left, or nil.
 CHECK = (
     _PRELUDE
     + """
-local d = redis.call('HGET', skey(ARGV[3]), 'd')
+local d = redis.call('HGET', skey(ARGV[4]), 'd')
 if not d or tonumber(d) <= now then return false end
 return fmt(tonumber(d) - now)
 """
 )
 
-# ARGV: h, timeout_us, and '1' to read the session back. Returns microseconds left until the new
+# ARGV[4...]: h, timeout_us, and '1' to read the session back. Returns microseconds left until the new
 # deadline (or the record, when asked), or nil.
 TOUCH = (
     _PRELUDE
     + """
-local h = ARGV[3]
+local h = ARGV[4]
 local S = skey(h)
 local f = redis.call('HMGET', S, 'd', 'a', 't', 'u')
 if not f[1] or tonumber(f[1]) <= now then return false end
-local deadline = now + tonumber(f[3] or ARGV[4])
+local deadline = now + tonumber(f[3] or ARGV[5])
 if f[2] and tonumber(f[2]) < deadline then deadline = tonumber(f[2]) end
 redis.call('HSET', S, 'l', fmt(now), 'd', fmt(deadline))
 local ttl = ttl_for(deadline)
@@ -163,30 +191,30 @@ redis.call('ZADD', D, fmt(deadline), h)
 keep(D, ttl)
 keep(C, ttl)
 keep(ukey(f[4]), ttl)
-if ARGV[5] == '1' then return record(h, load(h)) end
+if ARGV[6] == '1' then return record(h, load(h)) end
 return fmt(deadline - now)
 """
 )
 
-# ARGV: h. Returns the live record, or nil.
+# ARGV[4...]: h. Returns the live record, or nil.
 GET = (
     _PRELUDE
     + """
-local f = load(ARGV[3])
+local f = load(ARGV[4])
 if not live(f) then return false end
-return record(ARGV[3], f)
+return record(ARGV[4], f)
 """
 )
 
-# ARGV: h, has_data ('1'/'0'), data. Returns 1 if the session was live and now holds data.
+# ARGV[4...]: h, has_data ('1'/'0'), data. Returns 1 if the session was live and now holds data.
 SET_DATA = (
     _PRELUDE
     + """
-local S = skey(ARGV[3])
+local S = skey(ARGV[4])
 local d = redis.call('HGET', S, 'd')
 if not d or tonumber(d) <= now then return 0 end
-if ARGV[4] == '1' then
-  redis.call('HSET', S, 'x', ARGV[5])
+if ARGV[5] == '1' then
+  redis.call('HSET', S, 'x', ARGV[6])
 else
   redis.call('HDEL', S, 'x')
 end
@@ -194,22 +222,20 @@ return 1
 """
 )
 
-# ARGV: h. Returns the record as it was, or nil if it was not live.
-DELETE = (
-    _PRELUDE
-    + """
-local f = load(ARGV[3])
+# ARGV[4...]: h. Returns the record as it was, or nil if it was not live.
+DELETE = _once(
+    """
+local f = load(ARGV[4])
 if not live(f) then return false end
-drop(ARGV[3], f)
-return record(ARGV[3], f)
+drop(ARGV[4], f)
+return record(ARGV[4], f)
 """
 )
 
-# ARGV: h, new_h. Returns the record under the new hash, or nil if h was not live.
-ROTATE = (
-    _PRELUDE
-    + """
-local h, nh = ARGV[3], ARGV[4]
+# ARGV[4...]: h, new_h. Returns the record under the new hash, or nil if h was not live.
+ROTATE = _once(
+    """
+local h, nh = ARGV[4], ARGV[5]
 local f = load(h)
 if not live(f) then return false end
 -- RENAME keeps the TTL. Each index gains the new member before it loses the old one: a
@@ -226,12 +252,11 @@ return record(nh, f)
 """
 )
 
-# ARGV: h... Returns {claimed records, pending {h, microseconds left, capped 1/0}}.
-CLAIM = (
-    _PRELUDE
-    + """
+# ARGV[4...]: h... Returns {claimed records, pending {h, microseconds left, capped 1/0}}.
+CLAIM = _once(
+    """
 local claimed, pending = {}, {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local h = ARGV[i]
   local f = load(h)
   if f ~= nil then
@@ -250,14 +275,13 @@ return {claimed, pending}
 """
 )
 
-# ARGV: lag_us, limit. Claims sessions at least lag_us past their deadline (their owners'
+# ARGV[4...]: lag_us, limit. Claims sessions at least lag_us past their deadline (their owners'
 # timers had their chance). Returns the claimed records.
-SWEEP = (
-    _PRELUDE
-    + """
+SWEEP = _once(
+    """
 local claimed = {}
-local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - tonumber(ARGV[3])),
-  'LIMIT', 0, tonumber(ARGV[4]))
+local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - tonumber(ARGV[4])),
+  'LIMIT', 0, tonumber(ARGV[5]))
 for _, h in ipairs(due) do
   local f = load(h)
   if f == nil then
@@ -274,23 +298,39 @@ return claimed
 """
 )
 
-# ARGV: start, count. Returns {usernames of the live sessions among the count oldest from
-# start, how many members the range held}.
+# A listing walks the creation index by score, from a cursor (score, member) past which it has
+# read, not by offset: members that other managers remove meanwhile shift no page. Members
+# sharing the cursor's score sort by member, so those up to the cursor's are skipped.
+_PAGE = """
+local function page(cscore, cmember, count, upto)
+  local rows = redis.call('ZRANGEBYSCORE', C, cscore, upto, 'WITHSCORES', 'LIMIT', 0, count)
+  local out = {}
+  for i = 1, #rows, 2 do
+    if not (rows[i + 1] == cscore and rows[i] <= cmember) then out[#out + 1] = rows[i] end
+  end
+  local n = #rows
+  if n == 0 then return out, 0, cscore, cmember end
+  return out, n / 2, rows[n], rows[n - 1]
+end
+"""
+
+# ARGV[4...]: cursor score ('-inf' to begin), cursor member, count. Returns {usernames of the
+# live sessions in the page, how many members the page read, the next cursor score, member}.
 USERNAMES = (
     _PRELUDE
+    + _PAGE
     + """
-local start = tonumber(ARGV[3])
-local members = redis.call('ZRANGE', C, start, start + tonumber(ARGV[4]) - 1)
+local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]), '+inf')
 local names = {}
 for _, h in ipairs(members) do
   local f = redis.call('HMGET', skey(h), 'd', 'u')
   if f[1] and tonumber(f[1]) > now then names[#names + 1] = f[2] end
 end
-return {names, #members}
+return {names, n, cs, cm}
 """
 )
 
-# ARGV: (none). Returns the number of live sessions.
+# ARGV[4...]: (none). Returns the number of live sessions.
 COUNT = (
     _PRELUDE
     + """
@@ -298,12 +338,12 @@ return redis.call('ZCOUNT', D, '(' .. fmt(now), '+inf')
 """
 )
 
-# ARGV: username. Returns the user's live records, oldest first.
+# ARGV[4...]: username. Returns the user's live records, oldest first.
 USER_SESSIONS = (
     _PRELUDE
     + """
 local out = {}
-for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[3]), 0, -1)) do
+for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[4]), 0, -1)) do
   local f = load(h)
   if live(f) then out[#out + 1] = record(h, f) end
 end
@@ -311,12 +351,11 @@ return out
 """
 )
 
-# ARGV: username. Ends the user's live sessions; returns their records, oldest first.
-DELETE_USER = (
-    _PRELUDE
-    + """
+# ARGV[4...]: username. Ends the user's live sessions; returns their records, oldest first.
+DELETE_USER = _once(
+    """
 local out = {}
-for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[3]), 0, -1)) do
+for _, h in ipairs(redis.call('ZRANGE', ukey(ARGV[4]), 0, -1)) do
   local f = load(h)
   if live(f) then
     out[#out + 1] = record(h, f)
@@ -327,26 +366,69 @@ return out
 """
 )
 
-# ARGV: start, count. Ends the live sessions among the count oldest from start; returns
-# {records, how many members the range held, how many of them stay (past their deadline)}.
-DELETE_ALL = (
-    _PRELUDE
+# ARGV[4...]: cursor score ('-inf' to begin), cursor member, count, upto ('' to begin: now).
+# Ends the live sessions in the page, created up to ``upto`` (the sessions live when the call
+# began); returns {records, how many members the page read, next cursor score, member, upto}.
+DELETE_ALL = _once(
+    _PAGE
     + """
-local start = tonumber(ARGV[3])
-local members = redis.call('ZRANGE', C, start, start + tonumber(ARGV[4]) - 1)
-local out, kept = {}, 0
+local upto = ARGV[7]
+if upto == '' then upto = fmt(now) end
+local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]), upto)
+local out = {}
 for _, h in ipairs(members) do
   local f = load(h)
   if live(f) then
     out[#out + 1] = record(h, f)
     drop(h, f)
-  elseif f ~= nil then
-    kept = kept + 1
-  else
+  elseif f == nil then
     redis.call('ZREM', C, h)
     redis.call('ZREM', D, h)
   end
 end
-return {out, #members, kept}
+return {out, n, cs, cm, upto}
+"""
+)
+
+# ARGV[4...]: the lost operation's id, the store call it was ("create", "rotate", ...), that
+# call's context (create: h; rotate: h, new h). Returns {1 if it had applied, the records it
+# ended}. An operation that has not run is stopped for good; one that made a session nobody
+# holds the key for is undone: a login's session is dropped, a rotation moved back.
+SETTLE = _once(
+    """
+local LK = P .. 'o:' .. ARGV[4]
+local prior = redis.call('GET', LK)
+if not prior then
+  redis.call('SET', LK, 'stopped', 'PX', OUTCOME_MS)
+  return {0, {}}
+end
+if string.sub(prior, 1, 1) ~= '[' then return {0, {}} end
+redis.call('SET', LK, 'settled', 'PX', OUTCOME_MS)
+local out, call = cjson.decode(prior)[1], ARGV[5]
+if call == 'create' then
+  local f = load(ARGV[6])
+  if f ~= nil then drop(ARGV[6], f) end
+  return {1, out}
+elseif call == 'rotate' then
+  local h, nh = ARGV[6], ARGV[7]
+  local f = load(nh)
+  if out and f ~= nil then
+    redis.call('RENAME', skey(nh), skey(h))
+    local U = ukey(f.u)
+    redis.call('ZADD', U, f.c, h)
+    redis.call('ZREM', U, nh)
+    redis.call('ZADD', C, f.c, h)
+    redis.call('ZREM', C, nh)
+    redis.call('ZADD', D, f.d, h)
+    redis.call('ZREM', D, nh)
+  end
+  return {1, {}}
+elseif call == 'delete' then
+  if out then return {1, {out}} end
+  return {1, {}}
+elseif call == 'claim_expired' or call == 'delete_all' then
+  return {1, out[1]}
+end
+return {1, out}
 """
 )

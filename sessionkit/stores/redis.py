@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sessionkit.exceptions import StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores import _redis_lua as lua
-from sessionkit.stores.base import Pending, SessionStore
+from sessionkit.stores.base import Outcome, Pending, SessionStore
 
 try:
     from redis.asyncio import Redis
@@ -39,6 +41,21 @@ def _text(value: Any) -> str | None:
 
 def _us(seconds: float) -> int:
     return round(seconds * _US)
+
+
+def _op_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(slots=True)
+class _Lost:
+    # A call that raised before its outcome was known (see SessionStore.settle).
+    call: str  # the store method
+    op: str  # the operation id it was sent with
+    context: tuple[str, ...]  # what SETTLE needs to undo it
+    keys: dict[str, str]  # raw keys it was given, by hash, to name what it ended
+    # The settle's own operation id, fixed: a settle that loses its reply is sent again as is.
+    settle_op: str
 
 
 class _Script:
@@ -118,6 +135,13 @@ class RedisStore(SessionStore):
         # delete_all, a sweep) still names the key where this process knows it. An entry goes
         # when its session ends here or when a claim finds the session gone.
         self._known: dict[str, str] = {}
+        self._lost: list[_Lost] = []
+        self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
+        # No more calls in flight than the client's pool has connections: past that, redis-py
+        # fails a call rather than wait for one; here a call waits (within op_timeout).
+        self._slot_count = min(int(client.connection_pool.max_connections), 1 << 16)
+        self._slots = asyncio.Semaphore(self._slot_count)
+        self._slots_loop: asyncio.AbstractEventLoop | None = None
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     @property
@@ -125,7 +149,25 @@ class RedisStore(SessionStore):
         """The prefix of every key this store writes."""
         return self._prefix
 
-    async def _run(self, name: str, *args: str | int) -> Any:
+    async def _change(
+        self,
+        name: str,
+        call: str,
+        args: Sequence[str | int],
+        *,
+        context: tuple[str, ...] = (),
+        keys: dict[str, str] | None = None,
+    ) -> Any:
+        # A script that ends or makes sessions, sent with an operation id: if the caller never
+        # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
+        op = _op_id()
+        try:
+            return await self._run(name, *args, op=op)
+        except BaseException:
+            self._lost.append(_Lost(call, op, context, keys or {}, _op_id()))
+            raise
+
+    async def _run(self, name: str, *args: str | int, op: str = "") -> Any:
         # EVALSHA straight from the client: redis-py's Script.__call__ (register_script) costs
         # a few microseconds more per call (an import statement, argument tuples re-built).
         # The bound is asyncio.timeout, not anyio.fail_after: the same deadline and the same
@@ -133,15 +175,21 @@ class RedisStore(SessionStore):
         # asyncio's ~5.5 us), and this store runs on asyncio only (redis.asyncio).
         script = self._scripts[name]
         client = self._client
+        slots = self._slots
+        loop = asyncio.get_running_loop()
+        if self._slots_loop is not loop:  # a semaphore belongs to the loop it first waited on
+            slots = self._slots = asyncio.Semaphore(self._slot_count)
+            self._slots_loop = loop
+        head = (script.sha, 0, self._prefix, self._retain_ms, op)
         try:
-            async with asyncio.timeout(self._op_timeout):
+            async with asyncio.timeout(self._op_timeout), slots:
                 try:
-                    return await client.evalsha(script.sha, 0, self._prefix, self._retain_ms, *args)
+                    return await client.evalsha(*head, *args)
                 except NoScriptError:
                     # The server does not hold the script (first use, a restart, SCRIPT
                     # FLUSH, a failover): load it and run it again, within the same bound.
                     script.sha = await client.script_load(script.text)
-                    return await client.evalsha(script.sha, 0, self._prefix, self._retain_ms, *args)
+                    return await client.evalsha(script.sha, *head[1:], *args)
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
@@ -191,8 +239,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         key_hash = hash_key(key)
-        evicted = await self._run(
-            "CREATE",
+        args = (
             key_hash,
             username,
             _us(timeout),
@@ -202,6 +249,7 @@ class RedisStore(SessionStore):
             "0" if data is None else "1",
             "" if data is None else data,
         )
+        evicted = await self._change("CREATE", "create", args, context=(key_hash,))
         self._known[key_hash] = key
         return self._ended(evicted)
 
@@ -220,12 +268,8 @@ class RedisStore(SessionStore):
         :return: seconds until the new deadline, or ``None`` if the session is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        key_hash = hash_key(key)
-        left = _text(await self._run("TOUCH", key_hash, _us(timeout)))
-        if left is None:
-            return None
-        self._known[key_hash] = key
-        return int(left) / _US
+        left = _text(await self._run("TOUCH", hash_key(key), _us(timeout)))
+        return None if left is None else int(left) / _US
 
     async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
         """Restart a session's idle deadline and read it back, in one round trip.
@@ -233,12 +277,8 @@ class RedisStore(SessionStore):
         :return: the session's record after the restart, or ``None`` if it is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        key_hash = hash_key(key)
-        raw = await self._run("TOUCH", key_hash, _us(timeout), "1")
-        if raw is None:
-            return None
-        self._known[key_hash] = key
-        return self._record(raw, key)
+        raw = await self._run("TOUCH", hash_key(key), _us(timeout), "1")
+        return None if raw is None else self._record(raw, key)
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
@@ -265,7 +305,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         key_hash = hash_key(key)
-        raw = await self._run("DELETE", key_hash)
+        raw = await self._change("DELETE", "delete", (key_hash,), keys={key_hash: key})
         self._known.pop(key_hash, None)
         return None if raw is None else self._record(raw, key)
 
@@ -276,7 +316,8 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         old_hash, new_hash = hash_key(key), hash_key(new_key)
-        raw = await self._run("ROTATE", old_hash, new_hash)
+        context = (old_hash, new_hash)
+        raw = await self._change("ROTATE", "rotate", context, context=context)
         self._known.pop(old_hash, None)
         if raw is None:
             return None
@@ -291,7 +332,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         by_hash = {hash_key(key): key for key in keys}
-        claimed, pending = await self._run("CLAIM", *by_hash)
+        claimed, pending = await self._change("CLAIM", "claim_expired", list(by_hash), keys=by_hash)
         records = [self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in claimed]
         live = [(_text(h) or "", left, capped) for h, left, capped in pending]
         waiting = [
@@ -314,7 +355,7 @@ class RedisStore(SessionStore):
             know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._ended(await self._run("SWEEP", self._sweep_lag_us, _SWEEP_BATCH))
+        return self._ended(await self._change("SWEEP", "sweep", (self._sweep_lag_us, _SWEEP_BATCH)))
 
     async def usernames(self) -> list[str]:
         """List the username of every live session, oldest session first.
@@ -324,13 +365,12 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         names: list[str] = []
-        start = 0
+        score, member = "-inf", ""
         while True:
-            batch, seen = await self._run("USERNAMES", start, _LIST_BATCH)
+            batch, seen, score, member = await self._run("USERNAMES", score, member, _LIST_BATCH)
             names.extend(_text(name) or "" for name in batch)
             if seen < _LIST_BATCH:
                 return names
-            start += seen
 
     async def user_sessions(self, username: str) -> list[SessionRecord]:
         """List a user's live sessions, oldest first, with ``key=None``.
@@ -355,13 +395,20 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         ended: list[SessionRecord] = []
-        start = 0
-        while True:
-            raws, seen, kept = await self._run("DELETE_ALL", start, _LIST_BATCH)
-            ended.extend(self._ended(raws))
-            if seen < _LIST_BATCH:
-                return ended
-            start += kept  # sessions past their deadline stay, for their expiry
+        score, member, upto = "-inf", "", ""
+        try:
+            while True:
+                args = (score, member, _LIST_BATCH, upto)
+                raws, seen, score, member, upto = await self._change(
+                    "DELETE_ALL", "delete_all", args
+                )
+                ended.extend(self._ended(raws))
+                if seen < _LIST_BATCH:
+                    return ended
+        except BaseException:
+            if ended:  # cut off half-way: what it ended so far is reported by settle()
+                self._late.append(Outcome("delete_all", ended))
+            raise
 
     async def delete_user(self, username: str) -> list[SessionRecord]:
         """End every live session of one user.
@@ -370,4 +417,40 @@ class RedisStore(SessionStore):
             process does not know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._ended(await self._run("DELETE_USER", username))
+        return self._ended(await self._change("DELETE_USER", "delete_user", (username,)))
+
+    @property
+    def unsettled(self) -> bool:
+        """Whether a call raised before its outcome was known (see :meth:`settle`)."""
+        return bool(self._lost or self._late)
+
+    async def settle(self) -> list[Outcome]:
+        """Find out what the calls that lost their reply did (see
+        :meth:`SessionStore.settle`), one round trip per call.
+
+        :return: each such call that ended sessions, with those sessions.
+        :raises StoreUnavailable: if Redis cannot be reached and nothing was settled.
+        """
+        outcomes, self._late = self._late, []
+        while self._lost:
+            lost = self._lost[0]
+            try:
+                _, raws = await self._run(
+                    "SETTLE", lost.op, lost.call, *lost.context, op=lost.settle_op
+                )
+            except Exception:
+                if outcomes:  # what is known now is reported now; the rest waits
+                    return outcomes
+                raise
+            except BaseException:
+                self._late[:0] = outcomes
+                raise
+            del self._lost[0]
+            records = [
+                self._record(raw, lost.keys.get(h) or self._known.pop(h, None))
+                for raw in raws
+                if (h := _text(raw[0]) or "")
+            ]
+            if records:
+                outcomes.append(Outcome(lost.call, records))
+        return outcomes
