@@ -7,14 +7,9 @@ bound, pushes ``logout`` to the user's browser.
 
 from __future__ import annotations
 
-from sessionkit.events import EVENTS, EventHandler, SessionEvent
+from sessionkit.events import EVENTS, EventHandler, SessionEvent, SocketBridge
 from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
-from sessionkit.manager import (
-    MAX_SESSION_TIMEOUT,
-    MIN_SESSION_TIMEOUT,
-    SessionManager,
-    SocketBridge,
-)
+from sessionkit.manager import MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT, SessionManager
 from sessionkit.models import SessionDetails, SessionRecord
 from sessionkit.stores import MemoryStore, Outcome, Pending, SessionStore
 

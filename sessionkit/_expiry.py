@@ -16,13 +16,13 @@ dropped connection): the store says what they did, and what ended is reported he
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 
 import anyio
 
+from sessionkit._fanout import Fanout, Steps, session_event
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import DeadlineTimers
-from sessionkit.events import Dispatcher
+from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import SessionStore
 
@@ -40,34 +40,24 @@ LATE: dict[str, tuple[str | None, bool]] = {
     "sweep": (None, True),
 }
 
-End = Callable[[list[SessionRecord], str | None, bool], Awaitable[None]]
-Warn = Callable[[str, float], Awaitable[None]]
-
 
 class Expiry:
-    """Timers, warnings, claims, the sweep and the settling of lost outcomes for one manager.
-
-    :param end: reports sessions that ended (records, reason or ``None`` for a timeout,
-        whether to tell their clients).
-    :param warn: reports a coming idle deadline (key, seconds left).
-    """
+    """Timers, warnings, claims, the sweep and the settling of lost outcomes for one manager;
+    every ending, wherever found, is reported through :meth:`end`."""
 
     def __init__(
         self,
         store: SessionStore,
         tasks: LoopTasks,
-        events: Dispatcher,
+        fanout: Fanout,
         *,
         warn_before: float | None,
-        end: End,
-        warn: Warn,
     ) -> None:
         self._store = store
         self._tasks = tasks
-        self._events = events
+        self._fanout = fanout
+        self._events = fanout.events
         self.warn_before = warn_before
-        self._end = end
-        self._warn = warn
         self.timers = DeadlineTimers(self._on_due, exact=warn_before is not None)
         self._warned: set[str] = set()  # keys told of their coming idle deadline
         self._due: list[str] = []  # fired, not yet claimed
@@ -121,11 +111,23 @@ class Expiry:
             self._warned.add(new)
         self.arm(new, now, remaining, capped)
 
-    def ended(self, key: str) -> None:
-        """A session this process knew the key of has ended."""
-        self.timers.disarm(key)
-        if self._warned:
-            self._warned.discard(key)
+    async def end(self, records: list[SessionRecord], reason: str | None, notify: bool) -> None:
+        """Report sessions that ended (``reason=None``: timed out, idle or absolute), telling
+        their clients to log out if ``notify``.
+
+        One ending per session: only the caller whose store call removed it gets here.
+        """
+        await self._fanout.run(self.endings(records, reason, notify=notify))
+
+    def endings(self, records: list[SessionRecord], reason: str | None, *, notify: bool) -> Steps:
+        """Disarm the keys of sessions that ended; return the steps that report them."""
+        warned = self._warned
+        for record in records:
+            if record.key is not None:
+                self.timers.disarm(record.key)
+                if warned:
+                    warned.discard(record.key)
+        return self._fanout.endings(records, reason, notify=notify)
 
     def settle_soon(self) -> None:
         """Find out, from the manager's own task, what calls that lost their reply did."""
@@ -180,7 +182,16 @@ class Expiry:
             self.arm(key, now, remaining, capped)
         for key, remaining in warnings:
             await self._warn(key, remaining)
-        await self._end(claimed, None, True)
+        await self.end(claimed, None, True)
+
+    async def _warn(self, key: str, remaining: float) -> None:
+        fanout = self._fanout
+        if fanout.bridge is not None:
+            await fanout.run(fanout.pushes(fanout.bridge.expiring, hash_key(key), remaining))
+        if self._events.wants("session_expiring"):
+            record = await self._store.get(key)
+            if record is not None:
+                await fanout.run(self._events.calls(session_event("session_expiring", key, record)))
 
     # -- background jobs -----------------------------------------------------------------
 
@@ -196,7 +207,7 @@ class Expiry:
                     self.settle_soon()
                 await self._events.report(exc, "sweeping expired sessions failed")
             else:
-                await self._end(records, None, True)
+                await self.end(records, None, True)
             with anyio.move_on_after(interval):
                 await stop.wait()
 
@@ -213,6 +224,6 @@ class Expiry:
                     continue
                 for call, records in outcomes:
                     reason, notify = LATE[call]
-                    await self._end(records, reason, notify)
+                    await self.end(records, reason, notify)
         finally:
             self._settling = False

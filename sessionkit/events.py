@@ -8,11 +8,11 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Protocol, TypeAlias
 
 from sessionkit.keys import redact_exception
 
-__all__ = ("EVENTS", "EventHandler", "SessionEvent")
+__all__ = ("EVENTS", "EventHandler", "SessionEvent", "SocketBridge")
 
 logger = logging.getLogger("sessionkit")
 
@@ -53,6 +53,25 @@ class SessionEvent:
 
 
 EventHandler: TypeAlias = Callable[[SessionEvent], Awaitable[object] | object]
+
+
+class SocketBridge(Protocol):
+    """What the manager calls when a session must reach its clients' sockets.
+
+    :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
+    :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
+    that raises is reported as an ``error`` event; the session's ending goes on.
+    """
+
+    async def logout(self, key_hash: str, reason: str) -> None:
+        """Tell the sockets of the session with SHA-256 ``key_hash`` to log out."""
+
+    async def expiring(self, key_hash: str, remaining: float) -> None:
+        """Warn the session's sockets that it ends in ``remaining`` seconds."""
+
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
+        """Move the session's sockets to its new key (``new_key`` lets the adapter re-key
+        what it keeps per socket: a hash cannot be turned back into a key)."""
 
 
 def check_event_name(name: str) -> None:

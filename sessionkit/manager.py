@@ -5,23 +5,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from numbers import Real
 from types import TracebackType
-from typing import Any, ClassVar, Protocol, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from sessionkit._expiry import Expiry
+from sessionkit._fanout import Fanout, Steps, chain, session_event
 from sessionkit._tasks import LoopTasks
-from sessionkit.events import Dispatcher, EventHandler, SessionEvent, check_event_name
+from sessionkit.events import (
+    Dispatcher,
+    EventHandler,
+    SessionEvent,
+    SocketBridge,
+    check_event_name,
+)
 from sessionkit.exceptions import SessionNotFound, SessionRejected
 from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
 from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
 
-__all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager", "SocketBridge")
+__all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 
 logger = logging.getLogger("sessionkit")
 
@@ -29,28 +35,8 @@ MIN_SESSION_TIMEOUT = 2  # seconds, as in the seed
 MAX_SESSION_TIMEOUT = (
     365 * 24 * 60 * 60
 )  # one year, in seconds: no deadline, TTL or timer overflows
-_SLICE = 0.005  # seconds of event work before yielding to the loop
 
 T = TypeVar("T")
-
-
-class SocketBridge(Protocol):
-    """What the manager calls when a session must reach its clients' sockets.
-
-    :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
-    :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
-    that raises is reported as an ``error`` event; the session's ending goes on.
-    """
-
-    async def logout(self, key_hash: str, reason: str) -> None:
-        """Tell the sockets of the session with SHA-256 ``key_hash`` to log out."""
-
-    async def expiring(self, key_hash: str, remaining: float) -> None:
-        """Warn the session's sockets that it ends in ``remaining`` seconds."""
-
-    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
-        """Move the session's sockets to its new key (``new_key`` lets the adapter re-key
-        what it keeps per socket: a hash cannot be turned back into a key)."""
 
 
 def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> float:
@@ -80,17 +66,6 @@ def _describe_key(key: object) -> str:
 
 def _not_found(key: object) -> SessionNotFound:
     return SessionNotFound(f"no live session for {_describe_key(key)}")
-
-
-def _event(
-    name: str, key: str | None, record: SessionRecord, reason: str | None = None
-) -> SessionEvent:
-    # Each event decodes its own copy of the data: one handler cannot change another's.
-    created = datetime.fromtimestamp(record.created_at, UTC)
-    data = decode_data(record.data)
-    return SessionEvent(
-        name, key, record.key_hash, record.username, reason, data, created_at=created
-    )
 
 
 class SessionManager:
@@ -143,15 +118,13 @@ class SessionManager:
         self._store: SessionStore = store if store is not None else MemoryStore()
         self._events = Dispatcher()
         self._tasks = LoopTasks()
-        self._expiry = Expiry(
-            self._store, self._tasks, self._events, warn_before=warn, end=self._end, warn=self._warn
-        )
+        self._fanout = Fanout(self._events, self._tasks)
+        self._expiry = Expiry(self._store, self._tasks, self._fanout, warn_before=warn)
         # Whether a restart may bring a deadline earlier than where its key is armed, so that
         # the restart must re-arm it: with warn_before, or once the timeout was shortened.
         self._exact = warn is not None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Any = None
-        self._bridge: SocketBridge | None = None
 
     @classmethod
     def shared(cls) -> SessionManager:
@@ -301,7 +274,7 @@ class SessionManager:
         :param bridge: what the manager calls when a session must reach its sockets.
         """
         self._server = sio
-        self._bridge = bridge
+        self._fanout.bridge = bridge
 
     # -- the seed's calls --------------------------------------------------------------------
 
@@ -340,7 +313,7 @@ class SessionManager:
         self._expiry.arm(key, loop.time(), min(seconds, absolute or seconds), capped)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("session %s created", short_hash(key))
-        steps = self._endings(evicted, "evicted", notify=True)
+        steps = self._expiry.endings(evicted, "evicted", notify=True)
         if self._events.wants("session_created"):
             event = SessionEvent(
                 "session_created",
@@ -350,8 +323,20 @@ class SessionManager:
                 data=decode_data(text),
                 created_at=datetime.now(UTC),
             )
-            steps = _chain(steps, self._events.calls(event))
-        await self._run(steps)
+            steps = chain(steps, self._events.calls(event))
+        abandoned = False
+
+        def last_step() -> Steps:
+            # Read when reached: a caller cancelled before it got the key leaves a session
+            # nobody can use, which ends once its events have run (in the manager's task).
+            if abandoned:
+                yield self._abandon(key)
+
+        try:
+            await self._fanout.run(chain(steps, last_step()))
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
         return key
 
     async def set_session_data(self, key: str, data: Any) -> bool:
@@ -420,7 +405,7 @@ class SessionManager:
         record = await self._changed(self._store.delete(key)) if is_key_like(key) else None
         if record is None:
             return False
-        await self._run(self._endings([record], "logout", notify=False))
+        await self._expiry.end([record], "logout", False)
         return True
 
     async def delete_all_sessions(self) -> int:
@@ -431,7 +416,7 @@ class SessionManager:
         """
         self._bind()
         records = await self._changed(self._store.delete_all())
-        await self._run(self._endings(records, "delete_all", notify=True))
+        await self._expiry.end(records, "delete_all", True)
         return len(records)
 
     async def send_logout_message(self, key: str) -> bool:
@@ -445,7 +430,7 @@ class SessionManager:
             return False
         record = await self._store.get(key)
         username = None if record is None else record.username
-        await self._run(self._notices(key, hash_key(key), username, "logout", record))
+        await self._fanout.run(self._fanout.notices(key, hash_key(key), username, "logout", record))
         return self._server is not None
 
     async def check_session_status(self, key: str) -> bool:
@@ -501,12 +486,13 @@ class SessionManager:
         self._expiry.rotated(
             key, fresh, loop.time(), record.remaining, record.reached_absolute_timeout
         )
-        steps: Iterator[Awaitable[None]] = iter(())
-        if self._bridge is not None:
-            steps = self._pushes(self._bridge.rotated, hash_key(key), record.key_hash, fresh)
+        fanout = self._fanout
+        if fanout.bridge is not None:
+            await fanout.run(
+                fanout.pushes(fanout.bridge.rotated, hash_key(key), record.key_hash, fresh)
+            )
         if self._events.wants("session_rotated"):
-            steps = _chain(steps, self._events.calls(_event("session_rotated", fresh, record)))
-        await self._run(steps)
+            await fanout.run(self._events.calls(session_event("session_rotated", fresh, record)))
         return fresh
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
@@ -525,7 +511,7 @@ class SessionManager:
         """
         self._bind()
         records = await self._changed(self._store.delete_user(_username(username)))
-        await self._run(self._endings(records, "logout_all", notify=True))
+        await self._expiry.end(records, "logout_all", True)
         return len(records)
 
     async def count_sessions(self) -> int:
@@ -533,7 +519,12 @@ class SessionManager:
         self._bind()
         return await self._store.count()
 
-    # -- the fan-out: what ended sessions tell handlers and clients --------------------------
+    # -- internals ---------------------------------------------------------------------------
+
+    async def _abandon(self, key: str) -> None:
+        record = await self._changed(self._store.delete(key))
+        if record is not None:
+            await self._expiry.end([record], "logout", False)
 
     async def _record(self, key: object) -> SessionRecord:
         self._bind()
@@ -541,90 +532,3 @@ class SessionManager:
         if record is None:
             raise _not_found(key)
         return record
-
-    async def _run(self, steps: Iterator[Awaitable[None]]) -> None:
-        # Each step is one handler or one push. A caller cancelled between steps (or during
-        # one, which then counts as delivered) leaves the rest to the manager's own task:
-        # whatever the store has ended is reported, once.
-        try:
-            for step in steps:
-                await step
-        except asyncio.CancelledError:
-            if not self._tasks.inside():
-                self._tasks.spawn(self._finish, steps)
-            raise
-
-    async def _finish(self, steps: Iterator[Awaitable[None]]) -> None:
-        for step in steps:
-            await step
-
-    async def _end(self, records: list[SessionRecord], reason: str | None, notify: bool) -> None:
-        # What the expiry machinery calls; reason None means timed out, idle or absolute.
-        await self._run(self._endings(records, reason, notify=notify))
-
-    def _endings(
-        self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
-    ) -> Iterator[Awaitable[None]]:
-        # One ending per session: only the caller whose store call removed it gets here.
-        events = self._events
-        debug = logger.isEnabledFor(logging.DEBUG)
-        started = time.monotonic()
-        for record in records:
-            key = record.key
-            if key is not None:
-                self._expiry.ended(key)
-            why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
-            if debug:
-                logger.debug("session %s ended: %s", record.key_hash[:12], why)
-            if events.wants("session_deleted"):
-                yield from events.calls(_event("session_deleted", key, record, why))
-            if reason is None and events.wants("session_expired"):
-                yield from events.calls(_event("session_expired", key, record, why))
-            if notify:
-                yield from self._notices(key, record.key_hash, record.username, why, record)
-            if time.monotonic() - started > _SLICE:
-                yield asyncio.sleep(0)  # a burst of endings must not stall the loop
-                started = time.monotonic()
-
-    def _notices(
-        self,
-        key: str | None,
-        key_hash: str,
-        username: str | None,
-        reason: str,
-        record: SessionRecord | None,
-    ) -> Iterator[Awaitable[None]]:
-        if self._events.wants("notify_client_to_logout"):
-            if record is None:
-                event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
-            else:
-                event = _event("notify_client_to_logout", key, record, reason)
-            yield from self._events.calls(event)
-        if self._bridge is not None:
-            yield from self._pushes(self._bridge.logout, key_hash, reason)
-
-    async def _warn(self, key: str, remaining: float) -> None:
-        steps: Iterator[Awaitable[None]] = iter(())
-        if self._bridge is not None:
-            steps = self._pushes(self._bridge.expiring, hash_key(key), remaining)
-        await self._run(steps)
-        if self._events.wants("session_expiring"):
-            record = await self._store.get(key)
-            if record is not None:
-                await self._run(self._events.calls(_event("session_expiring", key, record)))
-
-    def _pushes(
-        self, push: Callable[..., Awaitable[None]], *args: Any
-    ) -> Iterator[Awaitable[None]]:
-        yield self._push(push, *args)
-
-    async def _push(self, push: Callable[..., Awaitable[None]], *args: Any) -> None:
-        try:
-            await push(*args)
-        except Exception as exc:
-            await self._events.report(exc, "Socket.IO push failed")
-
-
-def _chain(*parts: Iterator[Awaitable[None]]) -> Iterator[Awaitable[None]]:
-    for part in parts:
-        yield from part

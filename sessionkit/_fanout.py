@@ -1,0 +1,117 @@
+"""The fan-out: what a session's ending (or warning, or rotation) tells handlers and clients.
+
+Its work is a sequence of *steps*, each one handler call or one push to the sockets, run in
+order. A caller cancelled between steps (or during one, which then counts as delivered) leaves
+the rest to the manager's own task, so whatever the store ended is reported once, even when
+the caller that ended it is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from sessionkit._tasks import LoopTasks
+from sessionkit.events import Dispatcher, SessionEvent, SocketBridge
+from sessionkit.models import SessionRecord, decode_data
+
+logger = logging.getLogger("sessionkit")
+
+_SLICE = 0.005  # seconds of event work before yielding to the loop
+
+Steps = Iterator[Awaitable[None]]
+
+
+def session_event(
+    name: str, key: str | None, record: SessionRecord, reason: str | None = None
+) -> SessionEvent:
+    """Build the event ``name`` about ``record``'s session, with its own copy of the data."""
+    created = datetime.fromtimestamp(record.created_at, UTC)
+    data = decode_data(record.data)
+    return SessionEvent(
+        name, key, record.key_hash, record.username, reason, data, created_at=created
+    )
+
+
+def chain(*parts: Steps) -> Steps:
+    """Run ``parts`` one after another, as one sequence of steps."""
+    for part in parts:
+        yield from part
+
+
+class Fanout:
+    """Turns what happened to sessions into steps, and runs them."""
+
+    def __init__(self, events: Dispatcher, tasks: LoopTasks) -> None:
+        self.events = events
+        self._tasks = tasks
+        self.bridge: SocketBridge | None = None
+
+    async def run(self, steps: Steps) -> None:
+        """Run ``steps``; if the caller is cancelled, the manager's task runs the rest."""
+        try:
+            for step in steps:
+                await step
+        except asyncio.CancelledError:
+            if not self._tasks.inside():
+                self._tasks.spawn(self._finish, steps)
+            raise
+
+    async def _finish(self, steps: Steps) -> None:
+        for step in steps:
+            await step
+
+    def endings(
+        self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
+    ) -> Steps:
+        """The steps that report sessions ended for ``reason`` (``None``: timed out, idle or
+        absolute), telling their clients to log out if ``notify``."""
+        events = self.events
+        debug = logger.isEnabledFor(logging.DEBUG)
+        started = time.monotonic()
+        for record in records:
+            key = record.key
+            why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
+            if debug:
+                logger.debug("session %s ended: %s", record.key_hash[:12], why)
+            if events.wants("session_deleted"):
+                yield from events.calls(session_event("session_deleted", key, record, why))
+            if reason is None and events.wants("session_expired"):
+                yield from events.calls(session_event("session_expired", key, record, why))
+            if notify:
+                yield from self.notices(key, record.key_hash, record.username, why, record)
+            if time.monotonic() - started > _SLICE:
+                yield asyncio.sleep(0)  # a burst of endings must not stall the loop
+                started = time.monotonic()
+
+    def notices(
+        self,
+        key: str | None,
+        key_hash: str,
+        username: str | None,
+        reason: str,
+        record: SessionRecord | None,
+    ) -> Steps:
+        """The steps that tell a session's client to log out."""
+        if self.events.wants("notify_client_to_logout"):
+            if record is None:
+                event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
+            else:
+                event = session_event("notify_client_to_logout", key, record, reason)
+            yield from self.events.calls(event)
+        if self.bridge is not None:
+            yield self._push(self.bridge.logout, key_hash, reason)
+
+    def pushes(self, push: Callable[..., Awaitable[None]], *args: Any) -> Steps:
+        """One step that calls the bridge's ``push(*args)``, reporting its failure."""
+        yield self._push(push, *args)
+
+    async def _push(self, push: Callable[..., Awaitable[None]], *args: Any) -> None:
+        try:
+            await push(*args)
+        except Exception as exc:
+            await self.events.report(exc, "Socket.IO push failed")
