@@ -180,18 +180,22 @@ class Expiry:
                     self._warned.add(key)
                     warnings.append((key, remaining))
             self.arm(key, now, remaining, capped)
-        for key, remaining in warnings:
-            await self._warn(key, remaining)
-        await self.end(claimed, None, True)
+        # In tasks of their own: a handler that blocks holds up its own batch, not the drain.
+        if warnings:
+            self._tasks.spawn(self._warn_all, warnings)
+        if claimed:
+            self._tasks.spawn(self.end, claimed, None, True)
 
-    async def _warn(self, key: str, remaining: float) -> None:
+    async def _warn_all(self, warnings: list[tuple[str, float]]) -> None:
         fanout = self._fanout
-        if fanout.bridge is not None:
-            await fanout.run(fanout.pushes(fanout.bridge.expiring, hash_key(key), remaining))
-        if self._events.wants("session_expiring"):
-            record = await self._store.get(key)
-            if record is not None:
-                await fanout.run(self._events.calls(session_event("session_expiring", key, record)))
+        for key, remaining in warnings:
+            if fanout.bridge is not None:
+                await fanout.run(fanout.pushes(fanout.bridge.expiring, hash_key(key), remaining))
+            if self._events.wants("session_expiring"):
+                record = await self._store.get(key)
+                if record is not None:
+                    event = session_event("session_expiring", key, record)
+                    await fanout.run(self._events.calls(event))
 
     # -- background jobs -----------------------------------------------------------------
 
@@ -207,7 +211,8 @@ class Expiry:
                     self.settle_soon()
                 await self._events.report(exc, "sweeping expired sessions failed")
             else:
-                await self.end(records, None, True)
+                if records:
+                    self._tasks.spawn(self.end, records, None, True)
             with anyio.move_on_after(interval):
                 await stop.wait()
 
