@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import math
 import secrets
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -139,9 +140,9 @@ class RedisStore(SessionStore):
         self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
         # No more calls in flight than the client's pool has connections: past that, redis-py
         # fails a call rather than wait for one; here a call waits (within op_timeout).
-        self._slot_count = min(int(client.connection_pool.max_connections), 1 << 16)
-        self._slots = asyncio.Semaphore(self._slot_count)
-        self._slots_loop: asyncio.AbstractEventLoop | None = None
+        self._slots = min(int(client.connection_pool.max_connections), 1 << 16)
+        self._in_flight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     @property
@@ -175,14 +176,12 @@ class RedisStore(SessionStore):
         # asyncio's ~5.5 us), and this store runs on asyncio only (redis.asyncio).
         script = self._scripts[name]
         client = self._client
-        slots = self._slots
-        loop = asyncio.get_running_loop()
-        if self._slots_loop is not loop:  # a semaphore belongs to the loop it first waited on
-            slots = self._slots = asyncio.Semaphore(self._slot_count)
-            self._slots_loop = loop
         head = (script.sha, 0, self._prefix, self._retain_ms, op)
         try:
-            async with asyncio.timeout(self._op_timeout), slots:
+            async with asyncio.timeout(self._op_timeout):
+                if self._in_flight >= self._slots:
+                    await self._wait_for_slot()
+                self._in_flight += 1
                 try:
                     return await client.evalsha(*head, *args)
                 except NoScriptError:
@@ -190,12 +189,37 @@ class RedisStore(SessionStore):
                     # FLUSH, a failover): load it and run it again, within the same bound.
                     script.sha = await client.script_load(script.text)
                     return await client.evalsha(script.sha, *head[1:], *args)
+                finally:
+                    self._in_flight -= 1
+                    if self._waiting:
+                        self._wake_one()
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
             ) from exc
         except RedisError as exc:
             raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
+
+    async def _wait_for_slot(self) -> None:
+        # A counter, not an asyncio.Semaphore, on this path: the uncontended case is an int
+        # compare, and nothing here belongs to one event loop.
+        while self._in_flight >= self._slots:
+            turn = asyncio.get_running_loop().create_future()
+            self._waiting.append(turn)
+            try:
+                await turn
+            except BaseException:
+                if turn.done() and not turn.cancelled():  # pass the turn on
+                    self._wake_one()
+                raise
+
+    def _wake_one(self) -> None:
+        waiting = self._waiting
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
 
     @staticmethod
     def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
