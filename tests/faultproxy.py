@@ -53,6 +53,7 @@ class FaultProxy:
         self._flowing.set()
         self._delay = 0.0
         self._drops: list[tuple[bytes, bytes]] = []  # (in the command, in the reply), pending
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> FaultProxy:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
@@ -63,10 +64,10 @@ class FaultProxy:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
-        self.drop_now()
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        self.drop_now()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     # -- faults ------------------------------------------------------------------------------
 
@@ -85,7 +86,8 @@ class FaultProxy:
     def drop_after_reply(self, n: int = 1, *, command: bytes = b"", reply: bytes = b"") -> None:
         """For the next ``n`` commands whose bytes contain ``command`` and whose reply contains
         ``reply`` (both case-sensitive): Redis runs the command, then the proxy closes the
-        client's connection instead of passing the reply on (applied, but never heard)."""
+        client's connection instead of passing the reply on (applied, but never heard). Error
+        replies never count: Redis applied nothing."""
         self._drops.extend([(command, reply)] * n)
 
     def drop_now(self) -> None:
@@ -101,6 +103,10 @@ class FaultProxy:
     # -- the pump ----------------------------------------------------------------------------
 
     async def _serve(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         try:
             u_reader, u_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -115,7 +121,7 @@ class FaultProxy:
             pass
         finally:
             up.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError):
                 await up
             for writer in (c_writer, u_writer):
                 self._writers.discard(writer)
@@ -138,7 +144,9 @@ class FaultProxy:
                     sent.append(command)
                     writer.write(command)
                     await writer.drain()
-        writer.transport.abort()  # the client left: so does its upstream connection
+        # The client left: so does its upstream connection, gracefully (FIN, not RST), so
+        # that Redis still runs what it was sent, as it would for a client connected directly.
+        writer.close()
 
     async def _down(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: deque[bytes]
@@ -153,7 +161,8 @@ class FaultProxy:
                     await asyncio.sleep(self._delay)
                 await self._flowing.wait()
                 for i, (in_command, in_reply) in enumerate(self._drops):
-                    if in_command in command and in_reply in reply:
+                    # An error reply (NOSCRIPT, BUSY...) means nothing was applied: passed on.
+                    if in_command in command and in_reply in reply and reply[:1] != b"-":
                         del self._drops[i]
                         self.dropped += 1
                         return  # the caller's connection closes with the reply unsent
