@@ -45,8 +45,15 @@ async def connect() -> AsyncIterator[Callable[..., Redis]]:
         await client.aclose()
 
 
-def _manager(client: Redis, prefix: str, *, sweep: float = 0.5, **options: Any) -> SessionManager:
-    store = RedisStore(client, prefix=prefix, op_timeout=OP_TIMEOUT, sweep_interval=sweep)
+def _manager(
+    client: Redis,
+    prefix: str,
+    *,
+    sweep: float = 0.5,
+    op_timeout: float = OP_TIMEOUT,
+    **options: Any,
+) -> SessionManager:
+    store = RedisStore(client, prefix=prefix, op_timeout=op_timeout, sweep_interval=sweep)
     return SessionManager(timeout=2, store=store, **options)
 
 
@@ -130,7 +137,7 @@ async def _populate(sm: SessionManager, leaver: SessionManager, live: int, expir
 
 
 async def test_delete_all_while_another_manager_sweeps_ends_every_live_session(
-    redis_server: RedisServer, connect: Callable[..., Redis]
+    redis_server: RedisServer, proxy: FaultProxy, connect: Callable[..., Redis]
 ) -> None:
     """2,000 live sessions among 1,500 expired ones; another manager's sweep claims the expired
     ones while ``delete_all_sessions`` runs: none of the live ones may survive (5 trials), and
@@ -138,38 +145,42 @@ async def test_delete_all_while_another_manager_sweeps_ends_every_live_session(
     port = redis_server.port
     trials = 5
     prefixes = [fresh_prefix() for _ in range(trials + 1)]
-    callers = [_manager(connect(port), p, sweep=3600) for p in prefixes]
+    # The callers' replies come 30 ms late during the race (through the proxy), so that the
+    # other manager's sweep lands between their pages.
+    callers = [_manager(connect(proxy.port), p, sweep=3600, op_timeout=5) for p in prefixes]
     for sm, prefix in zip(callers, prefixes, strict=True):
-        async with _manager(connect(port), prefix, sweep=3600) as leaver:
+        async with _manager(connect(port), prefix, sweep=3600, op_timeout=5) as leaver:
             await _populate(sm, leaver, 2000, 1500)
     await asyncio.sleep(2.3)  # the short sessions are past their deadline, unclaimed
     survived, overlapped = [], 0
     for sm, prefix in zip(callers[:trials], prefixes[:trials], strict=True):
-        sweeper = _manager(connect(port), prefix, sweep=0.05)
+        sweeper = _manager(connect(port), prefix, sweep=0.05, op_timeout=5)
         swept = Recorder(sweeper)
+        proxy.delay(0.03)
         ended = await asyncio.gather(sm.delete_all_sessions(), sweeper.__aenter__())
         finished = len(swept.of("session_deleted"))
+        proxy.delay(0)
         await asyncio.sleep(0.3)
         survived.append(await sm.count_sessions())
         overlapped += finished > 0  # the sweep claimed sessions while delete_all ran
         assert isinstance(ended[0], int)
         await sweeper.aclose()
         await sm.aclose()
-    assert overlapped, "no sweep overlapped delete_all_sessions: the race did not happen"
-    assert survived == [0] * trials, f"live sessions left after delete_all: {survived}"
 
     lister, prefix = callers[-1], prefixes[-1]
-    sweeper = _manager(connect(port), prefix, sweep=0.05)
+    sweeper = _manager(connect(port), prefix, sweep=0.05, op_timeout=5)
     swept = Recorder(sweeper)
+    proxy.delay(0.03)
     names, _ = await asyncio.gather(lister.get_logged_users(), sweeper.__aenter__())
     during = len(swept.of("session_deleted"))
+    proxy.delay(0)
     await sweeper.aclose()
     await lister.aclose()
     live_names = [n for n in names if n.startswith("live")]
     assert during > 0, "no sweep overlapped get_logged_users"
-    assert len(live_names) == len(set(live_names)) == 2000, (
-        f"{len(live_names)} listed, {len(set(live_names))} distinct, of 2000 live"
-    )
+    assert overlapped, "no sweep overlapped delete_all_sessions: the race did not happen"
+    listed = f"{len(live_names)} listed, {len(set(live_names))} distinct, of 2000 live"
+    assert (survived, listed) == ([0] * trials, "2000 listed, 2000 distinct, of 2000 live")
 
 
 async def test_a_thousand_concurrent_calls_on_a_default_client(redis_client: Redis) -> None:
