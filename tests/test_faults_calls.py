@@ -64,6 +64,7 @@ class Scenario:
     call: Callable[[], Awaitable[object]] = field(init=False)
     check: Callable[[], Awaitable[str | None]] = field(init=False)
     outcome: str = "not run"
+    result: object = None  # what the call returned, if it did
 
 
 async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
@@ -120,6 +121,10 @@ async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
 
     async def check_login(s: Scenario = s) -> str | None:
         created, deleted = s.rec.of("session_created"), s.rec.of("session_deleted")
+        if isinstance(s.result, str):  # the call returned after all: its caller holds the key
+            if len(created) != 1 or deleted:
+                return f"login returned; {len(created)} session_created, {len(deleted)} deleted"
+            return await orphans(s, {hash_key(s.result)})
         if len(created) > 1 or len(deleted) > 1 or (created and not deleted):
             return f"{len(created)} session_created, {len(deleted)} session_deleted"
         return await orphans(s, set())
@@ -150,6 +155,10 @@ async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
 
     async def check_rotate(s: Scenario = s, key: str = key) -> str | None:
         deleted = s.rec.of("session_deleted")
+        if isinstance(s.result, str):  # the rotation returned: its caller holds the new key
+            if deleted or not await s.sm.check_session_status(s.result):
+                return f"rotation returned, yet its key is dead ({len(deleted)} session_deleted)"
+            return await orphans(s, {hash_key(s.result)})
         if await s.sm.check_session_status(key):
             return (
                 f"old key live yet {len(deleted)} session_deleted"
@@ -195,13 +204,14 @@ async def _run(s: Scenario, cancel_after: float | None = None) -> None:
     started = time.monotonic()
     try:
         if cancel_after is None:
-            await s.call()
+            result = await s.call()
         else:
-            await asyncio.wait_for(s.call(), cancel_after)
+            result = await asyncio.wait_for(s.call(), cancel_after)
     except BaseException as exc:
         s.outcome = f"raised {type(exc).__name__} after {time.monotonic() - started:.2f} s"
     else:
         s.outcome = "returned"
+        s.result = result
 
 
 async def _settle_and_judge(scenarios: list[Scenario]) -> None:
@@ -223,7 +233,7 @@ async def _settle_and_judge(scenarios: list[Scenario]) -> None:
     for s in scenarios:
         await s.sm.aclose()
     report = {s.name: f"{s.outcome}; {broken[s.name]}" for s in scenarios if s.name in broken}
-    assert report == {}
+    assert report == {}, "rules broken:\n" + "\n".join(f"  {k}: {v}" for k, v in report.items())
 
 
 @pytest.mark.parametrize("retry", [False, True], ids=["no-retry", "redis-py-retry"])
