@@ -1,0 +1,107 @@
+"""Helpers for the fault-injection tests (issue 10): event recording, polling, Redis reads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from sessionkit import SessionDetails, SessionEvent, SessionManager
+from sessionkit.keys import hash_key
+
+#: A Lua script that loops ARGV[1] times, holding the server: every other client waits. (A
+#: loop on redis.call('TIME') would never end: the server freezes TIME while a script runs.)
+SPIN_LUA = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i % 7 end return 1"
+
+_DIGEST = re.compile(rb"[0-9a-f]{64}")
+
+
+def session_id(details: SessionDetails) -> str:
+    """A listed session's public id (its key's SHA-256 digest). DESIGN names it ``id``; until
+    that field exists, listings on RedisStore put the digest in ``key``, MemoryStore the key."""
+    ident = getattr(details, "id", None)
+    if isinstance(ident, str):
+        return ident
+    key = details.key
+    assert key is not None
+    return key if _DIGEST.fullmatch(key.encode()) else hash_key(key)
+
+
+class Recorder:
+    """Records the events of one or more managers, in the order they fired."""
+
+    NAMES = ("session_created", "session_deleted", "session_expired", "session_rotated", "error")
+
+    def __init__(self, *managers: SessionManager) -> None:
+        self.events: list[SessionEvent] = []
+        for sm in managers:
+            for name in self.NAMES:
+                sm.on(name, self.events.append)
+
+    def of(
+        self, name: str, *, user: str | None = None, key_hash: str | None = None
+    ) -> list[SessionEvent]:
+        """The events called ``name``, of one user or one session if given."""
+        return [
+            e
+            for e in self.events
+            if e.name == name
+            and (user is None or e.username == user)
+            and (key_hash is None or e.key_hash == key_hash)
+        ]
+
+    def doubled(self, name: str = "session_deleted") -> dict[str, int]:
+        """Sessions (by hash) that got ``name`` more than once."""
+        counts = Counter(e.key_hash for e in self.of(name))
+        return {h[:12]: n for h, n in counts.items() if n > 1}
+
+    def errors(self) -> list[BaseException]:
+        return [e.error for e in self.of("error") if e.error is not None]
+
+
+async def eventually(check: Callable[[], Awaitable[object]], within: float) -> object:
+    """Poll ``check`` until it returns something falsy (no complaint) or ``within`` passes;
+    return its last answer (the complaint, or a falsy value when all is well)."""
+    deadline = time.monotonic() + within
+    while True:
+        complaint = await check()
+        if not complaint or time.monotonic() > deadline:
+            return complaint
+        await asyncio.sleep(0.05)
+
+
+async def stored_digests(client: Redis, prefix: str) -> set[str]:
+    """The SHA-256 digests (session ids) named by any key under ``prefix`` in Redis: a live
+    session that no listing shows still has its record there."""
+    found: set[str] = set()
+    async for name in client.scan_iter(match=prefix + "*", count=1000):
+        raw = name if isinstance(name, bytes) else str(name).encode()
+        found.update(m.decode() for m in _DIGEST.findall(raw))
+    return found
+
+
+class Hog:
+    """Keeps a server busy for about ``seconds`` with one script, from a connection of its own;
+    calibrated on the spot, because the machine's speed varies with its load."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.per_second = 0.0
+
+    async def calibrate(self) -> None:
+        loops = 2_000_000
+        started = time.monotonic()
+        await self.client.eval(SPIN_LUA, 0, str(loops))
+        self.per_second = loops / max(time.monotonic() - started, 1e-3)
+
+    async def run(self, seconds: float) -> float:
+        """Hold the server about ``seconds``; return how long it really took."""
+        if not self.per_second:
+            await self.calibrate()
+        started = time.monotonic()
+        await self.client.eval(SPIN_LUA, 0, str(round(seconds * self.per_second)))
+        return time.monotonic() - started

@@ -1,0 +1,255 @@
+"""RedisStore under real faults (DESIGN, "Failures"): expiry claims and sweeps whose reply was
+lost, bulk calls racing another manager's sweep, load, and memory that follows the sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from sessionkit import SessionManager
+from sessionkit.keys import hash_key
+from sessionkit.stores.redis import RedisStore
+from tests.conftest import fresh_prefix
+from tests.faultkit import Hog, Recorder, eventually, stored_digests
+from tests.faultproxy import FaultProxy
+from tests.redis_server import RedisServer
+
+OP_TIMEOUT = 0.3  # seconds
+
+
+@pytest.fixture
+async def proxy(redis_server: RedisServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(redis_server.port) as running:
+        yield running
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[..., Redis]]:
+    """Make ``redis.asyncio.Redis`` clients on 127.0.0.1, closed after the test."""
+    made: list[Redis] = []
+
+    def make(port: int, **options: Any) -> Redis:
+        made.append(Redis(host="127.0.0.1", port=port, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
+def _manager(
+    client: Redis,
+    prefix: str,
+    *,
+    sweep: float = 0.5,
+    op_timeout: float = OP_TIMEOUT,
+    **options: Any,
+) -> SessionManager:
+    store = RedisStore(client, prefix=prefix, op_timeout=op_timeout, sweep_interval=sweep)
+    return SessionManager(timeout=2, store=store, **options)
+
+
+async def test_lost_expiry_claims_and_sweeps_are_reported_once(
+    proxy: FaultProxy, redis_client: Redis, connect: Callable[..., Redis]
+) -> None:
+    """Four sessions expire, each meeting a fault as it is claimed: the claim's reply dropped
+    (without and with redis-py's retry), Redis busy past op_timeout at the deadline, and a
+    sweep's reply dropped (the session of a manager that closed). Each must be reported
+    expired exactly once, within a few seconds."""
+    plain, no_retry = connect(proxy.port), connect(proxy.port, retry=Retry(NoBackoff(), 0))
+    hog = Hog(connect(proxy.upstream_port))
+    await hog.calibrate()
+    cases = {
+        "busy": _manager(plain, fresh_prefix()),
+        "drop": _manager(no_retry, fresh_prefix()),
+        "drop+retry": _manager(plain, fresh_prefix()),
+        "sweep drop": _manager(no_retry, fresh_prefix()),
+    }
+    recorders = {name: Recorder(sm) for name, sm in cases.items()}
+    for client in (plain, no_retry):  # connections ready: a handshake must not meet a fault
+        await asyncio.gather(*(client.ping() for _ in range(6)))
+    for sm in cases.values():
+        await sm.count_sessions()
+    keys = {"busy": await cases["busy"].load_new_session("busy-user")}
+    busy_deadline = time.monotonic() + 2
+    hogging = asyncio.create_task(asyncio.sleep(busy_deadline - 0.15 - time.monotonic()))
+    await asyncio.sleep(1.6)
+    for name in ("drop", "drop+retry"):
+        keys[name] = await cases[name].load_new_session(f"{name}-user")
+        proxy.drop_after_reply(command=cases[name].store.prefix.encode(), reply=b"-user")  # type: ignore[attr-defined]
+    # The sweep's case: a manager that closed (its timers gone) left the session behind.
+    sweep_prefix = cases["sweep drop"].store.prefix  # type: ignore[attr-defined]
+    async with _manager(redis_client, sweep_prefix, sweep=3600) as leaver:
+        keys["sweep drop"] = await leaver.load_new_session("sweep-user")
+    proxy.drop_after_reply(command=sweep_prefix.encode(), reply=b"sweep-user")
+    await hogging
+    started = time.monotonic()
+    held = await hog.run(1.2)
+    assert started < busy_deadline and started + held > busy_deadline + OP_TIMEOUT + 0.1
+
+    def complaints() -> dict[str, str]:
+        found = {}
+        for name, key in keys.items():
+            rec, h = recorders[name], hash_key(key)
+            deleted, expired = (
+                rec.of("session_deleted", key_hash=h),
+                rec.of("session_expired", key_hash=h),
+            )
+            if len(deleted) != 1 or len(expired) != 1:
+                found[name] = f"{len(deleted)} session_deleted, {len(expired)} session_expired"
+        return found
+
+    async def check() -> dict[str, str]:
+        return complaints()
+
+    await eventually(check, 5.0)
+    await asyncio.sleep(1.2)  # a retried claim or a later sweep would report twice by now
+    broken = complaints()
+    assert proxy.dropped == 3, f"{proxy.dropped} replies dropped of 3 armed"
+    for name, sm in cases.items():
+        if await sm.count_sessions():
+            broken[name] = f"{await sm.count_sessions()} session(s) still live"
+        await sm.aclose()
+    assert broken == {}
+
+
+async def _populate(sm: SessionManager, leaver: SessionManager, live: int, expired: int) -> None:
+    """``live`` sessions of 60 s (users ``live0``...) and ``expired`` of 2 s created by a
+    manager that then closes, interleaved in creation order."""
+    plan = ["live"] * live + ["expired"] * expired
+    random.Random(7).shuffle(plan)
+    for start in range(0, len(plan), 50):  # 50 at once: within the pool of 100
+        batch = []
+        for i, kind in enumerate(plan[start : start + 50], start):
+            if kind == "live":
+                batch.append(sm.load_new_session(f"live{i}", timeout=60))
+            else:
+                batch.append(leaver.load_new_session(f"gone{i}"))
+        await asyncio.gather(*batch)
+
+
+async def _after_first_page(sweeper: SessionManager, proxy: FaultProxy) -> None:
+    # Enter the sweeping manager (it sweeps at once) just after the caller's first page
+    # reached Redis, whose reply the proxy holds for 30 ms: the sweep lands between pages.
+    sent = proxy.commands["EVALSHA"]
+    while proxy.commands["EVALSHA"] == sent:  # noqa: ASYNC110 - the proxy counts in its task
+        await asyncio.sleep(0.001)
+    await sweeper.__aenter__()
+
+
+async def test_delete_all_while_another_manager_sweeps_ends_every_live_session(
+    redis_server: RedisServer, proxy: FaultProxy, connect: Callable[..., Redis]
+) -> None:
+    """2,000 live sessions among 1,500 expired ones; another manager's sweep claims the expired
+    ones while ``delete_all_sessions`` runs: none of the live ones may survive (5 trials), and
+    ``get_logged_users`` lists each live session once while a sweep runs."""
+    port = redis_server.port
+    trials = 5
+    prefixes = [fresh_prefix() for _ in range(trials + 1)]
+    # The callers' replies come 30 ms late during the race (through the proxy), so that the
+    # other manager's sweep lands between their pages.
+    callers = [_manager(connect(proxy.port), p, sweep=3600, op_timeout=5) for p in prefixes]
+    for sm, prefix in zip(callers, prefixes, strict=True):
+        async with _manager(connect(port), prefix, sweep=3600, op_timeout=5) as leaver:
+            await _populate(sm, leaver, 2000, 1500)
+    await asyncio.sleep(2.3)  # the short sessions are past their deadline, unclaimed
+    survived, overlapped = [], 0
+    for sm, prefix in zip(callers[:trials], prefixes[:trials], strict=True):
+        sweeper = _manager(connect(port), prefix, sweep=0.05, op_timeout=5)
+        swept = Recorder(sweeper)
+        proxy.delay(0.03)
+        ended = await asyncio.gather(sm.delete_all_sessions(), _after_first_page(sweeper, proxy))
+        finished = len(swept.of("session_deleted"))
+        proxy.delay(0)
+        await asyncio.sleep(0.3)
+        survived.append(await sm.count_sessions())
+        overlapped += finished > 0  # the sweep claimed sessions while delete_all ran
+        assert isinstance(ended[0], int)
+        await sweeper.aclose()
+        await sm.aclose()
+
+    lister, prefix = callers[-1], prefixes[-1]
+    sweeper = _manager(connect(port), prefix, sweep=0.05, op_timeout=5)
+    swept = Recorder(sweeper)
+    proxy.delay(0.03)
+    names, _ = await asyncio.gather(lister.get_logged_users(), _after_first_page(sweeper, proxy))
+    during = len(swept.of("session_deleted"))
+    proxy.delay(0)
+    await sweeper.aclose()
+    await lister.aclose()
+    live_names = [n for n in names if n.startswith("live")]
+    assert during > 0, "no sweep overlapped get_logged_users"
+    assert overlapped, "no sweep overlapped delete_all_sessions: the race did not happen"
+    listed = f"{len(live_names)} listed, {len(set(live_names))} distinct, of 2000 live"
+    outcome = (survived, listed)
+    assert outcome == ([0] * trials, "2000 listed, 2000 distinct, of 2000 live"), outcome
+
+
+async def test_a_thousand_concurrent_calls_on_a_default_client(redis_client: Redis) -> None:
+    """``Redis(host=..., port=...)`` as a user makes it (a pool of at most 100 connections):
+    1,000 logins, then 1,000 checks and 1,000 restarts at once; none fails."""
+    sm = _manager(redis_client, fresh_prefix(), sweep=3600)
+    sm.set_session_timeout(60)
+    async with sm:
+        logins = await asyncio.gather(
+            *(sm.load_new_session(f"u{i}") for i in range(1000)), return_exceptions=True
+        )
+        keys = [k for k in logins if isinstance(k, str)]
+        failures = [type(k).__name__ for k in logins if not isinstance(k, str)]
+        results = await asyncio.gather(
+            *(sm.check_session_status(k) for k in keys),
+            *(sm.restart_session_timer(k) for k in keys),
+            return_exceptions=True,
+        )
+        failures += [repr(r)[:80] for r in results if r is not True]
+    assert failures == [], f"{len(failures)} of {1000 + 2 * len(keys)} calls failed: {failures[:3]}"
+
+
+async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
+    redis_client: Redis, connect: Callable[..., Redis], redis_server: RedisServer
+) -> None:
+    """A worker that only restarts sessions another worker created, and a ``warn_before``
+    worker that warned about a session that then ended elsewhere, keep nothing about those
+    sessions one timeout after they ended. What a process keeps is private; the test reads it
+    (``RedisStore._known``, ``SessionManager._warned``) because no public call tells."""
+    prefix = fresh_prefix()
+    owner = _manager(redis_client, prefix)
+    toucher = _manager(connect(redis_server.port), prefix)
+    warner = _manager(connect(redis_server.port), prefix, warn_before=1.5)
+    warner.set_session_timeout(2)
+    async with owner, toucher, warner:
+        keys = [await owner.load_new_session(f"u{i}", timeout=10) for i in range(20)]
+        for key in keys:
+            assert await toucher.restart_session_timer(key)
+        warned = await warner.load_new_session("w")  # its warning is due at once
+
+        async def not_warned() -> bool:
+            return warned not in warner._warned
+
+        await eventually(not_warned, 1.2)
+        assert warned in warner._warned  # the rule is about releasing what was kept
+        assert len(toucher.store._known) >= len(keys)  # type: ignore[attr-defined]
+        for key in [*keys, warned]:
+            assert await owner.delete_session(key)
+        ended = time.monotonic()
+
+        async def kept() -> str | None:
+            known = len(toucher.store._known)  # type: ignore[attr-defined]
+            still = warned in warner._warned
+            return (
+                f"toucher keeps {known} raw keys; warner keeps its warning: {still}"
+                if known or still
+                else None
+            )
+
+        complaint = await eventually(kept, 2 + 1.5)
+        assert complaint is None, f"{time.monotonic() - ended:.1f} s after the end: {complaint}"
+    assert await stored_digests(redis_client, prefix) == set()
