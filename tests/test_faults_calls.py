@@ -140,8 +140,14 @@ async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
         if await s.sm.check_session_status(oldest):
             return "the oldest session is still live (the fault did not apply the call)"
         new_created = [e for e in s.rec.of("session_created") if e.key != oldest]
-        if len(s.rec.of("session_deleted", key_hash=hash_key(oldest))) != 1:
-            return f"evicted session got {len(s.rec.of('session_deleted', key_hash=hash_key(oldest)))} session_deleted"
+        evicted = len(s.rec.of("session_deleted", key_hash=hash_key(oldest)))
+        if evicted != 1:
+            return f"evicted session got {evicted} session_deleted"
+        if isinstance(s.result, str):  # the login returned: its caller holds the new key
+            if len(new_created) != 1 or len(s.rec.of("session_deleted")) != 1:
+                return "login returned, yet its session was not reported created once"
+            held = {hash_key(s.result)}
+            return ended_once(s, {hash_key(oldest)}, "evicted") or await orphans(s, held)
         if new_created and len(s.rec.of("session_deleted")) != 2:
             return "the new session was reported created but its end was not"
         return ended_once(s, {hash_key(oldest)}, "evicted") or await orphans(s, set())

@@ -196,7 +196,9 @@ async def test_delete_all_while_another_manager_sweeps_ends_every_live_session(
 async def test_a_thousand_concurrent_calls_on_a_default_client(redis_client: Redis) -> None:
     """``Redis(host=..., port=...)`` as a user makes it (a pool of at most 100 connections):
     1,000 logins, then 1,000 checks and 1,000 restarts at once; none fails."""
-    sm = _manager(redis_client, fresh_prefix(), sweep=3600)
+    # The default op_timeout (2 s): with a pool of 100 connections the last of 2,000 calls
+    # waits its turn behind 19 rounds of others, which on a loaded machine outlasts 0.3 s.
+    sm = _manager(redis_client, fresh_prefix(), sweep=3600, op_timeout=2.0)
     sm.set_session_timeout(60)
     async with sm:
         logins = await asyncio.gather(
@@ -232,18 +234,17 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
         warned = await warner.load_new_session("w")  # its warning is due at once
 
         async def not_warned() -> bool:
-            return warned not in warner._warned
+            return warned not in warner._expiry._warned
 
         await eventually(not_warned, 1.2)
-        assert warned in warner._warned  # the rule is about releasing what was kept
-        assert len(toucher.store._known) >= len(keys)  # type: ignore[attr-defined]
+        assert warned in warner._expiry._warned  # the rule is about releasing what was kept
         for key in [*keys, warned]:
             assert await owner.delete_session(key)
         ended = time.monotonic()
 
         async def kept() -> str | None:
             known = len(toucher.store._known)  # type: ignore[attr-defined]
-            still = warned in warner._warned
+            still = warned in warner._expiry._warned
             return (
                 f"toucher keeps {known} raw keys; warner keeps its warning: {still}"
                 if known or still
