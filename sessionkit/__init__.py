@@ -10,12 +10,13 @@ from __future__ import annotations
 from sessionkit.events import EVENTS, EventHandler, SessionEvent
 from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
 from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager, SocketBridge
-from sessionkit.models import SessionDetails, SessionRecord
+from sessionkit.models import ClientInfo, SessionDetails, SessionRecord
 from sessionkit.stores import MemoryStore, Pending, SessionStore
 
 __all__ = (
     "EVENTS",
     "MIN_SESSION_TIMEOUT",
+    "ClientInfo",
     "EventHandler",
     "MemoryStore",
     "Pending",

@@ -8,7 +8,59 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-__all__ = ("SessionDetails", "SessionRecord", "decode_data", "encode_data")
+__all__ = ("ClientInfo", "SessionDetails", "SessionRecord", "decode_data", "encode_data")
+
+_MAX_IP = 128  # characters: an IPv6 address with a zone fits many times over
+_MAX_USER_AGENT = 512  # characters: real user agents stay well under 300
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who a session was opened by, as a "your devices" page shows it: recorded at login
+    (``load_new_session(..., client=ClientInfo(...))``) and kept with the session.
+
+    :func:`sessionkit.starlette.client_info` builds one from a request.
+
+    :param ip: the client's IP address, or ``None``.
+    :param user_agent: the browser's ``User-Agent`` header, or ``None``.
+    :raises TypeError: if either is neither a ``str`` nor ``None``.
+    :raises ValueError: if ``ip`` is over 128 or ``user_agent`` over 512 characters.
+    """
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, limit in (("ip", _MAX_IP), ("user_agent", _MAX_USER_AGENT)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"ClientInfo.{name} must be a str or None")
+            if len(value) > limit:
+                raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
+
+    def encode(self) -> str:
+        """Serialise for a store: JSON text.
+
+        :return: ``{"ip": ..., "ua": ...}`` as compact JSON.
+        """
+        return json.dumps({"ip": self.ip, "ua": self.user_agent}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> ClientInfo | None:
+        """Read back what :meth:`encode` wrote.
+
+        :param text: JSON text from a store, or ``None``.
+        :return: the client, or ``None`` for ``None`` or text that is not one.
+        """
+        if not text:
+            return None
+        try:
+            fields = json.loads(text)
+            return cls(ip=fields.get("ip"), user_agent=fields.get("ua"))
+        except (ValueError, TypeError, AttributeError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
