@@ -8,7 +8,13 @@ bound, pushes ``logout`` to the user's browser.
 from __future__ import annotations
 
 from sessionkit.events import EVENTS, EventHandler, SessionEvent
-from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
+from sessionkit.exceptions import (
+    SessionError,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionRejected,
+    StoreUnavailable,
+)
 from sessionkit.manager import MIN_SESSION_TIMEOUT, SessionManager, SocketBridge
 from sessionkit.models import ClientInfo, SessionDetails, SessionRecord
 from sessionkit.stores import MemoryStore, Pending, SessionStore
@@ -23,6 +29,7 @@ __all__ = (
     "SessionDetails",
     "SessionError",
     "SessionEvent",
+    "SessionLimitReached",
     "SessionManager",
     "SessionNotFound",
     "SessionRecord",

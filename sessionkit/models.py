@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -67,15 +67,23 @@ class ClientInfo:
 class SessionDetails:
     """A live session as :meth:`SessionManager.get_session_details` reports it.
 
-    Times are UTC-aware wall-clock datetimes; ``data`` is a copy of the session's data.
+    ``key`` is the raw key where the caller gave it (``get_session_details(key)``, the
+    Starlette glue), and ``None`` in listings (``get_user_sessions``): a listing never hands
+    out another session's key. ``id`` is public and not secret: the key's SHA-256 hex digest,
+    what a "your devices" page shows and sends back to end a session
+    (``delete_user_session``); it changes when the key rotates. ``client`` is the
+    :class:`ClientInfo` recorded at login, or ``None``. Times are UTC-aware wall-clock
+    datetimes; ``data`` is a copy of the session's data. The ``repr()`` leaves the key out.
     """
 
-    key: str
+    key: str | None = field(repr=False)
+    id: str
     username: str
     created_at: datetime
     last_active_at: datetime
     expires_at: datetime
     data: Any
+    client: ClientInfo | None = None
 
 
 class SessionRecord(NamedTuple):
@@ -99,6 +107,7 @@ class SessionRecord(NamedTuple):
     absolute_expires_at: float | None
     remaining: float
     data: str | None
+    client: str | None = None  # the ClientInfo recorded at login, as JSON text
 
     @property
     def reached_absolute_timeout(self) -> bool:
@@ -106,15 +115,20 @@ class SessionRecord(NamedTuple):
         cap = self.absolute_expires_at
         return cap is not None and self.expires_at >= cap
 
-    def details(self, key: str) -> SessionDetails:
-        """Turn the snapshot into the public :class:`SessionDetails`."""
+    def details(self, key: str | None) -> SessionDetails:
+        """Turn the snapshot into the public :class:`SessionDetails`.
+
+        :param key: the raw key to show, or ``None`` (listings never show one).
+        """
         return SessionDetails(
             key=key,
+            id=self.key_hash,
             username=self.username,
             created_at=datetime.fromtimestamp(self.created_at, UTC),
             last_active_at=datetime.fromtimestamp(self.last_active_at, UTC),
             expires_at=datetime.fromtimestamp(self.expires_at, UTC),
             data=decode_data(self.data),
+            client=ClientInfo.decode(self.client),
         )
 
 

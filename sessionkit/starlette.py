@@ -68,7 +68,6 @@ from sessionkit._guard import (
     find_key,
 )
 from sessionkit.cookies import SessionCookie
-from sessionkit.keys import hash_key
 from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
@@ -363,8 +362,7 @@ class SessionUser(BaseUser):
     @property
     def identity(self) -> str:
         """The session's public id (the SHA-256 hex digest of its key; not secret)."""
-        key = self.session.key
-        return "" if key is None else hash_key(key)
+        return self.session.id
 
 
 class SessionAuthBackend(SessionCheck, AuthenticationBackend):

@@ -169,3 +169,27 @@ async def test_cookie_mode_takes_a_cookie_name(sm: SessionManager) -> None:
     async with cookie_server(sm, cookie="sid") as (url, tab):
         await tab.connect(url, cookie=f"sid={key}")
         assert tab.connected
+
+
+async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -> None:
+    phone = await sm.load_new_session("Luca")
+    laptop = await sm.load_new_session("Luca")
+    async with cookie_server(sm) as (url, phone_tab):
+        laptop_tab = Tab()
+        try:
+            await phone_tab.connect(url, cookie=f"{COOKIE.name}={phone}")
+            await laptop_tab.connect(url, cookie=f"{COOKIE.name}={laptop}")
+            [listed_phone, listed_laptop] = await sm.get_user_sessions("Luca")
+            assert await sm.delete_user_session("Luca", listed_phone.id) is True
+            async with asyncio.timeout(5):
+                await phone_tab.got.wait()
+            # The laptop's first push is the one sent now: it was not told to log out before.
+            await sm.send_logout_message(laptop)
+            async with asyncio.timeout(5):
+                await laptop_tab.got.wait()
+        finally:
+            await laptop_tab.close()
+    assert phone_tab.events == [("logout", {"reason": "logout"})]
+    assert laptop_tab.events == [("logout", {"reason": "logout"})]
+    assert listed_laptop.id != listed_phone.id
+    assert await sm.check_session_status(laptop)

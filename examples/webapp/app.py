@@ -167,7 +167,9 @@ def create_app(
         )
 
     async def logout(request: Request) -> JSONResponse:
-        await sm.delete_session(get_session(request).key)
+        key = get_session(request).key
+        assert key is not None  # the guard's details carry the key the request sent
+        await sm.delete_session(key)
         return JSONResponse({"accepted": True, "message": "Bye."})
 
     async def logout_everywhere(request: Request) -> JSONResponse:

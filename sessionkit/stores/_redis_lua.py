@@ -8,7 +8,7 @@ Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key)
 
 - ``P s:<h>``: hash of one session: ``u`` username, ``c`` created, ``l`` last active,
   ``d`` deadline, ``a`` absolute deadline, ``t`` the session's own idle timeout, ``x`` data
-  (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
+  (JSON text), ``i`` the client recorded at login (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
 - ``P u:<username>``: sorted set of the user's session hashes, scored by creation time.
 - ``P c``: sorted set of every session hash, scored by creation time (oldest-first listings).
 - ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
@@ -32,6 +32,7 @@ __all__ = (
     "DELETE",
     "DELETE_ALL",
     "DELETE_USER",
+    "DELETE_USER_SESSION",
     "GET",
     "ROTATE",
     "SET_DATA",
@@ -69,7 +70,7 @@ local function load(h)
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
 local function record(h, f)
-  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now)}
+  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
 end
 local function drop(h, f)
   redis.call('DEL', skey(h))
@@ -80,7 +81,8 @@ end
 """
 
 # ARGV: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
-# has_data ('1'/'0'), data. Returns the evicted records, oldest first.
+# has_data ('1'/'0'), data, client JSON or '', refuse ('1'/'0'). Returns the evicted records,
+# oldest first, or -1 (and writes nothing) when refusing a user at the cap.
 CREATE = (
     _PRELUDE
     + """
@@ -97,6 +99,7 @@ if ARGV[8] ~= '' then
       alive[#alive + 1] = {m, f}
     end
   end
+  if ARGV[12] == '1' and #alive >= tonumber(ARGV[8]) then return -1 end
   for i = 1, #alive - tonumber(ARGV[8]) + 1 do
     local m, f = alive[i][1], alive[i][2]
     evicted[#evicted + 1] = record(m, f)
@@ -120,6 +123,10 @@ end
 if ARGV[9] == '1' then
   fields[#fields + 1] = 'x'
   fields[#fields + 1] = ARGV[10]
+end
+if ARGV[11] ~= '' then
+  fields[#fields + 1] = 'i'
+  fields[#fields + 1] = ARGV[11]
 end
 local S = skey(h)
 redis.call('HSET', S, unpack(fields))
@@ -348,5 +355,19 @@ for _, h in ipairs(members) do
   end
 end
 return {out, #members, kept}
+"""
+)
+
+# ARGV: username, h. Ends one live session of the user; returns its record, or nil if the user
+# has no such live session.
+DELETE_USER_SESSION = (
+    _PRELUDE
+    + """
+local user, h = ARGV[3], ARGV[4]
+if not redis.call('ZSCORE', ukey(user), h) then return false end
+local f = load(h)
+if not live(f) or f.u ~= user then return false end
+drop(h, f)
+return record(h, f)
 """
 )
