@@ -8,15 +8,22 @@ bound, pushes ``logout`` to the user's browser.
 from __future__ import annotations
 
 from sessionkit.events import EVENTS, EventHandler, SessionEvent, SocketBridge
-from sessionkit.exceptions import SessionError, SessionNotFound, SessionRejected, StoreUnavailable
+from sessionkit.exceptions import (
+    SessionError,
+    SessionLimitReached,
+    SessionNotFound,
+    SessionRejected,
+    StoreUnavailable,
+)
 from sessionkit.manager import MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT, SessionManager
-from sessionkit.models import SessionDetails, SessionRecord
+from sessionkit.models import ClientInfo, SessionDetails, SessionRecord
 from sessionkit.stores import MemoryStore, Outcome, Pending, SessionStore
 
 __all__ = (
     "EVENTS",
     "MAX_SESSION_TIMEOUT",
     "MIN_SESSION_TIMEOUT",
+    "ClientInfo",
     "EventHandler",
     "MemoryStore",
     "Outcome",
@@ -24,6 +31,7 @@ __all__ = (
     "SessionDetails",
     "SessionError",
     "SessionEvent",
+    "SessionLimitReached",
     "SessionManager",
     "SessionNotFound",
     "SessionRecord",

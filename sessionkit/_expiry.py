@@ -34,6 +34,7 @@ _RETRY = 1.0  # seconds before claiming (or settling) again after the store fail
 LATE: dict[str, tuple[str | None, bool]] = {
     "create": ("evicted", True),
     "delete": ("logout", False),
+    "delete_user_session": ("logout", True),
     "delete_all": ("delete_all", True),
     "delete_user": ("logout_all", True),
     "claim_expired": (None, True),

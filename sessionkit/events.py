@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol, TypeAlias
 
@@ -39,11 +39,12 @@ class SessionEvent:
     ended (``"logout"``, ``"expired"``, ``"absolute_timeout"``, ``"delete_all"``,
     ``"logout_all"``, ``"evicted"``); ``data`` is a copy of the session's data; ``error`` is the
     exception an ``error`` event reports. ``created_at`` (UTC) is when the session began, on
-    every event about one session, so that a handler can tell how long it lived.
+    every event about one session, so that a handler can tell how long it lived. Its
+    ``repr()`` leaves the raw key out.
     """
 
     name: str
-    key: str | None
+    key: str | None = field(repr=False)  # a raw key never shows in a repr (or a log line)
     key_hash: str
     username: str | None = None
     reason: str | None = None

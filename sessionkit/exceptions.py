@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-__all__ = ("SessionError", "SessionNotFound", "SessionRejected", "StoreUnavailable")
+__all__ = (
+    "SessionError",
+    "SessionLimitReached",
+    "SessionNotFound",
+    "SessionRejected",
+    "StoreUnavailable",
+)
 
 
 class SessionError(Exception):
@@ -23,3 +29,8 @@ class SessionRejected(SessionError):
 
 class StoreUnavailable(SessionError):
     """Raised when the session store cannot be reached; the cause is chained."""
+
+
+class SessionLimitReached(SessionError):
+    """Raised by ``load_new_session`` when the user already has ``max_sessions_per_user`` live
+    sessions and the manager was made with ``on_session_limit="refuse"``; nothing changed."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from numbers import Real
@@ -23,7 +24,7 @@ from sessionkit.events import (
 )
 from sessionkit.exceptions import SessionNotFound, SessionRejected
 from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
-from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode_data
+from sessionkit.models import ClientInfo, SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
 
@@ -32,9 +33,9 @@ __all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 logger = logging.getLogger("sessionkit")
 
 MIN_SESSION_TIMEOUT = 2  # seconds, as in the seed
-MAX_SESSION_TIMEOUT = (
-    365 * 24 * 60 * 60
-)  # one year, in seconds: no deadline, TTL or timer overflows
+# One year, in seconds: no deadline, TTL or timer can overflow.
+MAX_SESSION_TIMEOUT = 365 * 24 * 60 * 60
+_SESSION_ID = re.compile(r"[0-9a-f]{64}")  # a session's public id: its key's SHA-256 hex
 
 T = TypeVar("T")
 
@@ -56,6 +57,14 @@ def _username(value: object) -> str:
         raise TypeError(f"username must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError("username must not be empty")
+    return value
+
+
+def _on_limit(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"on_session_limit must be a str, not {type(value).__name__}")
+    if value not in ("evict", "refuse"):
+        raise ValueError(f"on_session_limit must be 'evict' or 'refuse', not {value!r}")
     return value
 
 
@@ -84,6 +93,9 @@ class SessionManager:
     :param absolute_timeout: hard cap in seconds from creation, whatever the activity.
     :param max_sessions_per_user: on overflow the user's oldest session ends (``"evicted"``).
     :param warn_before: emit ``session_expiring`` this many seconds before an idle deadline.
+    :param on_session_limit: what a login over ``max_sessions_per_user`` does: ``"evict"``
+        ends the user's oldest session; ``"refuse"`` makes :meth:`load_new_session` raise
+        :class:`~sessionkit.SessionLimitReached` and change nothing.
     :raises TypeError: for an option of the wrong type.
     :raises ValueError: for an option out of range.
     """
@@ -98,6 +110,7 @@ class SessionManager:
         absolute_timeout: float | None = None,  # seconds
         max_sessions_per_user: int | None = None,
         warn_before: float | None = None,  # seconds
+        on_session_limit: str = "evict",
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
         self._longest = self._timeout  # the longest idle timeout this manager ever applied
@@ -112,6 +125,7 @@ class SessionManager:
             if max_sessions_per_user < 1:
                 raise ValueError("max_sessions_per_user must be at least 1")
         self._max_per_user = max_sessions_per_user
+        self._refuse = _on_limit(on_session_limit) == "refuse"
         warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
@@ -279,21 +293,33 @@ class SessionManager:
     # -- the seed's calls --------------------------------------------------------------------
 
     async def load_new_session(
-        self, username: str, data: Any = None, *, timeout: float | None = None
+        self,
+        username: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        client: ClientInfo | None = None,
     ) -> str:
         """Create a session at login.
 
         :param username: who logged in.
         :param data: JSON-serialisable data to keep with the session.
         :param timeout: this session's own idle timeout in seconds, instead of the manager's.
+        :param client: the device that logged in, for a "your devices" page
+            (:func:`sessionkit.starlette.client_info` builds it from a request).
         :return: the new session key (44 URL-safe characters, 264 random bits).
-        :raises TypeError: for a non-str username or data that is not JSON-serialisable.
+        :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
+            client that is not a :class:`~sessionkit.ClientInfo`.
         :raises ValueError: for an empty username or a bad timeout.
+        :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user already
+            has ``max_sessions_per_user`` live sessions (nothing changes).
         :raises StoreUnavailable: if the store cannot be reached; a session it may have
             stored is ended once it can (nobody holds its key).
         """
         username = _username(username)
         seconds = self._timeout if timeout is None else _seconds(timeout, "timeout")
+        if client is not None and not isinstance(client, ClientInfo):
+            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
         text = encode_data(data)
         loop = self._bind()
         key = new_key()
@@ -306,6 +332,8 @@ class SessionManager:
                 fixed_timeout=timeout is not None,
                 absolute_timeout=self._absolute,
                 max_per_user=self._max_per_user,
+                refuse=self._refuse,
+                client=None if client is None else client.encode(),
             )
         )
         absolute = self._absolute
@@ -496,13 +524,39 @@ class SessionManager:
         return fresh
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
-        """List a user's live sessions, oldest first.
+        """List a user's live sessions, oldest first: what a "your devices" page shows.
 
-        On a store that keeps keys hashed (``RedisStore``), ``key`` holds each key's hash.
+        Each has ``key=None`` (a listing never hands out a key, on any store), its public
+        ``id`` and the ``client`` recorded at login.
+
+        :raises TypeError: for a non-str username.
+        :raises ValueError: for an empty username.
         """
         self._bind()
         records = await self._store.user_sessions(_username(username))
-        return [r.details(r.key if r.key is not None else r.key_hash) for r in records]
+        return [r.details(None) for r in records]
+
+    async def delete_user_session(self, username: str, session_id: str) -> bool:
+        """End one of a user's sessions by its public ``id`` (the "End" button of a "your
+        devices" page): reason ``"logout"``, and its clients are told to log out.
+
+        :param username: whose session it must be (the caller's own user, typically).
+        :param session_id: the session's ``id``, as :meth:`get_user_sessions` lists it.
+        :return: ``True``, or ``False`` if ``username`` has no such live session.
+        :raises TypeError: for a non-str username or session id.
+        :raises ValueError: for an empty username.
+        """
+        username = _username(username)
+        if not isinstance(session_id, str):
+            raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
+        self._bind()
+        if not _SESSION_ID.fullmatch(session_id):
+            return False
+        record = await self._changed(self._store.delete_user_session(username, session_id))
+        if record is None:
+            return False
+        await self._expiry.end([record], "logout", True)
+        return True
 
     async def delete_user_sessions(self, username: str) -> int:
         """Log a user out everywhere (reason ``"logout_all"``), telling each client.

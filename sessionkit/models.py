@@ -4,26 +4,86 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-__all__ = ("SessionDetails", "SessionRecord", "decode_data", "encode_data")
+__all__ = ("ClientInfo", "SessionDetails", "SessionRecord", "decode_data", "encode_data")
+
+_MAX_IP = 128  # characters: an IPv6 address with a zone fits many times over
+_MAX_USER_AGENT = 512  # characters: real user agents stay well under 300
+
+
+@dataclass(frozen=True, slots=True)
+class ClientInfo:
+    """Who a session was opened by, as a "your devices" page shows it: recorded at login
+    (``load_new_session(..., client=ClientInfo(...))``) and kept with the session.
+
+    :func:`sessionkit.starlette.client_info` builds one from a request.
+
+    :param ip: the client's IP address, or ``None``.
+    :param user_agent: the browser's ``User-Agent`` header, or ``None``.
+    :raises TypeError: if either is neither a ``str`` nor ``None``.
+    :raises ValueError: if ``ip`` is over 128 or ``user_agent`` over 512 characters.
+    """
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, limit in (("ip", _MAX_IP), ("user_agent", _MAX_USER_AGENT)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise TypeError(f"ClientInfo.{name} must be a str or None")
+            if len(value) > limit:
+                raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
+
+    def encode(self) -> str:
+        """Serialise for a store: JSON text.
+
+        :return: ``{"ip": ..., "ua": ...}`` as compact JSON.
+        """
+        return json.dumps({"ip": self.ip, "ua": self.user_agent}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> ClientInfo | None:
+        """Read back what :meth:`encode` wrote.
+
+        :param text: JSON text from a store, or ``None``.
+        :return: the client, or ``None`` for ``None`` or text that is not one.
+        """
+        if not text:
+            return None
+        try:
+            fields = json.loads(text)
+            return cls(ip=fields.get("ip"), user_agent=fields.get("ua"))
+        except (ValueError, TypeError, AttributeError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
 class SessionDetails:
     """A live session as :meth:`SessionManager.get_session_details` reports it.
 
-    Times are UTC-aware wall-clock datetimes; ``data`` is a copy of the session's data.
+    ``key`` is the raw key where the caller gave it (``get_session_details(key)``, the
+    Starlette glue), and ``None`` in listings (``get_user_sessions``): a listing never hands
+    out another session's key. ``id`` is public and not secret: the key's SHA-256 hex digest,
+    what a "your devices" page shows and sends back to end a session
+    (``delete_user_session``); it changes when the key rotates. ``client`` is the
+    :class:`ClientInfo` recorded at login, or ``None``. Times are UTC-aware wall-clock
+    datetimes; ``data`` is a copy of the session's data. The ``repr()`` leaves the key out.
     """
 
-    key: str
+    key: str | None = field(repr=False)
+    id: str
     username: str
     created_at: datetime
     last_active_at: datetime
     expires_at: datetime
     data: Any
+    client: ClientInfo | None = None
 
 
 class SessionRecord(NamedTuple):
@@ -47,6 +107,7 @@ class SessionRecord(NamedTuple):
     absolute_expires_at: float | None
     remaining: float
     data: str | None
+    client: str | None = None  # the ClientInfo recorded at login, as JSON text
 
     @property
     def reached_absolute_timeout(self) -> bool:
@@ -54,15 +115,20 @@ class SessionRecord(NamedTuple):
         cap = self.absolute_expires_at
         return cap is not None and self.expires_at >= cap
 
-    def details(self, key: str) -> SessionDetails:
-        """Turn the snapshot into the public :class:`SessionDetails`."""
+    def details(self, key: str | None) -> SessionDetails:
+        """Turn the snapshot into the public :class:`SessionDetails`.
+
+        :param key: the raw key to show, or ``None`` (listings never show one).
+        """
         return SessionDetails(
             key=key,
+            id=self.key_hash,
             username=self.username,
             created_at=datetime.fromtimestamp(self.created_at, UTC),
             last_active_at=datetime.fromtimestamp(self.last_active_at, UTC),
             expires_at=datetime.fromtimestamp(self.expires_at, UTC),
             data=decode_data(self.data),
+            client=ClientInfo.decode(self.client),
         )
 
 

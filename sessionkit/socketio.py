@@ -14,6 +14,10 @@ everywhere", :meth:`~sessionkit.SessionManager.send_logout_message`)::
 
     # in the browser: io({auth: {session_key: key}}).on("logout", showLoginForm)
 
+In cookie mode, ``bind_socketio(sm, sio, cookie=SessionCookie())``, a browser that holds the
+session in an ``HttpOnly`` cookie connects with a bare ``io()``: the handshake's cookie
+authenticates it, and page scripts never see the key.
+
 Install with ``pip install 'sessionkit[socketio]'``.
 """
 
@@ -30,6 +34,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "sessionkit.socketio needs python-socketio: pip install 'sessionkit[socketio]'"
     ) from exc
 
+from sessionkit.cookies import SessionCookie
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
 
@@ -93,6 +98,8 @@ def _install_filter(target: Any) -> None:
 
 class _Bridge:
     """What the manager calls when one of its sessions must reach its sockets."""
+
+    cookie: SessionCookie | None = None  # cookie mode: a handshake without auth reads it
 
     def __init__(
         self,
@@ -159,6 +166,8 @@ class _Bridge:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
         key = auth.get("session_key") if isinstance(auth, dict) else None
+        if key is None and self.cookie is not None:
+            key = _cookie_key(environ, self.cookie)
         joined = key is not None and await self._join(sid, key)
         if not joined and self.require_auth:
             raise socketio.exceptions.ConnectionRefusedError(_REFUSED)
@@ -181,6 +190,27 @@ class _Bridge:
         except Exception as exc:
             what = "restarting session %s on socket activity failed: %r"
             logger.warning(what, short_hash(key), exc)
+
+
+def _cookie_key(environ: dict[str, Any], cookie: SessionCookie) -> str | None:
+    # The handshake's Cookie header, read as browsers write it (a tolerant parser).
+    header = environ.get("HTTP_COOKIE")
+    return cookie.read(header) if isinstance(header, str) else None
+
+
+def _check_cookie_mode(sio: Any, cookie: SessionCookie | str) -> SessionCookie:
+    # A page on any origin could open a socket that carries the user's cookie, unless
+    # engine.io's origin check (on by default: same origin only) stays on.
+    origins = sio.eio.cors_allowed_origins
+    if origins == "*" or (
+        isinstance(origins, list | tuple | set) and ("*" in origins or not origins)
+    ):
+        raise ValueError(
+            "cookie mode needs an origin check: give the AsyncServer cors_allowed_origins=None "
+            "(same origin only, the default) or a list of the origins allowed, not "
+            f"{origins!r}"
+        )
+    return SessionCookie.of(cookie)
 
 
 def _chain_connect(bridge: _Bridge, previous: Any) -> Any:
@@ -231,6 +261,7 @@ def bind_socketio(
     require_auth: bool = True,
     disconnect_on_logout: bool = True,
     touch_on_event: bool = False,
+    cookie: SessionCookie | str | None = None,
 ) -> None:
     """Make ``sm`` push ``logout`` to its sessions' sockets through ``sio``.
 
@@ -254,7 +285,14 @@ def bind_socketio(
         live key joins a room.
     :param disconnect_on_logout: disconnect a session's sockets after sending ``logout``.
     :param touch_on_event: restart a session's idle timer on every event its sockets send.
+    :param cookie: cookie mode: the session cookie (a
+        :class:`~sessionkit.cookies.SessionCookie` or a name) that authenticates a handshake
+        carrying no ``auth``, so the key never has to reach page scripts. The server must
+        check origins: engine.io's default (``cors_allowed_origins=None``, same origin only)
+        or a list of origins.
     :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
+    :raises ValueError: in cookie mode, if ``sio`` accepts any origin
+        (``cors_allowed_origins`` of ``"*"``, ``["*"]`` or ``[]``).
 
     Example::
 
@@ -264,6 +302,7 @@ def bind_socketio(
     """
     if not isinstance(sio, socketio.AsyncServer):
         raise TypeError(f"sio must be a socketio.AsyncServer, not {type(sio).__name__}")
+    session_cookie = None if cookie is None else _check_cookie_mode(sio, cookie)
     bridge = _Bridge(
         sm,
         sio,
@@ -271,6 +310,7 @@ def bind_socketio(
         require_auth=require_auth,
         disconnect_on_logout=disconnect_on_logout,
     )
+    bridge.cookie = session_cookie
     previous = sio.handlers.get(namespace, {}).get("connect")
     sio.on("connect", _chain_connect(bridge, previous), namespace=namespace)
     sio.on("session_key", bridge.on_session_key, namespace=namespace)

@@ -1,21 +1,39 @@
 """Starlette and FastAPI: require a live session on a route.
 
 :class:`RequireSession` wraps any ASGI app (a Starlette endpoint, a ``Mount``, a whole app);
-:class:`SessionDependency` is the same check as a FastAPI dependency. Both read the key from the
-``session_key`` header (the seed's frontend), an ``Authorization: Bearer`` header or a cookie,
-restart the session's idle timer, and hand the route its :class:`~sessionkit.SessionDetails`.
-A missing or dead key is answered ``401`` with ``{"logout": true, "message": ...}``, the shape
-the seed's frontend logs out on::
+:class:`SessionDependency` is the same check as a FastAPI dependency, and
+:class:`SessionAuthBackend` the same for Starlette's ``AuthenticationMiddleware``. Each reads
+the key from the ``session_key`` header (the seed's frontend), an ``Authorization: Bearer``
+header or a cookie, restarts the session's idle timer, and hands the route its
+:class:`~sessionkit.SessionDetails`. A missing or dead key is answered ``401`` with
+``{"logout": true, "message": ...}``, the shape the seed's frontend logs out on.
+
+For browsers, put the key in a :class:`~sessionkit.cookies.SessionCookie` (``HttpOnly``: page
+scripts never see it) and pass the same cookie as ``cookie=``. A key that came from the cookie
+is accepted on an unsafe method (anything but GET, HEAD, OPTIONS; and every WebSocket) only from
+the site's own pages (``Sec-Fetch-Site``, ``Origin``, ``trusted_origins=``): a cross-site
+request is answered ``403 {"logout": false, ...}``. A ``401`` to a cookie-borne key clears the
+cookie::
 
     from starlette.applications import Starlette
     from starlette.routing import Route
-    from sessionkit.starlette import RequireSession, get_session
+    from sessionkit.starlette import RequireSession, SessionCookie, get_session
+
+    cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
+
+    async def login(request):
+        ...  # check the password first
+        response = JSONResponse({"accepted": True})  # the key is not in the body
+        cookie.set(response, await sm.load_new_session(username))
+        return response
 
     async def table(request):
-        session = get_session(request)
-        return JSONResponse({"user": session.username})
+        return JSONResponse({"user": get_session(request).username})
 
-    app = Starlette(routes=[Route("/api/table", RequireSession(table, sm))])
+    app = Starlette(routes=[
+        Route("/api/login", login, methods=["POST"]),
+        Route("/api/table", RequireSession(table, sm, cookie=cookie), methods=["POST"]),
+    ])
 
 Install with ``pip install 'sessionkit[starlette]'``.
 """
@@ -23,12 +41,16 @@ Install with ``pip install 'sessionkit[starlette]'``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from http.cookies import CookieError, SimpleCookie
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 try:
-    from starlette.exceptions import HTTPException
+    from starlette.authentication import (
+        AuthCredentials,
+        AuthenticationBackend,
+        AuthenticationError,
+        BaseUser,
+    )
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import request_response
@@ -37,8 +59,16 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "sessionkit.starlette needs Starlette: pip install 'sessionkit[starlette]'"
     ) from exc
 
-from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
-from sessionkit.models import SessionDetails
+from sessionkit._guard import (
+    SOURCES,
+    STATE_KEY,
+    SessionCheck,
+    SessionRequired,
+    body,
+    find_key,
+)
+from sessionkit.cookies import SessionCookie
+from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
@@ -49,34 +79,16 @@ __all__ = (
     "SOURCES",
     "STATE_KEY",
     "RequireSession",
+    "SessionAuthBackend",
+    "SessionCookie",
     "SessionDependency",
     "SessionRequired",
+    "SessionUser",
+    "client_info",
     "get_session",
     "read_session_key",
     "session_required_handler",
 )
-
-#: Where a key may come from, in the order they are tried by default.
-SOURCES: Final = ("header", "bearer", "cookie")
-#: The ``request.state`` attribute that holds the :class:`SessionDetails` of a checked request.
-STATE_KEY: Final = "session"
-
-_MISSING = "no session key: log in first"
-_DEAD = "session expired or unknown: log in again"
-_DOWN = "the session store is unavailable: try again"
-
-
-class SessionRequired(SessionError, HTTPException):
-    """Raised by :class:`SessionDependency` when a request carries no live session key.
-
-    It is a Starlette ``HTTPException`` (status 401, or 503 when the store is down), so an app
-    without a handler for it still answers with that status; register
-    :func:`session_required_handler` to answer with the seed's ``{"logout": true, ...}`` body.
-    """
-
-    def __init__(self, message: str, *, status_code: int = 401) -> None:
-        headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
-        HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
 
 
 def read_session_key(
@@ -84,19 +96,38 @@ def read_session_key(
     sources: Iterable[str] = SOURCES,
     *,
     header: str = "session_key",
-    cookie: str = "session_key",
+    cookie: str | SessionCookie = "session_key",
 ) -> str | None:
     """Find the session key a request carries.
 
     :param conn: a Starlette ``Request`` (or ``WebSocket``).
     :param sources: where to look, in order: ``"header"`` (the ``header`` header),
-        ``"bearer"`` (``Authorization: Bearer <key>``), ``"cookie"`` (the ``cookie`` cookie).
+        ``"bearer"`` (``Authorization: Bearer <key>``), ``"cookie"`` (the ``cookie`` cookie,
+        read with a tolerant parser: a malformed neighbouring cookie never hides it).
     :param header: the name of the header that carries the key.
-    :param cookie: the name of the cookie that carries the key.
+    :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :return: the first key found, or ``None``.
     :raises ValueError: for an unknown source.
     """
-    return _find_key(conn.headers, sources, header=header, cookie=cookie)
+    name = SessionCookie.of(cookie).name
+    return find_key(conn.headers, sources, header=header, cookie=name)[0]
+
+
+def client_info(conn: HTTPConnection) -> ClientInfo:
+    """Describe the client of a request, to record at login::
+
+        key = await sm.load_new_session(username, client=client_info(request))
+
+    Behind a reverse proxy, run the server so that it trusts the proxy's forwarded headers
+    (uvicorn's ``--proxy-headers --forwarded-allow-ips``): the IP is the ASGI scope's client.
+
+    :param conn: a Starlette ``Request`` (or ``WebSocket``).
+    :return: the client's IP address and ``User-Agent`` (cut to the lengths
+        :class:`~sessionkit.ClientInfo` accepts), each ``None`` where unknown.
+    """
+    ip = conn.client.host if conn.client is not None else None
+    agent = conn.headers.get("user-agent")
+    return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
 
 
 def get_session(request: HTTPConnection) -> SessionDetails:
@@ -112,62 +143,6 @@ def get_session(request: HTTPConnection) -> SessionDetails:
     return details
 
 
-def _find_key(
-    headers: Mapping[str, str], sources: Iterable[str], *, header: str, cookie: str
-) -> str | None:
-    for source in sources:
-        if source == "header":
-            value = headers.get(header)
-        elif source == "bearer":
-            scheme, _, value = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer":
-                value = ""
-            value = value.strip()
-        elif source == "cookie":
-            value = _cookie(headers.get("cookie", ""), cookie)
-        else:
-            raise ValueError(f"unknown session key source {source!r} (known: {', '.join(SOURCES)})")
-        if value:
-            return value
-    return None
-
-
-def _cookie(text: str, name: str) -> str | None:
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(text)
-    except CookieError:
-        return None
-    morsel = jar.get(name)
-    return None if morsel is None else morsel.value
-
-
-def _check_sources(sources: Iterable[str]) -> tuple[str, ...]:
-    chosen = tuple(sources)
-    unknown = [s for s in chosen if s not in SOURCES]
-    if unknown or not chosen:
-        raise ValueError(f"sources must be some of {SOURCES}, not {chosen!r}")
-    return chosen
-
-
-async def _resolve(sm: SessionManager, key: str | None, restart: bool) -> SessionDetails:
-    if key is None:
-        raise SessionRequired(_MISSING)
-    try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
-        if restart:
-            return await sm.touch_session(key)  # one store call, not two
-        return await sm.get_session_details(key)
-    except SessionNotFound:
-        raise SessionRequired(_DEAD) from None
-    except StoreUnavailable as exc:
-        # Never a guess: the client may well be logged in, so do not tell it to log out.
-        raise SessionRequired(_DOWN, status_code=503) from exc
-
-
-def _body(exc: SessionRequired) -> dict[str, Any]:
-    return {"logout": exc.status_code == 401, "message": exc.detail}
-
-
 async def session_required_handler(request: Request, exc: Exception) -> Response:
     """Answer a :class:`SessionRequired` with ``{"logout": true, "message": ...}``.
 
@@ -180,35 +155,10 @@ async def session_required_handler(request: Request, exc: Exception) -> Response
     """
     if not isinstance(exc, SessionRequired):  # pragma: no cover - registered for it only
         raise exc
-    return JSONResponse(_body(exc), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(body(exc), status_code=exc.status_code, headers=exc.headers)
 
 
-class _SessionCheck:
-    # What RequireSession and SessionDependency share: their options, and the check itself.
-
-    def __init__(
-        self,
-        manager: SessionManager,
-        *,
-        sources: Iterable[str] = SOURCES,
-        header: str = "session_key",
-        cookie: str = "session_key",
-        restart: bool = True,
-    ) -> None:
-        self.manager = manager
-        self.sources = _check_sources(sources)
-        self.header = header.lower()
-        self.cookie = cookie
-        self.restart = restart
-
-    async def _check(self, conn: HTTPConnection) -> SessionDetails:
-        key = _find_key(conn.headers, self.sources, header=self.header, cookie=self.cookie)
-        details = await _resolve(self.manager, key, self.restart)
-        conn.scope.setdefault("state", {})[STATE_KEY] = details
-        return details
-
-
-class RequireSession(_SessionCheck):
+class RequireSession(SessionCheck):
     """An ASGI wrapper that lets through only requests with a live session.
 
     The wrapped app finds the session's :class:`~sessionkit.SessionDetails` with
@@ -218,16 +168,20 @@ class RequireSession(_SessionCheck):
     :param manager: the session manager.
     :param sources: where to look for the key, in order (see :func:`read_session_key`).
     :param header: the name of the header that carries the key.
-    :param cookie: the name of the cookie that carries the key.
+    :param cookie: the cookie that carries the key: a :class:`SessionCookie` (the one the
+        login response set) or a name.
     :param restart: restart the session's idle timer on each request (the seed's
         ``restartSessionTimer`` after an API call).
-    :raises ValueError: for an unknown source.
+    :param trusted_origins: other origins (``"https://app.example.com"``) whose pages may
+        send the cookie on unsafe methods, besides the site's own.
+    :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
 
+        cookie = SessionCookie()
         app = Starlette(routes=[
-            Route("/api/get_table_data", RequireSession(get_table_data, sm), methods=["POST"]),
-            Mount("/admin", RequireSession(admin_app, sm, sources=("cookie",))),
+            Route("/api/table", RequireSession(table, sm, cookie=cookie), methods=["POST"]),
+            Mount("/admin", RequireSession(admin_app, sm, sources=("cookie",), cookie=cookie)),
         ])
     """
 
@@ -238,10 +192,18 @@ class RequireSession(_SessionCheck):
         *,
         sources: Iterable[str] = SOURCES,
         header: str = "session_key",
-        cookie: str = "session_key",
+        cookie: str | SessionCookie = "session_key",
         restart: bool = True,
+        trusted_origins: Iterable[str] = (),
     ) -> None:
-        super().__init__(manager, sources=sources, header=header, cookie=cookie, restart=restart)
+        super().__init__(
+            manager,
+            sources=sources,
+            header=header,
+            cookie=cookie,
+            restart=restart,
+            trusted_origins=trusted_origins,
+        )
         self.app: ASGIApp = _as_asgi(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -256,7 +218,7 @@ class RequireSession(_SessionCheck):
                 # Closing before accepting makes the server answer the handshake with 403.
                 await send({"type": "websocket.close", "code": 1008})
                 return
-            response = JSONResponse(_body(exc), status_code=exc.status_code, headers=exc.headers)
+            response = JSONResponse(body(exc), status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)
             return
         await self.app(scope, receive, send)
@@ -273,20 +235,25 @@ def _as_asgi(app: Any) -> ASGIApp:
     return asgi
 
 
-class SessionDependency(_SessionCheck):
+class SessionDependency(SessionCheck):
     """The session check as a FastAPI dependency (it works without FastAPI: it is a plain
     callable taking a Starlette ``Request``).
+
+    With FastAPI installed, it declares its key sources as OpenAPI security schemes
+    (``sessionKeyHeader``, ``sessionBearer`` and ``sessionCookie``, one per source it reads),
+    so ``/docs`` lists them and its "Authorize" button sends the key.
 
     :param manager: the session manager.
     :param sources: where to look for the key, in order (see :func:`read_session_key`).
     :param header: the name of the header that carries the key.
-    :param cookie: the name of the cookie that carries the key.
+    :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :param restart: restart the session's idle timer on each request.
-    :raises ValueError: for an unknown source.
+    :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
 
-        live_session = SessionDependency(sm)
+        live_session = SessionDependency(sm, cookie=SessionCookie())
         app = FastAPI(exception_handlers={SessionRequired: session_required_handler})
 
         @app.post("/api/get_table_data")
@@ -294,11 +261,187 @@ class SessionDependency(_SessionCheck):
             return {"user": session.username}
     """
 
-    async def __call__(self, request: Request) -> SessionDetails:
+    __signature__: inspect.Signature
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        sources: Iterable[str] = SOURCES,
+        header: str = "session_key",
+        cookie: str | SessionCookie = "session_key",
+        restart: bool = True,
+        trusted_origins: Iterable[str] = (),
+    ) -> None:
+        super().__init__(
+            manager,
+            sources=sources,
+            header=header,
+            cookie=cookie,
+            restart=restart,
+            trusted_origins=trusted_origins,
+        )
+        schemes = _security_parameters(self)
+        if schemes:
+            # FastAPI reads a dependency's parameters from its signature: these make it list
+            # each source as a security scheme (their values are not used: the key is read
+            # here, by the same rules as everywhere else).
+            request = inspect.Parameter(
+                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+            )
+            self.__signature__ = inspect.Signature([request, *schemes])
+
+    async def __call__(self, request: Request, **_schemes: Any) -> SessionDetails:
         """Check ``request``'s session.
 
         :param request: the incoming request.
         :return: the live session's details (also put in ``request.state.session``).
-        :raises SessionRequired: if the key is missing or dead (401) or the store is down (503).
+        :raises SessionRequired: if the key is missing or dead (401), the request is
+            cross-site with the cookie (403) or the store is down (503).
         """
         return await self._check(request)
+
+
+def _security_parameters(check: SessionCheck) -> list[inspect.Parameter]:
+    try:
+        from fastapi import Security
+        from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+    except ImportError:  # plain Starlette: nothing to declare
+        return []
+    schemes: dict[str, Callable[..., Any]] = {
+        "header": APIKeyHeader(
+            name=check.header,
+            scheme_name="sessionKeyHeader",
+            description="The session key, in a header (API clients).",
+            auto_error=False,
+        ),
+        "bearer": HTTPBearer(
+            scheme_name="sessionBearer",
+            description="The session key as a bearer token (API clients).",
+            auto_error=False,
+        ),
+        "cookie": APIKeyCookie(
+            name=check.cookie.name,
+            scheme_name="sessionCookie",
+            description="The session cookie that the login response sets (browsers).",
+            auto_error=False,
+        ),
+    }
+    return [
+        inspect.Parameter(
+            f"_{source}", inspect.Parameter.KEYWORD_ONLY, default=Security(schemes[source])
+        )
+        for source in check.sources
+    ]
+
+
+class SessionUser(BaseUser):
+    """The ``request.user`` that :class:`SessionAuthBackend` sets for a live session.
+
+    :param session: the session's details.
+    """
+
+    def __init__(self, session: SessionDetails) -> None:
+        self.session = session
+
+    @property
+    def is_authenticated(self) -> bool:
+        """``True``: a live session is an authenticated user."""
+        return True
+
+    @property
+    def username(self) -> str:
+        """The session's username."""
+        return self.session.username
+
+    @property
+    def display_name(self) -> str:
+        """The session's username."""
+        return self.session.username
+
+    @property
+    def identity(self) -> str:
+        """The session's public id (the SHA-256 hex digest of its key; not secret)."""
+        return self.session.id
+
+
+class SessionAuthBackend(SessionCheck, AuthenticationBackend):
+    """The session check as a Starlette authentication backend: with it, ``request.user``
+    is a :class:`SessionUser` (username and :class:`~sessionkit.SessionDetails`) and
+    ``@requires("authenticated")`` guards routes.
+
+    A request without a live key (or a cross-site one carrying the cookie on an unsafe
+    method) is anonymous: ``request.user.is_authenticated`` is ``False`` and ``@requires``
+    refuses it. A store that cannot be reached raises ``AuthenticationError``; pass
+    :meth:`on_error` to the middleware to answer it with ``503 {"logout": false, ...}``.
+
+    :param manager: the session manager.
+    :param sources: where to look for the key, in order (see :func:`read_session_key`).
+    :param header: the name of the header that carries the key.
+    :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
+    :param restart: restart the session's idle timer on each request.
+    :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :param scopes: the credentials a live session grants (``@requires`` checks them).
+    :raises ValueError: for an unknown source or a malformed origin or cookie.
+
+    Example::
+
+        backend = SessionAuthBackend(sm, cookie=SessionCookie())
+        app = Starlette(
+            routes=[Route("/me", me)],
+            middleware=[
+                Middleware(AuthenticationMiddleware, backend=backend, on_error=backend.on_error)
+            ],
+        )
+
+        @requires("authenticated")
+        async def me(request: Request) -> JSONResponse:
+            return JSONResponse({"user": request.user.username})
+    """
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        sources: Iterable[str] = SOURCES,
+        header: str = "session_key",
+        cookie: str | SessionCookie = "session_key",
+        restart: bool = True,
+        trusted_origins: Iterable[str] = (),
+        scopes: Iterable[str] = ("authenticated",),
+    ) -> None:
+        super().__init__(
+            manager,
+            sources=sources,
+            header=header,
+            cookie=cookie,
+            restart=restart,
+            trusted_origins=trusted_origins,
+        )
+        self.scopes = tuple(scopes)
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        """Check ``conn``'s session (Starlette's ``AuthenticationMiddleware`` calls this).
+
+        :param conn: the incoming request or WebSocket.
+        :return: the credentials and :class:`SessionUser` of a live session, or ``None``
+            (anonymous).
+        :raises AuthenticationError: if the session store cannot be reached.
+        """
+        try:
+            details = await self._check(conn)
+        except SessionRequired as exc:
+            if exc.status_code == 503:
+                raise AuthenticationError(exc.detail) from exc
+            return None
+        return AuthCredentials(list(self.scopes)), SessionUser(details)
+
+    @staticmethod
+    def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+        """Answer an unreachable store with ``503 {"logout": false, "message": ...}``.
+
+        :param conn: the request that failed.
+        :param exc: the error :meth:`authenticate` raised.
+        :return: the response.
+        """
+        return JSONResponse({"logout": False, "message": str(exc)}, status_code=503)

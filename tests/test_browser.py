@@ -7,10 +7,12 @@ skips the test, except under CI (``CI=true``), where it fails: CI installs them 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,9 +76,17 @@ async def test_the_page_returns_to_login_when_the_session_expires(tmp_path: Path
     async with serve(demo.app) as url, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 760, "height": 640})
+            page = await browser.new_page(viewport={"width": 820, "height": 760})
             console: list[str] = []
             page.on("console", lambda message: console.append(message.text))
+            bodies: list[str] = []  # every response the page's script fetched
+
+            async def keep_body(response: Any) -> None:
+                if response.request.resource_type in ("fetch", "xhr"):
+                    with contextlib.suppress(Exception):  # a body gone with a closed socket
+                        bodies.append(await response.text())
+
+            page.on("response", keep_body)
             await page.goto(url)
             script = page.locator("script[data-socketio]")
             assert await script.get_attribute("src") == "/vendor/socket.io.min.js"
@@ -86,6 +96,18 @@ async def test_the_page_returns_to_login_when_the_session_expires(tmp_path: Path
             await page.click("#login")
             await expect(page.locator("#who")).to_have_text("Luca")
             await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            # Chromium took the Secure __Host- cookie from http://127.0.0.1, HttpOnly: the
+            # key is in the browser's jar, and out of reach of the page's script.
+            [cookie] = await page.context.cookies()
+            key = cookie["value"]
+            assert (cookie["name"], cookie["httpOnly"], cookie["secure"]) == (
+                "__Host-session",
+                True,
+                True,
+            )
+            assert (cookie["sameSite"], cookie["path"]) == ("Lax", "/")
+            assert await demo.sm.get_username_from_session_key(key) == "Luca"
+            assert key not in await page.evaluate("document.cookie")
             await page.click("#load")
             await expect(page.locator("#table")).to_be_visible()
             loaded_at = time.monotonic()
@@ -116,6 +138,10 @@ async def test_the_page_returns_to_login_when_the_session_expires(tmp_path: Path
             # The session ends `timeout` s after the table call restarted it; allow slack.
             assert timeout - 0.5 < back_after < timeout + 2.5, back_after
             assert not [line for line in console if "error" in line.lower()], console
+            assert len(bodies) >= 4  # login, sessions, table, sessions again
+            assert any('"username":"Luca"' in body for body in bodies)
+            assert not [body for body in bodies if key in body]
+            assert key not in await page.content()
         finally:
             await browser.close()
     assert await demo.sm.count_sessions() == 0
@@ -148,3 +174,68 @@ async def test_log_out_everywhere_returns_every_tab_to_login() -> None:
         finally:
             await browser.close()
     assert await demo.sm.count_sessions() == 0
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_ending_another_device_from_the_sessions_panel(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            devices = {}
+            for name, agent in (("laptop", LAPTOP_AGENT), ("phone", PHONE_AGENT)):
+                # A browser context each: its own cookie jar, as two devices have.
+                context = await browser.new_context(
+                    user_agent=agent, viewport={"width": 820, "height": 760}
+                )
+                page = await context.new_page()
+                await page.goto(url)
+                await page.fill("#username", "Luca")
+                await page.fill("#password", "sessionkit")
+                await page.click("#login")
+                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                devices[name] = page
+            laptop, phone = devices["laptop"], devices["phone"]
+            assert await demo.sm.count_sessions() == 2
+
+            await laptop.click("#refresh-sessions")
+            rows = laptop.locator("#sessions tbody tr")
+            await expect(rows).to_have_count(2)
+            await expect(rows.nth(0)).to_contain_text("X11; Linux")
+            await expect(rows.nth(0)).to_contain_text("this device")
+            await expect(rows.nth(0)).to_contain_text("127.0.0.1")
+            await expect(rows.nth(1)).to_contain_text("Android")
+            await expect(rows.nth(1)).not_to_contain_text("this device")
+            shot = tmp_path / "sessions.png"
+            await laptop.screenshot(path=str(shot), full_page=True)
+            keep = os.environ.get("DEMO_SCREENSHOTS")
+            if keep:
+                shutil.copy(shot, Path(keep) / "demo-sessions.png")
+
+            await rows.nth(1).locator("button.end").click()
+            # The phone's tab is told by push, and shows the login form again.
+            await expect(phone.locator("#login-form")).to_be_visible(timeout=5_000)
+            await expect(phone.locator("#app-view")).to_be_hidden()
+            await expect(phone.locator("#message")).to_have_text(
+                "Logged out by the server: the server logged you out."
+            )
+            await expect(rows).to_have_count(1)
+            await expect(laptop.locator("#app-view")).to_be_visible()
+            [left] = await demo.sm.get_user_sessions("Luca")
+            assert left.client is not None and left.client.user_agent == LAPTOP_AGENT
+            # The phone's reload finds no session: its cookie was dead, and is now cleared.
+            async with phone.expect_response("**/api/me") as me:
+                await phone.reload()
+            assert (await me.value).status == 401
+            await expect(phone.locator("#login-form")).to_be_visible()
+            assert await phone.context.cookies() == []
+        finally:
+            await browser.close()
+
+
+LAPTOP_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
+PHONE_AGENT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Mobile Safari/537.36"

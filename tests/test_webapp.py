@@ -9,7 +9,30 @@ import httpx
 import socketio
 
 from examples.webapp.app import PasswordBook, create_app
+from sessionkit.keys import hash_key
 from tests.servers import serve
+
+COOKIE_ATTRIBUTES = "; Path=/; Secure; HttpOnly; SameSite=Lax"
+
+
+async def log_in(http: httpx.AsyncClient, username: str, agent: str = "test") -> str:
+    """Log in as a browser would; return the key from the cookie (the body never has it)."""
+    login = await http.post(
+        "/api/try_login",
+        json={"username": username, "password": "sessionkit"},
+        headers={"user-agent": agent},
+    )
+    body = login.json()
+    assert body["accepted"] is True
+    assert 29 < body["user_data"]["expires_in"] <= 30
+    assert set(body["user_data"]) == {"username", "expires_in"}
+    [set_cookie] = login.headers.get_list("set-cookie")
+    name, _, rest = set_cookie.partition("=")
+    key, _, attributes = rest.partition(";")
+    assert name == "__Host-session"
+    assert "; " + attributes.strip() == COOKIE_ATTRIBUTES
+    assert key not in login.text
+    return key
 
 
 async def test_password_book_checks_scrypt_hashes() -> None:
@@ -31,17 +54,16 @@ async def test_login_table_logout_everywhere_and_metrics() -> None:
         refused = await http.post("/api/try_login", json={"username": "Luca", "password": "x"})
         assert refused.json()["accepted"] is False
         keys = []
-        for _ in range(2):  # two tabs
-            login = await http.post(
-                "/api/try_login", json={"username": "Luca", "password": "sessionkit"}
-            )
-            body = login.json()
-            assert body["accepted"] is True
-            assert 29 < body["user_data"]["expires_in"] <= 30
-            keys.append(body["user_data"]["session_key"])
+        for _ in range(2):  # two browsers
+            key = await log_in(http, "Luca")
+            keys.append(key)
 
-        table = await http.post("/api/get_table_data", headers={"session_key": keys[0]}, json={})
+        page_call = {"cookie": f"__Host-session={keys[0]}", "origin": url}
+        table = await http.post("/api/get_table_data", headers=page_call, json={})
         assert table.json()["accepted"] is True
+        # API clients send the key in the seed's header instead.
+        by_header = await http.post("/api/get_table_data", headers={"session_key": keys[0]})
+        assert by_header.json()["user"] == "Luca"
         assert table.json()["table_data"][0]["sector"] == "Energy"
         missing = await http.post("/api/get_table_data", json={})
         assert missing.status_code == 401 and missing.json()["logout"] is True
@@ -75,3 +97,68 @@ async def test_login_table_logout_everywhere_and_metrics() -> None:
         assert "sessionkit_sessions_created_total 2.0" in metrics
         assert 'sessionkit_sessions_ended_total{reason="logout_all"} 2.0' in metrics
         assert "sessionkit_sessions_live 0.0" in metrics
+
+
+async def test_the_sessions_panel_lists_devices_and_ends_one_by_push() -> None:
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, httpx.AsyncClient(base_url=url) as http:
+        phone = await log_in(http, "Luca", agent="Phone/1.0")
+        laptop = await log_in(http, "Luca", agent="Laptop/2.0")
+        fabio = await log_in(http, "Fabio")
+        from_laptop = {"cookie": f"__Host-session={laptop}", "origin": url}
+
+        listed = await http.get("/api/sessions", headers=from_laptop)
+        rows = listed.json()["sessions"]
+        assert [(r["user_agent"], r["ip"], r["current"]) for r in rows] == [
+            ("Phone/1.0", "127.0.0.1", False),
+            ("Laptop/2.0", "127.0.0.1", True),
+        ]
+        assert [r["id"] for r in rows] == [hash_key(phone), hash_key(laptop)]
+        assert all(r["created_at"] and r["last_active_at"] for r in rows)
+        for key in (phone, laptop, fabio):
+            assert key not in listed.text
+
+        pushed = asyncio.Event()
+        got: list[Any] = []
+        tab = socketio.AsyncClient(reconnection=False)
+
+        def on_logout(data: Any) -> None:
+            got.append(data)
+            pushed.set()
+
+        tab.on("logout", on_logout)
+        # The phone's page connects with its cookie only: no auth payload.
+        await tab.connect(url, headers={"Cookie": f"__Host-session={phone}"}, wait_timeout=5)
+        try:
+            # Another user's session is not this user's to end.
+            other = await http.post(
+                "/api/end_session", headers=from_laptop, json={"id": hash_key(fabio)}
+            )
+            assert other.json()["accepted"] is False
+            forged = await http.post(
+                "/api/end_session",
+                headers={**from_laptop, "origin": "https://evil.example"},
+                json={"id": rows[0]["id"]},
+            )
+            assert forged.status_code == 403
+            ended = await http.post(
+                "/api/end_session", headers=from_laptop, json={"id": rows[0]["id"]}
+            )
+            assert ended.json() == {"accepted": True, "message": "Session ended."}
+            assert "set-cookie" not in ended.headers  # the laptop's own cookie stays
+            async with asyncio.timeout(5):
+                await pushed.wait()
+            assert got == [{"reason": "logout"}]
+        finally:
+            await tab.disconnect()
+            await tab.shutdown()
+        assert not await demo.sm.check_session_status(phone)
+        assert await demo.sm.check_session_status(laptop)
+        # Ending its own session clears the cookie too.
+        own = await http.post(
+            "/api/end_session", headers=from_laptop, json={"id": hash_key(laptop)}
+        )
+        assert own.headers["set-cookie"].startswith('__Host-session=""; Max-Age=0')
+        gone = await http.get("/api/me", headers=from_laptop)
+        assert gone.status_code == 401
+        assert gone.headers["set-cookie"].startswith('__Host-session=""; Max-Age=0')

@@ -79,7 +79,9 @@ def create_app(
         return JSONResponse({"username": session.username, "worker": pid})
 
     async def logout(request: Request) -> JSONResponse:
-        await sm.delete_session(get_session(request).key)
+        key = get_session(request).key
+        assert key is not None  # the guard's details carry the key the request sent
+        await sm.delete_session(key)
         return JSONResponse({"ok": True, "worker": pid})
 
     @contextlib.asynccontextmanager

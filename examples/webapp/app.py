@@ -1,9 +1,11 @@
-"""The seed's "Frontend and Backend session exchange", as a runnable app.
+"""The seed's "Frontend and Backend session exchange", as a runnable app, in cookie mode.
 
 Starlette serves one page and a small JSON API; a python-socketio ``AsyncServer`` pushes
-``logout`` to the page the moment its session ends; uvicorn runs both. Run it with
-``make demo`` (or ``python examples/webapp/app.py --timeout 30``) and open
-http://127.0.0.1:8000.
+``logout`` to the page the moment its session ends; uvicorn runs both. The session key lives
+in an ``HttpOnly`` ``__Host-session`` cookie: the page's script never sees it, neither for its
+API calls nor for its socket. A "Your sessions" panel lists the user's sessions (device, IP,
+created, last active) and ends any of them. Run it with ``make demo`` (or
+``python examples/webapp/app.py --timeout 30``) and open http://127.0.0.1:8000.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from starlette.types import ASGIApp
 from sessionkit import SessionManager
 from sessionkit.metrics import instrument
 from sessionkit.socketio import bind_socketio
-from sessionkit.starlette import RequireSession, get_session
+from sessionkit.starlette import RequireSession, SessionCookie, client_info, get_session
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -117,8 +119,14 @@ def create_app(
     registry = CollectorRegistry()
     instrument(sm, registry)
     passwords = PasswordBook(users)
+    cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
+    # Same-origin sockets only (engine.io's default), which cookie mode insists on.
     sio = socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio)
+    bind_socketio(sm, sio, cookie=cookie)
+
+    def guard(endpoint: Any, *, restart: bool = True) -> RequireSession:
+        # The cookie for the page; the session_key header and bearer tokens for API clients.
+        return RequireSession(endpoint, sm, cookie=cookie, restart=restart)
 
     async def index(request: Request) -> HTMLResponse:
         page = (STATIC / "index.html").read_text()
@@ -145,14 +153,52 @@ def create_app(
             return JSONResponse(
                 {"accepted": False, "message": "Wrong username or password.", "user_data": None}
             )
-        key = await sm.load_new_session(username)
+        key = await sm.load_new_session(username, client=client_info(request))
         details = await sm.get_session_details(key)
         user_data = {
             "username": username,
-            "session_key": key,
             "expires_in": _remaining(details.expires_at.timestamp()),
         }
-        return JSONResponse({"accepted": True, "message": "Welcome!", "user_data": user_data})
+        # The key goes in the HttpOnly cookie only: never in a body the page's script reads.
+        response = JSONResponse({"accepted": True, "message": "Welcome!", "user_data": user_data})
+        cookie.set(response, key)
+        return response
+
+    async def me(request: Request) -> JSONResponse:
+        session = get_session(request)  # a reload finds the session the cookie still holds
+        user_data = {
+            "username": session.username,
+            "expires_in": _remaining(session.expires_at.timestamp()),
+        }
+        return JSONResponse({"accepted": True, "user_data": user_data})
+
+    async def sessions(request: Request) -> JSONResponse:
+        current = get_session(request)
+        rows = [
+            {
+                "id": s.id,
+                "user_agent": s.client.user_agent if s.client else None,
+                "ip": s.client.ip if s.client else None,
+                "created_at": s.created_at.isoformat(),
+                "last_active_at": s.last_active_at.isoformat(),
+                "current": s.id == current.id,
+            }
+            for s in await sm.get_user_sessions(current.username)
+        ]
+        return JSONResponse({"accepted": True, "sessions": rows})
+
+    async def end_session(request: Request) -> JSONResponse:
+        session = get_session(request)
+        session_id = (await _json(request)).get("id")
+        if not isinstance(session_id, str):
+            return JSONResponse({"accepted": False, "message": "Which session?"}, status_code=400)
+        # By id, and only among this user's own sessions; its tab is logged out by push.
+        ended = await sm.delete_user_session(session.username, session_id)
+        message = "Session ended." if ended else "No such session."
+        response = JSONResponse({"accepted": ended, "message": message})
+        if ended and session_id == session.id:
+            cookie.clear(response)
+        return response
 
     async def get_table_data(request: Request) -> JSONResponse:
         session = get_session(request)  # checked, timer restarted
@@ -167,12 +213,18 @@ def create_app(
         )
 
     async def logout(request: Request) -> JSONResponse:
-        await sm.delete_session(get_session(request).key)
-        return JSONResponse({"accepted": True, "message": "Bye."})
+        key = get_session(request).key
+        assert key is not None  # the guard's details carry the key the request sent
+        await sm.delete_session(key)
+        response = JSONResponse({"accepted": True, "message": "Bye."})
+        cookie.clear(response)
+        return response
 
     async def logout_everywhere(request: Request) -> JSONResponse:
         ended = await sm.delete_user_sessions(get_session(request).username)
-        return JSONResponse({"accepted": True, "message": f"{ended} session(s) ended."})
+        response = JSONResponse({"accepted": True, "message": f"{ended} session(s) ended."})
+        cookie.clear(response)
+        return response
 
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -188,12 +240,13 @@ def create_app(
             Route("/app.js", script),
             Route("/vendor/socket.io.min.js", vendored_client),
             Route("/api/try_login", try_login, methods=["POST"]),
-            Route("/api/get_table_data", RequireSession(get_table_data, sm), methods=["POST"]),
-            Route("/api/logout", RequireSession(logout, sm, restart=False), methods=["POST"]),
+            Route("/api/get_table_data", guard(get_table_data), methods=["POST"]),
+            Route("/api/me", guard(me), methods=["GET"]),
+            Route("/api/sessions", guard(sessions, restart=False), methods=["GET"]),
+            Route("/api/end_session", guard(end_session, restart=False), methods=["POST"]),
+            Route("/api/logout", guard(logout, restart=False), methods=["POST"]),
             Route(
-                "/api/logout_everywhere",
-                RequireSession(logout_everywhere, sm, restart=False),
-                methods=["POST"],
+                "/api/logout_everywhere", guard(logout_everywhere, restart=False), methods=["POST"]
             ),
             Route("/metrics", metrics),
         ],

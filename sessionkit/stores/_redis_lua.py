@@ -15,7 +15,7 @@ Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key)
 
 - ``P s:<h>``: hash of one session: ``u`` username, ``c`` created, ``l`` last active,
   ``d`` deadline, ``a`` absolute deadline, ``t`` the session's own idle timeout, ``x`` data
-  (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
+  (JSON text), ``i`` the client recorded at login (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
 - ``P u:<username>``: sorted set of the user's session hashes, scored by creation time.
 - ``P c``: sorted set of every session hash, scored by creation time (oldest-first listings).
 - ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
@@ -40,6 +40,7 @@ __all__ = (
     "DELETE",
     "DELETE_ALL",
     "DELETE_USER",
+    "DELETE_USER_SESSION",
     "GET",
     "ROTATE",
     "SETTLE",
@@ -79,7 +80,7 @@ local function load(h)
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
 local function record(h, f)
-  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now)}
+  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
 end
 local function drop(h, f)
   redis.call('DEL', skey(h))
@@ -109,7 +110,8 @@ def _once(body: str) -> str:
 
 
 # ARGV[4...]: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
-# has_data ('1'/'0'), data. Returns the evicted records, oldest first.
+# has_data ('1'/'0'), data, client JSON or '', refuse ('1'/'0'). Returns the evicted records,
+# oldest first, or -1 (and writes nothing) when refusing a user at the cap.
 CREATE = _once(
     """
 local h, user, timeout = ARGV[4], ARGV[5], tonumber(ARGV[6])
@@ -125,6 +127,7 @@ if ARGV[9] ~= '' then
       alive[#alive + 1] = {m, f}
     end
   end
+  if ARGV[13] == '1' and #alive >= tonumber(ARGV[9]) then return -1 end
   for i = 1, #alive - tonumber(ARGV[9]) + 1 do
     local m, f = alive[i][1], alive[i][2]
     evicted[#evicted + 1] = record(m, f)
@@ -148,6 +151,10 @@ end
 if ARGV[10] == '1' then
   fields[#fields + 1] = 'x'
   fields[#fields + 1] = ARGV[11]
+end
+if ARGV[12] ~= '' then
+  fields[#fields + 1] = 'i'
+  fields[#fields + 1] = ARGV[12]
 end
 local S = skey(h)
 redis.call('HSET', S, unpack(fields))
@@ -408,6 +415,7 @@ local out, call = cjson.decode(prior)[1], ARGV[5]
 if call == 'create' then
   local f = load(ARGV[6])
   if f ~= nil then drop(ARGV[6], f) end
+  if out == -1 then return {1, {}} end
   return {1, out}
 elseif call == 'rotate' then
   local h, nh = ARGV[6], ARGV[7]
@@ -423,12 +431,25 @@ elseif call == 'rotate' then
     redis.call('ZREM', D, nh)
   end
   return {1, {}}
-elseif call == 'delete' then
+elseif call == 'delete' or call == 'delete_user_session' then
   if out then return {1, {out}} end
   return {1, {}}
 elseif call == 'claim_expired' or call == 'delete_all' then
   return {1, out[1]}
 end
 return {1, out}
+"""
+)
+
+# ARGV: username, h. Ends one live session of the user; returns its record, or nil if the user
+# has no such live session.
+DELETE_USER_SESSION = _once(
+    """
+local user, h = ARGV[4], ARGV[5]
+if not redis.call('ZSCORE', ukey(user), h) then return false end
+local f = load(h)
+if not live(f) or f.u ~= user then return false end
+drop(h, f)
+return record(h, f)
 """
 )

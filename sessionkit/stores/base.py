@@ -56,8 +56,11 @@ class SessionStore(ABC):
         fixed_timeout: bool,
         absolute_timeout: float | None,
         max_per_user: int | None,
+        refuse: bool = False,
+        client: str | None = None,
     ) -> list[SessionRecord]:
-        """Store a new session and, in the same step, evict the user's oldest ones over the cap.
+        """Store a new session and, in the same step, evict the user's oldest ones over the cap
+        (or, with ``refuse``, store nothing if the user is at the cap).
 
         :param key: the new session's key (fresh, never used before).
         :param username: who the session belongs to.
@@ -68,7 +71,13 @@ class SessionStore(ABC):
         :param absolute_timeout: hard cap in seconds from now, or ``None``.
         :param max_per_user: at most this many live sessions for ``username`` once this one is
             stored, or ``None`` for no limit.
+        :param refuse: at the cap, refuse the new session instead of evicting old ones.
+        :param client: the :class:`~sessionkit.ClientInfo` of the login as JSON text, kept
+            with the session and returned in its records' ``client``.
         :return: the sessions evicted to make room, oldest first; they are gone from the store.
+        :raises SessionLimitReached: with ``refuse``, if the user already has
+            ``max_per_user`` live sessions; the store is unchanged (the check and the write
+            are one atomic step).
         :raises StoreUnavailable: if the store cannot be reached.
         """
 
@@ -116,6 +125,16 @@ class SessionStore(ABC):
         """End a live session.
 
         :return: the session as it was, or ``None`` if it was not live.
+        """
+
+    @abstractmethod
+    async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
+        """End one live session of one user, named by its key's SHA-256 hex digest (the public
+        id a "your devices" page shows).
+
+        :param username: the user the session must belong to.
+        :param key_hash: the session's id.
+        :return: the session as it was, or ``None`` if ``username`` has no such live session.
         """
 
     @abstractmethod

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Final
 
+from sessionkit.exceptions import SessionLimitReached
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import Pending, SessionStore
@@ -19,12 +20,13 @@ __all__ = ("MemoryStore",)
 # nothing to every later one (a slotted class, always tracked, made each login ~1 us slower at
 # that size). A change builds a new tuple. Times are on the store's clock (monotonic by
 # default), so a wall-clock jump never expires or revives sessions; they become wall-clock
-# datetimes only when read. ``timeout`` is set only for a session created with its own timeout.
-_Entry = tuple[str, float, float | None, float | None, str | None, float, float]
+# datetimes only when read. ``timeout`` is set only for a session created with its own timeout;
+# ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one.
+_Entry = tuple[str, float, float | None, float | None, str | None, float, float, str | None]
 USERNAME: Final = 0
 CREATED: Final = 1
 ABSOLUTE: Final = 2
-DEADLINE: Final = 6  # (TIMEOUT 3, DATA 4 and LAST_ACTIVE 5 are only ever unpacked)
+DEADLINE: Final = 6  # (TIMEOUT 3, DATA 4, LAST_ACTIVE 5, CLIENT 7 are only ever unpacked)
 
 
 # A user's keys: the bare key for the usual one session, else a dict used as an ordered set
@@ -100,7 +102,7 @@ class MemoryStore(SessionStore):
         if self._to_wall is None:
             self._to_wall = time.time() - now
         to_wall = self._to_wall
-        username, created, absolute, _, data, last_active, deadline = entry
+        username, created, absolute, _, data, last_active, deadline, client = entry
         return SessionRecord(
             key=key,
             key_hash=hash_key(key),
@@ -111,6 +113,7 @@ class MemoryStore(SessionStore):
             absolute_expires_at=None if absolute is None else absolute + to_wall,
             remaining=deadline - now,
             data=data,
+            client=client,
         )
 
     def _live(self, key: str, now: float) -> _Entry | None:
@@ -143,12 +146,18 @@ class MemoryStore(SessionStore):
         fixed_timeout: bool,
         absolute_timeout: float | None,
         max_per_user: int | None,
+        refuse: bool = False,
+        client: str | None = None,
     ) -> list[SessionRecord]:
         now = self._clock()
         evicted: list[SessionRecord] = []
         if max_per_user is not None:
             keys = self._user_keys(username)
             live = [k for k in keys if self._sessions[k][DEADLINE] > now]
+            if refuse and len(live) >= max_per_user:
+                raise SessionLimitReached(
+                    f"{username!r} already has {len(live)} live session(s), the most allowed"
+                )
             for old in live[: max(0, len(live) - max_per_user + 1)]:
                 entry = self._sessions[old]
                 evicted.append(self._record(old, entry, now))
@@ -156,7 +165,7 @@ class MemoryStore(SessionStore):
         absolute = None if absolute_timeout is None else now + absolute_timeout
         deadline = now + timeout if absolute is None else min(now + timeout, absolute)
         own = timeout if fixed_timeout else None
-        self._sessions[key] = (username, now, absolute, own, data, now, deadline)
+        self._sessions[key] = (username, now, absolute, own, data, now, deadline, client)
         if self._by_user is not None:
             _index_add(self._by_user, username, key)
         return evicted
@@ -173,13 +182,13 @@ class MemoryStore(SessionStore):
         if entry is None:
             return None
         now = self._clock()
-        username, created, absolute, own, data, _, deadline = entry
+        username, created, absolute, own, data, _, deadline, client = entry
         if deadline <= now:
             return None
         deadline = now + (own or timeout)
         if absolute is not None and absolute < deadline:
             deadline = absolute
-        self._sessions[key] = (username, created, absolute, own, data, now, deadline)
+        self._sessions[key] = (username, created, absolute, own, data, now, deadline, client)
         return deadline - now
 
     async def get(self, key: str) -> SessionRecord | None:
@@ -191,8 +200,17 @@ class MemoryStore(SessionStore):
         entry = self._live(key, self._clock())
         if entry is None:
             return False
-        username, created, absolute, own, _, last_active, deadline = entry
-        self._sessions[key] = (username, created, absolute, own, data, last_active, deadline)
+        username, created, absolute, own, _, last_active, deadline, client = entry
+        self._sessions[key] = (
+            username,
+            created,
+            absolute,
+            own,
+            data,
+            last_active,
+            deadline,
+            client,
+        )
         return True
 
     async def delete(self, key: str) -> SessionRecord | None:
@@ -202,6 +220,17 @@ class MemoryStore(SessionStore):
             return None
         self._remove(key, entry)
         return self._record(key, entry, now)
+
+    async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
+        now = self._clock()
+        for key in self._user_keys(username):
+            if hash_key(key) == key_hash:
+                entry = self._live(key, now)
+                if entry is None:
+                    return None  # past its deadline: its end is reported as an expiry
+                self._remove(key, entry)
+                return self._record(key, entry, now)
+        return None
 
     async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
         now = self._clock()

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sessionkit.exceptions import StoreUnavailable
+from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores import _redis_lua as lua
@@ -223,7 +223,9 @@ class RedisStore(SessionStore):
 
     @staticmethod
     def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
-        key_hash, username, created, last, deadline, absolute, data, remaining = map(_text, raw)
+        key_hash, username, created, last, deadline, absolute, data, remaining, client = map(
+            _text, raw
+        )
         assert key_hash is not None and username is not None
         assert created is not None and last is not None and deadline is not None
         assert remaining is not None
@@ -237,6 +239,7 @@ class RedisStore(SessionStore):
             absolute_expires_at=None if absolute is None else int(absolute) / _US,
             remaining=int(remaining) / _US,
             data=data,
+            client=client,
         )
 
     def _ended(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
@@ -254,12 +257,16 @@ class RedisStore(SessionStore):
         fixed_timeout: bool,
         absolute_timeout: float | None,
         max_per_user: int | None,
+        refuse: bool = False,
+        client: str | None = None,
     ) -> list[SessionRecord]:
-        """Store a new session, evicting the user's oldest ones over the cap in the same step.
+        """Store a new session, evicting the user's oldest ones over the cap in the same step
+        (or, with ``refuse``, refusing it in that step).
 
         See :meth:`SessionStore.create`. Evicted records carry their key where this process
         knows it (see the class docs), else ``key=None``.
 
+        :raises SessionLimitReached: with ``refuse``, if the user is at the cap.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         key_hash = hash_key(key)
@@ -272,8 +279,14 @@ class RedisStore(SessionStore):
             "" if max_per_user is None else max_per_user,
             "0" if data is None else "1",
             "" if data is None else data,
+            client or "",
+            "1" if refuse else "0",
         )
         evicted = await self._change("CREATE", "create", args, context=(key_hash,))
+        if evicted == -1:
+            raise SessionLimitReached(
+                f"{username!r} already has {max_per_user} live session(s), the most allowed"
+            )
         self._known[key_hash] = key
         return self._ended(evicted)
 
@@ -332,6 +345,17 @@ class RedisStore(SessionStore):
         raw = await self._change("DELETE", "delete", (key_hash,), keys={key_hash: key})
         self._known.pop(key_hash, None)
         return None if raw is None else self._record(raw, key)
+
+    async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
+        """End one live session of one user, named by its id (its key's hash).
+
+        :return: the session as it was (with its key where this process knows it), or
+            ``None`` if the user has no such live session.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        args = (username, key_hash)
+        raw = await self._change("DELETE_USER_SESSION", "delete_user_session", args)
+        return None if raw is None else self._ended([raw])[0]
 
     async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
         """Move a live session to ``new_key``; of two rotations of one key, one wins.

@@ -1,8 +1,9 @@
-// The seed's frontend: TryLogin / GetTableData with the session_key header, plus the
-// Socket.IO subscription that brings the login form back when the server says "logout".
+// The seed's frontend: TryLogin / GetTableData, plus the Socket.IO subscription that brings
+// the login form back when the server says "logout". Cookie mode: the session key lives in an
+// HttpOnly cookie that the browser sends with every same-origin call and socket handshake;
+// this script never sees it.
 "use strict";
 
-let sessionKey = "";
 let socket = null;
 let deadline = 0; // performance.now() at which the server ends the session
 let ticker = null;
@@ -27,12 +28,14 @@ function tick() {
   $("countdown").textContent = left + " s";
 }
 
-async function api(name, body = {}) {
-  const headers = { "Accept": "application/json", "Content-Type": "application/json" };
-  if (sessionKey) headers["session_key"] = sessionKey;
-  const response = await fetch("/api/" + name, {
-    method: "POST", headers, body: JSON.stringify(body),
-  });
+async function api(name, body = {}, method = "POST") {
+  const headers = { "Accept": "application/json" };
+  const options = { method, headers, credentials: "same-origin" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch("/api/" + name, options);
   const data = await response.json();
   if (data.logout) showLogin(data.message, "bad"); // the seed: if (sectors.logout) Logout()
   return data;
@@ -44,15 +47,64 @@ async function tryLogin(user, pwd) {
     say(data.message, "bad");
     return;
   }
-  sessionKey = data.user_data.session_key;
-  $("who").textContent = data.user_data.username;
   $("password").value = "";
+  showApp(data.user_data);
+  say(data.message);
+}
+
+function showApp(user) {
+  $("who").textContent = user.username;
   $("login-form").hidden = true;
   $("app-view").hidden = false;
   $("table").hidden = true;
-  say(data.message);
-  setRemaining(data.user_data.expires_in);
+  setRemaining(user.expires_in);
   connectSocket();
+  loadSessions();
+}
+
+async function loadSessions() {
+  const data = await api("sessions", {}, "GET");
+  if (!data.accepted) return;
+  const tbody = $("sessions").querySelector("tbody");
+  tbody.replaceChildren(...data.sessions.map((s) => {
+    const tr = document.createElement("tr");
+    tr.dataset.id = s.id;
+    if (s.current) tr.className = "current";
+    const device = document.createElement("td");
+    device.className = "device";
+    device.textContent = s.user_agent || "unknown device";
+    device.title = s.user_agent || "";
+    if (s.current) {
+      const mark = document.createElement("div");
+      mark.className = "this";
+      mark.textContent = "this device";
+      device.append(mark);
+    }
+    const cells = [s.ip || "?", when(s.created_at), when(s.last_active_at)].map((text) => {
+      const td = document.createElement("td");
+      td.textContent = text;
+      return td;
+    });
+    const end = document.createElement("button");
+    end.type = "button";
+    end.className = "danger end";
+    end.textContent = "End";
+    end.addEventListener("click", () => endSession(s.id));
+    const action = document.createElement("td");
+    action.append(end);
+    tr.append(device, ...cells, action);
+    return tr;
+  }));
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleTimeString();
+}
+
+async function endSession(id) {
+  const data = await api("end_session", { id });
+  if (data.accepted) say(data.message);
+  loadSessions();
 }
 
 function connectSocket() {
@@ -60,8 +112,8 @@ function connectSocket() {
     $("socket-state").textContent = "Socket: the socket.io client could not be loaded";
     return;
   }
-  // The key travels in the connect packet's auth payload, never in a URL.
-  socket = io({ auth: { session_key: sessionKey }, reconnection: false });
+  // No auth payload: the handshake carries the session cookie, which the server reads.
+  socket = io({ reconnection: false });
   socket.on("connect", () => { $("socket-state").textContent = "Socket: connected"; });
   socket.on("connect_error", (err) => {
     $("socket-state").textContent = "Socket: refused (" + err.message + ")";
@@ -94,10 +146,10 @@ async function getTableData(page) {
   $("table").hidden = false;
   setRemaining(data.expires_in);
   say("Table loaded: the session timer restarted.");
+  loadSessions();
 }
 
 function showLogin(text, kind) {
-  sessionKey = "";
   if (socket) { socket.disconnect(); socket = null; }
   clearInterval(ticker);
   ticker = null;
@@ -117,4 +169,9 @@ document.addEventListener("DOMContentLoaded", () => {
     showLogin("You logged out.");
   });
   $("logout-all").addEventListener("click", () => api("logout_everywhere"));
+  $("refresh-sessions").addEventListener("click", loadSessions);
+  // A reload keeps the session the cookie holds; without one, the login form stays.
+  fetch("/api/me", { credentials: "same-origin" }).then(async (response) => {
+    if (response.ok) showApp((await response.json()).user_data);
+  });
 });

@@ -1,0 +1,181 @@
+"""The session check that :mod:`sessionkit.starlette`'s guards share: where a request's key
+comes from, the same-origin rule for a key that came from the cookie, and how a failed check
+is answered. Import the public names from :mod:`sessionkit.starlette`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.exceptions import HTTPException
+from starlette.requests import HTTPConnection
+
+from sessionkit.cookies import SessionCookie, read_cookie
+from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
+from sessionkit.models import SessionDetails
+
+if TYPE_CHECKING:
+    from sessionkit.manager import SessionManager
+
+__all__ = (
+    "SOURCES",
+    "STATE_KEY",
+    "SessionCheck",
+    "SessionRequired",
+    "body",
+    "check_origins",
+    "check_sources",
+    "find_key",
+    "resolve",
+    "same_origin",
+    "unsafe",
+)
+
+#: Where a key may come from, in the order they are tried by default.
+SOURCES: Final = ("header", "bearer", "cookie")
+#: The ``request.state`` attribute that holds the :class:`SessionDetails` of a checked request.
+STATE_KEY: Final = "session"
+
+_MISSING = "no session key: log in first"
+_DEAD = "session expired or unknown: log in again"
+_DOWN = "the session store is unavailable: try again"
+_CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
+
+
+class SessionRequired(SessionError, HTTPException):
+    """Raised by :class:`SessionDependency` when a request carries no live session key.
+
+    It is a Starlette ``HTTPException`` (status 401; 403 for a cross-site request carrying the
+    session cookie; 503 when the store is down), so an app without a handler for it still
+    answers with that status; register :func:`session_required_handler` to answer with the
+    seed's ``{"logout": true, ...}`` body (``"logout"`` is true for 401 only). A 401 to a key
+    that came from the session cookie carries the ``Set-Cookie`` header that clears it.
+    """
+
+    def __init__(self, message: str, *, status_code: int = 401) -> None:
+        headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+        HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
+
+
+def find_key(
+    headers: Mapping[str, str], sources: Iterable[str], *, header: str, cookie: str
+) -> tuple[str | None, str | None]:
+    # The key and the source it came from: a cookie-borne key gets the CSRF check.
+    for source in sources:
+        if source == "header":
+            value = headers.get(header)
+        elif source == "bearer":
+            scheme, _, value = headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer":
+                value = ""
+            value = value.strip()
+        elif source == "cookie":
+            value = read_cookie(headers.get("cookie", ""), cookie)
+        else:
+            raise ValueError(f"unknown session key source {source!r} (known: {', '.join(SOURCES)})")
+        if value:
+            return value, source
+    return None, None
+
+
+def check_origins(origins: Iterable[str]) -> frozenset[str]:
+    if isinstance(origins, str):
+        raise TypeError("trusted_origins must be a collection of origins, not one str")
+    checked = set()
+    for origin in origins:
+        if not isinstance(origin, str) or not _ORIGIN.match(origin.rstrip("/")):
+            raise ValueError(
+                f"a trusted origin is scheme://host[:port] (http or https), not {origin!r}"
+            )
+        checked.add(origin.rstrip("/").lower())
+    return frozenset(checked)
+
+
+def same_origin(conn: HTTPConnection, trusted: frozenset[str]) -> bool:
+    # What a browser says about where a request comes from: Sec-Fetch-Site where it sends
+    # it (every current browser), else Origin, which every browser sends on a cross-site
+    # POST and on a WebSocket handshake. A request with neither is refused: it is no browser
+    # following a link, and an API client has the header and bearer sources.
+    headers = conn.headers
+    origin = headers.get("origin", "").lower()
+    if origin and origin in trusted:
+        return True
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site.lower() in ("same-origin", "none")
+    if not origin or origin == "null":
+        return False
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    return origin == f"{scheme}://{conn.url.netloc}".lower()
+
+
+def unsafe(conn: HTTPConnection) -> bool:
+    # A WebSocket is a two-way channel that a foreign page could open with the cookie: never
+    # a safe method (GET, HEAD, OPTIONS only read).
+    return conn.scope["type"] == "websocket" or conn.scope.get("method") not in _SAFE_METHODS
+
+
+def check_sources(sources: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(sources)
+    unknown = [s for s in chosen if s not in SOURCES]
+    if unknown or not chosen:
+        raise ValueError(f"sources must be some of {SOURCES}, not {chosen!r}")
+    return chosen
+
+
+async def resolve(sm: SessionManager, key: str | None, restart: bool) -> SessionDetails:
+    if key is None:
+        raise SessionRequired(_MISSING)
+    try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
+        if restart:
+            return await sm.touch_session(key)  # one store call, not two
+        return await sm.get_session_details(key)
+    except SessionNotFound:
+        raise SessionRequired(_DEAD) from None
+    except StoreUnavailable as exc:
+        # Never a guess: the client may well be logged in, so do not tell it to log out.
+        raise SessionRequired(_DOWN, status_code=503) from exc
+
+
+def body(exc: SessionRequired) -> dict[str, Any]:
+    return {"logout": exc.status_code == 401, "message": exc.detail}
+
+
+class SessionCheck:
+    # What the route guards and the auth backend share: their options, and the check itself.
+
+    def __init__(
+        self,
+        manager: SessionManager,
+        *,
+        sources: Iterable[str] = SOURCES,
+        header: str = "session_key",
+        cookie: str | SessionCookie = "session_key",
+        restart: bool = True,
+        trusted_origins: Iterable[str] = (),
+    ) -> None:
+        self.manager = manager
+        self.sources = check_sources(sources)
+        self.header = header.lower()
+        self.cookie = SessionCookie.of(cookie)
+        self.restart = restart
+        self.trusted_origins = check_origins(trusted_origins)
+
+    async def _check(self, conn: HTTPConnection) -> SessionDetails:
+        headers = conn.headers
+        key, source = find_key(headers, self.sources, header=self.header, cookie=self.cookie.name)
+        from_cookie = source == "cookie"
+        # Before the store is asked: a forged request must not even restart the timer.
+        if from_cookie and unsafe(conn) and not same_origin(conn, self.trusted_origins):
+            raise SessionRequired(_CROSS_SITE, status_code=403)
+        try:
+            details = await resolve(self.manager, key, self.restart)
+        except SessionRequired as exc:
+            if from_cookie and exc.status_code == 401:
+                exc.headers = {**(exc.headers or {}), "set-cookie": self.cookie.clear_header()}
+            raise
+        conn.scope.setdefault("state", {})[STATE_KEY] = details
+        return details

@@ -1,0 +1,195 @@
+"""Socket.IO cookie mode: a handshake authenticated by the session cookie, over a real uvicorn
+with real python-socketio clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+
+from sessionkit import SessionManager
+from sessionkit.cookies import SessionCookie
+from sessionkit.socketio import bind_socketio
+from tests.servers import serve
+
+COOKIE = SessionCookie()
+
+
+@pytest.fixture
+async def sm() -> AsyncIterator[SessionManager]:
+    manager = SessionManager(timeout=30)
+    yield manager
+    await manager.aclose()
+
+
+@contextlib.asynccontextmanager
+async def cookie_server(
+    sm: SessionManager, cookie: SessionCookie | str = COOKIE, **server: Any
+) -> AsyncIterator[tuple[str, Tab]]:
+    """Serve a Socket.IO server bound in cookie mode; yield its URL and a client, which is
+    closed before the server stops (a long-polling client would hold the shutdown up)."""
+    sio = socketio.AsyncServer(async_mode="asgi", **server)
+    bind_socketio(sm, sio, cookie=cookie)
+    tab = Tab()
+    async with serve(socketio.ASGIApp(sio)) as url:
+        try:
+            yield url, tab
+        finally:
+            await tab.close()
+
+
+class Tab:
+    """A real Socket.IO client that records what the server pushes, in order."""
+
+    def __init__(self) -> None:
+        self.sio: Any = None
+        self.events: list[tuple[str, Any]] = []
+        self.got = asyncio.Event()
+
+    def _logout(self, data: Any) -> None:
+        self.events.append(("logout", data))
+        self.got.set()
+
+    async def connect(
+        self,
+        url: str,
+        *,
+        cookie: str | None = None,
+        origin: str | None = None,
+        transports: list[str] | None = None,
+        auth: dict[str, str] | None = None,
+    ) -> None:
+        headers = {} if origin is None else {"Origin": origin}
+        if cookie is not None:
+            headers["Cookie"] = cookie
+        # The client moves a Cookie header into its cookie jar with SimpleCookie before a
+        # WebSocket handshake (dropping what SimpleCookie cannot parse): headers given as
+        # WebSocket options reach the server as written, as a browser's would.
+        self.sio = socketio.AsyncClient(
+            reconnection=False, websocket_extra_options={"headers": dict(headers)}
+        )
+        self.sio.on("logout", self._logout)
+        polling_headers = {} if transports == ["websocket"] else headers
+        await self.sio.connect(
+            url, headers=polling_headers, transports=transports, auth=auth, wait_timeout=5
+        )
+
+    @property
+    def connected(self) -> bool:
+        return self.sio is not None and bool(self.sio.connected)
+
+    async def close(self) -> None:
+        if self.sio is not None:
+            await self.sio.disconnect()
+            await self.sio.shutdown()
+
+
+@pytest.mark.parametrize(
+    "transports", [["websocket"], None], ids=["websocket handshake", "polling handshake"]
+)
+async def test_a_cookie_authenticated_socket_receives_logout(
+    sm: SessionManager, transports: list[str] | None
+) -> None:
+    key = await sm.load_new_session("Luca")
+    other = await sm.load_new_session("Fabio")
+    async with cookie_server(sm) as (url, tab):
+        cookie = f'prefs={{"a": 1}}; name=John Doe; a=1;; {COOKIE.name}={key}'
+        await tab.connect(url, cookie=cookie, transports=transports)
+        assert tab.connected
+        await sm.delete_session(other)  # another session's ending reaches nobody here
+        assert await sm.send_logout_message(key) is True
+        async with asyncio.timeout(5):
+            await tab.got.wait()
+    assert tab.events[0] == ("logout", {"reason": "logout"})
+
+
+async def test_an_auth_key_still_wins_in_cookie_mode(sm: SessionManager) -> None:
+    key = await sm.load_new_session("Luca")
+    dead = await sm.load_new_session("Fabio")
+    await sm.delete_session(dead)
+    async with cookie_server(sm) as (url, tab):
+        # The auth payload is read first; the stale cookie beside it is not consulted.
+        await tab.connect(url, auth={"session_key": key}, cookie=f"{COOKIE.name}={dead}")
+        await sm.delete_user_sessions("Luca")
+        async with asyncio.timeout(5):
+            await tab.got.wait()
+    assert tab.events[0] == ("logout", {"reason": "logout_all"})
+
+
+@pytest.mark.parametrize("cookie", ["dead", "none", "other name"])
+async def test_a_dead_or_missing_cookie_is_refused(sm: SessionManager, cookie: str) -> None:
+    key = await sm.load_new_session("Luca")
+    header = {
+        "dead": f"{COOKIE.name}={key}",
+        "none": None,
+        "other name": f"session_key={key}",
+    }[cookie]
+    if cookie == "dead":
+        await sm.delete_session(key)
+    async with cookie_server(sm) as (url, tab):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await tab.connect(url, cookie=header)
+        assert not tab.connected
+
+
+async def test_a_foreign_page_cannot_open_a_socket_with_the_cookie(
+    sm: SessionManager,
+) -> None:
+    key = await sm.load_new_session("Luca")
+    async with cookie_server(sm) as (url, tab):
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await tab.connect(url, cookie=f"{COOKIE.name}={key}", origin="https://evil.example")
+        assert not tab.connected
+    # A listed origin may.
+    async with cookie_server(sm, cors_allowed_origins=["https://app.example"]) as (url, tab):
+        await tab.connect(url, cookie=f"{COOKIE.name}={key}", origin="https://app.example")
+        assert tab.connected
+
+
+@pytest.mark.parametrize("origins", ["*", ["*"], [], ("https://a.example", "*")])
+async def test_cookie_mode_refuses_a_server_that_accepts_any_origin(
+    sm: SessionManager, origins: Any
+) -> None:
+    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins)
+    with pytest.raises(ValueError, match="cors_allowed_origins"):
+        bind_socketio(sm, sio, cookie=COOKIE)
+    # Nothing changed: the manager is not bound and the server has no handler of ours.
+    assert sm.get_socket_reference() is None
+    assert "connect" not in sio.handlers.get("/", {})
+    bind_socketio(sm, sio)  # without cookie mode the same server binds as before
+    assert sm.get_socket_reference() is sio
+
+
+async def test_cookie_mode_takes_a_cookie_name(sm: SessionManager) -> None:
+    key = await sm.load_new_session("Luca")
+    async with cookie_server(sm, cookie="sid") as (url, tab):
+        await tab.connect(url, cookie=f"sid={key}")
+        assert tab.connected
+
+
+async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -> None:
+    phone = await sm.load_new_session("Luca")
+    laptop = await sm.load_new_session("Luca")
+    async with cookie_server(sm) as (url, phone_tab):
+        laptop_tab = Tab()
+        try:
+            await phone_tab.connect(url, cookie=f"{COOKIE.name}={phone}")
+            await laptop_tab.connect(url, cookie=f"{COOKIE.name}={laptop}")
+            [listed_phone, listed_laptop] = await sm.get_user_sessions("Luca")
+            assert await sm.delete_user_session("Luca", listed_phone.id) is True
+            async with asyncio.timeout(5):
+                await phone_tab.got.wait()
+            # The laptop's first push is the one sent now: it was not told to log out before.
+            await sm.send_logout_message(laptop)
+            async with asyncio.timeout(5):
+                await laptop_tab.got.wait()
+        finally:
+            await laptop_tab.close()
+    assert phone_tab.events == [("logout", {"reason": "logout"})]
+    assert laptop_tab.events == [("logout", {"reason": "logout"})]
+    assert listed_laptop.id != listed_phone.id
+    assert await sm.check_session_status(laptop)
