@@ -179,6 +179,8 @@ class SessionManager:
         """
         await self._tasks.aclose()
         self._expiry.close()
+        if self._loop is not None:
+            await self._store.aclose()
         self._loop = None
 
     def _bind(self) -> asyncio.AbstractEventLoop:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from sessionkit import SessionDetails, SessionEvent, SessionManager
+from sessionkit import SessionDetails, SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 
 #: A Lua script that loops ARGV[1] times, holding the server: every other client waits. (A
@@ -68,7 +68,10 @@ async def eventually(check: Callable[[], Awaitable[object]], within: float) -> o
     return its last answer (the complaint, or a falsy value when all is well)."""
     deadline = time.monotonic() + within
     while True:
-        complaint = await check()
+        try:
+            complaint = await check()
+        except StoreUnavailable as exc:  # the store is not answering yet: ask again
+            complaint = f"the store did not answer: {exc}"
         if not complaint or time.monotonic() > deadline:
             return complaint
         await asyncio.sleep(0.05)

@@ -258,10 +258,9 @@ async def test_reply_dropped_after_redis_applied(
         proxy.drop_after_reply(command=s.prefix.encode())
     await asyncio.gather(*(_run(s) for s in scenarios))
     assert proxy.dropped == len(scenarios)  # each call applied in Redis, its reply lost
-    if not retry:
-        assert all(s.outcome.startswith("raised StoreUnavailable") for s in scenarios), [
-            (s.name, s.outcome) for s in scenarios
-        ]
+    # A call may raise StoreUnavailable, or return: RedisStore sends a script again on a new
+    # connection once, and the operation id makes the second send return the first outcome.
+    # Either way the rules below hold.
     await _settle_and_judge(scenarios)
 
 

@@ -153,6 +153,10 @@ class SessionStore(ABC):
         :return: the sessions this call removed, and those still live with their deadlines.
         """
 
+    async def aclose(self) -> None:  # noqa: B027 - optional: most stores hold nothing
+        """Release what the store holds for its calls (a connection of its own); the manager
+        calls it from its own ``aclose()``. A store used again opens what it needs again."""
+
     @property
     def unsettled(self) -> bool:
         """Whether some call that may end sessions raised (timed out, was cancelled, lost its

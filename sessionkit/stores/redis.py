@@ -19,11 +19,14 @@ from sessionkit.stores.base import Outcome, Pending, SessionStore
 
 try:
     from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "sessionkit.stores.redis needs redis-py: pip install 'sessionkit[redis]'"
     ) from exc
+
+from sessionkit.stores._pipeline import Pipeline  # needs redis-py: checked above
 
 __all__ = ("RedisStore",)
 
@@ -42,6 +45,12 @@ def _text(value: Any) -> str | None:
 
 def _us(seconds: float) -> int:
     return round(seconds * _US)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    # A reply nobody awaits: retrieve its exception, if any, so asyncio does not log it.
+    if not future.cancelled():
+        future.exception()
 
 
 def _op_id() -> str:
@@ -140,10 +149,16 @@ class RedisStore(SessionStore):
         self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
         # No more calls in flight than the client's pool has connections: past that, redis-py
         # fails a call rather than wait for one; here a call waits (within op_timeout).
+        self._pipe: Pipeline | None = Pipeline(client, self._op_timeout)
         self._slots = min(int(client.connection_pool.max_connections), 1 << 16)
         self._in_flight = 0
         self._waiting: deque[asyncio.Future[None]] = deque()
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
+
+    async def aclose(self) -> None:
+        """Close the store's own connection (the client stays open: it is the caller's)."""
+        if self._pipe is not None:
+            await self._pipe.aclose()
 
     @property
     def prefix(self) -> str:
@@ -169,15 +184,31 @@ class RedisStore(SessionStore):
             raise
 
     async def _run(self, name: str, *args: str | int, op: str = "") -> Any:
-        # EVALSHA straight from the client: redis-py's Script.__call__ (register_script) costs
-        # a few microseconds more per call (an import statement, argument tuples re-built).
-        # The bound is asyncio.timeout, not anyio.fail_after: the same deadline and the same
-        # TimeoutError, at about half the cost per call (anyio's cancel scope ~11 us here,
-        # asyncio's ~5.5 us), and this store runs on asyncio only (redis.asyncio).
+        # EVALSHA, not redis-py's register_script: its Script object re-builds the arguments
+        # on every call. Through the pipeline, the pipeline's watchdog bounds the call; on the
+        # client's own connections (no pipeline), asyncio.timeout does, which costs about
+        # half of anyio's cancel scope, and this store runs on asyncio only (redis.asyncio).
         script = self._scripts[name]
         client = self._client
         head = (script.sha, 0, self._prefix, self._retain_ms, op)
+        pipe = self._pipe
         try:
+            if pipe is not None:
+                deadline = asyncio.get_running_loop().time() + self._op_timeout
+                try:
+                    return await pipe.call(deadline, "EVALSHA", *head, *args)
+                except RedisConnectionError:
+                    # The connection broke before the reply (a CLIENT KILL, a restart): send
+                    # it once more on a new one, as redis-py's own retry would. Operation ids
+                    # make that safe for the scripts that change sessions.
+                    return await pipe.call(deadline, "EVALSHA", *head, *args)
+                except NoScriptError:
+                    # The server does not hold the script (first use, a restart, SCRIPT
+                    # FLUSH, a failover): load it and run it again. Both go down the one
+                    # connection, in order, so the run needs no wait for the load's reply.
+                    loaded = pipe.call(deadline, "SCRIPT", "LOAD", script.text)
+                    loaded.add_done_callback(_consume)
+                    return await pipe.call(deadline, "EVALSHA", *head, *args)
             async with asyncio.timeout(self._op_timeout):
                 if self._in_flight >= self._slots:
                     await self._wait_for_slot()
@@ -185,8 +216,6 @@ class RedisStore(SessionStore):
                 try:
                     return await client.evalsha(*head, *args)
                 except NoScriptError:
-                    # The server does not hold the script (first use, a restart, SCRIPT
-                    # FLUSH, a failover): load it and run it again, within the same bound.
                     script.sha = await client.script_load(script.text)
                     return await client.evalsha(script.sha, *head[1:], *args)
                 finally:
@@ -197,7 +226,7 @@ class RedisStore(SessionStore):
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
             ) from exc
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
 
     async def _wait_for_slot(self) -> None:

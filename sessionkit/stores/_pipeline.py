@@ -1,0 +1,228 @@
+"""One connection that carries every call a :class:`~sessionkit.stores.redis.RedisStore` makes:
+the calls issued in one loop turn leave in one write, and replies are matched in order.
+
+A call on redis-py's own client takes a connection from the pool, writes, waits for its reply
+and gives the connection back: one round trip per call, and a pool's worth of calls at most.
+Here calls share round trips (a lone call still leaves at once, in the same loop turn), so a
+worker is bound by the server rather than by the wire, and no call waits for a connection.
+
+Every call has its own deadline, and fails with :class:`TimeoutError` when it passes; its reply,
+if it comes later, is dropped. Replies come back in the order the calls went out, so only the
+oldest pending call's deadline needs a timer: one handle, not one per call. A connection that
+answered nothing for as long as its oldest call waited is taken as dead: later calls go out on
+a new one, while the calls already on it keep their own deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import deque
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+# A command, its reply, when it must be answered by and when it was issued (loop time).
+_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float, float]
+
+
+class _Link:
+    # One connection and the calls written to it, in order.
+    __slots__ = ("conn", "heard", "reader", "sent")
+
+    def __init__(self, conn: AbstractConnection, now: float) -> None:
+        self.conn = conn
+        self.sent: deque[_Call] = deque()
+        self.heard = now  # when it last answered (or was opened)
+        self.reader: asyncio.Task[None] | None = None
+
+
+class Pipeline:
+    """Sends commands on connections of its own, made from ``client``'s pool settings.
+
+    :param client: the client whose connection settings (host, auth, TLS, protocol) to use.
+    :param timeout: seconds a connection may take to open and greet.
+    """
+
+    def __init__(self, client: Redis, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: _Link | None = None  # where new calls go
+        self._draining: set[_Link] = set()  # dead links whose calls still wait for deadlines
+        self._queue: list[_Call] = []  # issued, not yet written
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def call(self, deadline: float, *command: Any) -> asyncio.Future[Any]:
+        """Issue ``command``, to be answered by loop time ``deadline``; its reply (or error)
+        arrives in the returned future."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._start(loop)
+        reply: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((command, reply, deadline, loop.time()))
+        if self._watchdog is None:
+            self._watchdog = loop.call_at(deadline, self._watch)
+        assert self._wake is not None
+        self._wake.set()  # the writer runs once this turn's calls are all queued
+        return reply
+
+    async def aclose(self) -> None:
+        """Fail what is pending and close every connection; a later call starts again."""
+        if self._loop is not asyncio.get_running_loop():
+            self._loop = None
+            return
+        error = RedisConnectionError("the store was closed")
+        links = [*self._draining, *([self._link] if self._link else [])]
+        self._link = None
+        self._draining.clear()
+        for link in links:
+            self._drop(link, error)
+        self._fail_queue(error)
+        tasks = [t for t in (self._writer, *(link.reader for link in links)) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *self._closing, return_exceptions=True)
+        for link in links:
+            await link.conn.disconnect()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._loop = None
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        # First use, or a new loop (the old one's tasks and connections went with it).
+        self._loop = loop
+        self._link = None
+        self._draining.clear()
+        self._queue.clear()
+        self._watchdog = None
+        self._wake = asyncio.Event()
+        self._writer = loop.create_task(self._write(), name="sessionkit redis writer")
+
+    async def _write(self) -> None:
+        wake = self._wake
+        assert wake is not None
+        while True:
+            await wake.wait()
+            wake.clear()
+            if not self._queue:
+                continue
+            link = self._link
+            try:
+                if link is None:
+                    link = await self._connect()
+                batch, self._queue = self._queue, []
+                link.sent.extend(batch)  # before the write: a reply may follow at once
+                packed = link.conn.pack_commands(call[0] for call in batch)
+                await link.conn.send_packed_command(packed, check_health=False)
+            except TimeoutError:
+                # A server that does not greet: the watchdog fails each waiting call at its own
+                # deadline, and whatever is still waiting gets a new try.
+                if self._queue:
+                    wake.set()
+            except Exception as exc:
+                if link is not None:
+                    self._drop(link, exc)
+                self._fail_queue(exc)
+
+    async def _connect(self) -> _Link:
+        pool = self._client.connection_pool
+        conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
+        try:
+            # Bounded: a server that accepts the connection and never answers the handshake
+            # would otherwise hold the writer, and every later call, for good.
+            async with asyncio.timeout(self._timeout):
+                await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        loop = asyncio.get_running_loop()
+        link = self._link = _Link(conn, loop.time())
+        link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
+        return link
+
+    async def _read(self, link: _Link) -> None:
+        sent = link.sent
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                reply: Any = await link.conn.read_response(
+                    timeout=math.inf, disconnect_on_error=False
+                )
+            except ResponseError as error:  # an error reply answers its own call only
+                reply = error
+            except Exception as exc:
+                self._drop(link, exc)
+                return
+            link.heard = loop.time()
+            if not sent:
+                continue
+            future = sent.popleft()[1]
+            if future.done():
+                pass  # its caller gave up, or its deadline passed
+            elif isinstance(reply, ResponseError):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+            if not sent and link in self._draining:
+                self._drop(link, RedisConnectionError("connection retired"))
+                return
+
+    def _watch(self) -> None:
+        # Fail every call whose deadline passed; retire a connection that heard nothing for as
+        # long as its oldest call has waited; wake again at the next deadline.
+        self._watchdog = None
+        loop = self._loop
+        if loop is None:
+            return
+        now = loop.time()
+        expired = TimeoutError("Redis did not answer in time")
+        links = [*self._draining, *([self._link] if self._link else [])]
+        for link in links:
+            for _, future, deadline, _ in link.sent:
+                if deadline <= now and not future.done():
+                    future.set_exception(expired)
+            oldest = next((call for call in link.sent if call[2] <= now), None)
+            if link is self._link and oldest is not None and link.heard <= oldest[3]:
+                self._link = None  # dead: later calls open a new connection
+                self._draining.add(link)
+        queue = self._queue
+        for _, future, deadline, _ in queue:
+            if deadline <= now and not future.done():
+                future.set_exception(expired)
+        self._queue = [call for call in queue if not call[1].done()]
+        for link in [*self._draining]:
+            if all(call[1].done() for call in link.sent):
+                self._drop(link, expired)
+        calls = [*self._queue, *(call for link in links for call in link.sent)]
+        pending = [deadline for _, future, deadline, _ in calls if not future.done()]
+        if pending:
+            self._watchdog = loop.call_at(min(pending), self._watch)
+
+    def _drop(self, link: _Link, error: BaseException) -> None:
+        # A connection is done: its calls share its fate.
+        if self._link is link:
+            self._link = None
+        self._draining.discard(link)
+        for call in link.sent:
+            if not call[1].done():
+                call[1].set_exception(error)
+        link.sent.clear()
+        if link.reader is not None and link.reader is not asyncio.current_task():
+            link.reader.cancel()
+        task = asyncio.get_running_loop().create_task(link.conn.disconnect(nowait=True))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _fail_queue(self, error: BaseException) -> None:
+        queue, self._queue = self._queue, []
+        for call in queue:
+            if not call[1].done():
+                call[1].set_exception(error)
