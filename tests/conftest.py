@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import itertools
 import os
@@ -20,6 +21,13 @@ if TYPE_CHECKING:
 STORE_KINDS = ["memory", "redis"]
 
 _prefixes = itertools.count()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # looptime asks the event loop policy for the current loop before every test, sync tests
+    # included; until a first async test has run, the policy then makes a loop nobody closes
+    # (a ResourceWarning, made an error by filterwarnings). Saying there is none stops that.
+    asyncio.set_event_loop(None)
 
 
 def fresh_prefix() -> str:

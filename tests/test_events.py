@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 
 import anyio
 import pytest
 
 from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
-from tests.vtime import manager, virtual_time
+from tests.clock import LoopClockStore, manager
 
 
 def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
@@ -123,7 +125,7 @@ async def test_a_failing_error_handler_is_logged_without_looping(
     await sm.aclose()
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
     async with manager(timeout=10) as sm:
         errors: list[BaseException | None] = []
@@ -141,7 +143,7 @@ async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
         assert all(isinstance(e, KeyError) for e in errors)
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
     sm = manager(timeout=10)
     done: list[str] = []
@@ -160,15 +162,28 @@ async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
     assert done == ["expires"]
     current = asyncio.current_task()
     assert [t for t in asyncio.all_tasks() if t is not current] == []
-    running = asyncio.get_running_loop()
-    live_handles = [h for h in running._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-    assert live_handles == []
-    # Sessions outlive a closed manager; using it again re-arms their timers.
-    assert await sm.count_sessions() == 3
+    # No timer is left on the loop: nothing there holds the closed manager any more.
+    closed = weakref.ref(sm)
+    del sm
+    gc.collect()
+    assert closed() is None
+
+
+@pytest.mark.looptime
+async def test_sessions_outlive_a_closed_manager_and_are_rearmed_when_it_is_used_again() -> None:
+    store = LoopClockStore()
+    sm = SessionManager(timeout=10, store=store)
     expired: list[str] = []
-    sm.off("session_expired", slow)
     sm.on("session_expired", lambda e: expired.append(e.username or ""))
-    await asyncio.sleep(1000)
+    for i in range(3):
+        await sm.load_new_session(f"lives{i}", timeout=1000)
+    await sm.aclose()
+    assert await store.count() == 3  # asked of the store: a manager call would bind it again
+    await asyncio.sleep(2000)  # past every deadline, and the closed manager claims nothing
+    assert store.claims == []
+    assert expired == []
+    assert await sm.count_sessions() == 0  # the store judges them past their deadlines
+    await asyncio.sleep(1)  # their timers, armed again, end them at once
     assert sorted(expired) == ["lives0", "lives1", "lives2"]
     await sm.aclose()
 
@@ -245,7 +260,7 @@ async def test_aclose_stops_a_sweep_that_had_not_started_yet(first_use: str) -> 
     assert [t for t in asyncio.all_tasks() if t is not current] == []
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_a_sweeping_store_is_swept_every_interval_until_close() -> None:
     store = SweptStore()
     async with SessionManager(store=store):
