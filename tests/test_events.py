@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
-from tests.clock import LoopClockStore, manager
+from sessionkit.keys import hash_key
+from tests.clock import LATE, LoopClockStore, manager
 
 
 def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
@@ -266,3 +267,58 @@ async def test_a_sweeping_store_is_swept_every_interval_until_close() -> None:
     async with SessionManager(store=store):
         await asyncio.sleep(150)
     assert store.sweeps == 3  # at 0, 60 and 120 seconds
+
+
+class RecordingBridge:
+    """A socket bridge of the test's own (what ``sessionkit.socketio`` attaches), noting every
+    call the manager makes to it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[object, ...]] = []
+
+    async def logout(self, key_hash: str, reason: str) -> None:
+        self.calls.append(("logout", key_hash, reason))
+        if self.fail:
+            raise ConnectionError("the push transport is down")
+
+    async def expiring(self, key_hash: str, remaining: float) -> None:
+        self.calls.append(("expiring", key_hash, remaining))
+
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
+        self.calls.append(("rotated", old_hash, new_hash, new_key))
+
+
+@pytest.mark.looptime
+async def test_an_attached_bridge_gets_rotations_logouts_and_warnings() -> None:
+    async with manager(timeout=100, warn_before=20) as sm:
+        bridge, server = RecordingBridge(), object()
+        sm.attach_socket_bridge(server, bridge)
+        assert sm.get_socket_reference() is server
+        key = await sm.load_new_session("Luca")
+        fresh = await sm.rotate_session_key(key)
+        assert await sm.send_logout_message(fresh) is True  # a server is attached
+        await asyncio.sleep(101)  # warned at t=80, expired at t=100
+        assert await sm.count_sessions() == 0
+    assert bridge.calls == [
+        ("rotated", hash_key(key), hash_key(fresh), fresh),
+        ("logout", hash_key(fresh), "logout"),
+        ("expiring", hash_key(fresh), pytest.approx(20, abs=LATE)),
+        ("logout", hash_key(fresh), "expired"),
+    ]
+
+
+async def test_a_failing_bridge_is_an_error_event_and_the_ending_goes_on() -> None:
+    async with SessionManager() as sm:
+        bridge = RecordingBridge(fail=True)
+        sm.attach_socket_bridge(object(), bridge)
+        errors: list[BaseException | None] = []
+        ended: list[str | None] = []
+        sm.on("error", lambda e: errors.append(e.error))
+        sm.on("session_deleted", lambda e: ended.append(e.reason))
+        keys = [await sm.load_new_session(name) for name in ("Luca", "Fabio")]
+        assert await sm.delete_all_sessions() == 2
+        assert ended == ["delete_all", "delete_all"]
+        assert [call[1] for call in bridge.calls] == [hash_key(k) for k in keys]
+        assert [type(e) for e in errors] == [ConnectionError, ConnectionError]
+        assert await sm.count_sessions() == 0
