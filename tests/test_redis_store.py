@@ -259,9 +259,9 @@ async def test_concurrent_rotations_have_one_winner(clients: tuple[Redis, Redis]
 async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]) -> None:
     prefix = fresh_prefix()
     owner, other = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
-    keys = [await _create(owner) for _ in range(5)]
+    keys = [await _create(owner, idle=1.0) for _ in range(5)]
     # Past the deadline the record waits (not live) for a claim, with a TTL.
-    await asyncio.sleep(2.1)
+    await asyncio.sleep(1.1)
     assert await owner.check(keys[0]) is None
     ttl = await clients[0].pttl(f"{prefix}s:{hash_key(keys[0])}")
     assert 0 < ttl <= 3600 * 1000
