@@ -33,13 +33,11 @@ class LoopClockStore(MemoryStore):
     every set of keys the manager's timers ask it to claim: what they fired for, and when."""
 
     def __init__(self) -> None:
-        loop = asyncio.get_running_loop()
-        super().__init__(clock=loop.time)
-        self._loop = loop
+        super().__init__(clock=asyncio.get_running_loop().time)
         self.claims: list[tuple[float, list[str]]] = []
 
     async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
-        self.claims.append((self._loop.time(), list(keys)))
+        self.claims.append((asyncio.get_running_loop().time(), list(keys)))
         return await super().claim_expired(keys)
 
 
