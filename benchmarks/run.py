@@ -39,6 +39,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("check floor: bare dict lookup", "ops/s", "higher"),
     ("check floor: one awaited coroutine", "ops/s", "higher"),
     ("restart timer", "ops/s", "higher"),
+    ("restart floor: one awaited coroutine", "ops/s", "higher"),
     ("set data", "ops/s", "higher"),
     ("get data", "ops/s", "higher"),
     ("delete", "ops/s", "higher"),
@@ -56,6 +57,7 @@ FIELDS = {
     "check floor: bare dict lookup": "check_floor_dict_ops",
     "check floor: one awaited coroutine": "check_floor_await_ops",
     "restart timer": "restart_ops",
+    "restart floor: one awaited coroutine": "restart_floor_await_ops",
     "set data": "set_data_ops",
     "get data": "get_data_ops",
     "delete": "delete_ops",
@@ -66,13 +68,24 @@ FIELDS = {
     "expiry: drain time": "expiry_drain_s",
     "expiry: worst lateness": "expiry_lateness_s",
 }
-#: The check floors are plain Python on the same keys, not sessionkit: references, never
-#: targets. The seed has no floor of its own, so its check stands beside them.
-FLOORS = ("check floor: bare dict lookup", "check floor: one awaited coroutine")
-SEED_FIELDS = {**FIELDS, **dict.fromkeys(FLOORS, "check_ops")}
+#: The floors are plain Python on the same keys, not sessionkit: references, never targets
+#: against the seed. The seed has no floor of its own, so its call stands beside each.
+FLOORS = {
+    "check floor: bare dict lookup": "check_ops",
+    "check floor: one awaited coroutine": "check_ops",
+    "restart floor: one awaited coroutine": "restart_ops",
+}
+SEED_FIELDS = {**FIELDS, **FLOORS}
 FLOOR_NOTE = (
-    "Check floor rows: plain Python on the same keys over a dict of the benchmark's own, not"
-    " sessionkit; beside them the seed's check, and the ratio floor / seed (references, not targets)."
+    "Floor rows: plain Python on the same keys over a dict of the benchmark's own, not"
+    " sessionkit; beside them the seed's check or restart, and the ratio floor / seed"
+    " (references, not targets)."
+)
+#: Issue 9's aim: sessionkit's hot path close to plain Python doing the same work in one
+#: awaited coroutine. (figure, its floor, the least ratio figure / floor aimed at)
+FLOOR_TARGETS = (
+    ("check", "check floor: one awaited coroutine", 0.8),
+    ("restart timer", "restart floor: one awaited coroutine", 0.8),
 )
 UNITS = {name: unit for name, unit, _ in FIGURES}
 
@@ -308,16 +321,48 @@ def target_rows(plan: Plan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def floor_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """sessionkit's check and restart against their floors, at each size: figure / floor."""
+    by = {(r["figure"], r["sessions"]): r["sessionkit"] for r in rows}
+    out = []
+    for figure, floor, bound in FLOOR_TARGETS:
+        for (name, size), ours in by.items():
+            if name != figure:
+                continue
+            base = by.get((floor, size))
+            ratio = ours / base if ours is not None and base else None
+            out.append(
+                {
+                    "figure": figure,
+                    "floor": floor,
+                    "sessions": size,
+                    "ratio": ratio,
+                    "target": bound,
+                    "met": None if ratio is None else ratio >= bound,
+                }
+            )
+    return out
+
+
+def floor_line(f: dict[str, Any]) -> str:
+    ratio = "-" if f["ratio"] is None else f"{f['ratio']:.2f}"
+    met = {True: "met", False: "NOT MET", None: "not measured"}[f["met"]]
+    return (
+        f"{f['figure']:<14} at {f['sessions']:>9,} sessions: {ratio:>5} of its floor"
+        f" ({f['floor']}; aim >= {f['target']:g}x) {met}"
+    )
+
+
 def print_tables(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> None:
     say("")
-    say(f"{'figure':<42} {'sessions':>10} {'sessionkit':>14} {'seed':>22} {'ratio':>7}")
+    say(f"{'figure':<46} {'sessions':>10} {'sessionkit':>14} {'seed':>22} {'ratio':>7}")
     for r in rows:
         unit = r["unit"]
         seed = r["seed_note"] or fmt(r["seed"], unit)
         ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
         name = f"{r['figure']} ({unit})"
         ours = fmt(r["sessionkit"], unit)
-        say(f"{name:<42} {r['sessions']:>10,} {ours:>14} {seed:>22} {ratio:>7}")
+        say(f"{name:<46} {r['sessions']:>10,} {ours:>14} {seed:>22} {ratio:>7}")
     say(FLOOR_NOTE)
     say("")
     say("targets (ratio = sessionkit / seed)")
@@ -330,6 +375,10 @@ def print_tables(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> N
             f"  {t['figure']:<28} {at:<26} sessionkit {fmt(t['sessionkit'], unit):>12}"
             f"  ratio {ratio:>5}  target {t['target']:<18} {met}"
         )
+    say("")
+    say("against plain Python doing the same work (ratio = sessionkit / floor, in this run)")
+    for f in floor_rows(rows):
+        say(f"  {floor_line(f)}")
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -349,7 +398,8 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {'-' if r['ratio'] is None else format(r['ratio'], '.2f')} "
             f"| {'' if target is None else target['target']} | {met} |"
         )
-    lines += ["", FLOOR_NOTE]
+    lines += ["", FLOOR_NOTE, ""]
+    lines += [f"- {floor_line(f)}" for f in report["floors"]]
     redis = report["redis"]
     if redis.get("measured"):
         lines += ["", "| RedisStore figure | sessionkit | raw redis-py | ratio | target | met? |"]
@@ -434,6 +484,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "plan": plan.__dict__,
         "rows": rows,
         "targets": targets,
+        "floors": floor_rows(rows),
         "redis": redis,
         "elapsed_s": time.perf_counter() - started,
     }

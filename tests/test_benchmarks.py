@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.redis_side import figure_names
-from benchmarks.run import FIGURES, TARGETS
+from benchmarks.run import FIGURES, FLOOR_TARGETS, TARGETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +28,9 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert f"{name} ({unit})" in done.stdout, name
     for target in TARGETS:
         assert target.text in done.stdout, target.figure
+    for figure, floor, _ in FLOOR_TARGETS:  # check and restart as ratios of their floors
+        lines = [line for line in done.stdout.splitlines() if f"of its floor ({floor}" in line]
+        assert [line.split()[0] for line in lines] == [figure.split()[0]], done.stdout
     for name in figure_names():
         assert name in done.stdout, name
     if shutil.which("node") is None:

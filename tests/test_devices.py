@@ -17,7 +17,8 @@ from sessionkit import (
     SessionStore,
 )
 from sessionkit.keys import hash_key
-from tests.test_manager import Recorder, snapshot
+from tests.recorder import Recorder
+from tests.test_manager import snapshot
 
 PHONE = ClientInfo(ip="192.0.2.7", user_agent="Mozilla/5.0 (Android 14; Mobile)")
 LAPTOP = ClientInfo(ip="2001:db8::1", user_agent="Mozilla/5.0 (X11; Linux x86_64)")

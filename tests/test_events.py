@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 
 import anyio
 import pytest
 
 from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
-from tests.vtime import manager, virtual_time
+from sessionkit.keys import hash_key
+from tests.clock import LATE, LoopClockStore, manager
 
 
 def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
@@ -126,7 +129,7 @@ async def test_a_failing_error_handler_is_logged_without_looping(
     await sm.aclose()
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
     async with manager(timeout=10) as sm:
         errors: list[BaseException | None] = []
@@ -144,7 +147,7 @@ async def test_timer_driven_handler_failures_do_not_stop_expiry() -> None:
         assert all(isinstance(e, KeyError) for e in errors)
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
     sm = manager(timeout=10)
     done: list[str] = []
@@ -163,15 +166,28 @@ async def test_aclose_waits_for_running_handlers_then_cancels_timers() -> None:
     assert done == ["expires"]
     current = asyncio.current_task()
     assert [t for t in asyncio.all_tasks() if t is not current] == []
-    running = asyncio.get_running_loop()
-    live_handles = [h for h in running._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-    assert live_handles == []
-    # Sessions outlive a closed manager; using it again re-arms their timers.
-    assert await sm.count_sessions() == 3
+    # No timer is left on the loop: nothing there holds the closed manager any more.
+    closed = weakref.ref(sm)
+    del sm
+    gc.collect()
+    assert closed() is None
+
+
+@pytest.mark.looptime
+async def test_sessions_outlive_a_closed_manager_and_are_rearmed_when_it_is_used_again() -> None:
+    store = LoopClockStore()
+    sm = SessionManager(timeout=10, store=store)
     expired: list[str] = []
-    sm.off("session_expired", slow)
     sm.on("session_expired", lambda e: expired.append(e.username or ""))
-    await asyncio.sleep(1000)
+    for i in range(3):
+        await sm.load_new_session(f"lives{i}", timeout=1000)
+    await sm.aclose()
+    assert await store.count() == 3  # asked of the store: a manager call would bind it again
+    await asyncio.sleep(2000)  # past every deadline, and the closed manager claims nothing
+    assert store.claims == []
+    assert expired == []
+    assert await sm.count_sessions() == 0  # the store judges them past their deadlines
+    await asyncio.sleep(1)  # their timers, armed again, end them at once
     assert sorted(expired) == ["lives0", "lives1", "lives2"]
     await sm.aclose()
 
@@ -248,9 +264,64 @@ async def test_aclose_stops_a_sweep_that_had_not_started_yet(first_use: str) -> 
     assert [t for t in asyncio.all_tasks() if t is not current] == []
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_a_sweeping_store_is_swept_every_interval_until_close() -> None:
     store = SweptStore()
     async with SessionManager(store=store):
         await asyncio.sleep(150)
     assert store.sweeps == 3  # at 0, 60 and 120 seconds
+
+
+class RecordingBridge:
+    """A socket bridge of the test's own (what ``sessionkit.socketio`` attaches), noting every
+    call the manager makes to it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[tuple[object, ...]] = []
+
+    async def logout(self, key_hash: str, reason: str) -> None:
+        self.calls.append(("logout", key_hash, reason))
+        if self.fail:
+            raise ConnectionError("the push transport is down")
+
+    async def expiring(self, key_hash: str, remaining: float) -> None:
+        self.calls.append(("expiring", key_hash, remaining))
+
+    async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
+        self.calls.append(("rotated", old_hash, new_hash, new_key))
+
+
+@pytest.mark.looptime
+async def test_an_attached_bridge_gets_rotations_logouts_and_warnings() -> None:
+    async with manager(timeout=100, warn_before=20) as sm:
+        bridge, server = RecordingBridge(), object()
+        sm.attach_socket_bridge(server, bridge)
+        assert sm.get_socket_reference() is server
+        key = await sm.load_new_session("Luca")
+        fresh = await sm.rotate_session_key(key)
+        assert await sm.send_logout_message(fresh) is True  # a server is attached
+        await asyncio.sleep(101)  # warned at t=80, expired at t=100
+        assert await sm.count_sessions() == 0
+    assert bridge.calls == [
+        ("rotated", hash_key(key), hash_key(fresh), fresh),
+        ("logout", hash_key(fresh), "logout"),
+        ("expiring", hash_key(fresh), pytest.approx(20, abs=LATE)),
+        ("logout", hash_key(fresh), "expired"),
+    ]
+
+
+async def test_a_failing_bridge_is_an_error_event_and_the_ending_goes_on() -> None:
+    async with SessionManager() as sm:
+        bridge = RecordingBridge(fail=True)
+        sm.attach_socket_bridge(object(), bridge)
+        errors: list[BaseException | None] = []
+        ended: list[str | None] = []
+        sm.on("error", lambda e: errors.append(e.error))
+        sm.on("session_deleted", lambda e: ended.append(e.reason))
+        keys = [await sm.load_new_session(name) for name in ("Luca", "Fabio")]
+        assert await sm.delete_all_sessions() == 2
+        assert ended == ["delete_all", "delete_all"]
+        assert [call[1] for call in bridge.calls] == [hash_key(k) for k in keys]
+        assert [type(e) for e in errors] == [ConnectionError, ConnectionError]
+        assert await sm.count_sessions() == 0

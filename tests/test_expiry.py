@@ -1,41 +1,24 @@
-"""Expiry on a virtual clock: idle and absolute deadlines, restarts, warnings, lateness and
-races, each session ending exactly once."""
+"""Expiry: idle and absolute deadlines, restarts, warnings, lateness and races, each session
+ending exactly once. On looptime's virtual clock, but for the tests of a loop that is late
+(``@late_loop``, see tests/clock.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from itertools import pairwise
 
 import pytest
 
-from sessionkit import EVENTS, SessionEvent, SessionManager, SessionNotFound
-from sessionkit._timers import RESOLUTION
-from tests.vtime import loop, manager, virtual_time
-
-LATE = RESOLUTION + 0.001  # the most a deadline may fire after its time on an idle loop
+from sessionkit import SessionEvent, SessionManager, SessionNotFound
+from tests.clock import LATE, LoopClockStore, jump, late_loop, manager
+from tests.recorder import Recorder
 
 
-class Log:
-    """Records (time since start, event name, username, reason) for every session event."""
-
-    NAMES = tuple(name for name in EVENTS if name != "error")
-
-    def __init__(self, sm: SessionManager) -> None:
-        self.start = loop().time()
-        self.rows: list[tuple[float, str, str | None, str | None]] = []
-        for name in self.NAMES:
-            sm.on(name, self.record)
-
-    def record(self, event: SessionEvent) -> None:
-        self.rows.append((loop().time() - self.start, event.name, event.username, event.reason))
-
-    def of(self, name: str) -> list[tuple[float, str | None, str | None]]:
-        return [(t, user, reason) for t, n, user, reason in self.rows if n == name]
-
-
-@virtual_time
+@pytest.mark.looptime
 async def test_idle_expiry_fires_once_at_the_deadline() -> None:
     async with manager(timeout=3000) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         key = await sm.load_new_session("Luca")
         await asyncio.sleep(2999.9)
         assert await sm.check_session_status(key)
@@ -44,7 +27,7 @@ async def test_idle_expiry_fires_once_at_the_deadline() -> None:
         [(when, user, reason)] = log.of("session_expired")
         assert 3000 <= when <= 3000 + LATE
         assert (user, reason) == ("Luca", "expired")
-        assert [n for _, n, _, _ in log.rows] == [
+        assert log.names() == [
             "session_created",
             "session_deleted",
             "session_expired",
@@ -54,10 +37,10 @@ async def test_idle_expiry_fires_once_at_the_deadline() -> None:
         assert len(log.of("session_deleted")) == 1
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_restart_extends_the_session() -> None:
     async with manager(timeout=100) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         key = await sm.load_new_session("Luca")
         for _ in range(5):
             await asyncio.sleep(60)
@@ -71,10 +54,10 @@ async def test_restart_extends_the_session() -> None:
         assert 400 <= when <= 400 + LATE
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_new_timeout_applies_only_to_later_sessions_and_restarts() -> None:
     async with manager(timeout=1000) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         old = await sm.load_new_session("old")
         restarted = await sm.load_new_session("restarted")
         sm.set_session_timeout(10)
@@ -89,10 +72,10 @@ async def test_new_timeout_applies_only_to_later_sessions_and_restarts() -> None
         assert [user for _, user, _ in log.of("session_expired")][-1] == "old"
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_absolute_timeout_caps_an_active_session() -> None:
     async with manager(timeout=100, absolute_timeout=250) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         key = await sm.load_new_session("Luca")
         for _ in range(10):
             await asyncio.sleep(30)
@@ -104,10 +87,10 @@ async def test_absolute_timeout_caps_an_active_session() -> None:
         assert log.of("session_deleted")[0][2] == "absolute_timeout"
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_warn_before_fires_once_per_idle_deadline() -> None:
     async with manager(timeout=100, warn_before=20) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         key = await sm.load_new_session("Luca")
         await asyncio.sleep(90)  # warned at t=80
         await sm.restart_session_timer(key)  # new deadline t=190, next warning t=170
@@ -120,23 +103,23 @@ async def test_warn_before_fires_once_per_idle_deadline() -> None:
         assert 190 <= when <= 190 + LATE
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_no_warning_for_an_absolute_deadline() -> None:
     async with manager(timeout=100, absolute_timeout=50, warn_before=20) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         await sm.load_new_session("Luca")
         await asyncio.sleep(60)
         assert log.of("session_expiring") == []
         assert [r for _, _, r in log.of("session_expired")] == ["absolute_timeout"]
 
 
-@virtual_time
+@late_loop
 async def test_a_late_loop_never_reports_an_expired_session_live() -> None:
     async with manager(timeout=10) as sm:
-        log = Log(sm)
+        log = Recorder(sm)
         key = await sm.load_new_session("Luca")
         other = await sm.load_new_session("Fabio", timeout=1000)
-        loop().jump(10.001)  # the loop was blocked past the deadline: no timer has run
+        jump(10.001)  # the loop was blocked past the deadline: no timer has run
         assert not await sm.check_session_status(key)
         assert await sm.get_username_from_session_key(key) is None
         assert await sm.get_logged_users() == ["Fabio"]
@@ -147,50 +130,39 @@ async def test_a_late_loop_never_reports_an_expired_session_live() -> None:
                 await call
         assert await sm.delete_session(key) is False
         assert await sm.check_session_status(other)
+        assert log.of("session_deleted") == []  # the loop has not caught up yet
         # The timer catches up, and the session ends once, as an expiry.
-        await asyncio.sleep(1)
-        assert [(u, r) for _, u, r in log.of("session_deleted")] == [("Luca", "expired")]
+        await log.wait_for("session_expired")
+    assert [(u, r) for _, u, r in log.of("session_deleted")] == [("Luca", "expired")]
 
 
-async def _race(op: str, before_deadline: bool) -> tuple[Log, str, object]:
-    sm = manager(timeout=10)
-    log = Log(sm)
-    key = await sm.load_new_session("Luca")
-    if before_deadline:
-        await asyncio.sleep(9.9999)  # the op lands in the last moment before the deadline
-    else:
-        loop().jump(10 + 2 * RESOLUTION)  # the timer is due, and has not run yet
-    result: object
+OPS = ["delete", "restart", "rotate"]
+
+
+async def _op(sm: SessionManager, op: str, key: str) -> object:
     try:
         if op == "delete":
-            result = await sm.delete_session(key)
-        elif op == "restart":
-            result = await sm.restart_session_timer(key)
-        else:
-            result = await sm.rotate_session_key(key)
+            return await sm.delete_session(key)
+        if op == "restart":
+            return await sm.restart_session_timer(key)
+        return await sm.rotate_session_key(key)
     except SessionNotFound as exc:
-        result = exc
-    await asyncio.sleep(100)
-    await sm.aclose()
-    return log, key, result
+        return exc
 
 
-@pytest.mark.parametrize("before_deadline", [True, False], ids=["op-first", "timer-first"])
-@pytest.mark.parametrize("op", ["delete", "restart", "rotate"])
-@virtual_time
-async def test_each_session_ends_exactly_once_when_ops_race_expiry(
-    op: str, before_deadline: bool
-) -> None:
-    log, _, result = await _race(op, before_deadline)
+@pytest.mark.parametrize("op", OPS)
+@pytest.mark.looptime
+async def test_an_op_in_the_last_moment_before_the_deadline_wins(op: str) -> None:
+    async with manager(timeout=10) as sm:
+        log = Recorder(sm)
+        key = await sm.load_new_session("Luca")
+        await asyncio.sleep(9.9999)  # the op lands in the last moment before the deadline
+        result = await _op(sm, op, key)
+        await asyncio.sleep(100)
     ended = log.of("session_deleted")
-    assert len(ended) == 1, log.rows
+    assert len(ended) == 1, log.events
     expired = log.of("session_expired")
-    if not before_deadline:
-        # Past its deadline the session is not live: the op fails, the timer ends it.
-        assert result is False or isinstance(result, SessionNotFound)
-        assert [r for _, _, r in ended] == ["expired"]
-        assert len(expired) == 1
-    elif op == "delete":
+    if op == "delete":
         assert result is True
         assert [r for _, _, r in ended] == ["logout"]
         assert expired == []
@@ -207,12 +179,33 @@ async def test_each_session_ends_exactly_once_when_ops_race_expiry(
         assert len(log.of("session_rotated")) == 1
 
 
-@virtual_time
+@pytest.mark.parametrize("op", OPS)
+@late_loop
+async def test_a_due_timer_wins_over_an_op_that_comes_late(op: str) -> None:
+    async with manager(timeout=10) as sm:
+        log = Recorder(sm)
+        key = await sm.load_new_session("Luca")
+        jump(10 + 2 * LATE)  # the timer is due, and has not run yet
+        result = await _op(sm, op, key)
+        # Past its deadline the session is not live: the op fails, the timer ends it.
+        assert result is False or isinstance(result, SessionNotFound)
+        await log.wait_for("session_expired")
+        jump(100)  # whatever else was armed is due now too, and runs before the close
+        await asyncio.sleep(0.05)
+    assert [r for _, _, r in log.of("session_deleted")] == ["expired"]
+    assert len(log.of("session_expired")) == 1
+    assert log.of("session_rotated") == []
+
+
+@pytest.mark.looptime
 async def test_sessions_ended_early_leave_no_timer_behind() -> None:
     # A logout or a rotation leaves the old key in its timer bucket; when the bucket fires the
-    # store reports it gone, and nothing is left armed or reported twice.
-    async with manager(timeout=60) as sm:
-        log = Log(sm)
+    # store reports it gone, and nothing is left armed or reported twice: after the one round
+    # of claims at the deadline, the timers never ask the store anything again.
+    store = LoopClockStore()
+    async with SessionManager(timeout=60, store=store) as sm:
+        log = Recorder(sm)
+        start = asyncio.get_running_loop().time()
         keys = [await sm.load_new_session(f"user{i}") for i in range(1000)]
         for key in keys[:500]:
             await sm.delete_session(key)
@@ -221,39 +214,47 @@ async def test_sessions_ended_early_leave_no_timer_behind() -> None:
         await asyncio.sleep(61)
         assert len(log.of("session_deleted")) == 1000
         assert len(log.of("session_expired")) == 500
-        armed = [h for h in loop()._scheduled if not h.cancelled()]  # type: ignore[attr-defined]
-        assert armed == []
         assert await sm.count_sessions() == 0
+        asked = {key for _, batch in store.claims for key in batch}
+        assert len(asked) == 1500  # every key ever armed, old and rotated
+        assert all(60 <= at - start <= 60 + LATE for at, _ in store.claims)
+        claims = len(store.claims)
+        await asyncio.sleep(10 * 60)  # ten timeouts: a timer left armed would have fired
+        assert len(store.claims) == claims
+        assert len(log.of("session_deleted")) == 1000
 
 
-@virtual_time
-async def test_a_burst_of_expiries_is_handled_in_slices() -> None:
-    # 20,000 sessions due in the same tick: the loop must get control back while they end.
-    count = 20_000
+@late_loop
+async def test_a_burst_of_expiries_leaves_the_loop_to_others_between_endings() -> None:
+    # 100 sessions due at once, each ending costing a millisecond of CPU in its handler: the
+    # manager hands the loop back every few milliseconds (a time slice), so another task runs
+    # between endings, not once after all of them. The CPU time is real: on a virtual clock
+    # no time would pass while the handlers run.
+    count = 100
     async with manager(timeout=60) as sm:
-        ended = 0
-        progress_seen: list[int] = []
+        log = Recorder(sm, "session_deleted")
 
-        def on_deleted(event: SessionEvent) -> None:
-            nonlocal ended
-            ended += 1
-            if ended % 7 == 0:  # some real work per event, so slices fill up
-                sum(range(300))
+        def busy(event: SessionEvent) -> None:
+            until = time.perf_counter() + 0.001
+            while time.perf_counter() < until:
+                pass
 
-        sm.on("session_deleted", on_deleted)
+        sm.on("session_deleted", busy)
         for i in range(count):
             await sm.load_new_session(f"user{i}")
+        turns: list[int] = []  # how many sessions had ended each time the other task ran
 
-        async def probe() -> None:
-            while ended < count:
-                progress_seen.append(ended)
+        async def other_task() -> None:
+            while len(log.events) < count:
+                turns.append(len(log.events))
                 await asyncio.sleep(0)
 
-        await asyncio.sleep(59.9)
-        loop().jump(1)  # every deadline is due at once; a probe task competes for the loop
-        prober = asyncio.create_task(probe())
-        await prober
-        assert ended == count
-        assert await sm.count_sessions() == 0
-        # The probe ran while the burst was being worked off, not only before and after it.
-        assert any(0 < n < count for n in progress_seen)
+        jump(61)  # every deadline is due at once
+        other = asyncio.create_task(other_task())
+        await log.wait_for("session_deleted", count, within=30)
+        await other
+    assert await sm.count_sessions() == 0
+    # The other task ran while the burst was being worked off, every few endings.
+    assert any(0 < n < count for n in turns), turns
+    longest = max(b - a for a, b in pairwise([*turns, count]))
+    assert longest <= 25, f"{longest} endings in a row without a turn for the other task"

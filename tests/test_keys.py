@@ -12,7 +12,7 @@ import pytest
 
 from sessionkit import SessionError, SessionEvent
 from sessionkit.keys import KEY_LENGTH, hash_key, is_key_like, new_key, short_hash
-from tests.vtime import manager, virtual_time
+from tests.clock import manager
 
 
 def test_ten_thousand_keys_are_unique_url_safe_and_long() -> None:
@@ -49,7 +49,7 @@ def test_hashes() -> None:
     assert is_key_like("x" * 256)
 
 
-@virtual_time
+@pytest.mark.looptime
 async def test_no_raw_key_in_any_log_record_or_exception_message() -> None:
     records: list[logging.LogRecord] = []
 

