@@ -89,8 +89,6 @@ class Pipeline:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *self._closing, return_exceptions=True)
-        for link in links:
-            await link.conn.disconnect()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -133,16 +131,13 @@ class Pipeline:
                 self._fail_queue(exc)
 
     async def _connect(self) -> _Link:
+        # A connection borrowed from the client's own pool for as long as it serves: closing
+        # the client (its pool) closes it too, so it lives no longer than the client.
+        # Bounded: a server that accepts the connection and never answers the handshake would
+        # otherwise hold the writer, and every later call, for good.
         pool = self._client.connection_pool
-        conn: AbstractConnection = pool.make_connection()  # type: ignore[no-untyped-call]
-        try:
-            # Bounded: a server that accepts the connection and never answers the handshake
-            # would otherwise hold the writer, and every later call, for good.
-            async with asyncio.timeout(self._timeout):
-                await conn.connect()  # type: ignore[no-untyped-call]
-        except BaseException:
-            await conn.disconnect(nowait=True)
-            raise
+        async with asyncio.timeout(self._timeout):
+            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         loop = asyncio.get_running_loop()
         link = self._link = _Link(conn, loop.time())
         link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
@@ -217,9 +212,14 @@ class Pipeline:
         link.sent.clear()
         if link.reader is not None and link.reader is not asyncio.current_task():
             link.reader.cancel()
-        task = asyncio.get_running_loop().create_task(link.conn.disconnect(nowait=True))
+        task = asyncio.get_running_loop().create_task(self._give_back(link.conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _give_back(self, conn: AbstractConnection) -> None:
+        # Closed, then returned to the pool, which opens it afresh if it is used again.
+        await conn.disconnect(nowait=True)
+        await self._client.connection_pool.release(conn)
 
     def _fail_queue(self, error: BaseException) -> None:
         queue, self._queue = self._queue, []
