@@ -264,7 +264,7 @@ async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]
     await asyncio.sleep(1.1)
     assert await owner.check(keys[0]) is None
     ttl = await clients[0].pttl(f"{prefix}s:{hash_key(keys[0])}")
-    assert 0 < ttl <= 3600 * 1000
+    assert 0 < ttl <= (3600 + 1.0) * 1000  # the retention, plus at most one timeout of lag
     assert await other.sweep() == []  # owners' timers get up to a second first
     await asyncio.sleep(1.0)
     swept = await other.sweep()
@@ -300,3 +300,31 @@ async def test_keys_are_hashed_and_every_key_has_a_ttl(
         looked_at = await assert_clean(redis_client, raw)
         assert looked_at >= 6  # 3 sessions, the user index, the creation and deadline indexes
         await sm.delete_all_sessions()
+
+
+async def test_a_restart_between_index_moves_is_still_counted_listed_and_not_swept(
+    clients: tuple[Redis, Redis],
+) -> None:
+    """A restart moves the deadline index only once the indexed deadline is less than half a
+    timeout away: in between, the index lags the session's own deadline. Past the indexed
+    deadline, such a session is still live for every call: counted, listed, never swept."""
+    prefix = fresh_prefix()
+    store, other = RedisStore(clients[0], prefix=prefix), RedisStore(clients[1], prefix=prefix)
+    key = await _create(store, "lagging", idle=2.0)
+    await asyncio.sleep(0.4)
+    assert await store.touch(key, 2.0) is not None  # 1.6 s to the indexed deadline: left as is
+    indexed = await clients[0].zscore(f"{prefix}d", hash_key(key))
+    await asyncio.sleep(1.7)  # past the indexed deadline, before the session's own (2.4 s)
+    record = await store.get(key)
+    assert record is not None and indexed is not None
+    assert indexed < record.expires_at * 1e6  # the index lags the session's deadline
+    assert await store.check(key) is not None
+    assert await other.usernames() == ["lagging"]
+    assert await other.count() == 1  # counted though its index says it is past
+    assert await other.sweep() == []  # found past its index, but live: brought up to date
+    moved = await clients[0].zscore(f"{prefix}d", hash_key(key))
+    assert moved is not None and moved > indexed
+    await asyncio.sleep(0.9)  # now past its own deadline too
+    assert await other.count() == 0
+    claimed, _ = await store.claim_expired([key])
+    assert [r.key_hash for r in claimed] == [hash_key(key)]

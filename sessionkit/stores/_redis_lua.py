@@ -21,8 +21,9 @@ Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key)
 - ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
 - ``P o:<op>``: the outcome of one operation (JSON), or ``stopped`` / ``settled``.
 
-Every key carries a TTL: a session's hash lives until its deadline plus the retention, and an
-index at least as long as the longest-lived member it was last given. Indexes may hold members
+Every key carries a TTL: a session's hash lives until its deadline plus the retention (at least:
+its TTL moves with the indexed deadline, plus a timeout), and an index at least as long as the
+longest-lived member it was last given. Indexes may hold members
 whose hash has already gone (a retention lapsed with no manager running); scripts skip those
 and drop them where they meet them.
 
@@ -52,14 +53,21 @@ __all__ = (
 )
 
 # Lua 5.1's tostring() keeps 14 digits; microsecond timestamps need 16, hence fmt().
-_PRELUDE = """
+# What every script starts with. The hot scripts (CHECK, TOUCH) need no more: each function
+# defined below is a closure made again on every run of a script that includes it.
+_CORE = """
 local P = ARGV[1]
 local RETAIN = tonumber(ARGV[2])
 local OUTCOME_MS = 600000
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local function fmt(n) return string.format('%.0f', n) end
+"""
+
+_PRELUDE = (
+    _CORE
+    + """
 local D = P .. 'd'
-local C = P .. 'c'
 local function fmt(n) return string.format('%.0f', n) end
 local function skey(h) return P .. 's:' .. h end
 local function ukey(u) return P .. 'u:' .. u end
@@ -85,10 +93,10 @@ end
 local function drop(h, f)
   redis.call('DEL', skey(h))
   redis.call('ZREM', D, h)
-  redis.call('ZREM', C, h)
   redis.call('ZREM', ukey(f.u), h)
 end
 """
+)
 
 # The tail of a script that runs once per operation id (ARGV[3]): its body is the function run.
 _ONCE = """
@@ -100,13 +108,16 @@ if prior then
   return false
 end
 local out = run()
-redis.call('SET', OK, cjson.encode({out}), 'PX', OUTCOME_MS)
+if KEEP(out) then redis.call('SET', OK, cjson.encode({out}), 'PX', OUTCOME_MS) end
 return out
 """
 
 
-def _once(body: str) -> str:
-    return _PRELUDE + "local function run()\n" + body + _ONCE
+def _once(body: str, *, keep: str = "true") -> str:
+    # ``keep``: a Lua expression on ``out``, whether to keep the outcome (a script whose
+    # outcome can be told again from the data itself need not keep it).
+    keeper = f"local function KEEP(out) return {keep} end\n"
+    return _PRELUDE + keeper + "local function run()\n" + body + _ONCE
 
 
 # ARGV[4...]: h, username, timeout_us, fixed ('1'/'0'), absolute_us or '', max_per_user or '',
@@ -115,6 +126,9 @@ def _once(body: str) -> str:
 CREATE = _once(
     """
 local h, user, timeout = ARGV[4], ARGV[5], tonumber(ARGV[6])
+-- Sent again after it ran (a retry): the key is fresh, so its session tells it ran; an
+-- outcome with evictions was kept and answered above.
+if redis.call('EXISTS', skey(h)) == 1 then return {} end
 local U = ukey(user)
 local evicted = {}
 if ARGV[9] ~= '' then
@@ -144,6 +158,8 @@ if ARGV[8] ~= '' then
 end
 fields[#fields + 1] = 'd'
 fields[#fields + 1] = fmt(deadline)
+fields[#fields + 1] = 'k'
+fields[#fields + 1] = fmt(deadline)
 if ARGV[7] == '1' then
   fields[#fields + 1] = 't'
   fields[#fields + 1] = fmt(timeout)
@@ -158,47 +174,66 @@ if ARGV[12] ~= '' then
 end
 local S = skey(h)
 redis.call('HSET', S, unpack(fields))
-local ttl = ttl_for(deadline)
+local ttl = ttl_for(deadline + timeout)
 redis.call('PEXPIRE', S, ttl)
 redis.call('ZADD', U, fmt(now), h)
 keep(U, ttl)
 redis.call('ZADD', D, fmt(deadline), h)
 keep(D, ttl)
-redis.call('ZADD', C, fmt(now), h)
-keep(C, ttl)
 return evicted
-"""
+""",
+    keep="type(out) == 'table' and #out > 0",
 )
 
 # ARGV[4...]: h. Returns microseconds left, or nil.
 CHECK = (
-    _PRELUDE
+    _CORE
     + """
-local d = redis.call('HGET', skey(ARGV[4]), 'd')
+local d = redis.call('HGET', P .. 's:' .. ARGV[4], 'd')
 if not d or tonumber(d) <= now then return false end
 return fmt(tonumber(d) - now)
 """
 )
 
-# ARGV[4...]: h, timeout_us, and '1' to read the session back. Returns microseconds left until the new
-# deadline (or the record, when asked), or nil.
+# ARGV[4...]: h, timeout_us, and '1' to read the session back. Returns microseconds left until the
+# new deadline (or the record, when asked), or nil. The hot path: the index and the TTLs move
+# only when the indexed deadline ('k') is less than half a timeout away.
 TOUCH = (
-    _PRELUDE
+    _CORE
     + """
 local h = ARGV[4]
-local S = skey(h)
-local f = redis.call('HMGET', S, 'd', 'a', 't', 'u')
-if not f[1] or tonumber(f[1]) <= now then return false end
-local deadline = now + tonumber(f[3] or ARGV[5])
-if f[2] and tonumber(f[2]) < deadline then deadline = tonumber(f[2]) end
-redis.call('HSET', S, 'l', fmt(now), 'd', fmt(deadline))
-local ttl = ttl_for(deadline)
-redis.call('PEXPIRE', S, ttl)
-redis.call('ZADD', D, fmt(deadline), h)
-keep(D, ttl)
-keep(C, ttl)
-keep(ukey(f[4]), ttl)
-if ARGV[6] == '1' then return record(h, load(h)) end
+local S = P .. 's:' .. h
+local f
+if ARGV[6] == '1' then
+  local raw = redis.call('HGETALL', S)
+  if #raw > 0 then
+    f = {}
+    for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  end
+else
+  local v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u')
+  if v[1] then f = {d = v[1], a = v[2], t = v[3], k = v[4], u = v[5]} end
+end
+if f == nil or tonumber(f.d) <= now then return false end
+local timeout = tonumber(f.t or ARGV[5])
+local deadline = now + timeout
+if f.a and tonumber(f.a) < deadline then deadline = tonumber(f.a) end
+local d, l = fmt(deadline), fmt(now)
+if tonumber(f.k or 0) - now < timeout / 2 then
+  redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
+  local D = P .. 'd'
+  redis.call('ZADD', D, d, h)
+  local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
+  redis.call('PEXPIRE', S, ttl)
+  for _, key in ipairs({D, P .. 'u:' .. f.u}) do
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  end
+else
+  redis.call('HSET', S, 'l', l, 'd', d)
+end
+if ARGV[6] == '1' then
+  return {h, f.u, f.c, l, d, f.a or false, f.x or false, fmt(deadline - now), f.i or false}
+end
 return fmt(deadline - now)
 """
 )
@@ -251,9 +286,7 @@ redis.call('RENAME', skey(h), skey(nh))
 local U = ukey(f.u)
 redis.call('ZADD', U, f.c, nh)
 redis.call('ZREM', U, h)
-redis.call('ZADD', C, f.c, nh)
-redis.call('ZREM', C, h)
-redis.call('ZADD', D, f.d, nh)
+redis.call('ZADD', D, f.k or f.d, nh)
 redis.call('ZREM', D, h)
 return record(nh, f)
 """
@@ -293,24 +326,25 @@ for _, h in ipairs(due) do
   local f = load(h)
   if f == nil then
     redis.call('ZREM', D, h)
-    redis.call('ZREM', C, h)
   elseif tonumber(f.d) <= now then
     claimed[#claimed + 1] = record(h, f)
     drop(h, f)
-  else
+  else  -- restarted since the index last moved: bring it up to date
     redis.call('ZADD', D, f.d, h)
+    redis.call('HSET', skey(h), 'k', f.d)
   end
 end
 return claimed
 """
 )
 
-# A listing walks the creation index by score, from a cursor (score, member) past which it has
-# read, not by offset: members that other managers remove meanwhile shift no page. Members
-# sharing the cursor's score sort by member, so those up to the cursor's are skipped.
+# A listing walks the deadline index by score, from a cursor (score, member) past which it has
+# read, not by offset: members that other managers remove meanwhile shift no page, and a member
+# whose score moves (a restart, a sweep) only moves later, still ahead. Members sharing the
+# cursor's score sort by member, so those up to the cursor's are skipped.
 _PAGE = """
-local function page(cscore, cmember, count, upto)
-  local rows = redis.call('ZRANGEBYSCORE', C, cscore, upto, 'WITHSCORES', 'LIMIT', 0, count)
+local function page(cscore, cmember, count)
+  local rows = redis.call('ZRANGEBYSCORE', D, cscore, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
   local out = {}
   for i = 1, #rows, 2 do
     if not (rows[i + 1] == cscore and rows[i] <= cmember) then out[#out + 1] = rows[i] end
@@ -321,27 +355,41 @@ local function page(cscore, cmember, count, upto)
 end
 """
 
-# ARGV[4...]: cursor score ('-inf' to begin), cursor member, count. Returns {usernames of the
-# live sessions in the page, how many members the page read, the next cursor score, member}.
+# ARGV[4...]: cursor score ('-inf' to begin), cursor member, count. Returns {the creation time
+# and username of each live session in the page (flat), how many members the page read, the
+# next cursor score, member}.
 USERNAMES = (
     _PRELUDE
     + _PAGE
     + """
-local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]), '+inf')
+local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]))
 local names = {}
 for _, h in ipairs(members) do
-  local f = redis.call('HMGET', skey(h), 'd', 'u')
-  if f[1] and tonumber(f[1]) > now then names[#names + 1] = f[2] end
+  local f = redis.call('HMGET', skey(h), 'd', 'c', 'u')
+  if f[1] and tonumber(f[1]) > now then
+    names[#names + 1] = f[2]
+    names[#names + 1] = f[3]
+  end
 end
 return {names, n, cs, cm}
 """
 )
 
-# ARGV[4...]: (none). Returns the number of live sessions.
+# ARGV[4...]: (none). Returns the number of live sessions: those indexed past now, and those
+# whose index lags (restarted since it last moved) and are live, which it brings up to date.
 COUNT = (
     _PRELUDE
     + """
-return redis.call('ZCOUNT', D, '(' .. fmt(now), '+inf')
+local n = redis.call('ZCOUNT', D, '(' .. fmt(now), '+inf')
+for _, h in ipairs(redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now))) do
+  local d = redis.call('HGET', skey(h), 'd')
+  if d and tonumber(d) > now then
+    redis.call('ZADD', D, d, h)
+    redis.call('HSET', skey(h), 'k', d)
+    n = n + 1
+  end
+end
+return n
 """
 )
 
@@ -381,15 +429,14 @@ DELETE_ALL = _once(
     + """
 local upto = ARGV[7]
 if upto == '' then upto = fmt(now) end
-local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]), upto)
+local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]))
 local out = {}
 for _, h in ipairs(members) do
   local f = load(h)
-  if live(f) then
+  if live(f) and tonumber(f.c) <= tonumber(upto) then
     out[#out + 1] = record(h, f)
     drop(h, f)
   elseif f == nil then
-    redis.call('ZREM', C, h)
     redis.call('ZREM', D, h)
   end
 end
@@ -405,6 +452,14 @@ SETTLE = _once(
     """
 local LK = P .. 'o:' .. ARGV[4]
 local prior = redis.call('GET', LK)
+if not prior and ARGV[5] == 'create' then  -- a login keeps no outcome without evictions
+  local f = load(ARGV[6])
+  if f ~= nil then
+    drop(ARGV[6], f)
+    redis.call('SET', LK, 'settled', 'PX', OUTCOME_MS)
+    return {1, {}}
+  end
+end
 if not prior then
   redis.call('SET', LK, 'stopped', 'PX', OUTCOME_MS)
   return {0, {}}
@@ -425,9 +480,7 @@ elseif call == 'rotate' then
     local U = ukey(f.u)
     redis.call('ZADD', U, f.c, h)
     redis.call('ZREM', U, nh)
-    redis.call('ZADD', C, f.c, h)
-    redis.call('ZREM', C, nh)
-    redis.call('ZADD', D, f.d, h)
+    redis.call('ZADD', D, f.k or f.d, h)
     redis.call('ZREM', D, nh)
   end
   return {1, {}}

@@ -9,6 +9,7 @@ import secrets
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
@@ -441,13 +442,17 @@ class RedisStore(SessionStore):
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        names: list[str] = []
+        found: list[tuple[int, str]] = []
         score, member = "-inf", ""
         while True:
             batch, seen, score, member = await self._run("USERNAMES", score, member, _LIST_BATCH)
-            names.extend(_text(name) or "" for name in batch)
+            pairs = iter(batch)  # created, username, created, username...
+            found.extend(
+                (int(_text(c) or 0), _text(u) or "") for c, u in zip(pairs, pairs, strict=True)
+            )
             if seen < _LIST_BATCH:
-                return names
+                found.sort(key=itemgetter(0))  # the index is by deadline: oldest first here
+                return [name for _, name in found]
 
     async def user_sessions(self, username: str) -> list[SessionRecord]:
         """List a user's live sessions, oldest first, with ``key=None``.
@@ -481,6 +486,7 @@ class RedisStore(SessionStore):
                 )
                 ended.extend(self._ended(raws))
                 if seen < _LIST_BATCH:
+                    ended.sort(key=attrgetter("created_at"))
                     return ended
         except BaseException:
             if ended:  # cut off half-way: what it ended so far is reported by settle()
