@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import re
+from asyncio import get_running_loop
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from numbers import Real
@@ -23,7 +24,7 @@ from sessionkit.events import (
     check_event_name,
 )
 from sessionkit.exceptions import SessionNotFound, SessionRejected
-from sessionkit.keys import hash_key, is_key_like, new_key, short_hash
+from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like, new_key, short_hash
 from sessionkit.models import ClientInfo, SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
@@ -395,8 +396,16 @@ class SessionManager:
         :return: ``True``.
         :raises SessionNotFound: if ``key`` names no live session.
         """
-        loop = self._bind()
-        remaining = await self._store.touch(key, self._timeout) if is_key_like(key) else None
+        loop = get_running_loop()
+        if loop is not self._loop:
+            self._bind()
+        remaining = None
+        if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
+            store = self._store
+            if store.synchronous:
+                remaining = store.touch_sync(key, self._timeout)
+            else:
+                remaining = await store.touch(key, self._timeout)
         if remaining is None:
             raise _not_found(key)
         if self._exact:
@@ -471,9 +480,13 @@ class SessionManager:
         :return: ``True`` if live, else ``False``.
         :raises StoreUnavailable: if the store cannot be read (never a guess either way).
         """
-        self._bind()
-        if is_key_like(key) and await self._store.check(key) is not None:
-            return True
+        if get_running_loop() is not self._loop:
+            self._bind()
+        if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
+            store = self._store
+            left = store.check_sync(key) if store.synchronous else await store.check(key)
+            if left is not None:
+                return True
         logger.info("session rejected: %s", _describe_key(key))
         if self._events.wants("error"):
             digest = hash_key(key if isinstance(key, str) else repr(key))

@@ -81,6 +81,19 @@ class SessionStore(ABC):
         :raises StoreUnavailable: if the store cannot be reached.
         """
 
+    #: Whether :meth:`check_sync` and :meth:`touch_sync` answer (a store that keeps sessions
+    #: in this process): the manager then calls them, without an await, on the hot path of
+    #: every request.
+    synchronous: bool = False
+
+    def check_sync(self, key: str) -> float | None:
+        """:meth:`check`, answered at once; only where :attr:`synchronous` is true."""
+        raise NotImplementedError(f"{type(self).__name__} answers check() only when awaited")
+
+    def touch_sync(self, key: str, timeout: float) -> float | None:
+        """:meth:`touch`, answered at once; only where :attr:`synchronous` is true."""
+        raise NotImplementedError(f"{type(self).__name__} answers touch() only when awaited")
+
     @abstractmethod
     async def check(self, key: str) -> float | None:
         """Tell whether a session is live, without touching it.

@@ -170,14 +170,17 @@ class MemoryStore(SessionStore):
             _index_add(self._by_user, username, key)
         return evicted
 
-    async def check(self, key: str) -> float | None:
+    #: Sessions are in this process: check and touch answer at once (see SessionStore).
+    synchronous = True
+
+    def check_sync(self, key: str) -> float | None:
         entry = self._sessions.get(key)
         if entry is None:
             return None
         remaining = entry[DEADLINE] - self._clock()
         return remaining if remaining > 0 else None
 
-    async def touch(self, key: str, timeout: float) -> float | None:
+    def touch_sync(self, key: str, timeout: float) -> float | None:
         entry = self._sessions.get(key)
         if entry is None:
             return None
@@ -190,6 +193,12 @@ class MemoryStore(SessionStore):
             deadline = absolute
         self._sessions[key] = (username, created, absolute, own, data, now, deadline, client)
         return deadline - now
+
+    async def check(self, key: str) -> float | None:
+        return self.check_sync(key)
+
+    async def touch(self, key: str, timeout: float) -> float | None:
+        return self.touch_sync(key, timeout)
 
     async def get(self, key: str) -> SessionRecord | None:
         now = self._clock()
