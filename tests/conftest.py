@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
+from tests.faultproxy import FaultProxy
 from tests.servers import free_port
 
 if TYPE_CHECKING:
@@ -138,3 +139,26 @@ def aof_server(request: pytest.FixtureRequest, tmp_path: Path) -> ValkeyServer:
         appendfsync="always",
     )
     return server
+
+
+@pytest.fixture
+async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
+    """A fault-injection proxy in front of the run's server (see tests/faultproxy.py)."""
+    async with FaultProxy(port_of(redis_server)) as running:
+        yield running
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[..., Redis]]:
+    """Make ``redis.asyncio.Redis`` clients on 127.0.0.1, closed after the test."""
+    from redis.asyncio import Redis
+
+    made: list[Redis] = []
+
+    def make(port: int, **options: Any) -> Redis:
+        made.append(Redis(host="127.0.0.1", port=port, **options))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()

