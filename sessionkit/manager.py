@@ -37,7 +37,9 @@ class SocketBridge(Protocol):
 
     :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
     :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
-    that raises is reported as an ``error`` event; the session's ending goes on.
+    that raises is reported as an ``error`` event; the session's ending goes on. A bridge
+    that queues work behind its pushes may also define ``async def aclose(self) -> None``:
+    :meth:`SessionManager.aclose` awaits it once the manager's own tasks have ended.
     """
 
     async def logout(self, key_hash: str, reason: str) -> None:
@@ -190,6 +192,11 @@ class SessionManager:
         if runner is not None and self._loop is asyncio.get_running_loop():
             self._stop.set()
             await runner
+        # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
+        # the bridge's own aclose() ends it, so none of it outlives the manager.
+        close_bridge = getattr(self._bridge, "aclose", None)
+        if close_bridge is not None:
+            await close_bridge()
         self._timers.cancel_handles()
         self._loop = None
 
