@@ -172,7 +172,8 @@ def start_server(side: str) -> Child:
     if side == "seed":
         script = str(HERE / "push_seed_server.js")
         return Child(["node", "--expose-gc", script, str(SEED_DIR), str(PUSH_DIR)], HERE)
-    return Child([sys.executable, "-m", "benchmarks.push_server"], HERE.parent)
+    options = os.environ.get("SESSIONKIT_PUSH_SERVER", "").split()  # e.g. "--ws websockets-sansio"
+    return Child([sys.executable, "-m", "benchmarks.push_server", *options], HERE.parent)
 
 
 def start_load(url: str, keys: Path, count: int, side: str) -> list[Child]:
@@ -234,8 +235,9 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
             got = load.read()
             received += got["received"]
             counts += got["counts"]
+        burst_cpu = float(server.ask("done")["burst_cpu"])
+        for load in loads:
             load.stop()
-        burst_cpu = float(server.read()["burst_cpu"])
         deadlines = json.loads(deadlines_file.read_text())
         delays = [(r - d) * 1000 for r, d in zip(received, deadlines, strict=True) if r is not None]
 

@@ -7,8 +7,9 @@
 // sessionkit recommends; `event`: connect, then emit `session_key` with an ack, the seed's
 // flow), at most IN_FLIGHT handshakes at a time, and prints {"connected": n, "connect_s": s}.
 // Then it reads one command on stdin:
-//   wait  - until every client has had its `logout` and been disconnected (or a time box runs
-//           out), then prints {"received": [epoch seconds or null], "counts": [logouts each]}
+//   wait  - until every client has had its `logout` (and, with `auth`, sessionkit's, has been
+//           disconnected after it), or a time box runs out; then prints {"received": [epoch
+//           seconds or null], "counts": [logouts each]} and keeps its sockets until killed
 //   leave - disconnects every client at once and prints {"left": n}
 "use strict";
 
@@ -36,7 +37,7 @@ function nowSeconds() {
 }
 
 function say(fields) {
-  process.stdout.write(JSON.stringify(fields) + "\n");
+  fs.writeSync(1, JSON.stringify(fields) + "\n"); // synchronous: process.exit() follows
 }
 
 function connectOne(i) {
@@ -80,15 +81,19 @@ connectAll().then(
     input.once("line", (line) => {
       const command = line.trim();
       if (command === "wait") {
+        let finished = false;
         const finish = () => {
-          say({ received, counts, disconnected });
-          process.exit(0);
+          if (!finished) say({ received, counts, disconnected });
+          finished = true;
         };
         const box = setTimeout(finish, WAIT_BOX_MS);
         onChange = () => {
-          if (disconnected === keys.length && counts.every((n) => n > 0)) {
+          const gone = mode === "event" || disconnected === keys.length;
+          if (!finished && gone && counts.every((n) => n > 0)) {
             clearTimeout(box);
-            finish(); // a duplicate logout would have come before its socket's disconnect
+            // A duplicate would come before its socket's disconnect; with sockets that stay
+            // connected, give it a moment.
+            setTimeout(finish, mode === "event" ? 300 : 0);
           }
         };
         onChange();

@@ -8,8 +8,9 @@ It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each comman
 - ``sessions N PATH``: make N sessions (one hour), write their keys to PATH, one per line.
 - ``rss``: the process's resident memory, after a full garbage collection, and its sockets.
 - ``arm SECONDS PATH``: every session's idle timeout becomes SECONDS from now (restarted with
-  a shorter timeout); their deadlines go to PATH as JSON (epoch seconds, in key order); then
-  it waits until every socket has gone and prints the CPU time spent since the arming.
+  a shorter timeout); their deadlines go to PATH as JSON (epoch seconds, in key order).
+- ``done`` (once every client has had its logout): waits until every socket has gone (the
+  adapter disconnects them after their logout) and prints the CPU time spent since arming.
 - ``watch``: prints ``{"watching": true}``, then, once every socket has gone, the CPU time
   spent since.
 - ``quit``.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import json
 import os
@@ -79,6 +81,22 @@ async def serve(ws: str) -> None:
         await asyncio.sleep(0.01)
     say(port=sock.getsockname()[1])
     keys: list[str] = []
+    cpu = 0.0
+    # SESSIONKIT_PUSH_PROFILE=DIR profiles the burst and the mass leave into DIR/*.prof.
+    profile_dir = os.environ.get("SESSIONKIT_PUSH_PROFILE")
+    profiler = cProfile.Profile() if profile_dir and not os.environ.get("NOPROF") else None
+    gc_time = [0.0, 0.0, 0.0, 0, 0, 0]
+    if profile_dir:
+        started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                started[0] = time.process_time()
+            else:
+                gc_time[info["generation"]] += time.process_time() - started[0]
+                gc_time[3 + info["generation"]] += 1
+
+        gc.callbacks.append(on_gc)
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -86,6 +104,9 @@ async def serve(ws: str) -> None:
             if not line:
                 break
             command, *args = line.split()
+            if profile_dir:
+                sys.stderr.write(f"before {command}: gc {gc_time} objects {len(gc.get_objects())}\n")
+                gc_time[:] = [0.0, 0.0, 0.0, 0, 0, 0]
             if command == "sessions":
                 sm.set_session_timeout(HOUR)
                 keys = [await sm.load_new_session(f"user{i}") for i in range(int(args[0]))]
@@ -93,6 +114,13 @@ async def serve(ws: str) -> None:
                 say(made=len(keys))
             elif command == "rss":
                 gc.collect()
+                if profile_dir:
+                    import collections
+
+                    counts = collections.Counter(
+                        f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
+                    )
+                    sys.stderr.write(f"{counts.most_common(45)}\n")
                 say(rss=rss(), sockets=len(sio.eio.sockets))
             elif command == "arm":
                 sm.set_session_timeout(float(args[0]))
@@ -103,14 +131,33 @@ async def serve(ws: str) -> None:
                 ]
                 Path(args[1]).write_text(json.dumps(deadlines))
                 cpu = time.process_time()
+                if profiler:
+                    profiler.enable()
                 say(armed=len(deadlines))
+            elif command == "done":
                 await until_no_sockets(sio)
-                say(burst_cpu=time.process_time() - cpu)
+                spent = time.process_time() - cpu
+                if profiler and profile_dir:
+                    profiler.disable()
+                    profiler.dump_stats(f"{profile_dir}/burst.prof")
+                    profiler = cProfile.Profile()
+                if profile_dir:
+                    sys.stderr.write(f"gc time by generation: {gc_time}\n")
+                say(burst_cpu=spent)
             elif command == "watch":
                 cpu = time.process_time()
+                if profiler:
+                    profiler.enable()
                 say(watching=True)
                 await until_no_sockets(sio)
-                say(leave_cpu=time.process_time() - cpu)
+                spent = time.process_time() - cpu
+                if profiler and profile_dir:
+                    profiler.disable()
+                    profiler.dump_stats(f"{profile_dir}/leave.prof")
+                    profiler = cProfile.Profile()
+                if profile_dir:
+                    sys.stderr.write(f"gc time by generation: {gc_time}\n")
+                say(leave_cpu=spent)
             elif command == "quit":
                 break
     finally:
