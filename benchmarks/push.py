@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import resource
 import select
 import shutil
@@ -50,6 +49,7 @@ WARM_UP = 20  # clients that connect and leave before the memory is read
 READ_BOX = 300.0  # seconds to wait for one answer from a server or a load generator
 
 SIDES = ("sessionkit", "seed")
+SERVER_OPTIONS: list[str] = []  # passed on to benchmarks.push_server (see --ws, --profile)
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,10 @@ FIGURES = (
     Figure("deadline -> logout p50", "ms", "p50_ms"),
     Figure("deadline -> logout p99", "ms", "p99_ms"),
     Figure("server CPU for the burst", "s", "burst_cpu_s"),
+    Figure("  of which CPython's cyclic GC", "s", "burst_gc_s"),
     Figure("memory per socket + session", "KB", "kb_per_socket"),
     Figure("server CPU, N clients leaving at once", "s", "leave_cpu_s"),
+    Figure("  of which CPython's cyclic GC", "s", "leave_gc_s"),
     Figure("connect time per client", "ms", "connect_ms"),
 )
 
@@ -172,8 +174,8 @@ def start_server(side: str) -> Child:
     if side == "seed":
         script = str(HERE / "push_seed_server.js")
         return Child(["node", "--expose-gc", script, str(SEED_DIR), str(PUSH_DIR)], HERE)
-    options = os.environ.get("SESSIONKIT_PUSH_SERVER", "").split()  # e.g. "--ws websockets-sansio"
-    return Child([sys.executable, "-m", "benchmarks.push_server", *options], HERE.parent)
+    cmd = [sys.executable, "-m", "benchmarks.push_server", *SERVER_OPTIONS]
+    return Child(cmd, HERE.parent)
 
 
 def start_load(url: str, keys: Path, count: int, side: str) -> list[Child]:
@@ -197,14 +199,24 @@ def connect(
     return loads, seconds
 
 
-def leave(server: Child, loads: list[Child]) -> float:
+def leave(server: Child, loads: list[Child]) -> dict[str, Any]:
     server.ask("watch")
     for load in loads:
         load.send("leave")
     for load in loads:
         load.read()
         load.stop()
-    return float(server.read()["leave_cpu"])
+    return server.ask("left")
+
+
+def heap_per_socket(
+    before: dict[str, int] | None, after: dict[str, int] | None, n: int
+) -> dict[str, float] | None:
+    """Python heap bytes per socket + session, by package (with --trace-memory)."""
+    if before is None or after is None:
+        return None
+    grown = {name: (after[name] - before.get(name, 0)) / n for name in after}
+    return dict(sorted(grown.items(), key=lambda item: -item[1]))
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -221,7 +233,8 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
         loads, _ = connect(server, url, keys, WARM_UP, side)
         leave(server, loads)
 
-        before = int(server.ask("rss")["rss"])
+        first = server.ask("rss")
+        before, before_heap = int(first["rss"]), first.get("heap")
         loads, connect_s = connect(server, url, keys, n, side)
         after = server.ask("rss")
         if after["sockets"] != n:
@@ -235,23 +248,26 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
             got = load.read()
             received += got["received"]
             counts += got["counts"]
-        burst_cpu = float(server.ask("done")["burst_cpu"])
+        burst = server.ask("done")
         for load in loads:
             load.stop()
         deadlines = json.loads(deadlines_file.read_text())
         delays = [(r - d) * 1000 for r, d in zip(received, deadlines, strict=True) if r is not None]
 
         loads, _ = connect(server, url, keys, n, side)
-        leave_cpu = leave(server, loads)
+        left = leave(server, loads)
         server.send("quit")
     finally:
         server.stop()
     return {
         "p50_ms": percentile(delays, 0.50) if delays else None,
         "p99_ms": percentile(delays, 0.99) if delays else None,
-        "burst_cpu_s": burst_cpu,
+        "burst_cpu_s": burst["cpu"],
+        "burst_gc_s": burst["gc"],
         "kb_per_socket": (int(after["rss"]) - before) / n / 1000,
-        "leave_cpu_s": leave_cpu,
+        "leave_cpu_s": left["cpu"],
+        "leave_gc_s": left["gc"],
+        "heap_per_socket": heap_per_socket(before_heap, after.get("heap"), n),
         "connect_ms": connect_s / n * 1000,
         "exactly_once": all(c == 1 for c in counts) and len(counts) == n,
         "missing": sum(1 for c in counts if c == 0),
@@ -272,6 +288,11 @@ def measure(sizes: Sequence[int], rounds: int, with_seed: bool) -> dict[str, Any
                     started = time.perf_counter()
                     result = run_side(side, n, Path(tmp))
                     samples[side].setdefault(n, []).append(result)
+                    if result.get("heap_per_socket"):
+                        total = sum(result["heap_per_socket"].values())
+                        say(f"  Python heap per socket + session: {total:,.0f} B, of which:")
+                        for name, size in list(result["heap_per_socket"].items())[:15]:
+                            say(f"    {name:<40} {size:>8,.0f} B")
                     say(
                         f"  {side:<10} {n:>7,} sockets: p50/p99 {result['p50_ms']:.0f}/"
                         f"{result['p99_ms']:.0f} ms, burst {result['burst_cpu_s']:.3f} s CPU, "
@@ -412,7 +433,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--json", type=Path, help="where to write the results")
+    parser.add_argument("--ws", help="uvicorn's websocket implementation for sessionkit's server")
+    parser.add_argument("--trace-memory", action="store_true", help="sessionkit's heap by package")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile sessionkit's burst and leave")
     args = parser.parse_args(argv)
+    SERVER_OPTIONS[:] = ["--ws", args.ws] if args.ws else []
+    if args.trace_memory:
+        SERVER_OPTIONS.append("--trace-memory")
+    if args.profile:
+        SERVER_OPTIONS.extend(["--profile", str(Path(args.profile).resolve())])
     with_seed = not args.no_seed and (SEED_DIR / "node_modules" / "users-session-manager").exists()
     if not with_seed and not args.no_seed:
         from benchmarks.run import setup_seed

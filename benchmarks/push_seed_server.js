@@ -90,11 +90,12 @@ input.on("line", (line) => {
     burstCpu = cpuSeconds();
     say({ armed: deadlines.length });
   } else if (command === "done") {
-    say({ burst_cpu: cpuSeconds() - burstCpu });
+    say({ cpu: cpuSeconds() - burstCpu, gc: null });
   } else if (command === "watch") {
-    const cpu = cpuSeconds();
+    burstCpu = cpuSeconds();
     say({ watching: true });
-    untilNoSockets(() => say({ leave_cpu: cpuSeconds() - cpu }));
+  } else if (command === "left") {
+    untilNoSockets(() => say({ cpu: cpuSeconds() - burstCpu, gc: null }));
   } else if (command === "quit") {
     input.close();
     io.close();

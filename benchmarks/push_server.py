@@ -1,22 +1,26 @@
 """The sessionkit side of the push benchmark: a Socket.IO server under uvicorn, driven by
 ``benchmarks/push.py`` through stdin/stdout, one JSON object per line.
 
-    python -m benchmarks.push_server [--ws IMPL] [--loop asyncio|uvloop]
+    python -m benchmarks.push_server [--ws IMPL] [--loop auto|asyncio|uvloop] [--trace-memory]
+                                     [--profile DIR]
 
 It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each command:
 
 - ``sessions N PATH``: make N sessions (one hour), write their keys to PATH, one per line.
-- ``rss``: the process's resident memory, after a full garbage collection, and its sockets.
+- ``rss``: the process's resident memory after a full garbage collection, and its sockets
+  (with ``--trace-memory``, also the Python heap by package, from ``tracemalloc``).
 - ``arm SECONDS PATH``: every session's idle timeout becomes SECONDS from now (restarted with
   a shorter timeout); their deadlines go to PATH as JSON (epoch seconds, in key order).
 - ``done`` (once every client has had its logout): waits until every socket has gone (the
-  adapter disconnects them after their logout) and prints the CPU time spent since arming.
-- ``watch``: prints ``{"watching": true}``, then, once every socket has gone, the CPU time
-  spent since.
+  adapter disconnects them after their logout), then prints the CPU time spent since arming,
+  and how much of it CPython's cyclic garbage collector took.
+- ``watch``: starts the clock for a mass leave; ``left`` then waits until every socket has
+  gone and prints the CPU time spent since ``watch`` (and the collector's share).
 - ``quit``.
 
 It serves the way the README recommends: ``bind_socketio(sm, sio)`` with its defaults on a
-plain ``socketio.AsyncServer``, one uvicorn worker with per-message deflate off.
+plain ``socketio.AsyncServer``, one uvicorn worker with per-message deflate off (uvloop when
+installed). ``--profile DIR`` writes cProfile files of the burst and of the mass leave there.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import os
 import socket
 import sys
 import time
+import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +60,48 @@ def say(**fields: Any) -> None:
     sys.stdout.flush()
 
 
+def write(path: str, text: str) -> None:
+    Path(path).write_text(text)
+
+
+def heap_by_package() -> dict[str, int]:
+    """Bytes of live Python objects by where they were allocated: a site-packages package, or
+    the standard library's module."""
+    sizes: Counter[str] = Counter()
+    for stat in tracemalloc.take_snapshot().statistics("filename"):
+        name = stat.traceback[0].filename
+        if "site-packages/" in name:
+            where = name.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif "/sessionkit/" in name:
+            where = "sessionkit"
+        else:
+            where = "stdlib " + name.rsplit("/", 2)[-2 if name.endswith("__init__.py") else -1]
+        sizes[where] += stat.size
+    return dict(sizes)
+
+
+class GcClock:
+    """CPU time spent in CPython's cyclic garbage collector (all generations)."""
+
+    def __init__(self) -> None:
+        self.spent = 0.0
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.process_time()
+        else:
+            self.spent += time.process_time() - self._started
+
+
 async def until_no_sockets(sio: Any) -> None:
-    while sio.eio.sockets:
+    # Polled rather than signalled: a disconnect handler would add work to what is measured.
+    while sio.eio.sockets:  # noqa: ASYNC110
         await asyncio.sleep(0.005)
 
 
-async def serve(ws: str) -> None:
+async def serve(ws: str, trace_memory: bool, profile_dir: str | None) -> None:
     sm = SessionManager(timeout=HOUR)
     sio = socketio.AsyncServer(async_mode="asgi")
     bind_socketio(sm, sio)
@@ -68,7 +110,7 @@ async def serve(ws: str) -> None:
         lifespan="off",
         log_level="warning",
         access_log=False,
-        ws=ws,  # type: ignore[arg-type]
+        ws=ws,
         ws_per_message_deflate=False,
         backlog=4096,
     )
@@ -77,26 +119,13 @@ async def serve(ws: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
         await asyncio.sleep(0.01)
     say(port=sock.getsockname()[1])
     keys: list[str] = []
-    cpu = 0.0
-    # SESSIONKIT_PUSH_PROFILE=DIR profiles the burst and the mass leave into DIR/*.prof.
-    profile_dir = os.environ.get("SESSIONKIT_PUSH_PROFILE")
-    profiler = cProfile.Profile() if profile_dir and not os.environ.get("NOPROF") else None
-    gc_time = [0.0, 0.0, 0.0, 0, 0, 0]
-    if profile_dir:
-        started = [0.0]
-
-        def on_gc(phase: str, info: dict[str, int]) -> None:
-            if phase == "start":
-                started[0] = time.process_time()
-            else:
-                gc_time[info["generation"]] += time.process_time() - started[0]
-                gc_time[3 + info["generation"]] += 1
-
-        gc.callbacks.append(on_gc)
+    cpu = gc_before = 0.0
+    collector = GcClock()
+    profiler = cProfile.Profile() if profile_dir else None
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -104,60 +133,37 @@ async def serve(ws: str) -> None:
             if not line:
                 break
             command, *args = line.split()
-            if profile_dir:
-                sys.stderr.write(f"before {command}: gc {gc_time} objects {len(gc.get_objects())}\n")
-                gc_time[:] = [0.0, 0.0, 0.0, 0, 0, 0]
             if command == "sessions":
                 sm.set_session_timeout(HOUR)
                 keys = [await sm.load_new_session(f"user{i}") for i in range(int(args[0]))]
-                Path(args[1]).write_text("\n".join(keys) + "\n")
+                write(args[1], "\n".join(keys) + "\n")
                 say(made=len(keys))
             elif command == "rss":
                 gc.collect()
-                if profile_dir:
-                    import collections
-
-                    counts = collections.Counter(
-                        f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects()
-                    )
-                    sys.stderr.write(f"{counts.most_common(45)}\n")
-                say(rss=rss(), sockets=len(sio.eio.sockets))
-            elif command == "arm":
-                sm.set_session_timeout(float(args[0]))
-                for key in keys:
-                    await sm.restart_session_timer(key)
-                deadlines = [
-                    (await sm.get_session_details(key)).expires_at.timestamp() for key in keys
-                ]
-                Path(args[1]).write_text(json.dumps(deadlines))
-                cpu = time.process_time()
+                heap = heap_by_package() if trace_memory else None
+                say(rss=rss(), sockets=len(sio.eio.sockets), heap=heap)
+            elif command in ("arm", "watch"):
+                if command == "arm":
+                    sm.set_session_timeout(float(args[0]))
+                    for key in keys:
+                        await sm.restart_session_timer(key)
+                    details = [await sm.get_session_details(key) for key in keys]
+                    write(args[1], json.dumps([d.expires_at.timestamp() for d in details]))
+                cpu, gc_before = time.process_time(), collector.spent
                 if profiler:
                     profiler.enable()
-                say(armed=len(deadlines))
-            elif command == "done":
+                if command == "arm":
+                    say(armed=len(keys))
+                else:
+                    say(watching=True)
+            elif command in ("done", "left"):
                 await until_no_sockets(sio)
-                spent = time.process_time() - cpu
-                if profiler and profile_dir:
-                    profiler.disable()
-                    profiler.dump_stats(f"{profile_dir}/burst.prof")
-                    profiler = cProfile.Profile()
-                if profile_dir:
-                    sys.stderr.write(f"gc time by generation: {gc_time}\n")
-                say(burst_cpu=spent)
-            elif command == "watch":
-                cpu = time.process_time()
+                spent, in_gc = time.process_time() - cpu, collector.spent - gc_before
                 if profiler:
-                    profiler.enable()
-                say(watching=True)
-                await until_no_sockets(sio)
-                spent = time.process_time() - cpu
-                if profiler and profile_dir:
                     profiler.disable()
-                    profiler.dump_stats(f"{profile_dir}/leave.prof")
+                    profiler.dump_stats(f"{profile_dir}/{command}.prof")
                     profiler = cProfile.Profile()
-                if profile_dir:
-                    sys.stderr.write(f"gc time by generation: {gc_time}\n")
-                say(leave_cpu=spent)
+                say(cpu=spent, gc=in_gc)
             elif command == "quit":
                 break
     finally:
@@ -170,11 +176,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ws", default="wsproto", help="uvicorn's websocket implementation")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--trace-memory", action="store_true", help="the Python heap by package")
+    parser.add_argument("--profile", metavar="DIR", help="cProfile the burst and the mass leave")
     args = parser.parse_args()
+    if args.trace_memory:
+        tracemalloc.start()
+    run = serve(args.ws, args.trace_memory, args.profile)
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
         try:
-            import uvloop  # noqa: F401
+            import uvloop
         except ImportError:
             use_uvloop = False
         else:
@@ -182,9 +193,9 @@ def main() -> None:
     if use_uvloop:
         import uvloop
 
-        uvloop.run(serve(args.ws))
+        uvloop.run(run)
     else:
-        asyncio.run(serve(args.ws))
+        asyncio.run(run)
 
 
 if __name__ == "__main__":
