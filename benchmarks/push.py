@@ -62,8 +62,9 @@ class Figure:
 FIGURES = (
     Figure("deadline -> logout p50", "ms", "p50_ms"),
     Figure("deadline -> logout p99", "ms", "p99_ms"),
-    Figure("server CPU for the burst", "s", "burst_cpu_s"),
+    Figure("server CPU until every client has its logout", "s", "burst_cpu_s"),
     Figure("  of which CPython's cyclic GC", "s", "burst_gc_s"),
+    Figure("server CPU for the burst and its disconnects", "s", "burst_all_cpu_s"),
     Figure("memory per socket + session", "KB", "kb_per_socket"),
     Figure("server CPU, N clients leaving at once", "s", "leave_cpu_s"),
     Figure("  of which CPython's cyclic GC", "s", "leave_gc_s"),
@@ -82,7 +83,7 @@ class Target:
 TARGETS = (
     Target("exactly_once", "every client gets exactly one logout", None, (5_000, 20_000)),
     Target("p99_ms", "p99 <= 1.5x seed", 1.5, (5_000, 20_000)),
-    Target("burst_cpu_s", "burst CPU <= 2x seed", 2.0, (5_000, 20_000)),
+    Target("burst_cpu_s", "burst CPU (to the last logout) <= 2x seed", 2.0, (5_000, 20_000)),
     Target("kb_per_socket", "memory <= 1.5x seed", 1.5, (5_000, 20_000)),
     Target("leave_cpu_s", "leave CPU <= 2x seed", 2.0, (5_000,)),
 )
@@ -242,6 +243,9 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
         server.ask(f"arm {ARM_SECONDS} {deadlines_file}")
         for load in loads:
             load.send("wait")
+        for load in loads:
+            load.read()  # {"all_logouts": true}
+        pushed = server.ask("mark")
         received: list[float | None] = []
         counts: list[int] = []
         for load in loads:
@@ -262,8 +266,9 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
     return {
         "p50_ms": percentile(delays, 0.50) if delays else None,
         "p99_ms": percentile(delays, 0.99) if delays else None,
-        "burst_cpu_s": burst["cpu"],
-        "burst_gc_s": burst["gc"],
+        "burst_cpu_s": pushed["cpu"],
+        "burst_gc_s": pushed["gc"],
+        "burst_all_cpu_s": burst["cpu"],
         "kb_per_socket": (int(after["rss"]) - before) / n / 1000,
         "leave_cpu_s": left["cpu"],
         "leave_gc_s": left["gc"],
@@ -434,10 +439,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--ws", help="uvicorn's websocket implementation for sessionkit's server")
+    parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), help="sessionkit's loop")
     parser.add_argument("--trace-memory", action="store_true", help="sessionkit's heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile sessionkit's burst and leave")
     args = parser.parse_args(argv)
     SERVER_OPTIONS[:] = ["--ws", args.ws] if args.ws else []
+    if args.loop:
+        SERVER_OPTIONS.extend(["--loop", args.loop])
     if args.trace_memory:
         SERVER_OPTIONS.append("--trace-memory")
     if args.profile:

@@ -7,9 +7,10 @@
 // sessionkit recommends; `event`: connect, then emit `session_key` with an ack, the seed's
 // flow), at most IN_FLIGHT handshakes at a time, and prints {"connected": n, "connect_s": s}.
 // Then it reads one command on stdin:
-//   wait  - until every client has had its `logout` (and, with `auth`, sessionkit's, has been
-//           disconnected after it), or a time box runs out; then prints {"received": [epoch
-//           seconds or null], "counts": [logouts each]} and keeps its sockets until killed
+//   wait  - prints {"all_logouts": true} once every client has had its `logout`; then, once
+//           every client has also been disconnected after it (with `auth`: sessionkit's
+//           default) or a time box runs out, prints {"received": [epoch seconds or null],
+//           "counts": [logouts each]}, and keeps its sockets until killed
 //   leave - disconnects every client at once and prints {"left": n}
 "use strict";
 
@@ -87,9 +88,15 @@ connectAll().then(
           finished = true;
         };
         const box = setTimeout(finish, WAIT_BOX_MS);
+        let allLogouts = false;
         onChange = () => {
+          const logouts = counts.every((n) => n > 0);
+          if (logouts && !allLogouts) {
+            allLogouts = true;
+            say({ all_logouts: true });
+          }
           const gone = mode === "event" || disconnected === keys.length;
-          if (!finished && gone && counts.every((n) => n > 0)) {
+          if (!finished && gone && logouts) {
             clearTimeout(box);
             // A duplicate would come before its socket's disconnect; with sockets that stay
             // connected, give it a moment.

@@ -89,7 +89,7 @@ input.on("line", (line) => {
     fs.writeFileSync(args[1], JSON.stringify(deadlines));
     burstCpu = cpuSeconds();
     say({ armed: deadlines.length });
-  } else if (command === "done") {
+  } else if (command === "mark" || command === "done") {
     say({ cpu: cpuSeconds() - burstCpu, gc: null });
   } else if (command === "watch") {
     burstCpu = cpuSeconds();

@@ -11,7 +11,9 @@ It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each comman
   (with ``--trace-memory``, also the Python heap by package, from ``tracemalloc``).
 - ``arm SECONDS PATH``: every session's idle timeout becomes SECONDS from now (restarted with
   a shorter timeout); their deadlines go to PATH as JSON (epoch seconds, in key order).
-- ``done`` (once every client has had its logout): waits until every socket has gone (the
+- ``mark`` (once every client has had its logout): the CPU time spent since arming, and how
+  much of it CPython's cyclic garbage collector took.
+- ``done``: waits until every socket has gone (the
   adapter disconnects them after their logout), then prints the CPU time spent since arming,
   and how much of it CPython's cyclic garbage collector took.
 - ``watch``: starts the clock for a mass leave; ``left`` then waits until every socket has
@@ -156,6 +158,8 @@ async def serve(ws: str, trace_memory: bool, profile_dir: str | None) -> None:
                     say(armed=len(keys))
                 else:
                     say(watching=True)
+            elif command == "mark":
+                say(cpu=time.process_time() - cpu, gc=collector.spent - gc_before)
             elif command in ("done", "left"):
                 await until_no_sockets(sio)
                 spent, in_gc = time.process_time() - cpu, collector.spent - gc_before
@@ -172,9 +176,18 @@ async def serve(ws: str, trace_memory: bool, profile_dir: str | None) -> None:
         await task
 
 
+def default_ws() -> str:
+    """The README's recommendation: websockets' sans-I/O protocol when it is installed."""
+    try:
+        import websockets  # noqa: F401
+    except ImportError:
+        return "wsproto"
+    return "websockets-sansio"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ws", default="wsproto", help="uvicorn's websocket implementation")
+    parser.add_argument("--ws", default=default_ws(), help="uvicorn's websocket implementation")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--trace-memory", action="store_true", help="the Python heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the burst and the mass leave")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import push
 from benchmarks.redis_side import figure_names
 from benchmarks.run import FIGURES, TARGETS
 
@@ -32,4 +33,9 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert name in done.stdout, name
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout
+    else:
+        for figure in push.FIGURES:
+            assert f"{figure.name} ({figure.unit})" in done.stdout, figure.name
+        for push_target in push.TARGETS:
+            assert push_target.text in done.stdout, push_target.text
     assert out.exists()
