@@ -440,12 +440,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="where to write the results")
     parser.add_argument("--ws", help="uvicorn's websocket implementation for sessionkit's server")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), help="sessionkit's loop")
+    parser.add_argument("--deflate", action="store_true", help="sessionkit's server compresses")
     parser.add_argument("--trace-memory", action="store_true", help="sessionkit's heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile sessionkit's burst and leave")
     args = parser.parse_args(argv)
     SERVER_OPTIONS[:] = ["--ws", args.ws] if args.ws else []
     if args.loop:
         SERVER_OPTIONS.extend(["--loop", args.loop])
+    if args.deflate:
+        SERVER_OPTIONS.append("--deflate")
     if args.trace_memory:
         SERVER_OPTIONS.append("--trace-memory")
     if args.profile:

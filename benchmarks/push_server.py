@@ -1,8 +1,8 @@
 """The sessionkit side of the push benchmark: a Socket.IO server under uvicorn, driven by
 ``benchmarks/push.py`` through stdin/stdout, one JSON object per line.
 
-    python -m benchmarks.push_server [--ws IMPL] [--loop auto|asyncio|uvloop] [--trace-memory]
-                                     [--profile DIR]
+    python -m benchmarks.push_server [--ws IMPL] [--loop auto|asyncio|uvloop] [--deflate]
+                                     [--trace-memory] [--profile DIR]
 
 It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each command:
 
@@ -103,7 +103,7 @@ async def until_no_sockets(sio: Any) -> None:
         await asyncio.sleep(0.005)
 
 
-async def serve(ws: str, trace_memory: bool, profile_dir: str | None) -> None:
+async def serve(ws: str, deflate: bool, trace_memory: bool, profile_dir: str | None) -> None:
     sm = SessionManager(timeout=HOUR)
     sio = socketio.AsyncServer(async_mode="asgi")
     bind_socketio(sm, sio)
@@ -113,7 +113,7 @@ async def serve(ws: str, trace_memory: bool, profile_dir: str | None) -> None:
         log_level="warning",
         access_log=False,
         ws=ws,
-        ws_per_message_deflate=False,
+        ws_per_message_deflate=deflate,
         backlog=4096,
     )
     server = uvicorn.Server(config)
@@ -189,12 +189,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ws", default=default_ws(), help="uvicorn's websocket implementation")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
+    parser.add_argument("--deflate", action="store_true", help="accept per-message compression")
     parser.add_argument("--trace-memory", action="store_true", help="the Python heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the burst and the mass leave")
     args = parser.parse_args()
     if args.trace_memory:
         tracemalloc.start()
-    run = serve(args.ws, args.trace_memory, args.profile)
+    run = serve(args.ws, args.deflate, args.trace_memory, args.profile)
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
         try:

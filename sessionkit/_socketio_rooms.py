@@ -85,12 +85,23 @@ def is_indexed(manager: object) -> bool:
 
 
 def index_rooms(manager: object) -> bool:
-    """Give ``manager`` an index from each sid to its rooms, built from its current rooms.
+    """Make a python-socketio client manager's disconnects cost O(the socket's rooms).
+
+    python-socketio's ``BaseManager.basic_disconnect`` and ``get_rooms`` scan every room of the
+    namespace; :func:`~sessionkit.socketio.bind_socketio` calls this on the server it binds.
+    Call it yourself on another server's manager (``sio.manager``), at any time: the index
+    starts from the rooms the manager has. The instance's class becomes a subclass of its own
+    (same name; ``isinstance`` checks still hold) that keeps each sid's rooms beside
+    python-socketio's ``rooms``; everything else is the manager's own behaviour.
 
     :param manager: a python-socketio client manager (``AsyncManager``, ``AsyncRedisManager``,
         any subclass of ``BaseManager``).
     :return: ``True`` if ``manager`` is indexed now (or was already); ``False`` if it is no
         ``BaseManager`` and was left alone.
+
+    Example::
+
+        index_rooms(chat_sio.manager)
     """
     if isinstance(manager, _RoomIndex):
         return True

@@ -44,7 +44,7 @@ from sessionkit.keys import KEY_LENGTH, hash_key, is_key_like, short_hash
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
-__all__ = ("KeyRedactingFilter", "bind_socketio", "redact", "room_for")
+__all__ = ("KeyRedactingFilter", "bind_socketio", "index_rooms", "redact", "room_for")
 
 logger = logging.getLogger("sessionkit")
 

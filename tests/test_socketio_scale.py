@@ -16,9 +16,9 @@ from engineio import packet as eio_packet
 from socketio.async_manager import AsyncManager
 
 from sessionkit import SessionManager
-from sessionkit._socketio_rooms import index_rooms, is_indexed
+from sessionkit._socketio_rooms import is_indexed
 from sessionkit._timers import RESOLUTION
-from sessionkit.socketio import bind_socketio
+from sessionkit.socketio import bind_socketio, index_rooms
 from tests.servers import serve
 
 SOCKETS = 300  # more than the manager claims in one batch: the burst yields to the loop
