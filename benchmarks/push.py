@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from benchmarks import rooms
+
 HERE = Path(__file__).resolve().parent
 SEED_DIR = HERE / ".seed"
 PUSH_DIR = HERE / ".push"  # socket.io and socket.io-client for the seed's side and the load
@@ -182,6 +184,8 @@ def start_server(side: str) -> Child:
 def start_load(url: str, keys: Path, count: int, side: str) -> list[Child]:
     """Connect ``count`` clients from as many load-generator processes as their sockets need."""
     mode = "event" if side == "seed" else "auth"
+    if side == "sessionkit" and "--keep-sockets" in SERVER_OPTIONS:
+        mode = "auth-keep"  # sessionkit's handshake, but the sockets stay connected
     script = str(HERE / "push_load.js")
     procs = []
     for first in range(0, count, PER_LOAD_PROCESS):
@@ -384,6 +388,13 @@ def print_tables(report: dict[str, Any]) -> None:
             f"{name:<40} {r['sockets']:>8,} {fmt(r['sessionkit'], r['unit']):>12} {fmt(r['seed'], r['unit']):>12} {ratio:>7}"
         )
     say("")
+    say("python-socketio: CPU to disconnect N sockets one by one (~2N rooms), in one process")
+    for row in report["rooms"]:
+        say(
+            f"  {row['sockets']:>7,} sockets: shipped {row['shipped_s']:.3f} s, "
+            f"with sessionkit's index_rooms {row['indexed_s']:.4f} s"
+        )
+    say("")
     say("push targets (ratio = sessionkit / seed, same run)")
     for t in report["targets"]:
         met = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
@@ -402,6 +413,12 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {r['figure']} | {r['sockets']:,} | {fmt(r['sessionkit'], r['unit'])} "
             f"| {fmt(r['seed'], r['unit'])} | {ratio} |"
+        )
+    lines += ["", "| python-socketio: disconnect N sockets | shipped | with `index_rooms` |"]
+    lines.append("|--:|--:|--:|")
+    for row in report["rooms"]:
+        lines.append(
+            f"| {row['sockets']:,} | {row['shipped_s']:.3f} s | {row['indexed_s']:.4f} s |"
         )
     lines += ["", "| push target | sockets | ratio | met? |", "|---|--:|--:|---|"]
     for t in report["targets"]:
@@ -424,6 +441,8 @@ def run(sizes: Sequence[int], rounds: int, *, with_seed: bool) -> dict[str, Any]
     report = measure(fitted, rounds, with_seed)
     report["measured"] = True
     report["sizes"] = fitted
+    # The shipped manager's O(N^2) takes ~50 s at 20,000 sockets: measured up to 5,000 only.
+    report["rooms"] = rooms.measure([n for n in fitted if n <= 5_000] or fitted[:1])
     print_tables(report)
     return report
 
@@ -441,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ws", help="uvicorn's websocket implementation for sessionkit's server")
     parser.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), help="sessionkit's loop")
     parser.add_argument("--deflate", action="store_true", help="sessionkit's server compresses")
+    parser.add_argument("--keep-sockets", action="store_true", help="disconnect_on_logout=False")
     parser.add_argument("--trace-memory", action="store_true", help="sessionkit's heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile sessionkit's burst and leave")
     args = parser.parse_args(argv)
@@ -449,6 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         SERVER_OPTIONS.extend(["--loop", args.loop])
     if args.deflate:
         SERVER_OPTIONS.append("--deflate")
+    if args.keep_sockets:
+        SERVER_OPTIONS.append("--keep-sockets")
     if args.trace_memory:
         SERVER_OPTIONS.append("--trace-memory")
     if args.profile:

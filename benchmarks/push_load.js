@@ -1,11 +1,13 @@
 // The push benchmark's load generator, the same for both servers: Node's socket.io-client
 // connects one websocket per session key and records when each `logout` arrives.
 //
-//   node push_load.js PUSH_DIR URL KEYS_FILE FIRST COUNT auth|event
+//   node push_load.js PUSH_DIR URL KEYS_FILE FIRST COUNT auth|auth-keep|event
 //
 // Connects keys FIRST .. FIRST+COUNT-1 of KEYS_FILE (`auth`: the key in the handshake's auth, as
-// sessionkit recommends; `event`: connect, then emit `session_key` with an ack, the seed's
-// flow), at most IN_FLIGHT handshakes at a time, and prints {"connected": n, "connect_s": s}.
+// sessionkit recommends, and the server disconnects each socket after its logout; `auth-keep`:
+// the same, but the sockets stay; `event`: connect, then emit `session_key` with an ack, the
+// seed's flow, and the sockets stay), at most IN_FLIGHT handshakes at a time, and prints
+// {"connected": n, "connect_s": s}.
 // Then it reads one command on stdin:
 //   wait  - prints {"all_logouts": true} once every client has had its `logout`; then, once
 //           every client has also been disconnected after it (with `auth`: sessionkit's
@@ -44,7 +46,7 @@ function say(fields) {
 function connectOne(i) {
   return new Promise((resolve, reject) => {
     const options = { transports: ["websocket"], reconnection: false, forceNew: true };
-    if (mode === "auth") options.auth = { session_key: keys[i] };
+    if (mode !== "event") options.auth = { session_key: keys[i] };
     const socket = io(url, options);
     clients[i] = socket;
     socket.on("logout", () => {
@@ -57,7 +59,7 @@ function connectOne(i) {
     });
     socket.once("connect_error", (err) => reject(err));
     socket.once("connect", () => {
-      if (mode === "auth") return resolve();
+      if (mode !== "event") return resolve();
       socket.emit("session_key", { session_key: keys[i], user: `user${i}` }, () => resolve());
     });
   });
@@ -95,12 +97,12 @@ connectAll().then(
             allLogouts = true;
             say({ all_logouts: true });
           }
-          const gone = mode === "event" || disconnected === keys.length;
+          const gone = mode !== "auth" || disconnected === keys.length;
           if (!finished && gone && logouts) {
             clearTimeout(box);
             // A duplicate would come before its socket's disconnect; with sockets that stay
             // connected, give it a moment.
-            setTimeout(finish, mode === "event" ? 300 : 0);
+            setTimeout(finish, mode !== "auth" ? 300 : 0);
           }
         };
         onChange();

@@ -2,7 +2,7 @@
 ``benchmarks/push.py`` through stdin/stdout, one JSON object per line.
 
     python -m benchmarks.push_server [--ws IMPL] [--loop auto|asyncio|uvloop] [--deflate]
-                                     [--trace-memory] [--profile DIR]
+                                     [--keep-sockets] [--trace-memory] [--profile DIR]
 
 It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each command:
 
@@ -103,10 +103,12 @@ async def until_no_sockets(sio: Any) -> None:
         await asyncio.sleep(0.005)
 
 
-async def serve(ws: str, deflate: bool, trace_memory: bool, profile_dir: str | None) -> None:
+async def serve(
+    ws: str, deflate: bool, disconnect: bool, trace_memory: bool, profile_dir: str | None
+) -> None:
     sm = SessionManager(timeout=HOUR)
     sio = socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio)
+    bind_socketio(sm, sio, disconnect_on_logout=disconnect)
     config = uvicorn.Config(
         socketio.ASGIApp(sio),
         lifespan="off",
@@ -161,7 +163,8 @@ async def serve(ws: str, deflate: bool, trace_memory: bool, profile_dir: str | N
             elif command == "mark":
                 say(cpu=time.process_time() - cpu, gc=collector.spent - gc_before)
             elif command in ("done", "left"):
-                await until_no_sockets(sio)
+                if command == "left" or disconnect:
+                    await until_no_sockets(sio)
                 spent, in_gc = time.process_time() - cpu, collector.spent - gc_before
                 if profiler:
                     profiler.disable()
@@ -190,12 +193,13 @@ def main() -> None:
     parser.add_argument("--ws", default=default_ws(), help="uvicorn's websocket implementation")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"))
     parser.add_argument("--deflate", action="store_true", help="accept per-message compression")
+    parser.add_argument("--keep-sockets", action="store_true", help="disconnect_on_logout=False")
     parser.add_argument("--trace-memory", action="store_true", help="the Python heap by package")
     parser.add_argument("--profile", metavar="DIR", help="cProfile the burst and the mass leave")
     args = parser.parse_args()
     if args.trace_memory:
         tracemalloc.start()
-    run = serve(args.ws, args.deflate, args.trace_memory, args.profile)
+    run = serve(args.ws, args.deflate, not args.keep_sockets, args.trace_memory, args.profile)
     use_uvloop = args.loop == "uvloop"
     if args.loop == "auto":
         try:
