@@ -79,6 +79,7 @@ input.on("line", (line) => {
     global.gc();
     say({ rss: rss(), sockets: io.engine.clientsCount });
   } else if (command === "arm") {
+    global.gc(); // each measured window starts from a collected heap, as on the Python side
     const timeout = Number(args[0]);
     sm.setSessionTimeOut(timeout);
     const deadlines = keys.map((key) => {
@@ -92,6 +93,7 @@ input.on("line", (line) => {
   } else if (command === "mark" || command === "done") {
     say({ cpu: cpuSeconds() - burstCpu, gc: null });
   } else if (command === "watch") {
+    global.gc();
     burstCpu = cpuSeconds();
     say({ watching: true });
   } else if (command === "left") {
