@@ -52,7 +52,11 @@ ROOM_PREFIX = "session:"
 _SESSION_FIELD = "sessionkit.key"  # where a socket's key lives, in its server-side session
 _REFUSED = "a live session key is required"
 _AFTER_BATCH = 64  # ended sessions whose sockets one step of the after-logout task handles
-_AFTER_WAIT = 0.5  # seconds a busy stream of logouts may hold back the disconnects, at most
+_QUIET = 0.02  # seconds without a logout before the disconnects start: the burst is over
+# Seconds an unbroken stream of logouts may hold the disconnects back, at most: a burst on a
+# loaded machine can take seconds, and its logouts come first; only a server ending sessions
+# on every turn of its loop for this long makes the disconnects cut in.
+_AFTER_WAIT = 10.0
 _CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
 
 # Two shapes a key can take in a log line: the value of a ``session_key`` field in a raw
@@ -204,19 +208,22 @@ class _Bridge:
 
     async def _run_after(self) -> None:
         # Disconnect the sockets of ended sessions and close their rooms, _AFTER_BATCH rooms at
-        # a time, each batch only once a loop turn has passed with no new logout (or after
-        # _AFTER_WAIT seconds of them), so a burst's logouts all go out first.
+        # a time with a turn of the loop between batches. Before the first batch, and whenever
+        # new logouts went out meanwhile, wait until none has gone out for _QUIET seconds: a
+        # burst's logouts come in slices between which the manager awaits its store (a claim,
+        # a round trip to Redis), and all of them go out before the disconnects.
         loop = asyncio.get_running_loop()
         queue = self._after
+        seen = -1
         try:
             while queue:
-                seen, held_since = self._logouts, loop.time()
-                await asyncio.sleep(0)
+                held_since = loop.time()
                 while self._logouts != seen and loop.time() - held_since < _AFTER_WAIT:
                     seen = self._logouts
-                    await asyncio.sleep(0)
+                    await asyncio.sleep(_QUIET)
                 for _ in range(min(_AFTER_BATCH, len(queue))):
                     await self._after_logout(queue.popleft())
+                await asyncio.sleep(0)
         finally:
             if self._after_task is asyncio.current_task():
                 self._after_task = None

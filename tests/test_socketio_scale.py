@@ -15,7 +15,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio.async_manager import AsyncManager
 
-from sessionkit import SessionManager
+from sessionkit import SessionEvent, SessionManager
 from sessionkit._socketio_rooms import is_indexed
 from sessionkit._timers import RESOLUTION
 from sessionkit.socketio import bind_socketio, index_rooms
@@ -106,9 +106,14 @@ async def test_a_burst_sends_every_logout_once_and_before_any_disconnect(
     crowd: Crowd, burst: Callable[[SessionManager, list[str]], Awaitable[None]]
 ) -> None:
     sm = SessionManager(timeout=60)
-    # A handler that takes a little time, so the burst spans many turns of the loop, each a
-    # chance for the disconnects to cut in.
-    sm.on("session_deleted", lambda event: time.sleep(0.0002))
+
+    # A handler that awaits (an audit log, say): the burst spans a turn of the loop per
+    # session, and the expiry's second claim batch starts with a turn before its first
+    # logout; each is a chance for the disconnects to cut in.
+    @sm.on("session_deleted")
+    async def audit(event: SessionEvent) -> None:
+        await asyncio.sleep(0)
+
     sio = socketio.AsyncServer(async_mode="asgi")
     bind_socketio(sm, sio)
     recorder = Recorder(sio)
