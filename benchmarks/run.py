@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks import push
+
 HERE = Path(__file__).resolve().parent
 SEED_DIR = HERE / ".seed"  # ignored by git: the seed is installed here, never vendored
 SEED_PACKAGE = "users-session-manager@1.0.9"
@@ -130,11 +132,14 @@ class Plan:
     expiry_timeout: float  # seconds
     logged_users_box: float  # seconds the seed's getLoggedUsers may run past 10,000 sessions
     redis_ops: int  # calls per Redis figure and side
+    push_sockets: tuple[int, ...] = ()  # the logout push at scale (benchmarks/push.py)
 
 
-FULL = Plan((10_000, 100_000, 1_000_000), 3, 200_000, 100_000, 2.0, 30.0, 20_000)
-QUICK = Plan((10_000,), 1, 10_000, 100_000, 2.0, 5.0, 3_000)
-SMOKE = Plan((2_000,), 1, 2_000, 5_000, 2.0, 2.0, 300)
+FULL = Plan(
+    (10_000, 100_000, 1_000_000), 3, 200_000, 100_000, 2.0, 30.0, 20_000, (1_000, 5_000, 20_000)
+)
+QUICK = Plan((10_000,), 1, 10_000, 100_000, 2.0, 5.0, 3_000, (200,))
+SMOKE = Plan((2_000,), 1, 2_000, 5_000, 2.0, 2.0, 300, (50,))
 
 
 @dataclass
@@ -417,6 +422,11 @@ def markdown(report: dict[str, Any]) -> str:
             )
     else:
         lines += ["", f"RedisStore figures not measured: {redis['why']}"]
+    pushed = report["push"]
+    if pushed.get("measured"):
+        lines += ["", push.markdown(pushed).rstrip("\n")]
+    else:
+        lines += ["", f"Socket.IO push figures not measured: {pushed['why']}"]
     m = report["machine"]
     lines += [
         "",
@@ -450,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")))
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--no-redis", action="store_true", help="skip the RedisStore figures")
+    parser.add_argument("--no-push", action="store_true", help="skip the Socket.IO push figures")
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
 
@@ -482,6 +493,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("")
         redis = run_redis(plan)
 
+    push_report: dict[str, Any]
+    if args.no_push:
+        push_report = {"measured": False, "why": "not asked for (--no-push)"}
+        say(f"\nSocket.IO push figures not measured: {push_report['why']}")
+    else:
+        say("")
+        push_report = push.run(plan.push_sockets, plan.rounds, with_seed=why_no_seed is None)
+
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, "-m", "benchmarks", *sys.argv[1:]]),
@@ -492,6 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": targets,
         "floors": floor_rows(rows),
         "redis": redis,
+        "push": push_report,
         "elapsed_s": time.perf_counter() - started,
     }
     path = args.json or RESULTS_DIR / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -61,7 +61,9 @@ class SocketBridge(Protocol):
 
     :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
     :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
-    that raises is reported as an ``error`` event; the session's ending goes on.
+    that raises is reported as an ``error`` event; the session's ending goes on. A bridge
+    that queues work behind its pushes may also define ``async def aclose(self) -> None``:
+    :meth:`SessionManager.aclose` awaits it once the manager's own tasks have ended.
     """
 
     async def logout(self, key_hash: str, reason: str) -> None:

@@ -179,6 +179,11 @@ class SessionManager:
         event handler, it does not wait for that handler's own task.
         """
         await self._tasks.aclose()
+        # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
+        # the bridge's own aclose() ends it, so none of it outlives the manager.
+        close_bridge = getattr(self._fanout.bridge, "aclose", None)
+        if close_bridge is not None:
+            await close_bridge()
         self._expiry.close()
         if self._loop is not None:
             await self._store.aclose()

@@ -23,8 +23,10 @@ Install with ``pip install 'sessionkit[socketio]'``.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 try:
@@ -34,6 +36,11 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "sessionkit.socketio needs python-socketio: pip install 'sessionkit[socketio]'"
     ) from exc
 
+from engineio import packet as eio_packet
+from socketio import packet as sio_packet
+from socketio.async_manager import AsyncManager
+
+from sessionkit._socketio_rooms import index_rooms
 from sessionkit.cookies import SessionCookie
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
@@ -41,13 +48,20 @@ from sessionkit.keys import hash_key, is_key_like, redact, short_hash
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
-__all__ = ("KeyRedactingFilter", "bind_socketio", "redact", "room_for")
+__all__ = ("KeyRedactingFilter", "bind_socketio", "index_rooms", "redact", "room_for")
 
 logger = logging.getLogger("sessionkit")
 
 ROOM_PREFIX = "session:"
 _SESSION_FIELD = "sessionkit.key"  # where a socket's key lives, in its server-side session
 _REFUSED = "a live session key is required"
+_AFTER_BATCH = 64  # ended sessions whose sockets one step of the after-logout task handles
+_QUIET = 0.02  # seconds without a logout before the disconnects start: the burst is over
+# Seconds an unbroken stream of logouts may hold the disconnects back, at most: a burst on a
+# loaded machine can take seconds, and its logouts come first; only a server ending sessions
+# on every turn of its loop for this long makes the disconnects cut in.
+_AFTER_WAIT = 10.0
+_CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
 
 
 def room_for(key: str) -> str:
@@ -115,18 +129,104 @@ class _Bridge:
         self.namespace = namespace
         self.require_auth = require_auth
         self.disconnect_on_logout = disconnect_on_logout
+        # Rooms of ended sessions whose sockets still have to be disconnected and the room
+        # closed: that work waits until the logouts due at the same time have all gone out.
+        self._after: deque[str] = deque()
+        self._logouts = 0  # logouts sent so far: the after-logout task watches it move
+        self._after_task: asyncio.Task[None] | None = None
+        self._packets: dict[str, list[Any]] = {}  # reason -> the encoded ``logout`` packet
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
     async def logout(self, key_hash: str, reason: str) -> None:
         room = ROOM_PREFIX + key_hash
-        await self.sio.emit("logout", {"reason": reason}, room=room, namespace=self.namespace)
-        if self.disconnect_on_logout:
-            for sid in self._members(room):
-                await self.sio.disconnect(sid, namespace=self.namespace)
-        # Empty the room on every server (a pub/sub client manager broadcasts close_room), so
-        # a socket held by another process is no longer subscribed to a dead session.
-        await self.sio.close_room(room, namespace=self.namespace)
+        await self._emit_logout(room, reason)
+        self._logouts += 1
+        self._after.append(room)
+        task = self._after_task
+        if task is None or task.done():
+            self._after_task = asyncio.get_running_loop().create_task(
+                self._run_after(), name="sessionkit.socketio disconnects"
+            )
+
+    async def aclose(self) -> None:
+        """Finish the disconnects that ended sessions have queued (cancelled after a few
+        seconds): what :meth:`SessionManager.aclose` awaits, once its own work is done."""
+        task, self._after_task = self._after_task, None
+        if task is None or task.done():
+            return
+        if task.get_loop() is not asyncio.get_running_loop():
+            task.get_loop().call_soon_threadsafe(task.cancel)  # a loop that is gone or going
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), _CLOSE_WAIT)
+        except TimeoutError:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _emit_logout(self, room: str, reason: str) -> None:
+        manager = self.sio.manager
+        if not self._local(manager):
+            # A pub/sub manager relays the emit to the other processes: its own path.
+            await self.sio.emit("logout", {"reason": reason}, room=room, namespace=self.namespace)
+            return
+        members = manager.rooms.get(self.namespace, {}).get(room)
+        if not members:
+            return
+        # AsyncManager.emit encodes the packet once per call and sends it from one task per
+        # recipient; a logout's packet is the same for every session ending for one reason,
+        # and sending to a socket only queues it, so it is encoded once and sent in place.
+        packets = self._packets.get(reason)
+        if packets is None:
+            packets = self._packets[reason] = self._encode("logout", {"reason": reason})
+        send = self.sio.eio.send_packet
+        for eio_sid in list(members.values()):
+            for pkt in packets:
+                await send(eio_sid, pkt)
+
+    def _local(self, manager: Any) -> bool:
+        # Only a manager whose emit is python-socketio's in-process one (no pub/sub relay, no
+        # admin instrumentation wrapping it) can be bypassed.
+        return type(manager).emit is AsyncManager.emit and "emit" not in vars(manager)
+
+    def _encode(self, event: str, data: Any) -> list[Any]:
+        pkt = self.sio.packet_class(sio_packet.EVENT, namespace=self.namespace, data=[event, data])
+        encoded = pkt.encode()
+        parts = encoded if isinstance(encoded, list) else [encoded]
+        return [eio_packet.Packet(eio_packet.MESSAGE, part) for part in parts]
+
+    async def _run_after(self) -> None:
+        # Disconnect the sockets of ended sessions and close their rooms, _AFTER_BATCH rooms at
+        # a time with a turn of the loop between batches. Before the first batch, and whenever
+        # new logouts went out meanwhile, wait until none has gone out for _QUIET seconds: a
+        # burst's logouts come in slices between which the manager awaits its store (a claim,
+        # a round trip to Redis), and all of them go out before the disconnects.
+        loop = asyncio.get_running_loop()
+        queue = self._after
+        seen = -1
+        try:
+            while queue:
+                held_since = loop.time()
+                while self._logouts != seen and loop.time() - held_since < _AFTER_WAIT:
+                    seen = self._logouts
+                    await asyncio.sleep(_QUIET)
+                for _ in range(min(_AFTER_BATCH, len(queue))):
+                    await self._after_logout(queue.popleft())
+                await asyncio.sleep(0)
+        finally:
+            if self._after_task is asyncio.current_task():
+                self._after_task = None
+
+    async def _after_logout(self, room: str) -> None:
+        try:
+            if self.disconnect_on_logout:
+                for sid in self._members(room):
+                    await self.sio.disconnect(sid, namespace=self.namespace)
+            # Empty the room on every server (a pub/sub client manager broadcasts close_room),
+            # so a socket held by another process is no longer subscribed to a dead session.
+            await self.sio.close_room(room, namespace=self.namespace)
+        except Exception as exc:
+            logger.warning("disconnecting the sockets of an ended session failed: %r", exc)
 
     async def expiring(self, key_hash: str, remaining: float) -> None:
         room = ROOM_PREFIX + key_hash
@@ -318,4 +418,7 @@ def bind_socketio(
         _hook_activity(bridge)
     for target in (sio.logger, sio.eio.logger, getattr(sio.manager, "logger", None)):
         _install_filter(target)
+    # A burst of N logouts disconnects N sockets: python-socketio's managers scan every room
+    # of the namespace per disconnect, so give this one a sid -> rooms index (see _socketio_rooms).
+    index_rooms(sio.manager)
     sm.attach_socket_bridge(sio, bridge)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import push
 from benchmarks.redis_side import figure_names
 from benchmarks.run import FIGURES, FLOOR_TARGETS, TARGETS
 
@@ -35,4 +36,9 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert name in done.stdout, name
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout
+    else:
+        for push_figure in push.FIGURES:
+            assert f"{push_figure.name} ({push_figure.unit})" in done.stdout, push_figure.name
+        for push_target in push.TARGETS:
+            assert push_target.text in done.stdout, push_target.text
     assert out.exists()

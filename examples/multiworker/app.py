@@ -8,7 +8,8 @@ any other; its expiry is reported once, by one worker.
 Run it by hand against a Redis you have::
 
     SESSIONKIT_REDIS_URL=redis://127.0.0.1:6379/0 \\
-        uvicorn examples.multiworker.app:app --workers 4 --port 8000
+        uvicorn examples.multiworker.app:app --workers 4 --port 8000 \\
+        --ws websockets-sansio --ws-per-message-deflate false
 
 or let ``python examples/multiworker/run.py`` start a server and two workers and walk
 through a session for you.

@@ -71,6 +71,7 @@ def main() -> None:
         env = {**os.environ, "SESSIONKIT_REDIS_URL": url, "SESSIONKIT_TIMEOUT": str(TIMEOUT)}
         uvicorn = [sys.executable, "-m", "uvicorn", "examples.multiworker.app:app"]
         uvicorn += ["--workers", "2", "--host", "127.0.0.1", "--port", str(web_port)]
+        uvicorn += ["--ws", "websockets-sansio", "--ws-per-message-deflate", "false"]
         procs.append(subprocess.Popen([*uvicorn, "--log-level", "warning"], env=env, cwd=ROOT))
         base = f"http://127.0.0.1:{web_port}"
         _wait_until(lambda: httpx.get(f"{base}/whoami").status_code == 401, "uvicorn")

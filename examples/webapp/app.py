@@ -279,7 +279,16 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sessions end after {args.timeout:g} s without an API call; metrics at {url}/metrics")
     if not VENDORED_CLIENT.exists():
         print("(socket.io-client not installed with npm: the page loads it from its CDN)")
-    uvicorn.run(demo.app, host="127.0.0.1", port=args.port, log_level="info")
+    # The README's Socket.IO settings: websockets' sans-I/O protocol (uvicorn[standard]), and no
+    # per-message compression, which would keep a compressor and a decompressor per socket.
+    uvicorn.run(
+        demo.app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="info",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+    )
 
 
 if __name__ == "__main__":

@@ -196,20 +196,27 @@ class RedisStore(SessionStore):
         try:
             if pipe is not None:
                 deadline = asyncio.get_running_loop().time() + self._op_timeout
-                try:
-                    return await pipe.call(deadline, "EVALSHA", *head, *args)
-                except RedisConnectionError:
-                    # The connection broke before the reply (a CLIENT KILL, a restart): send
-                    # it once more on a new one, as redis-py's own retry would. Operation ids
-                    # make that safe for the scripts that change sessions.
-                    return await pipe.call(deadline, "EVALSHA", *head, *args)
-                except NoScriptError:
-                    # The server does not hold the script (first use, a restart, SCRIPT
-                    # FLUSH, a failover): load it and run it again. Both go down the one
-                    # connection, in order, so the run needs no wait for the load's reply.
-                    loaded = pipe.call(deadline, "SCRIPT", "LOAD", script.text)
-                    loaded.add_done_callback(_consume)
-                    return await pipe.call(deadline, "EVALSHA", *head, *args)
+                loaded = resent = False
+                while True:
+                    try:
+                        return await pipe.call(deadline, "EVALSHA", *head, *args)
+                    except NoScriptError:
+                        # The server does not hold the script (first use, a restart, SCRIPT
+                        # FLUSH, a failover): load it and run it again. Both go down the one
+                        # connection, in order, so the run needs no wait for the load's reply.
+                        if loaded:
+                            raise
+                        loaded = True
+                        pipe.call(deadline, "SCRIPT", "LOAD", script.text).add_done_callback(
+                            _consume
+                        )
+                    except RedisConnectionError:
+                        # The connection broke before the reply (a CLIENT KILL, a restart):
+                        # send it once more on a new one, as redis-py's own retry would.
+                        # Operation ids make that safe for the scripts that change sessions.
+                        if resent:
+                            raise
+                        resent = True
             async with asyncio.timeout(self._op_timeout):
                 if self._in_flight >= self._slots:
                     await self._wait_for_slot()
