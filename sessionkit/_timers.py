@@ -7,8 +7,8 @@ the manager asks the store, which reports the session still live, and re-arms it
 
 A bucket is a plain list of keys, and by default nothing else is kept per key: a key whose
 session ended early (a logout, a rotation) stays in its bucket until the bucket fires, and the
-store then reports it gone. A map from each key to its bucket cost each login ~0.5 us and ~40
-bytes at a million sessions, and is kept only in *exact* mode, which a manager turns on when a
+store then reports it gone. A map from each key to its bucket would cost every login time and
+memory (benchmarks/README.md has the figures), so it is kept only in *exact* mode, which a manager turns on when a
 restart may bring a timer earlier (``warn_before``, or a shortened idle timeout): there each
 key is armed in one bucket, and its older places are skipped when they fire.
 """
@@ -35,7 +35,7 @@ class DeadlineTimers:
         self._buckets: dict[int, list[str]] = {}  # bucket -> keys, some stale
         self._handles: dict[int, asyncio.TimerHandle] = {}
         # One int object per bucket, shared by every key armed in it (exact mode): a fresh
-        # int per key would cost 32 bytes per session.
+        # int per key would cost tens of bytes per session.
         self._ids: dict[int, int] = {}
         self._armed: dict[str, int] | None = {} if exact else None  # key -> its bucket
         self._stale = 0  # places in buckets the map no longer points at (exact mode)
