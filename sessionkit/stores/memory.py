@@ -17,8 +17,8 @@ __all__ = ("MemoryStore",)
 
 # A session is a plain tuple of strs, floats and None, not an object with attributes: the
 # cyclic GC stops tracking such a tuple at its first collection, so a million sessions add
-# nothing to every later one (a slotted class, always tracked, made each login ~1 us slower at
-# that size). A change builds a new tuple. Times are on the store's clock (monotonic by
+# nothing to every later one (a slotted class, always tracked, made each login measurably
+# slower at that size). A change builds a new tuple. Times are on the store's clock (monotonic by
 # default), so a wall-clock jump never expires or revives sessions; they become wall-clock
 # datetimes only when read. ``timeout`` is set only for a session created with its own timeout;
 # ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one.
@@ -62,14 +62,14 @@ class MemoryStore(SessionStore):
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
         # time.monotonic itself, not a function asking the running loop for its time(): the
-        # clock is read on every call, and three Python-level calls fewer make check and
-        # restart ~30% faster at a million sessions.
+        # clock is read on every call, and three Python-level calls fewer count on the hot
+        # path.
         self._clock = clock or time.monotonic
         self._sessions: dict[str, _Entry] = {}
         # A user's keys in creation order, built at the first call that asks by user (see
         # _users) and kept from then on. Most users have one session, kept as the bare key (a
-        # one-item list would cost ~100 bytes more per session, and be one more object the
-        # cyclic GC has to track).
+        # one-item container would cost about a hundred bytes more per session, and be one
+        # more object the cyclic GC has to track).
         self._by_user: dict[str, _UserKeys] | None = None
         self._to_wall: float | None = None
         # Dict order is creation order until a rotation moves a session to the end.
@@ -77,8 +77,8 @@ class MemoryStore(SessionStore):
 
     def _users(self) -> dict[str, _UserKeys]:
         # Built on first use, not kept from the start: most applications never ask by user,
-        # and keeping the index cost each login 0.5-1 us and ~40 bytes at a million sessions.
-        # The first call that asks pays one pass over the sessions (~0.5 s at a million).
+        # and keeping the index would cost every login. The first call that asks pays one
+        # pass over the sessions (about a second at a million).
         if self._by_user is None:
             index: dict[str, _UserKeys] = {}
             for key, entry in self._sessions.items():
