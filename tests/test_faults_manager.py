@@ -242,3 +242,34 @@ async def test_logouts_of_one_user_with_40000_sessions_cost_o1_each() -> None:
     assert done == n and same_user <= budget, (
         f"{done} logouts of one user took {same_user:.2f} s; {n} of distinct users {distinct:.2f} s"
     )
+
+
+async def test_a_login_cancelled_before_it_returned_its_key_ends_that_session(
+    make_store: Callable[[], SessionStore],
+) -> None:
+    """No orphans: the caller of ``load_new_session`` gave up while the ``session_created``
+    handlers ran, so nobody holds the new key. The session ends (one ``session_created``, one
+    ``session_deleted``), reported from the manager's own task."""
+    sm = SessionManager(timeout=60, store=make_store())
+    rec = Recorder(sm)
+    handled = asyncio.Event()
+
+    async def slow(event: SessionEvent) -> None:
+        handled.set()
+        await asyncio.sleep(0.2)
+
+    sm.on("session_created", slow)
+    async with sm:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sm.load_new_session("luca"), 0.05)
+        assert handled.is_set()  # the store made the session: the handler saw it
+
+        async def complaint() -> str | None:
+            count = await sm.count_sessions()
+            deleted = rec.of("session_deleted")
+            return None if count == 0 and len(deleted) == 1 else f"{count} live, {deleted}"
+
+        assert await eventually(complaint, 3.0) is None
+        [created] = rec.of("session_created")
+        [deleted] = rec.of("session_deleted")
+        assert created.key_hash == deleted.key_hash and deleted.reason == "logout"
