@@ -331,8 +331,9 @@ class SessionManager:
         text = encode_data(data)
         loop = self._bind()
         key = new_key()
-        evicted = await self._changed(
-            self._store.create(
+        store = self._store
+        try:
+            evicted = await store.create(
                 key,
                 username,
                 text,
@@ -343,12 +344,22 @@ class SessionManager:
                 refuse=self._refuse,
                 client=None if client is None else client.encode(),
             )
-        )
+        except BaseException:
+            if store.unsettled:  # (as _changed does, inline on this frequent call)
+                self._expiry.settle_soon()
+            raise
         absolute = self._absolute
         capped = absolute is not None and absolute <= seconds
         self._expiry.arm(key, loop.time(), min(seconds, absolute or seconds), capped)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("session %s created", short_hash(key))
+        if evicted or self._events.wants("session_created"):
+            await self._report_login(key, username, text, evicted)
+        return key
+
+    async def _report_login(
+        self, key: str, username: str, text: str | None, evicted: list[SessionRecord]
+    ) -> None:
         steps = self._expiry.endings(evicted, "evicted", notify=True)
         if self._events.wants("session_created"):
             event = SessionEvent(
@@ -373,7 +384,6 @@ class SessionManager:
         except asyncio.CancelledError:
             abandoned = True
             raise
-        return key
 
     async def set_session_data(self, key: str, data: Any) -> bool:
         """Replace a session's data with a copy of ``data``.
