@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import e2e
 from benchmarks.redis_side import figure_names
 from benchmarks.run import FIGURES, TARGETS
 
@@ -29,6 +30,8 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
     for target in TARGETS:
         assert target.text in done.stdout, target.figure
     for name in figure_names():
+        assert name in done.stdout, name
+    for name in e2e.figure_names():
         assert name in done.stdout, name
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout

@@ -1,0 +1,571 @@
+"""The end-to-end benchmark: a session-guarded route under load, side by side.
+
+    python -m benchmarks.e2e            # 3 rounds of 4 s per side (~3 min; make bench)
+    python -m benchmarks.e2e --quick    # 1 round of 2 s per side (make bench-quick)
+    python -m benchmarks.e2e --smoke    # a few seconds: checks that every side runs
+
+Every side serves ``GET /api/me``, a tiny JSON route, from one server process on 127.0.0.1 (one
+uvicorn worker for the Python sides, see ``e2e_server.py``; one Node process for
+express-session, see ``e2e_express.js``). A load generator keeps 50 keep-alive connections
+busy, each request carrying the session key of one of 1,000 sessions the side created before
+listening. The sides run one after another in fresh processes, their order reversed each
+round; the figures are medians over the rounds, and every ratio compares sides of the same run.
+
+For each side: requests per second, p50 and p99 latency, the server process's CPU per request
+(``/proc/<pid>/stat``), the session layer's CPU per request (that minus the bare route's), and
+for the sides on Redis the Redis commands (``INFO commandstats``) and the Redis server's CPU
+(``INFO cpu``) per request. Then the Redis memory per idle session (``INFO memory`` over
+fresh sessions) for sessionkit, and for the shapes connect-redis and starsessions store.
+
+The load generator is ``wrk`` when it is on PATH (``apt-get install wrk``; the least CPU per
+request), else ``e2e_load.py``. Anything missing (Node.js, starsessions, a Redis server) is
+reported as not measured, and the rest goes on. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.redis_side import free_port, running_server, server_executable
+
+HERE = Path(__file__).resolve().parent
+NODE_DIR = HERE / ".e2e-node"  # ignored by git: installed by npm, never vendored
+NODE_PACKAGES = (
+    "express@4.22.3",
+    "express-session@1.19.0",
+    "connect-redis@9.0.0",
+    "redis@6.3.1",
+)
+CONNECTIONS = 50
+HOUR = 3600  # seconds
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+#: (side, what it is), in the order of the tables.
+SIDES: tuple[tuple[str, str], ...] = (
+    ("bare", "bare route (no session check)"),
+    ("sessionkit-memory", "sessionkit RequireSession, MemoryStore"),
+    ("sessionkit-redis", "sessionkit RequireSession, RedisStore"),
+    ("starsessions-memory", "starsessions, InMemoryStore, rolling"),
+    ("starsessions-redis", "starsessions, RedisStore, rolling"),
+    ("express", "express-session + connect-redis (Node)"),
+)
+REDIS_SIDES = ("sessionkit-redis", "starsessions-redis", "express")
+GUARDED = "sessionkit-redis"
+#: Commands the driver itself sends between snapshots; not the side's.
+OWN_COMMANDS = ("info",)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures."""
+
+    rounds: int
+    seconds: float  # measured load per side and round
+    warmup: float  # seconds of load first, not measured (connections, caches, JIT)
+    sessions: int  # the pool each side creates and the requests cycle through
+    memory_sessions: int  # sessions created for the Redis memory figure
+
+
+FULL = Plan(rounds=3, seconds=4.0, warmup=1.0, sessions=1_000, memory_sessions=20_000)
+QUICK = Plan(rounds=1, seconds=2.0, warmup=0.5, sessions=1_000, memory_sessions=5_000)
+SMOKE = Plan(rounds=1, seconds=0.5, warmup=0.2, sessions=100, memory_sessions=500)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound the issue sets on this benchmark's figures."""
+
+    name: str
+    text: str
+
+
+TARGETS = (
+    Target(
+        "vs starsessions-redis", "guarded route on RedisStore >= 2x starsessions on Redis req/s"
+    ),
+    Target("vs express", "guarded route on RedisStore >= 2x express-session + connect-redis req/s"),
+    Target("vs bare", "guarded route on RedisStore >= 45% of the bare route req/s"),
+    Target("redis cpu", "Redis server CPU per guarded request <= 8 us"),
+    Target("redis memory", "Redis memory per idle session <= 400 B"),
+)
+MEMORY_SHAPES = ("sessionkit", "connect-redis-style", "starsessions-style")
+
+
+def figure_names() -> list[str]:
+    """Every line the run prints a figure or a "not measured" for."""
+    return [side for side, _ in SIDES] + [t.text for t in TARGETS]
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+# -- parts that may be missing -----------------------------------------------------------------
+
+
+def setup_node() -> str | None:
+    """Install express-session and connect-redis into the ignored folder; why not, or None."""
+    if shutil.which("node") is None:
+        return "Node.js is not installed (install node and npm)"
+    marker = NODE_DIR / "node_modules" / "connect-redis" / "package.json"
+    if marker.exists():
+        return None
+    if shutil.which("npm") is None:
+        return "npm is not installed: cannot install express-session and connect-redis"
+    say(f"installing {', '.join(NODE_PACKAGES)} into {NODE_DIR.relative_to(HERE.parent)} ...")
+    npm = ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"]
+    done = subprocess.run(
+        [*npm, "--prefix", str(NODE_DIR), *NODE_PACKAGES],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        return f"npm install failed: {done.stderr.strip()[-500:]}"
+    return None
+
+
+def missing_python() -> dict[str, str]:
+    """Sides that cannot run for want of a Python package, with why."""
+    out: dict[str, str] = {}
+    for module, sides, hint in (
+        ("uvicorn", [s for s, _ in SIDES if s != "express"], "the dev extra"),
+        ("redis", ["sessionkit-redis", "starsessions-redis"], "sessionkit[redis]"),
+        ("starsessions", ["starsessions-memory", "starsessions-redis"], "the bench extra"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            for side in sides:
+                out.setdefault(
+                    side, f"{module} is not installed (pip install -e '.[bench]': {hint})"
+                )
+    return out
+
+
+# -- one side ------------------------------------------------------------------------------------
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command name (which may hold spaces): utime and stime are the
+        # 14th and 15th fields of the line, the 12th and 13th after ")".
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_generator() -> str:
+    """``wrk`` when on PATH (or ``SESSIONKIT_BENCH_LOADGEN=python`` asks otherwise)."""
+    asked = os.environ.get("SESSIONKIT_BENCH_LOADGEN")
+    if asked in ("wrk", "python"):
+        return asked
+    return "wrk" if shutil.which("wrk") else "python"
+
+
+def drive(generator: str, port: int, keyfile: Path, seconds: float) -> dict[str, Any]:
+    """Load the server at ``port`` for ``seconds``; what the generator saw, and its own CPU."""
+    if generator == "wrk":
+        cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s"]
+        cmd += ["-s", str(HERE / "e2e_wrk.lua"), f"http://127.0.0.1:{port}/api/me"]
+        cmd += ["--", str(keyfile)]
+    else:
+        cmd = [sys.executable, "-m", "benchmarks.e2e_load", str(port), str(keyfile)]
+        cmd += [str(CONNECTIONS), str(seconds)]
+    before = children_cpu()
+    done = subprocess.run(
+        cmd, cwd=HERE.parent, capture_output=True, text=True, timeout=seconds + 60, check=False
+    )
+    spent = children_cpu() - before
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"the load generator failed: {done.stdout[-500:]} {done.stderr[-500:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    result["generator_cpu_s"] = spent
+    return result
+
+
+def redis_snapshot(client: Any) -> dict[str, float]:
+    """Commands served so far (by command) and the server's CPU seconds."""
+    out: dict[str, float] = {}
+    for name, stats in client.info("commandstats").items():
+        command = name.removeprefix("cmdstat_")
+        if command not in OWN_COMMANDS:
+            out[command] = float(stats["calls"])
+    cpu = client.info("cpu")
+    out[" cpu"] = float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+    return out
+
+
+@contextlib.contextmanager
+def serving(cmd: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a side's server until the block ends; ready once its port accepts connections."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log.read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"the server did not start:\n{tail}")
+            time.sleep(0.05)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_side(
+    side: str, plan: Plan, generator: str, scratch: Path, redis_port: int | None
+) -> dict[str, Any]:
+    """One side, once: a fresh server, warm-up load, then the measured load."""
+    port = free_port()
+    keyfile = scratch / f"{side}.keys"
+    keyfile.unlink(missing_ok=True)
+    if side == "express":
+        cmd = ["node", str(HERE / "e2e_express.js"), str(NODE_DIR), str(port), str(redis_port)]
+        cmd += [str(keyfile), str(plan.sessions)]
+    else:
+        cmd = [sys.executable, "-m", "benchmarks.e2e_server", side, str(port), str(keyfile)]
+        cmd += [str(plan.sessions)] + ([str(redis_port)] if redis_port else [])
+    client = None
+    if side in REDIS_SIDES and redis_port is not None:
+        from redis import Redis
+
+        client = Redis(host="127.0.0.1", port=redis_port)
+        client.flushall()  # each side starts from an empty server
+    try:
+        with serving(cmd, port, scratch / f"{side}.log") as proc:
+            drive(generator, port, keyfile, plan.warmup)
+            cpu_before = cpu_seconds(proc.pid)
+            redis_before = redis_snapshot(client) if client is not None else {}
+            seen = drive(generator, port, keyfile, plan.seconds)
+            cpu_after = cpu_seconds(proc.pid)
+            redis_after = redis_snapshot(client) if client is not None else {}
+    finally:
+        if client is not None:
+            client.close()
+    requests = max(1, int(seen["requests"]))
+    sample: dict[str, Any] = {
+        "rps": seen["requests"] / seen["duration_s"],
+        "p50_ms": seen["p50_us"] / 1000,
+        "p99_ms": seen["p99_us"] / 1000,
+        "cpu_us": (cpu_after - cpu_before) / requests * 1e6,
+        "generator_cpu_us": seen["generator_cpu_s"] / requests * 1e6,
+        "failed": int(seen["non2xx"]) + int(seen["errors"]),
+        "requests": requests,
+    }
+    if client is not None:
+        delta = {k: redis_after[k] - redis_before.get(k, 0.0) for k in redis_after}
+        sample["redis_cpu_us"] = delta.pop(" cpu") / requests * 1e6
+        sample["redis_commands"] = sum(delta.values()) / requests
+        sample["redis_by_command"] = {k: v / requests for k, v in delta.items() if v}
+    return sample
+
+
+# -- Redis memory per idle session -----------------------------------------------------------------
+
+
+async def batches(count: int, make: Callable[[int], Awaitable[Any]]) -> None:
+    for start in range(0, count, 50):
+        await asyncio.gather(*(make(i) for i in range(start, min(count, start + 50))))
+
+
+async def memory_per_session(port: int, count: int) -> dict[str, float]:
+    """``INFO memory`` used_memory delta per session, for each shape that can be made here."""
+    from redis.asyncio import Redis
+
+    from sessionkit import SessionManager
+    from sessionkit.stores.redis import RedisStore
+
+    client = Redis(host="127.0.0.1", port=port)
+    out: dict[str, float] = {}
+
+    async def used() -> int:
+        return int((await client.info("memory"))["used_memory"])
+
+    async def measure(shape: str, make: Callable[[int], Awaitable[Any]]) -> None:
+        await client.flushall()
+        await make(-1)  # the first call loads scripts and creates indexes: not per session
+        before = await used()
+        await batches(count, make)
+        out[shape] = (await used() - before) / count
+
+    try:
+        async with SessionManager(timeout=HOUR, store=RedisStore(client, prefix="mem:")) as sm:
+            await measure("sessionkit", lambda i: sm.load_new_session(f"user{i}"))
+        # What connect-redis writes for express-session (SET sess:<24 random bytes, base64url>
+        # to the session as JSON, with EX), the same payload the express side stores.
+        expires = datetime.fromtimestamp(time.time() + HOUR, UTC).isoformat(timespec="milliseconds")
+        expires = expires.replace("+00:00", "Z")
+
+        def connect_redis(i: int) -> Awaitable[Any]:
+            cookie = {"originalMaxAge": HOUR * 1000, "expires": expires, "httpOnly": True}
+            value = json.dumps({"cookie": {**cookie, "path": "/"}, "user": f"user{i}"})
+            sid = os.urandom(24).hex()[:32]
+            return client.set(f"sess:{sid}", value.replace(" ", ""), ex=HOUR)
+
+        await measure("connect-redis-style", connect_redis)
+        if importlib.util.find_spec("starsessions") is not None:
+            from starsessions import JsonSerializer
+            from starsessions.stores.redis import RedisStore as StarRedisStore
+
+            star = StarRedisStore(connection=client)
+            serializer = JsonSerializer()
+
+            def starsessions(i: int) -> Awaitable[Any]:
+                now = time.time()
+                meta = {"lifetime": HOUR, "created": now, "last_access": now}
+                data = serializer.serialize({"user": f"user{i}", "__metadata__": meta})
+                return star.write(os.urandom(16).hex(), data, lifetime=HOUR, ttl=HOUR)
+
+            await measure("starsessions-style", starsessions)
+        await client.flushall()
+    finally:
+        await client.aclose()
+    return out
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+
+def medians(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in samples[0]:
+        if key == "redis_by_command":
+            commands = {c for s in samples for c in s[key]}
+            out[key] = {
+                c: statistics.median(s[key].get(c, 0.0) for s in samples) for c in sorted(commands)
+            }
+        else:
+            out[key] = statistics.median(float(s[key]) for s in samples)
+    out["failed"] = sum(int(s["failed"]) for s in samples)
+    return out
+
+
+def judge(sides: dict[str, dict[str, Any]], memory: dict[str, float]) -> list[dict[str, Any]]:
+    """Each target with its value and met (True / False / None when not measured)."""
+    guarded = sides.get(GUARDED)
+
+    def ratio(other: str) -> float | None:
+        if guarded is None or other not in sides:
+            return None
+        return float(guarded["rps"]) / float(sides[other]["rps"])
+
+    values: dict[str, tuple[float | None, float, str]] = {
+        "vs starsessions-redis": (ratio("starsessions-redis"), 2.0, ">="),
+        "vs express": (ratio("express"), 2.0, ">="),
+        "vs bare": (ratio("bare"), 0.45, ">="),
+        "redis cpu": (None if guarded is None else guarded.get("redis_cpu_us"), 8.0, "<="),
+        "redis memory": (memory.get("sessionkit"), 400.0, "<="),
+    }
+    out = []
+    for target in TARGETS:
+        value, bound, kind = values[target.name]
+        met = None if value is None else value >= bound if kind == ">=" else value <= bound
+        out.append({"name": target.name, "text": target.text, "value": value, "met": met})
+    return out
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    sides: dict[str, dict[str, Any]] = report["sides"]
+    bare = sides.get("bare")
+    say("")
+    for side, what in SIDES:
+        say(f"  {side:<20} {what}")
+    say(
+        f"{'side':<20} {'req/s':>8} {'vs bare':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'CPU us/req':>10} {'session us':>10} {'Redis cmd':>9} {'Redis us':>8}"
+    )
+    for side, _ in SIDES:
+        if side not in sides:
+            say(f"{side:<20} not measured: {report['not_measured'].get(side, '?')}")
+            continue
+        s = sides[side]
+        vs_bare = f"{s['rps'] / bare['rps']:.2f}" if bare else "-"
+        layer = f"{s['cpu_us'] - bare['cpu_us']:.1f}" if bare and side != "bare" else "-"
+        cmds = f"{s['redis_commands']:.2f}" if "redis_commands" in s else "-"
+        rcpu = f"{s['redis_cpu_us']:.1f}" if "redis_cpu_us" in s else "-"
+        failed = f"  ({s['failed']} failed requests!)" if s["failed"] else ""
+        say(
+            f"{side:<20} {s['rps']:>8,.0f} {vs_bare:>7} {s['p50_ms']:>7.2f} {s['p99_ms']:>7.2f} "
+            f"{s['cpu_us']:>10.1f} {layer:>10} {cmds:>9} {rcpu:>8}{failed}"
+        )
+    for side in REDIS_SIDES:
+        if side in sides:
+            by = sides[side]["redis_by_command"]
+            top = ", ".join(f"{c} {n:.2f}" for c, n in sorted(by.items(), key=lambda x: -x[1]))
+            say(f"  Redis commands per request, {side}: {top}")
+    gen = [s["generator_cpu_us"] for s in sides.values()]
+    if gen:
+        say(
+            f"load generator: {report['generator']}, its own CPU {min(gen):.1f}-{max(gen):.1f} us"
+            " per request"
+        )
+    memory = report["memory"]
+    say("")
+    if memory:
+        shown = ", ".join(f"{k} {v:,.0f} B" for k, v in memory.items())
+        say(f"Redis memory per idle session ({report['plan']['memory_sessions']:,}): {shown}")
+    else:
+        say(f"Redis memory per idle session: not measured: {report['memory_why']}")
+    say("")
+    say("targets (ratios and values from this run)")
+    for t in report["targets"]:
+        met = {True: "met", False: "NOT MET", None: "not measured"}[t["met"]]
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        say(f"  {t['text']:<74} {value:>8}  {met}")
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The run as the Markdown table benchmarks/README.md shows."""
+    sides: dict[str, dict[str, Any]] = report["sides"]
+    bare = sides.get("bare")
+    lines = [
+        "| side | req/s | vs bare | p50 | p99 | server CPU/req | session layer CPU/req "
+        "| Redis cmds/req | Redis CPU/req |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for side, what in SIDES:
+        if side not in sides:
+            why = report["not_measured"].get(side, "")
+            lines.append(f"| {what} | not measured: {why} | | | | | | | |")
+            continue
+        s = sides[side]
+        vs = f"{s['rps'] / bare['rps']:.2f}" if bare else "-"
+        layer = f"{s['cpu_us'] - bare['cpu_us']:.1f} µs" if bare and side != "bare" else "-"
+        cmds = f"{s['redis_commands']:.2f}" if "redis_commands" in s else "-"
+        rcpu = f"{s['redis_cpu_us']:.1f} µs" if "redis_cpu_us" in s else "-"
+        lines.append(
+            f"| {what} | {s['rps']:,.0f} | {vs} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms "
+            f"| {s['cpu_us']:.1f} µs | {layer} | {cmds} | {rcpu} |"
+        )
+    lines += ["", "| target | value | met? |", "|---|--:|---|"]
+    for t in report["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        lines.append(f"| {t['text']} | {value} | {met} |")
+    if report["memory"]:
+        shown = ", ".join(f"{k} {v:,.0f} B" for k, v in report["memory"].items())
+        lines += ["", f"Redis memory per idle session: {shown}."]
+    return "\n".join(lines) + "\n"
+
+
+def measure(
+    plan: Plan, generator: str, redis_port: int | None, skip: dict[str, str]
+) -> dict[str, Any]:
+    samples: dict[str, list[dict[str, Any]]] = {}
+    order = [side for side, _ in SIDES if side not in skip]
+    with tempfile.TemporaryDirectory(prefix="sessionkit-e2e-") as tmp:
+        for round_no in range(plan.rounds):
+            say(f"e2e round {round_no + 1} of {plan.rounds}")
+            for side in order if round_no % 2 == 0 else reversed(order):
+                try:
+                    sample = run_side(side, plan, generator, Path(tmp), redis_port)
+                except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+                    skip[side] = f"failed: {str(exc).strip()[-800:]}"
+                    say(f"  {side:<20} {skip[side]}")
+                    samples.pop(side, None)
+                    order.remove(side)
+                    continue
+                samples.setdefault(side, []).append(sample)
+                say(
+                    f"  {side:<20} {sample['rps']:>8,.0f} req/s  {sample['cpu_us']:6.1f} us CPU/req"
+                )
+    return {side: medians(found) for side, found in samples.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="1 round of 2 s per side")
+    mode.add_argument("--smoke", action="store_true", help="checks that every side runs")
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--seconds", type=float, help="measured load per side and round")
+    parser.add_argument("--json", type=Path, help="where to write the results")
+    args = parser.parse_args(argv)
+    plan = SMOKE if args.smoke else QUICK if args.quick else FULL
+    if args.rounds:
+        plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    if args.seconds:
+        plan = Plan(**{**plan.__dict__, "seconds": args.seconds})
+
+    started = time.perf_counter()
+    generator = load_generator()
+    say(
+        f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions, {plan.rounds} round(s)"
+        f" of {plan.seconds:g} s per side, load generator {generator}"
+    )
+    skip = missing_python()
+    why_node = setup_node()
+    if why_node:
+        skip["express"] = why_node
+    server = server_executable()
+    memory: dict[str, float] = {}
+    memory_why = ""
+    if server is None or importlib.util.find_spec("redis") is None:
+        why = "no Redis-compatible server or no redis-py (pip install -e '.[dev,redis]')"
+        for side in REDIS_SIDES:
+            skip.setdefault(side, why)
+        memory_why = why
+        sides = measure(plan, generator, None, skip)
+    else:
+        with running_server(server) as redis_port:
+            sides = measure(plan, generator, redis_port, skip)
+            try:
+                memory = asyncio.run(memory_per_session(redis_port, plan.memory_sessions))
+            except Exception as exc:  # a figure that fails must not stop the suite
+                memory_why = f"failed: {exc!r}"
+    report: dict[str, Any] = {
+        "measured": True,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "plan": plan.__dict__,
+        "generator": generator,
+        "connections": CONNECTIONS,
+        "sides": sides,
+        "not_measured": skip,
+        "memory": memory,
+        "memory_why": memory_why,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    report["targets"] = judge(sides, memory)
+    print_tables(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+        args.json.with_suffix(".md").write_text(markdown(report))
+    say(f"end-to-end done in {report['elapsed_s']:.0f} s")
+    print(json.dumps(report), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
