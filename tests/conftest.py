@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
+from tests.cluster import RedisClusterServers
 from tests.redis_server import RedisServer, require_server
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
 STORE_KINDS = ["memory", "redis"]
@@ -42,6 +43,29 @@ async def redis_client(redis_server: RedisServer) -> AsyncIterator[Redis]:
     from redis.asyncio import Redis
 
     client = Redis(host="127.0.0.1", port=redis_server.port)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A 3-primary Redis Cluster on loopback for the whole run; ``.ports`` are its primaries'
+    (skipped, or failed under CI=true, when no server can be found)."""
+    cluster = RedisClusterServers(require_server(), tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def redis_cluster_client(
+    redis_cluster: RedisClusterServers,
+) -> AsyncIterator[RedisCluster]:
+    """A ``redis.asyncio.RedisCluster`` client to the run's cluster, closed after the test."""
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    await client.initialize()  # learns the slots now, so that routing needs no await
     yield client
     await client.aclose()
 
