@@ -1,15 +1,18 @@
 """The end-to-end benchmark: a session-guarded route under load, side by side.
 
-    python -m benchmarks.e2e            # 5 rounds of 2 s per side (~3 min; make bench)
-    python -m benchmarks.e2e --quick    # 1 round of 2 s per side (make bench-quick)
+    python -m benchmarks.e2e            # 3 rounds, 4 slices of 1 s per side each (~2 min)
+    python -m benchmarks.e2e --quick    # 1 round, 2 slices of 1 s per side (make bench-quick)
     python -m benchmarks.e2e --smoke    # a few seconds: checks that every side runs
 
 Every side serves ``GET /api/me``, a tiny JSON route, from one server process on 127.0.0.1 (one
 uvicorn worker for the Python sides, see ``e2e_server.py``; one Node process for
 express-session, see ``e2e_express.js``). A load generator keeps 50 keep-alive connections
 busy, each request carrying the session key of one of 1,000 sessions the side created before
-listening. The sides run one after another in fresh processes, their order reversed each
-round; the figures are medians over the rounds, and every ratio compares sides of the same run.
+listening. Each round starts every side's server afresh, warms each up, then loads them in
+turn in 1-second slices, the order reversed after each pass (A B C ... C B A ...), so that a
+burst of load from the rest of the machine lands on all sides alike. A side's round figure is
+its totals over its slices; the tables show medians over rounds, and each ratio is the median
+of that round's ratios (the machine is shared: only ratios from the same run mean anything).
 
 For each side: requests per second, p50 and p99 latency, the server process's CPU per request
 (``/proc/<pid>/stat``), the session layer's CPU per request (that minus the bare route's), and
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,16 +81,17 @@ OWN_COMMANDS = ("info",)
 class Plan:
     """What one run measures."""
 
-    rounds: int
-    seconds: float  # measured load per side and round
+    rounds: int  # fresh servers each round
+    slices: int  # measured slices per side and round, the sides alternating
+    seconds: float  # per slice
     warmup: float  # seconds of load first, not measured (connections, caches, JIT)
     sessions: int  # the pool each side creates and the requests cycle through
     memory_sessions: int  # sessions created for the Redis memory figure
 
 
-FULL = Plan(rounds=5, seconds=2.0, warmup=1.0, sessions=1_000, memory_sessions=20_000)
-QUICK = Plan(rounds=1, seconds=2.0, warmup=0.5, sessions=1_000, memory_sessions=5_000)
-SMOKE = Plan(rounds=1, seconds=0.5, warmup=0.2, sessions=100, memory_sessions=500)
+FULL = Plan(rounds=3, slices=4, seconds=1.0, warmup=1.0, sessions=1_000, memory_sessions=20_000)
+QUICK = Plan(rounds=1, slices=2, seconds=1.0, warmup=0.5, sessions=1_000, memory_sessions=5_000)
+SMOKE = Plan(rounds=1, slices=1, seconds=0.5, warmup=0.2, sessions=100, memory_sessions=500)
 
 
 @dataclass(frozen=True)
@@ -218,79 +222,141 @@ def redis_snapshot(client: Any) -> dict[str, float]:
     return out
 
 
-@contextlib.contextmanager
-def serving(cmd: list[str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run a side's server until the block ends; ready once its port accepts connections."""
+def launch(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start a side's server (its output goes to ``log``)."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=HERE.parent, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(cmd, cwd=HERE.parent, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    """Wait until the server accepts connections (its sessions and key file are ready then)."""
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+            return
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log.read_text(errors="replace")[-1500:]
+            raise RuntimeError(f"the server did not start:\n{tail}")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace")[-1500:]
-                raise RuntimeError(f"the server did not start:\n{tail}")
-            time.sleep(0.05)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
-def run_side(
-    side: str, plan: Plan, generator: str, scratch: Path, redis_port: int | None
-) -> dict[str, Any]:
-    """One side, once: a fresh server, warm-up load, then the measured load."""
-    port = free_port()
-    keyfile = scratch / f"{side}.keys"
-    keyfile.unlink(missing_ok=True)
+@dataclass
+class Side:
+    """One side's server in one round, and what its slices measured."""
+
+    name: str
+    port: int
+    keyfile: Path
+    log: Path
+    proc: subprocess.Popen[bytes]
+    slices: list[dict[str, Any]]
+
+
+def side_command(
+    side: str, port: int, keyfile: Path, plan: Plan, redis_port: int | None
+) -> list[str]:
     if side == "express":
         cmd = ["node", str(HERE / "e2e_express.js"), str(NODE_DIR), str(port), str(redis_port)]
-        cmd += [str(keyfile), str(plan.sessions)]
-    else:
-        cmd = [sys.executable, "-m", "benchmarks.e2e_server", side, str(port), str(keyfile)]
-        cmd += [str(plan.sessions)] + ([str(redis_port)] if redis_port else [])
-    client = None
-    if side in REDIS_SIDES and redis_port is not None:
-        from redis import Redis
+        return [*cmd, str(keyfile), str(plan.sessions)]
+    cmd = [sys.executable, "-m", "benchmarks.e2e_server", side, str(port), str(keyfile)]
+    return [*cmd, str(plan.sessions)] + ([str(redis_port)] if redis_port else [])
 
-        client = Redis(host="127.0.0.1", port=redis_port)
-        # Each side starts from an empty server, freed at once rather than in the background
-        # while the side runs (Valkey 8 frees lazily by default).
-        client.config_set("lazyfree-lazy-user-flush", "no")
-        client.flushall()
-    try:
-        with serving(cmd, port, scratch / f"{side}.log") as proc:
-            drive(generator, port, keyfile, plan.warmup)
-            cpu_before = cpu_seconds(proc.pid)
-            redis_before = redis_snapshot(client) if client is not None else {}
-            seen = drive(generator, port, keyfile, plan.seconds)
-            cpu_after = cpu_seconds(proc.pid)
-            redis_after = redis_snapshot(client) if client is not None else {}
-    finally:
-        if client is not None:
-            client.close()
-    requests = max(1, int(seen["requests"]))
+
+def measure_slice(side: Side, generator: str, seconds: float, client: Any) -> dict[str, Any]:
+    """Load one side for one slice; its raw counts (summed over slices later)."""
+    cpu_before = cpu_seconds(side.proc.pid)
+    redis_before = redis_snapshot(client) if client is not None else {}
+    seen = drive(generator, side.port, side.keyfile, seconds)
+    cpu_after = cpu_seconds(side.proc.pid)
+    found: dict[str, Any] = {**seen, "cpu_s": cpu_after - cpu_before}
+    if client is not None:
+        # The other sides are idle meanwhile (sessionkit's RedisStore sweeps every 5 s, a
+        # script call: noise well under 0.01 command per request).
+        after = redis_snapshot(client)
+        found["redis"] = {k: after[k] - redis_before.get(k, 0.0) for k in after}
+    return found
+
+
+def summarize(side: Side) -> dict[str, Any]:
+    """One round of one side: totals over its slices, per request."""
+    slices = side.slices
+    requests = max(1, sum(int(s["requests"]) for s in slices))
     sample: dict[str, Any] = {
-        "rps": seen["requests"] / seen["duration_s"],
-        "p50_ms": seen["p50_us"] / 1000,
-        "p99_ms": seen["p99_us"] / 1000,
-        "cpu_us": (cpu_after - cpu_before) / requests * 1e6,
-        "generator_cpu_us": seen["generator_cpu_s"] / requests * 1e6,
-        "failed": int(seen["non2xx"]) + int(seen["errors"]),
+        "rps": requests / sum(float(s["duration_s"]) for s in slices),
+        # Latency percentiles are the generator's, per slice; the median slice's is kept.
+        "p50_ms": statistics.median(float(s["p50_us"]) for s in slices) / 1000,
+        "p99_ms": statistics.median(float(s["p99_us"]) for s in slices) / 1000,
+        "cpu_us": sum(float(s["cpu_s"]) for s in slices) / requests * 1e6,
+        "generator_cpu_us": sum(float(s["generator_cpu_s"]) for s in slices) / requests * 1e6,
+        "failed": sum(int(s["non2xx"]) + int(s["errors"]) for s in slices),
         "requests": requests,
     }
-    if client is not None:
-        delta = {k: redis_after[k] - redis_before.get(k, 0.0) for k in redis_after}
+    if "redis" in slices[0]:
+        delta: dict[str, float] = {}
+        for s in slices:
+            for command, n in s["redis"].items():
+                delta[command] = delta.get(command, 0.0) + n
         sample["redis_cpu_us"] = delta.pop(" cpu") / requests * 1e6
         sample["redis_commands"] = sum(delta.values()) / requests
         sample["redis_by_command"] = {k: v / requests for k, v in delta.items() if v}
     return sample
+
+
+def run_round(
+    names: list[str], plan: Plan, generator: str, scratch: Path, redis_port: int | None
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Every side once, in fresh servers started together, measured in alternating slices.
+
+    Slices of the sides alternate (A B C ... C B A ...), so that a burst of load from the rest
+    of the machine lands on every side alike. Returns each side's figures, and the sides that
+    failed with why.
+    """
+    client = None
+    if redis_port is not None and any(n in REDIS_SIDES for n in names):
+        from redis import Redis
+
+        client = Redis(host="127.0.0.1", port=redis_port)
+        # Freed at once, not in the background while the sides run (Valkey 8 frees lazily).
+        client.config_set("lazyfree-lazy-user-flush", "no")
+        client.flushall()
+    failed: dict[str, str] = {}
+    running: list[Side] = []
+    with contextlib.ExitStack() as stack:
+        if client is not None:
+            stack.callback(client.close)
+        for name in names:
+            port = free_port()
+            keyfile, log = scratch / f"{name}.keys", scratch / f"{name}.log"
+            keyfile.unlink(missing_ok=True)
+            proc = launch(side_command(name, port, keyfile, plan, redis_port), log)
+            stack.callback(stop, proc)
+            running.append(Side(name, port, keyfile, log, proc, []))
+        for side in list(running):
+            try:
+                wait_listening(side.proc, side.port, side.log)
+                drive(generator, side.port, side.keyfile, plan.warmup)
+            except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+                failed[side.name] = f"failed: {str(exc).strip()[-800:]}"
+                running.remove(side)
+        order = list(running)
+        for _ in range(plan.slices):
+            for side in order:
+                redis = client if side.name in REDIS_SIDES else None
+                try:
+                    side.slices.append(measure_slice(side, generator, plan.seconds, redis))
+                except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
+                    failed[side.name] = f"failed: {str(exc).strip()[-800:]}"
+            order = [side for side in reversed(order) if side.name not in failed]
+    return {s.name: summarize(s) for s in running if s.slices and s.name not in failed}, failed
 
 
 # -- Redis memory per idle session -----------------------------------------------------------------
@@ -516,19 +582,17 @@ def measure(
     plan: Plan, generator: str, redis_port: int | None, skip: dict[str, str]
 ) -> dict[str, Any]:
     samples: dict[str, list[dict[str, Any]]] = {}
-    order = [side for side, _ in SIDES if side not in skip]
+    names = [side for side, _ in SIDES if side not in skip]
     with tempfile.TemporaryDirectory(prefix="sessionkit-e2e-") as tmp:
         for round_no in range(plan.rounds):
             say(f"e2e round {round_no + 1} of {plan.rounds}")
-            for side in order if round_no % 2 == 0 else reversed(order):
-                try:
-                    sample = run_side(side, plan, generator, Path(tmp), redis_port)
-                except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
-                    skip[side] = f"failed: {str(exc).strip()[-800:]}"
-                    say(f"  {side:<20} {skip[side]}")
-                    samples.pop(side, None)
-                    order.remove(side)
-                    continue
+            found, failed = run_round(names, plan, generator, Path(tmp), redis_port)
+            for side, why in failed.items():
+                say(f"  {side:<20} {why}")
+                skip[side] = why
+                samples.pop(side, None)
+                names.remove(side)
+            for side, sample in found.items():
                 samples.setdefault(side, []).append({**sample, "round": round_no})
                 say(
                     f"  {side:<20} {sample['rps']:>8,.0f} req/s  {sample['cpu_us']:6.1f} us CPU/req"
@@ -536,9 +600,7 @@ def measure(
     out = {side: medians(found) for side, found in samples.items()}
     for side, figures in out.items():
         figures["vs"] = {
-            other: paired(samples, side, other, "rps", ratio=True)
-            for other in samples
-            if other != side
+            other: paired(samples, side, other, "rps", ratio=True) for other in samples
         }
         if side != "bare":
             figures["layer_us"] = paired(samples, side, "bare", "cpu_us", ratio=False)
@@ -548,23 +610,23 @@ def measure(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.e2e", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="1 round of 2 s per side")
+    mode.add_argument("--quick", action="store_true", help="1 round, 2 slices per side")
     mode.add_argument("--smoke", action="store_true", help="checks that every side runs")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--seconds", type=float, help="measured load per side and round")
+    parser.add_argument("--slices", type=int, help="measured slices per side and round")
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
-    if args.seconds:
-        plan = Plan(**{**plan.__dict__, "seconds": args.seconds})
+    if args.slices:
+        plan = Plan(**{**plan.__dict__, "slices": args.slices})
 
     started = time.perf_counter()
     generator = load_generator()
     say(
         f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions, {plan.rounds} round(s)"
-        f" of {plan.seconds:g} s per side, load generator {generator}"
+        f" of {plan.slices} slice(s) of {plan.seconds:g} s per side, load generator {generator}"
     )
     skip = missing_python()
     why_node = setup_node()
