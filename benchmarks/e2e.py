@@ -391,7 +391,7 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
     try:
         await client.config_set("lazyfree-lazy-user-flush", "no")  # FLUSHALL frees at once
         async with SessionManager(timeout=HOUR, store=RedisStore(client, prefix="mem:")) as sm:
-            with_outcomes = "sessionkit, logins' outcome records included"
+            with_outcomes = "sessionkit with its 10-minute login outcome records"
             before = await measure(with_outcomes, lambda i: sm.load_new_session(f"user{i}"))
             # Each login's outcome is kept 10 minutes (P o:<op>, for a caller that lost the
             # reply); a session idle longer has none. Drop them to see the idle session alone.
@@ -574,7 +574,18 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {t['text']} | {value} | {met} |")
     if report["memory"]:
         shown = ", ".join(f"{k} {v:,.0f} B" for k, v in report["memory"].items())
-        lines += ["", f"Redis memory per idle session: {shown}."]
+        count = report["plan"]["memory_sessions"]
+        lines += ["", f"Redis memory per idle session ({count:,} sessions): {shown}."]
+    gen = [s["generator_cpu_us"] for s in sides.values()]
+    plan = report["plan"]
+    lines += [
+        "",
+        f"{report['date']}; {report['connections']} connections; {plan['rounds']} rounds of"
+        f" {plan['slices']} slices of {plan['seconds']:g} s per side; load generator"
+        f" {report['generator']}"
+        + (f" (its own CPU {min(gen):.0f}-{max(gen):.0f} µs per request)" if gen else "")
+        + "; medians, ratios paired by round.",
+    ]
     return "\n".join(lines) + "\n"
 
 
