@@ -228,12 +228,13 @@ def launch(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, cwd=HERE.parent, stdout=out, stderr=subprocess.STDOUT)
 
 
-def wait_listening(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_listening(proc: subprocess.Popen[bytes], port: int, keyfile: Path, log: Path) -> None:
     """Wait until the server accepts connections (its sessions and key file are ready then)."""
     deadline = time.monotonic() + 60
     while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
-            return
+        if keyfile.exists() and proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                return
         if proc.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-1500:]
             raise RuntimeError(f"the server did not start:\n{tail}")
@@ -329,24 +330,37 @@ def run_round(
         client.config_set("lazyfree-lazy-user-flush", "no")
         client.flushall()
     failed: dict[str, str] = {}
-    running: list[Side] = []
     with contextlib.ExitStack() as stack:
         if client is not None:
             stack.callback(client.close)
-        for name in names:
+
+        def start(name: str) -> Side:
             port = free_port()
             keyfile, log = scratch / f"{name}.keys", scratch / f"{name}.log"
             keyfile.unlink(missing_ok=True)
             proc = launch(side_command(name, port, keyfile, plan, redis_port), log)
             stack.callback(stop, proc)
-            running.append(Side(name, port, keyfile, log, proc, []))
-        for side in list(running):
+            return Side(name, port, keyfile, log, proc, [])
+
+        running: list[Side] = []
+        for side in [start(name) for name in names]:
             try:
-                wait_listening(side.proc, side.port, side.log)
+                for attempt in range(3):
+                    try:
+                        wait_listening(side.proc, side.port, side.keyfile, side.log)
+                        break
+                    except RuntimeError as exc:
+                        # A server binds only once its sessions exist; meanwhile another
+                        # process's outgoing connection may have taken the free port it was
+                        # given. Start it again on another.
+                        if "address already in use" not in str(exc).lower() or attempt == 2:
+                            raise
+                        side = start(side.name)
                 drive(generator, side.port, side.keyfile, plan.warmup)
             except (RuntimeError, subprocess.TimeoutExpired, OSError) as exc:
                 failed[side.name] = f"failed: {str(exc).strip()[-800:]}"
-                running.remove(side)
+            else:
+                running.append(side)
         order = list(running)
         for _ in range(plan.slices):
             for side in order:
