@@ -639,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--smoke", action="store_true", help="checks that every side runs")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--slices", type=int, help="measured slices per side and round")
+    parser.add_argument(
+        "--sides", help="only these sides, comma-separated (e.g. bare,sessionkit-redis)"
+    )
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
@@ -654,7 +657,10 @@ def main(argv: list[str] | None = None) -> int:
         f" of {plan.slices} slice(s) of {plan.seconds:g} s per side, load generator {generator}"
     )
     skip = missing_python()
-    why_node = setup_node()
+    if args.sides:
+        asked = args.sides.split(",")
+        skip.update({side: "not asked for (--sides)" for side, _ in SIDES if side not in asked})
+    why_node = setup_node() if "express" not in skip else None
     if why_node:
         skip["express"] = why_node
     server = server_executable()
