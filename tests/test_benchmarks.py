@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks import push
+from benchmarks import e2e, push
 from benchmarks.redis_side import figure_names
 from benchmarks.run import FIGURES, FLOOR_TARGETS, TARGETS
 
@@ -33,6 +33,8 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         lines = [line for line in done.stdout.splitlines() if f"of its floor ({floor}" in line]
         assert [line.split()[0] for line in lines] == [figure.split()[0]], done.stdout
     for name in figure_names():
+        assert name in done.stdout, name
+    for name in e2e.figure_names():
         assert name in done.stdout, name
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout
