@@ -2,7 +2,7 @@
 alternating the two sides round after round, and print the medians and their ratios.
 
     python -m benchmarks            # the full suite (make bench): 10k, 100k and 1M sessions
-    python -m benchmarks --quick    # under a minute (make bench-quick)
+    python -m benchmarks --quick    # about a minute (make bench-quick)
     python -m benchmarks --smoke    # a few seconds: what the test suite runs
 
 The end-to-end figures (a session-guarded route under load, ``benchmarks/e2e.py``) close the
@@ -479,7 +479,9 @@ def run_e2e(mode: str | None) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="10,000 sessions, 1 round (< 1 min)")
+    mode.add_argument(
+        "--quick", action="store_true", help="10,000 sessions and 200 sockets, 1 round (~1 min)"
+    )
     mode.add_argument("--smoke", action="store_true", help="tiny sizes: checks the suite runs")
     parser.add_argument("--rounds", type=int, help="rounds per side (default: 3, or 1 if short)")
     parser.add_argument("--sizes", type=lambda s: tuple(int(x) for x in s.split(",")))

@@ -155,8 +155,10 @@ class _Bridge:
         task, self._after_task = self._after_task, None
         if task is None or task.done():
             return
-        if task.get_loop() is not asyncio.get_running_loop():
-            task.get_loop().call_soon_threadsafe(task.cancel)  # a loop that is gone or going
+        loop = task.get_loop()
+        if loop is not asyncio.get_running_loop():
+            if not loop.is_closed():  # the manager moved on to another loop: end it there
+                loop.call_soon_threadsafe(task.cancel)
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), _CLOSE_WAIT)
@@ -383,7 +385,9 @@ def bind_socketio(
         ``False``, the seed's flow works too: connect, then emit ``session_key`` with
         ``{"session_key": key, "user": name}`` (the ack says ``{"joined": bool}``); only a
         live key joins a room.
-    :param disconnect_on_logout: disconnect a session's sockets after sending ``logout``.
+    :param disconnect_on_logout: disconnect a session's sockets after sending ``logout``:
+        in the background, once every ``logout`` due at the same time has gone out;
+        :meth:`SessionManager.aclose() <sessionkit.SessionManager.aclose>` waits for them.
     :param touch_on_event: restart a session's idle timer on every event its sockets send.
     :param cookie: cookie mode: the session cookie (a
         :class:`~sessionkit.cookies.SessionCookie` or a name) that authenticates a handshake
