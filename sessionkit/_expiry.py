@@ -19,7 +19,7 @@ import asyncio
 
 import anyio
 
-from sessionkit._fanout import Fanout, Steps, session_event
+from sessionkit._fanout import TIMED_OUT, Fanout, Steps, session_event
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import DeadlineTimers
 from sessionkit.keys import hash_key
@@ -37,8 +37,8 @@ LATE: dict[str, tuple[str | None, bool]] = {
     "delete_user_session": ("logout", True),
     "delete_all": ("delete_all", True),
     "delete_user": ("logout_all", True),
-    "claim_expired": (None, True),
-    "sweep": (None, True),
+    "claim_expired": (TIMED_OUT, True),
+    "sweep": (TIMED_OUT, True),
 }
 
 
@@ -113,7 +113,7 @@ class Expiry:
         self.arm(new, now, remaining, capped)
 
     async def end(self, records: list[SessionRecord], reason: str | None, notify: bool) -> None:
-        """Report sessions that ended (``reason=None``: timed out, idle or absolute), telling
+        """Report sessions that ended for ``reason`` (or :data:`TIMED_OUT`), telling
         their clients to log out if ``notify``.
 
         One ending per session: only the caller whose store call removed it gets here.
@@ -185,7 +185,7 @@ class Expiry:
         if warnings:
             self._tasks.spawn(self._warn_all, warnings)
         if claimed:
-            self._tasks.spawn(self.end, claimed, None, True)
+            self._tasks.spawn(self.end, claimed, TIMED_OUT, True)
 
     async def _warn_all(self, warnings: list[tuple[str, float]]) -> None:
         fanout = self._fanout
@@ -213,7 +213,7 @@ class Expiry:
                 await self._events.report(exc, "sweeping expired sessions failed")
             else:
                 if records:
-                    self._tasks.spawn(self.end, records, None, True)
+                    self._tasks.spawn(self.end, records, TIMED_OUT, True)
             with anyio.move_on_after(interval):
                 await stop.wait()
 

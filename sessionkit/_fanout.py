@@ -23,6 +23,10 @@ logger = logging.getLogger("sessionkit")
 
 _SLICE = 0.005  # seconds of event work before yielding to the loop
 
+#: The reason given for sessions that timed out: the ending tells idle from absolute by itself
+#: (``"expired"`` or ``"absolute_timeout"``) and adds ``session_expired``.
+TIMED_OUT = None
+
 Steps = Iterator[Awaitable[None]]
 
 
@@ -68,8 +72,8 @@ class Fanout:
     def endings(
         self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
     ) -> Steps:
-        """The steps that report sessions ended for ``reason`` (``None``: timed out, idle or
-        absolute), telling their clients to log out if ``notify``."""
+        """The steps that report sessions ended for ``reason`` (or :data:`TIMED_OUT`), telling
+        their clients to log out if ``notify``."""
         events = self.events
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic()
@@ -80,7 +84,7 @@ class Fanout:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
             if events.wants("session_deleted"):
                 yield from events.calls(session_event("session_deleted", key, record, why))
-            if reason is None and events.wants("session_expired"):
+            if reason is TIMED_OUT and events.wants("session_expired"):
                 yield from events.calls(session_event("session_expired", key, record, why))
             if notify:
                 yield from self.notices(key, record.key_hash, record.username, why, record)
