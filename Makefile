@@ -30,8 +30,9 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two workers: the suite waits on real servers and sockets as much as it computes.
 test: lint vendor
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # The bench extra (starsessions, uvloop, httptools) for the end-to-end benchmark; without it
 # the sides that need it say "not measured" and the rest runs.
