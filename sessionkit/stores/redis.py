@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import math
 import secrets
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
@@ -82,11 +81,14 @@ class _Script:
 class RedisStore(SessionStore):
     """Keeps sessions in Redis, so that every process and host using it shares them.
 
-    Each operation is one Lua script, run atomically by the server: one round trip, and one
+    Each operation is one Lua script, run atomically by the server: one command, and one
     winner when callers race (two processes claiming one expired session, a rotation against
     a rotation, new data against a logout). Deadlines are judged by the server's clock, so the
-    workers' clocks may drift. Session keys are stored as their SHA-256 digest, and every key
-    written carries a TTL::
+    workers' clocks may drift. Calls go down a connection of the store's own (borrowed from
+    the client's pool), pipelined: the calls issued in one loop turn leave in one write. Every
+    script that ends or makes sessions runs once per operation id, and a call whose reply was
+    lost is settled later (see :meth:`settle`). Session keys are stored as their SHA-256
+    digest, and every key written carries a TTL::
 
         from redis.asyncio import Redis
         from sessionkit import SessionManager
@@ -103,14 +105,15 @@ class RedisStore(SessionStore):
 
     Redis holds only hashes, so a session ended by hash (an eviction, ``delete_all``,
     ``delete_user``, a sweep) is reported with its raw key only where this process knows it:
-    it created the session, restarted it or rotated to it. Elsewhere ``key`` is ``None`` and
+    it created the session or rotated to it. Elsewhere ``key`` is ``None`` and
     events carry ``key_hash`` alone. Listings (:meth:`user_sessions`) never carry keys.
 
-    :param client: a ``redis.asyncio.Redis`` client; the store does not close it.
+    :param client: a ``redis.asyncio.Redis`` client; the store does not close it (closing it
+        closes the connection the store borrowed from it).
     :param prefix: put before every key the store writes; give each application its own.
     :param sweep_interval: seconds between sweeps for sessions of dead processes.
-    :param op_timeout: seconds each round trip may take, whatever the client's own timeouts
-        and retries, before the call raises :class:`~sessionkit.StoreUnavailable`.
+    :param op_timeout: seconds each call may take, whatever the client's own timeouts, before
+        it raises :class:`~sessionkit.StoreUnavailable`.
     :raises TypeError: if ``client`` is not a ``redis.asyncio.Redis``.
     :raises ValueError: for an empty prefix, or an interval or timeout that is not a positive
         finite number.
@@ -134,7 +137,6 @@ class RedisStore(SessionStore):
             if not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive finite number of seconds")
         self.sweep_interval = float(sweep_interval)
-        self._client = client
         self._prefix = prefix
         self._op_timeout = float(op_timeout)
         self._retain_ms = str(_RETAIN * 1000)
@@ -148,18 +150,14 @@ class RedisStore(SessionStore):
         self._known: dict[str, str] = {}
         self._lost: list[_Lost] = []
         self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
-        # No more calls in flight than the client's pool has connections: past that, redis-py
-        # fails a call rather than wait for one; here a call waits (within op_timeout).
-        self._pipe: Pipeline | None = Pipeline(client, self._op_timeout)
-        self._slots = min(int(client.connection_pool.max_connections), 1 << 16)
-        self._in_flight = 0
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        # Every call goes down the store's own pipelined connection: concurrent calls share
+        # round trips, and none waits on (or fails for) the client's pool.
+        self._pipe = Pipeline(client, self._op_timeout)
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     async def aclose(self) -> None:
         """Close the store's own connection (the client stays open: it is the caller's)."""
-        if self._pipe is not None:
-            await self._pipe.aclose()
+        await self._pipe.aclose()
 
     @property
     def prefix(self) -> str:
@@ -185,78 +183,38 @@ class RedisStore(SessionStore):
             raise
 
     async def _run(self, name: str, *args: str | int, op: str = "") -> Any:
-        # EVALSHA, not redis-py's register_script: its Script object re-builds the arguments
-        # on every call. Through the pipeline, the pipeline's watchdog bounds the call; on the
-        # client's own connections (no pipeline), asyncio.timeout does, which costs about
-        # half of anyio's cancel scope, and this store runs on asyncio only (redis.asyncio).
+        # EVALSHA, not redis-py's register_script (its Script object re-builds the arguments
+        # on every call), down the pipeline, whose watchdog bounds each call by its deadline.
         script = self._scripts[name]
-        client = self._client
         head = (script.sha, 0, self._prefix, self._retain_ms, op)
         pipe = self._pipe
+        deadline = asyncio.get_running_loop().time() + self._op_timeout
+        loaded = resent = False
         try:
-            if pipe is not None:
-                deadline = asyncio.get_running_loop().time() + self._op_timeout
-                loaded = resent = False
-                while True:
-                    try:
-                        return await pipe.call(deadline, "EVALSHA", *head, *args)
-                    except NoScriptError:
-                        # The server does not hold the script (first use, a restart, SCRIPT
-                        # FLUSH, a failover): load it and run it again. Both go down the one
-                        # connection, in order, so the run needs no wait for the load's reply.
-                        if loaded:
-                            raise
-                        loaded = True
-                        pipe.call(deadline, "SCRIPT", "LOAD", script.text).add_done_callback(
-                            _consume
-                        )
-                    except RedisConnectionError:
-                        # The connection broke before the reply (a CLIENT KILL, a restart):
-                        # send it once more on a new one, as redis-py's own retry would.
-                        # Operation ids make that safe for the scripts that change sessions.
-                        if resent:
-                            raise
-                        resent = True
-            async with asyncio.timeout(self._op_timeout):
-                if self._in_flight >= self._slots:
-                    await self._wait_for_slot()
-                self._in_flight += 1
+            while True:
                 try:
-                    return await client.evalsha(*head, *args)
+                    return await pipe.call(deadline, "EVALSHA", *head, *args)
                 except NoScriptError:
-                    script.sha = await client.script_load(script.text)
-                    return await client.evalsha(script.sha, *head[1:], *args)
-                finally:
-                    self._in_flight -= 1
-                    if self._waiting:
-                        self._wake_one()
+                    # The server does not hold the script (first use, a restart, SCRIPT FLUSH,
+                    # a failover): load it and run it again. Both go down the one connection,
+                    # in order, so the run needs no wait for the load's reply.
+                    if loaded:
+                        raise
+                    loaded = True
+                    pipe.call(deadline, "SCRIPT", "LOAD", script.text).add_done_callback(_consume)
+                except RedisConnectionError:
+                    # The connection broke before the reply (a CLIENT KILL, a restart): send it
+                    # once more on a new one, as redis-py's own retry would. Operation ids make
+                    # that safe for the scripts that change sessions.
+                    if resent:
+                        raise
+                    resent = True
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
             ) from exc
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
-
-    async def _wait_for_slot(self) -> None:
-        # A counter, not an asyncio.Semaphore, on this path: the uncontended case is an int
-        # compare, and nothing here belongs to one event loop.
-        while self._in_flight >= self._slots:
-            turn = asyncio.get_running_loop().create_future()
-            self._waiting.append(turn)
-            try:
-                await turn
-            except BaseException:
-                if turn.done() and not turn.cancelled():  # pass the turn on
-                    self._wake_one()
-                raise
-
-    def _wake_one(self) -> None:
-        waiting = self._waiting
-        while waiting:
-            turn = waiting.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                return
 
     @staticmethod
     def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
