@@ -131,6 +131,10 @@ class SessionManager:
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
+        # The hot path's answers without an await, bound once (a store in this process).
+        synchronous = self._store.synchronous
+        self._check_now = self._store.check_sync if synchronous else None
+        self._touch_now = self._store.touch_sync if synchronous else None
         self._events = Dispatcher()
         self._tasks = LoopTasks()
         self._fanout = Fanout(self._events, self._tasks)
@@ -416,11 +420,11 @@ class SessionManager:
             self._bind()
         remaining = None
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
-            store = self._store
-            if store.synchronous:
-                remaining = store.touch_sync(key, self._timeout)
+            touch_now = self._touch_now
+            if touch_now:
+                remaining = touch_now(key, self._timeout)
             else:
-                remaining = await store.touch(key, self._timeout)
+                remaining = await self._store.touch(key, self._timeout)
         if remaining is None:
             raise _not_found(key)
         if self._exact:
@@ -498,8 +502,8 @@ class SessionManager:
         if get_running_loop() is not self._loop:
             self._bind()
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
-            store = self._store
-            left = store.check_sync(key) if store.synchronous else await store.check(key)
+            check_now = self._check_now
+            left = check_now(key) if check_now else await self._store.check(key)
             if left is not None:
                 return True
         logger.info("session rejected: %s", _describe_key(key))
