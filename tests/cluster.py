@@ -112,8 +112,15 @@ class RedisClusterServers:
     """
 
     def __init__(self, exe: str, directory: Path, *, primaries: int = 3) -> None:
-        self.nodes = [ClusterNode(exe, directory / f"node{i}") for i in range(primaries)]
+        self._exe, self._directory, self._primaries = exe, directory, primaries
+        self._tries = 0
+        self.nodes = self._new_nodes()
         self.startup_s: float | None = None  # how long start() took, seconds
+
+    def _new_nodes(self) -> list[ClusterNode]:
+        self._tries += 1
+        folder = self._directory / f"try{self._tries}"
+        return [ClusterNode(self._exe, folder / f"node{i}") for i in range(self._primaries)]
 
     @property
     def ports(self) -> list[int]:
@@ -123,10 +130,24 @@ class RedisClusterServers:
     def start(self, *, timeout: float = 20.0) -> None:
         """Start every node, form the cluster and wait until every node reports it ok.
 
-        :param timeout: seconds the whole start may take.
+        A port picked free may be taken by another process before the node binds it (test
+        workers start servers side by side): the nodes then start again on other ports, up to
+        three times in all.
+
+        :param timeout: seconds each try may take.
         :raises RuntimeError: when a node exits or the cluster is not ok in time (every
             node is stopped first).
         """
+        while True:
+            try:
+                self._start(timeout)
+                return
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or self._tries >= 3:
+                    raise
+                self.nodes = self._new_nodes()
+
+    def _start(self, timeout: float) -> None:
         from redis import Redis
 
         began = time.monotonic()

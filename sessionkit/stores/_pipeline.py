@@ -29,12 +29,33 @@ from redis.exceptions import ResponseError
 _Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float, float]
 
 
+def _pack(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> bytes:
+    # The RESP encoding of commands made of str, bytes and numbers: what redis-py's
+    # pack_command does, without its per-argument type dispatch (the hot path's main cost
+    # once replies are parsed by hiredis).
+    out = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for arg in command:
+            if isinstance(arg, str):
+                data = arg.encode(encoding, errors)
+            elif isinstance(arg, bytes):
+                data = arg
+            else:
+                data = repr(arg).encode()  # an int or a float
+            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(out)
+
+
 class _Link:
     # One connection and the calls written to it, in order.
-    __slots__ = ("conn", "heard", "reader", "sent")
+    __slots__ = ("conn", "encoding", "errors", "heard", "reader", "sent")
 
     def __init__(self, conn: AbstractConnection, now: float) -> None:
         self.conn = conn
+        # The client's own encoding for str arguments (utf-8 unless it was told otherwise).
+        self.encoding: str = conn.encoder.encoding
+        self.errors: str = conn.encoder.encoding_errors
         self.sent: deque[_Call] = deque()
         self.heard = now  # when it last answered (or was opened)
         self.reader: asyncio.Task[None] | None = None
@@ -118,7 +139,7 @@ class Pipeline:
                     link = await self._connect()
                 batch, self._queue = self._queue, []
                 link.sent.extend(batch)  # before the write: a reply may follow at once
-                packed = link.conn.pack_commands(call[0] for call in batch)
+                packed = _pack([call[0] for call in batch], link.encoding, link.errors)
                 await link.conn.send_packed_command(packed, check_health=False)
             except TimeoutError:
                 # A server that does not greet: the watchdog fails each waiting call at its own
