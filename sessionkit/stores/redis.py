@@ -34,6 +34,7 @@ _US = 1_000_000  # microseconds per second: the scripts count time in them
 _RETAIN = 60 * 60  # seconds a session's record outlives its deadline, waiting for a claim
 _SWEEP_BATCH = 1000  # sessions one sweep claims at most
 _LIST_BATCH = 1000  # sessions one listing round trip reads at most
+_RETRIES = 3  # sends of one call after a broken connection or a missing script, at most
 
 
 def _text(value: Any) -> str | None:
@@ -189,7 +190,7 @@ class RedisStore(SessionStore):
         head = (script.sha, 0, self._prefix, self._retain_ms, op)
         pipe = self._pipe
         deadline = asyncio.get_running_loop().time() + self._op_timeout
-        loaded = resent = False
+        retries = 0  # a broken connection or a missing script, a few times, within the deadline
         try:
             while True:
                 try:
@@ -198,17 +199,18 @@ class RedisStore(SessionStore):
                     # The server does not hold the script (first use, a restart, SCRIPT FLUSH,
                     # a failover): load it and run it again. Both go down the one connection,
                     # in order, so the run needs no wait for the load's reply.
-                    if loaded:
+                    if retries >= _RETRIES:
                         raise
-                    loaded = True
+                    retries += 1
                     pipe.call(deadline, "SCRIPT", "LOAD", script.text).add_done_callback(_consume)
                 except RedisConnectionError:
                     # The connection broke before the reply (a CLIENT KILL, a restart): send it
-                    # once more on a new one, as redis-py's own retry would. Operation ids make
-                    # that safe for the scripts that change sessions.
-                    if resent:
+                    # again on a new one, as redis-py's own retry would (and load the script
+                    # again if that new connection's server lost it). Operation ids make that
+                    # safe for the scripts that change sessions.
+                    if retries >= _RETRIES:
                         raise
-                    resent = True
+                    retries += 1
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
