@@ -95,6 +95,17 @@ local function drop(h, f)
   redis.call('ZREM', D, h)
   redis.call('ZREM', ukey(f.u), h)
 end
+-- Move session f from hash h to hash nh (a rotation, or its undoing). RENAME keeps the TTL.
+-- Each index gains the new member before it loses the old one: a set emptied by ZREM is
+-- deleted, and ZADD would bring it back without a TTL.
+local function move(f, h, nh)
+  redis.call('RENAME', skey(h), skey(nh))
+  local U = ukey(f.u)
+  redis.call('ZADD', U, f.c, nh)
+  redis.call('ZREM', U, h)
+  redis.call('ZADD', D, f.k or f.d, nh)
+  redis.call('ZREM', D, h)
+end
 """
 )
 
@@ -280,14 +291,7 @@ ROTATE = _once(
 local h, nh = ARGV[4], ARGV[5]
 local f = load(h)
 if not live(f) then return false end
--- RENAME keeps the TTL. Each index gains the new member before it loses the old one: a
--- set emptied by ZREM is deleted, and ZADD would bring it back without a TTL.
-redis.call('RENAME', skey(h), skey(nh))
-local U = ukey(f.u)
-redis.call('ZADD', U, f.c, nh)
-redis.call('ZREM', U, h)
-redis.call('ZADD', D, f.k or f.d, nh)
-redis.call('ZREM', D, h)
+move(f, h, nh)
 return record(nh, f)
 """
 )
@@ -475,14 +479,7 @@ if call == 'create' then
 elseif call == 'rotate' then
   local h, nh = ARGV[6], ARGV[7]
   local f = load(nh)
-  if out and f ~= nil then
-    redis.call('RENAME', skey(nh), skey(h))
-    local U = ukey(f.u)
-    redis.call('ZADD', U, f.c, h)
-    redis.call('ZREM', U, nh)
-    redis.call('ZADD', D, f.k or f.d, h)
-    redis.call('ZREM', D, nh)
-  end
+  if out and f ~= nil then move(f, nh, h) end
   return {1, {}}
 elseif call == 'delete' or call == 'delete_user_session' then
   if out then return {1, {out}} end

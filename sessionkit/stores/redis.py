@@ -144,7 +144,7 @@ class RedisStore(SessionStore):
         # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
         # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
         self._sweep_lag_us = str(_us(min(1.0, self.sweep_interval)))
-        # Raw keys of the sessions this process created, restarted or rotated to (those its
+        # Raw keys of the sessions this process created or rotated to (those its
         # manager arms timers for), by hash: so that an ending found by hash (eviction,
         # delete_all, a sweep) still names the key where this process knows it. An entry goes
         # when its session ends here or when a claim finds the session gone.
