@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -444,6 +444,16 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def part(what: str, flag: str, skipped: bool, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one optional part of the suite, or say it was left out by ``flag``."""
+    if skipped:
+        report: dict[str, Any] = {"measured": False, "why": f"not asked for ({flag})"}
+        say(f"\n{what} not measured: {report['why']}")
+        return report
+    say("")
+    return run()
+
+
 def run_redis(plan: Plan) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "benchmarks.redis_side", str(plan.redis_ops), str(plan.rounds)]
     done = subprocess.run(cmd, cwd=HERE.parent, capture_output=True, text=True, check=False)
@@ -513,28 +523,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = target_rows(plan, rows)
     print_tables(rows, targets)
 
-    redis: dict[str, Any]
-    if args.no_redis:
-        redis = {"measured": False, "why": "not asked for (--no-redis)"}
-        say(f"\nRedis figures not measured: {redis['why']}")
-    else:
-        say("")
-        redis = run_redis(plan)
-
-    push_report: dict[str, Any]
-    if args.no_push:
-        push_report = {"measured": False, "why": "not asked for (--no-push)"}
-        say(f"\nSocket.IO push figures not measured: {push_report['why']}")
-    else:
-        say("")
-        push_report = push.run(plan.push_sockets, plan.rounds, with_seed=why_no_seed is None)
-    e2e: dict[str, Any]
-    if args.no_e2e:
-        e2e = {"measured": False, "why": "not asked for (--no-e2e)"}
-        say(f"\nend-to-end figures not measured: {e2e['why']}")
-    else:
-        say("")
-        e2e = run_e2e("smoke" if args.smoke else "quick" if args.quick else None)
+    redis = part("Redis figures", "--no-redis", args.no_redis, lambda: run_redis(plan))
+    push_report = part(
+        "Socket.IO push figures",
+        "--no-push",
+        args.no_push,
+        lambda: push.run(plan.push_sockets, plan.rounds, with_seed=why_no_seed is None),
+    )
+    e2e = part(
+        "end-to-end figures",
+        "--no-e2e",
+        args.no_e2e,
+        lambda: run_e2e("smoke" if args.smoke else "quick" if args.quick else None),
+    )
 
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
