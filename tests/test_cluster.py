@@ -1,14 +1,23 @@
 """The local Redis Cluster the suite starts (tests/cluster.py): three primaries on loopback,
-every slot covered, and a cluster client that reaches each of them."""
+every slot covered, and a cluster client that reaches each of them; and what is particular to
+RedisStore's cluster layout (the contract suite itself runs on the cluster through
+``make_store``, and tests/test_redis_processes.py expires 1,000 sessions there)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.crc import key_slot
 
+from sessionkit import SessionManager
+from sessionkit.keys import hash_key
+from sessionkit.stores.redis import RedisStore, _tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
+from tests.conftest import fresh_prefix
 
 if TYPE_CHECKING:
     from redis.asyncio import RedisCluster
@@ -64,3 +73,72 @@ async def test_cluster_client_reaches_each_primary(
         with Redis(host="127.0.0.1", port=port) as node:
             assert node.get(key) == f"on {port}".encode()
         await redis_cluster_client.delete(key)
+
+
+# -- RedisStore's cluster layout ------------------------------------------------------------
+
+
+async def test_sessions_spread_over_every_primary(
+    redis_cluster: RedisClusterServers, redis_cluster_client: RedisCluster
+) -> None:
+    """3,000 sessions of 3,000 users land on all three primaries, none holding half."""
+    prefix = fresh_prefix()
+    store = RedisStore(redis_cluster_client, prefix=prefix)
+    async with SessionManager(timeout=60, store=store) as sm:
+        keys = [await sm.load_new_session(f"user{i}") for i in range(3000)]
+        assert await sm.count_sessions() == 3000
+        per_node = []
+        for port in redis_cluster.ports:
+            async with AsyncRedis(host="127.0.0.1", port=port) as node:
+                found = [k async for k in node.scan_iter(match=f"{prefix}*s:*", count=1000)]
+                per_node.append(len(found))
+        print("sessions per primary:", per_node)
+        assert sum(per_node) == 3000
+        assert all(0 < n <= 1500 for n in per_node), per_node
+        assert len(await sm.get_logged_users()) == 3000
+        assert await sm.delete_all_sessions() == 3000
+        assert not any(await asyncio.gather(*(sm.check_session_status(k) for k in keys[:50])))
+        assert await sm.count_sessions() == 0
+
+
+async def test_keys_name_their_users_bucket(redis_cluster_client: RedisCluster) -> None:
+    """A user's keys all start with the user's bucket character, a rotation keeps it, and a key
+    made otherwise is refused before anything is stored."""
+    store = RedisStore(redis_cluster_client, prefix=fresh_prefix())
+    async with SessionManager(timeout=60, store=store, max_sessions_per_user=3) as sm:
+        firsts = {(await sm.load_new_session("ada"))[0] for _ in range(5)}
+        assert len(firsts) == 1  # and the cap, one slot's script, held across them:
+        assert len(await sm.get_user_sessions("ada")) == 3
+        key = await sm.load_new_session("grace")
+        rotated = await sm.rotate_session_key(key)
+        assert rotated[0] == key[0] and rotated != key
+        assert len(rotated) == len(key) == 44
+        assert await sm.check_session_status(rotated)
+    other = next(c for c in "ABCDEFGH" if c != key[0])
+    with pytest.raises(ValueError, match="new_key"):
+        await store.create(
+            other + key[1:],
+            "grace",
+            None,
+            timeout=60,
+            fixed_timeout=False,
+            absolute_timeout=None,
+            max_per_user=None,
+        )
+    with pytest.raises(ValueError, match="rotated_key"):
+        await store.rotate(rotated, other + rotated[1:])
+    assert [s.key_hash for s in await store.user_sessions("grace")] == [hash_key(rotated)]
+    await store.aclose()
+
+
+def test_cluster_prefix_without_braces(redis_cluster_client: RedisCluster) -> None:
+    with pytest.raises(ValueError, match="hash tags"):
+        RedisStore(redis_cluster_client, prefix="app{1}:")
+
+
+def test_bucket_tags_spread_evenly_and_never_change() -> None:
+    """The 64 hash tags are part of what is stored: each falls in its own 64th of the slots,
+    and they are the same from one version to the next."""
+    tags = _tags()
+    assert [key_slot(tag.encode()) * 64 // SLOTS for tag in tags] == list(range(64))
+    assert tags[:8] == ["10", "18", "113", "342", "29", "21", "3", "122"]

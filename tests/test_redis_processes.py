@@ -46,9 +46,12 @@ class Worker:
         events: str,
         sweep_interval: float,
         events_port: int | None = None,
+        *,
+        cluster: bool = False,
     ) -> None:
         args = [sys.executable, str(WORKER), str(port), prefix, events, str(sweep_interval)]
         args += [] if events_port is None else [str(events_port)]
+        args += ["cluster"] if cluster else []
         self.proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
         )
@@ -88,13 +91,20 @@ class Worker:
 
 
 @pytest.fixture
-def workers(redis_server: ValkeyServer) -> Iterator[Callable[[str, str, float], Worker]]:
-    """Start workers on the run's server: ``workers(prefix, events_list, sweep_interval)``."""
+def workers(
+    redis_server: ValkeyServer, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Worker]]:
+    """Start workers on the run's server: ``workers(prefix, events_list, sweep_interval)``;
+    with ``cluster=True``, on the run's Redis Cluster (events still on the server)."""
     started: list[Worker] = []
     port = port_of(redis_server)
 
-    def start(prefix: str, events: str, sweep_interval: float) -> Worker:
-        worker = Worker(port, prefix, events, sweep_interval)
+    def start(prefix: str, events: str, sweep_interval: float, *, cluster: bool = False) -> Worker:
+        if cluster:
+            node = request.getfixturevalue("redis_cluster").ports[0]
+            worker = Worker(node, prefix, events, sweep_interval, port, cluster=True)
+        else:
+            worker = Worker(port, prefix, events, sweep_interval)
         started.append(worker)
         return worker
 
@@ -122,16 +132,19 @@ async def _wait_for(predicate: Callable[[], Any], within: float) -> None:
             await anyio.sleep(0.05)
 
 
+@pytest.mark.parametrize("layout", ["server", "cluster"])
 async def test_many_processes_expire_each_session_once(
-    workers: Callable[[str, str, float], Worker],
+    workers: Callable[..., Worker],
     redis_client: Redis,
     recorded: Callable[[str], Any],
+    request: pytest.FixtureRequest,
+    layout: str,
 ) -> None:
     """4 processes, 1,000 sessions of 2 s expiring together, half of them armed in two
-    processes: 1,000 events, none twice."""
+    processes: 1,000 events, none twice; on one server, and on a 3-primary cluster."""
     prefix = fresh_prefix()
     events = prefix + "events"
-    pool = [workers(prefix, events, 0.5) for _ in range(4)]
+    pool = [workers(prefix, events, 0.5, cluster=layout == "cluster") for _ in range(4)]
     for worker in pool:
         assert await worker.read() == "ready"
     for worker in pool:
@@ -172,11 +185,16 @@ async def test_many_processes_expire_each_session_once(
         f" {1000 - by_owner} by a sweep; {len({pid for _, _, pid, _ in seen})} processes fired"
     )
     assert max(delays) < 3.0
-    await assert_clean(redis_client, keys)
+    if layout == "server":
+        await assert_clean(redis_client, keys)
+        return
+    for port in request.getfixturevalue("redis_cluster").ports:  # each primary, one by one
+        async with Redis(host="127.0.0.1", port=port) as node:
+            assert await assert_clean(node, keys) > 0
 
 
 async def test_touch_on_one_process_timer_on_another(
-    workers: Callable[[str, str, float], Worker],
+    workers: Callable[..., Worker],
     redis_client: Redis,
     recorded: Callable[[str], Any],
 ) -> None:
@@ -213,7 +231,7 @@ async def test_touch_on_one_process_timer_on_another(
 
 
 async def test_killed_worker_sessions_still_expire_once(
-    workers: Callable[[str, str, float], Worker], redis_client: Redis
+    workers: Callable[..., Worker], redis_client: Redis
 ) -> None:
     """A worker dies (SIGKILL) with 50 sessions: two survivors sweep them, each once."""
     prefix = fresh_prefix()

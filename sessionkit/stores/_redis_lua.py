@@ -1,9 +1,12 @@
 """The Lua scripts behind :class:`~sessionkit.stores.redis.RedisStore`.
 
 Each public operation is one script, so it is one round trip and one atomic step on the server.
-Every script gets ``ARGV[1]`` = the key prefix, ``ARGV[2]`` = how long (ms) a session's
-record is kept past its deadline for a manager to claim it, and ``ARGV[3]`` = an operation id
-(empty for a script that changes nothing worth reporting); its own arguments follow.
+Every script gets ``ARGV[1]`` = the prefix ``P`` of its bucket's keys (the store's prefix on a
+single server; that prefix and the bucket's hash tag on a cluster), ``ARGV[2]`` = how long (ms)
+a session's record is kept past its deadline for a manager to claim it, and ``ARGV[3]`` = an
+operation id (empty for a script that changes nothing worth reporting); its own arguments
+follow. ``KEYS`` declares the keys known before the script runs; those it finds in an index
+(a user's other sessions, the sessions due in a sweep) carry the same prefix, so the same slot.
 
 A script that ends sessions or makes one runs *once* per operation id: its outcome is kept
 under ``P o:<op>`` for ``OUTCOME_MS``, and the same script sent again (the client library's
@@ -17,8 +20,8 @@ Layout under the prefix ``P`` (``h`` is the SHA-256 hex digest of a session key)
   ``d`` deadline, ``a`` absolute deadline, ``t`` the session's own idle timeout, ``x`` data
   (JSON text), ``i`` the client recorded at login (JSON text). Times are microseconds on the server's clock (``TIME``); absent field = none.
 - ``P u:<username>``: sorted set of the user's session hashes, scored by creation time.
-- ``P c``: sorted set of every session hash, scored by creation time (oldest-first listings).
-- ``P d``: sorted set of every session hash, scored by deadline (the sweep reads it).
+- ``P d``: sorted set of every session hash, scored by deadline, which may lag behind (moved
+  only when less than half a timeout is left); the sweep and the listings read it.
 - ``P o:<op>``: the outcome of one operation (JSON), or ``stopped`` / ``settled``.
 
 Every key carries a TTL: a session's hash lives until its deadline plus the retention (at least:
@@ -26,9 +29,6 @@ its TTL moves with the indexed deadline, plus a timeout), and an index at least 
 longest-lived member it was last given. Indexes may hold members
 whose hash has already gone (a retention lapsed with no manager running); scripts skip those
 and drop them where they meet them.
-
-The scripts name keys they build from the prefix rather than declaring them in ``KEYS``, so
-they run on a single Redis (or a primary with replicas), not on Redis Cluster.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ _PRELUDE = (
     _CORE
     + """
 local D = P .. 'd'
-local function fmt(n) return string.format('%.0f', n) end
 local function skey(h) return P .. 's:' .. h end
 local function ukey(u) return P .. 'u:' .. u end
 local function ttl_for(deadline)
@@ -200,7 +199,7 @@ return evicted
 CHECK = (
     _CORE
     + """
-local d = redis.call('HGET', P .. 's:' .. ARGV[4], 'd')
+local d = redis.call('HGET', KEYS[1], 'd')
 if not d or tonumber(d) <= now then return false end
 return fmt(tonumber(d) - now)
 """
@@ -212,8 +211,7 @@ return fmt(tonumber(d) - now)
 TOUCH = (
     _CORE
     + """
-local h = ARGV[4]
-local S = P .. 's:' .. h
+local h, S = ARGV[4], KEYS[1]
 local f
 if ARGV[6] == '1' then
   local raw = redis.call('HGETALL', S)
@@ -232,7 +230,7 @@ if f.a and tonumber(f.a) < deadline then deadline = tonumber(f.a) end
 local d, l = fmt(deadline), fmt(now)
 if tonumber(f.k or 0) - now < timeout / 2 then
   redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
-  local D = P .. 'd'
+  local D = KEYS[2]
   redis.call('ZADD', D, d, h)
   local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
   redis.call('PEXPIRE', S, ttl)

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from sessionkit import keys
 from sessionkit.models import SessionRecord
 
 __all__ = ("Outcome", "Pending", "SessionStore")
@@ -80,6 +81,20 @@ class SessionStore(ABC):
             are one atomic step).
         :raises StoreUnavailable: if the store cannot be reached.
         """
+
+    def new_key(self, username: str) -> str:
+        """Make the key of a new session of ``username`` (the manager asks at each login).
+
+        A store that places sessions by user (:class:`~sessionkit.stores.redis.RedisStore` on
+        a Redis Cluster) marks the place in the key, so that a call with the key alone finds
+        it. The default: :func:`sessionkit.keys.new_key`.
+        """
+        return keys.new_key()
+
+    def rotated_key(self, key: str) -> str:
+        """Make the key a session moves to from ``key`` (the manager asks at each rotation);
+        the default: :func:`sessionkit.keys.new_key`."""
+        return keys.new_key()
 
     #: Whether :meth:`check_sync` and :meth:`touch_sync` answer (a store that keeps sessions
     #: in this process): the manager then calls them, without an await, on the hot path of

@@ -6,11 +6,14 @@ import asyncio
 import hashlib
 import math
 import secrets
-from collections.abc import Sequence
+import string
+import zlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from sessionkit import keys
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
@@ -18,9 +21,10 @@ from sessionkit.stores import _redis_lua as lua
 from sessionkit.stores.base import Outcome, Pending, SessionStore
 
 try:
-    from redis.asyncio import Redis
+    from redis.asyncio import Redis, RedisCluster
+    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "sessionkit.stores.redis needs redis-py: pip install 'sessionkit[redis]'"
@@ -36,6 +40,25 @@ _SWEEP_BATCH = 1000  # sessions one sweep claims at most
 _LIST_BATCH = 1000  # sessions one listing round trip reads at most
 _RETRIES = 3  # sends of one call after a broken connection or a missing script, at most
 
+# The cluster layout: sessions fall into 64 buckets, one per character a key can start with
+# (URL-safe base64). A user's sessions share the bucket of their username, and each key starts
+# with its bucket's character, so a call finds a session's bucket from its key alone.
+_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+_BUCKET_OF = {char: i for i, char in enumerate(_ALPHABET)}
+
+
+def _tags() -> list[str]:
+    # Each bucket's hash tag: the first number whose slot falls in the bucket's 64th of the
+    # slots, so that the buckets spread evenly over the slots, hence over the primaries.
+    # Part of the stored layout: changing it would hide every stored session.
+    tags: dict[int, str] = {}
+    n = 0
+    while len(tags) < len(_ALPHABET):
+        tag = str(n)
+        tags.setdefault(key_slot(tag.encode()) * len(_ALPHABET) // REDIS_CLUSTER_HASH_SLOTS, tag)
+        n += 1
+    return [tags[i] for i in range(len(_ALPHABET))]
+
 
 def _text(value: Any) -> str | None:
     # The client may or may not decode responses: accept both.
@@ -48,12 +71,6 @@ def _us(seconds: float) -> int:
     return round(seconds * _US)
 
 
-def _consume(future: asyncio.Future[Any]) -> None:
-    # A reply nobody awaits: retrieve its exception, if any, so asyncio does not log it.
-    if not future.cancelled():
-        future.exception()
-
-
 def _op_id() -> str:
     return secrets.token_hex(12)
 
@@ -62,6 +79,7 @@ def _op_id() -> str:
 class _Lost:
     # A call that raised before its outcome was known (see SessionStore.settle).
     call: str  # the store method
+    bucket: str  # the prefix of the bucket it ran in
     op: str  # the operation id it was sent with
     context: tuple[str, ...]  # what SETTLE needs to undo it
     keys: dict[str, str]  # raw keys it was given, by hash, to name what it ended
@@ -77,6 +95,24 @@ class _Script:
     def __init__(self, text: str) -> None:
         self.text = text
         self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class _ClusterCalls:
+    """Calls on a Redis Cluster: each goes down the client, to the primary of its keys' slot."""
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client = client
+
+    async def call(self, deadline: float, *command: Any) -> Any:
+        async with asyncio.timeout_at(deadline):
+            # Learn the slots first, once (a no-op after): commands sent together to a client
+            # that has not yet done so raced its start (redis-py 8.1 closed a connection
+            # another command had just taken).
+            await self._client.initialize()
+            return await self._client.execute_command(*command)
+
+    async def aclose(self) -> None:
+        pass  # the client is the caller's
 
 
 class RedisStore(SessionStore):
@@ -101,37 +137,49 @@ class RedisStore(SessionStore):
 
     A session past its deadline is kept (not live) for an hour so that a manager can claim it
     and report its end; each manager sweeps every ``sweep_interval`` seconds for sessions that
-    no live process claimed (their process died). The store runs on one Redis server (with
-    replicas or Sentinel), not on Redis Cluster: its scripts reach keys they compute.
+    no live process claimed (their process died).
+
+    Given a ``redis.asyncio.RedisCluster``, the store spreads sessions over every primary: 64
+    buckets, each under a hash tag of its own (``prefix{tag}``), hold the sessions of the
+    users whose names fall in them, and a key's first character names its bucket (keys come
+    from :meth:`new_key` and :meth:`rotated_key`). Each script runs in one bucket, so in one
+    slot; sweeps, counts and listings ask every bucket. On a cluster each call goes down the
+    client on its own (no pipelining). The two layouts do not see each other's sessions.
 
     Redis holds only hashes, so a session ended by hash (an eviction, ``delete_all``,
     ``delete_user``, a sweep) is reported with its raw key only where this process knows it:
     it created the session or rotated to it. Elsewhere ``key`` is ``None`` and
     events carry ``key_hash`` alone. Listings (:meth:`user_sessions`) never carry keys.
 
-    :param client: a ``redis.asyncio.Redis`` client; the store does not close it (closing it
-        closes the connection the store borrowed from it).
-    :param prefix: put before every key the store writes; give each application its own.
+    :param client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` client; the
+        store does not close it (closing a ``Redis`` closes the connection the store borrowed
+        from it).
+    :param prefix: put before every key the store writes; give each application its own (on a
+        cluster, without ``{`` or ``}``: the buckets' hash tags follow it).
     :param sweep_interval: seconds between sweeps for sessions of dead processes.
     :param op_timeout: seconds each call may take, whatever the client's own timeouts, before
         it raises :class:`~sessionkit.StoreUnavailable`.
-    :raises TypeError: if ``client`` is not a ``redis.asyncio.Redis``.
-    :raises ValueError: for an empty prefix, or an interval or timeout that is not a positive
-        finite number.
+    :raises TypeError: if ``client`` is neither.
+    :raises ValueError: for an empty prefix (or one with braces, on a cluster), or an interval
+        or timeout that is not a positive finite number.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         prefix: str = "sessionkit:",
         sweep_interval: float = 5.0,  # seconds
         op_timeout: float = 2.0,  # seconds
     ) -> None:
-        if not isinstance(client, Redis):
-            raise TypeError(f"client must be a redis.asyncio.Redis, not {type(client).__name__}")
+        if not isinstance(client, Redis | RedisCluster):
+            raise TypeError(
+                f"client must be a redis.asyncio.Redis or RedisCluster, not {type(client).__name__}"
+            )
         if not isinstance(prefix, str) or not prefix:
             raise ValueError("prefix must be a non-empty str")
+        if isinstance(client, RedisCluster) and ("{" in prefix or "}" in prefix):
+            raise ValueError("on a cluster, the prefix must not hold { or }: hash tags follow it")
         for name, value in (("sweep_interval", sweep_interval), ("op_timeout", op_timeout)):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number of seconds")
@@ -151,58 +199,99 @@ class RedisStore(SessionStore):
         self._known: dict[str, str] = {}
         self._lost: list[_Lost] = []
         self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
-        # Every call goes down the store's own pipelined connection: concurrent calls share
-        # round trips, and none waits on (or fails for) the client's pool.
-        self._pipe = Pipeline(client, self._op_timeout)
+        # The prefix of each bucket's keys: one bucket on a single server, 64 on a cluster.
+        self._buckets: list[str]
+        self._conn: Pipeline | _ClusterCalls
+        if isinstance(client, RedisCluster):
+            self._buckets = [f"{prefix}{{{tag}}}" for tag in _tags()]
+            self._conn = _ClusterCalls(client)
+        else:
+            self._buckets = [prefix]
+            # Every call goes down the store's own pipelined connection: concurrent calls
+            # share round trips, and none waits on (or fails for) the client's pool.
+            self._conn = Pipeline(client, self._op_timeout)
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     async def aclose(self) -> None:
         """Close the store's own connection (the client stays open: it is the caller's)."""
-        await self._pipe.aclose()
+        await self._conn.aclose()
 
     @property
     def prefix(self) -> str:
         """The prefix of every key this store writes."""
         return self._prefix
 
+    def _user_bucket(self, username: str) -> int:
+        if len(self._buckets) == 1:
+            return 0
+        return zlib.crc32(username.encode("utf-8", "surrogatepass")) % len(self._buckets)
+
+    def _of_key(self, key: str) -> str:
+        # The prefix of the bucket a key's session lives in.
+        if len(self._buckets) == 1:
+            return self._buckets[0]
+        return self._buckets[_BUCKET_OF.get(key[:1], 0)]
+
+    def new_key(self, username: str) -> str:
+        """A fresh key; on a cluster its first character names the bucket of ``username``."""
+        key = keys.new_key()
+        if len(self._buckets) == 1:
+            return key
+        return _ALPHABET[self._user_bucket(username)] + key[1:]
+
+    def rotated_key(self, key: str) -> str:
+        """A fresh key; on a cluster it starts with the character ``key`` starts with."""
+        fresh = keys.new_key()
+        return fresh if len(self._buckets) == 1 else key[:1] + fresh[1:]
+
     async def _change(
         self,
         name: str,
         call: str,
+        bucket: str,
+        names: tuple[str, ...],
         args: Sequence[str | int],
         *,
         context: tuple[str, ...] = (),
-        keys: dict[str, str] | None = None,
+        known: dict[str, str] | None = None,
     ) -> Any:
         # A script that ends or makes sessions, sent with an operation id: if the caller never
         # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
         op = _op_id()
         try:
-            return await self._run(name, *args, op=op)
+            return await self._run(name, bucket, names, *args, op=op)
         except BaseException:
-            self._lost.append(_Lost(call, op, context, keys or {}, _op_id()))
+            self._lost.append(_Lost(call, bucket, op, context, known or {}, _op_id()))
             raise
 
-    async def _run(self, name: str, *args: str | int, op: str = "") -> Any:
-        # EVALSHA, not redis-py's register_script (its Script object re-builds the arguments
-        # on every call), down the pipeline, whose watchdog bounds each call by its deadline.
+    async def _run(
+        self, name: str, bucket: str, names: tuple[str, ...], *args: str | int, op: str = ""
+    ) -> Any:
+        # Runs script ``name`` in ``bucket`` (its key prefix), declaring the keys ``names``
+        # (with the operation's outcome key, if it has an id): those the script is known to
+        # touch before it runs. Those it finds as it runs (the sessions in an index) share the
+        # bucket's hash tag, so its slot. EVALSHA, not redis-py's register_script (its Script
+        # object re-builds the arguments on every call); on a single server down the pipeline,
+        # whose watchdog bounds each call by its deadline.
         script = self._scripts[name]
-        head = (script.sha, 0, self._prefix, self._retain_ms, op)
-        pipe = self._pipe
+        if op:
+            names = (*names, f"{bucket}o:{op}")
+        tail = (len(names), *names, bucket, self._retain_ms, op, *args)
+        conn = self._conn
         deadline = asyncio.get_running_loop().time() + self._op_timeout
+        command: tuple[str, str] = ("EVALSHA", script.sha)
         retries = 0  # a broken connection or a missing script, a few times, within the deadline
         try:
             while True:
                 try:
-                    return await pipe.call(deadline, "EVALSHA", *head, *args)
+                    return await conn.call(deadline, *command, *tail)
                 except NoScriptError:
                     # The server does not hold the script (first use, a restart, SCRIPT FLUSH,
-                    # a failover): load it and run it again. Both go down the one connection,
-                    # in order, so the run needs no wait for the load's reply.
+                    # a failover): send its text, which runs it and loads it for next time.
                     if retries >= _RETRIES:
                         raise
                     retries += 1
-                    pipe.call(deadline, "SCRIPT", "LOAD", script.text).add_done_callback(_consume)
+                    command = ("EVAL", script.text)
                 except RedisConnectionError:
                     # The connection broke before the reply (a CLIENT KILL, a restart): send it
                     # again on a new one, as redis-py's own retry would (and load the script
@@ -215,8 +304,31 @@ class RedisStore(SessionStore):
             raise StoreUnavailable(
                 f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
             ) from exc
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
+
+    async def _each(self, buckets: Iterable[str], one: Callable[[str], Awaitable[None]]) -> None:
+        # one(bucket) for each bucket, all at once; once every one is done, its first error.
+        todo = list(buckets)
+        if len(todo) == 1:
+            return await one(todo[0])
+        for result in await asyncio.gather(*map(one, todo), return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+        return None
+
+    async def _ending(
+        self, call: str, ended: list[SessionRecord], work: Awaitable[None]
+    ) -> list[SessionRecord]:
+        # Awaits work, which puts in ``ended`` the sessions it ends, bucket by bucket. Cut off
+        # (a bucket failed, the caller was cancelled), what it ended is reported by settle().
+        try:
+            await work
+        except BaseException:
+            if ended:
+                self._late.append(Outcome(call, list(ended)))
+            raise
+        return ended
 
     @staticmethod
     def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
@@ -264,9 +376,14 @@ class RedisStore(SessionStore):
         knows it (see the class docs), else ``key=None``.
 
         :raises SessionLimitReached: with ``refuse``, if the user is at the cap.
+        :raises ValueError: on a cluster, for a key not made by :meth:`new_key` for ``username``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        bucket = self._buckets[self._user_bucket(username)]
+        if self._of_key(key) != bucket:
+            raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
         key_hash = hash_key(key)
+        names = (f"{bucket}s:{key_hash}", f"{bucket}u:{username}", f"{bucket}d")
         args = (
             key_hash,
             username,
@@ -279,7 +396,7 @@ class RedisStore(SessionStore):
             client or "",
             "1" if refuse else "0",
         )
-        evicted = await self._change("CREATE", "create", args, context=(key_hash,))
+        evicted = await self._change("CREATE", "create", bucket, names, args, context=(key_hash,))
         if evicted == -1:
             raise SessionLimitReached(
                 f"{username!r} already has {max_per_user} live session(s), the most allowed"
@@ -293,7 +410,8 @@ class RedisStore(SessionStore):
         :return: seconds until its deadline, or ``None``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        left = _text(await self._run("CHECK", hash_key(key)))
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        left = _text(await self._run("CHECK", bucket, (f"{bucket}s:{key_hash}",), key_hash))
         return None if left is None else int(left) / _US
 
     async def touch(self, key: str, timeout: float) -> float | None:
@@ -302,7 +420,9 @@ class RedisStore(SessionStore):
         :return: seconds until the new deadline, or ``None`` if the session is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        left = _text(await self._run("TOUCH", hash_key(key), _us(timeout)))
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
+        left = _text(await self._run("TOUCH", bucket, names, key_hash, _us(timeout)))
         return None if left is None else int(left) / _US
 
     async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
@@ -311,7 +431,9 @@ class RedisStore(SessionStore):
         :return: the session's record after the restart, or ``None`` if it is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        raw = await self._run("TOUCH", hash_key(key), _us(timeout), "1")
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
+        raw = await self._run("TOUCH", bucket, names, key_hash, _us(timeout), "1")
         return None if raw is None else self._record(raw, key)
 
     async def get(self, key: str) -> SessionRecord | None:
@@ -320,7 +442,8 @@ class RedisStore(SessionStore):
         :return: its record, or ``None``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        raw = await self._run("GET", hash_key(key))
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        raw = await self._run("GET", bucket, (f"{bucket}s:{key_hash}",), key_hash)
         return None if raw is None else self._record(raw, key)
 
     async def set_data(self, key: str, data: str | None) -> bool:
@@ -329,8 +452,10 @@ class RedisStore(SessionStore):
         :return: ``True`` if the session was live and now holds ``data``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        bucket, key_hash = self._of_key(key), hash_key(key)
         has = "0" if data is None else "1"
-        return bool(await self._run("SET_DATA", hash_key(key), has, data or ""))
+        names = (f"{bucket}s:{key_hash}",)
+        return bool(await self._run("SET_DATA", bucket, names, key_hash, has, data or ""))
 
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
@@ -338,8 +463,11 @@ class RedisStore(SessionStore):
         :return: the session as it was, or ``None`` if it was not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        key_hash = hash_key(key)
-        raw = await self._change("DELETE", "delete", (key_hash,), keys={key_hash: key})
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
+        raw = await self._change(
+            "DELETE", "delete", bucket, names, (key_hash,), known={key_hash: key}
+        )
         self._known.pop(key_hash, None)
         return None if raw is None else self._record(raw, key)
 
@@ -350,19 +478,26 @@ class RedisStore(SessionStore):
             ``None`` if the user has no such live session.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        bucket = self._buckets[self._user_bucket(username)]
+        names = (f"{bucket}u:{username}", f"{bucket}s:{key_hash}", f"{bucket}d")
         args = (username, key_hash)
-        raw = await self._change("DELETE_USER_SESSION", "delete_user_session", args)
+        raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
         return None if raw is None else self._ended([raw])[0]
 
     async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
         """Move a live session to ``new_key``; of two rotations of one key, one wins.
 
         :return: the session under ``new_key``, or ``None`` if ``key`` was not live.
+        :raises ValueError: on a cluster, for a ``new_key`` not made by :meth:`rotated_key`.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        bucket = self._of_key(key)
+        if self._of_key(new_key) != bucket:
+            raise ValueError("on a cluster, a rotated key must come from store.rotated_key(key)")
         old_hash, new_hash = hash_key(key), hash_key(new_key)
         context = (old_hash, new_hash)
-        raw = await self._change("ROTATE", "rotate", context, context=context)
+        names = (f"{bucket}s:{old_hash}", f"{bucket}s:{new_hash}", f"{bucket}d")
+        raw = await self._change("ROTATE", "rotate", bucket, names, context, context=context)
         self._known.pop(old_hash, None)
         if raw is None:
             return None
@@ -376,31 +511,49 @@ class RedisStore(SessionStore):
         :return: the sessions this call removed, and those still live with their deadlines.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        by_hash = {hash_key(key): key for key in keys}
-        claimed, pending = await self._change("CLAIM", "claim_expired", list(by_hash), keys=by_hash)
-        records = [self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in claimed]
-        live = [(_text(h) or "", left, capped) for h, left, capped in pending]
-        waiting = [
-            Pending(by_hash[h], int(_text(left) or 0) / _US, bool(capped))
-            for h, left, capped in live
-        ]
-        for key_hash in by_hash.keys() - {
-            h for h, _, _ in live
-        }:  # claimed here, or ended elsewhere
-            self._known.pop(key_hash, None)
-        return records, waiting
+        groups: dict[str, dict[str, str]] = {}  # bucket -> hash -> key
+        for key in keys:
+            groups.setdefault(self._of_key(key), {})[hash_key(key)] = key
+        claimed: list[SessionRecord] = []
+        waiting: list[Pending] = []
+
+        async def claim(bucket: str) -> None:
+            by_hash = groups[bucket]
+            names = (f"{bucket}d", *(f"{bucket}s:{h}" for h in by_hash))
+            raws, pending = await self._change(
+                "CLAIM", "claim_expired", bucket, names, list(by_hash), known=by_hash
+            )
+            claimed.extend(self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in raws)
+            live = {_text(h) or "": (left, capped) for h, left, capped in pending}
+            waiting.extend(
+                Pending(by_hash[h], int(_text(left) or 0) / _US, bool(capped))
+                for h, (left, capped) in live.items()
+            )
+            for key_hash in by_hash.keys() - live.keys():  # claimed here, or ended elsewhere
+                self._known.pop(key_hash, None)
+
+        await self._ending("claim_expired", claimed, self._each(groups, claim))
+        return claimed, waiting
 
     async def sweep(self) -> list[SessionRecord]:
         """Claim sessions past their deadline that no process claimed (their process died).
 
         A session is left to its owner's timer for up to a second past its deadline; one
-        call claims at most 1,000 sessions.
+        call claims at most 1,000 sessions (per bucket, on a cluster).
 
         :return: the sessions this call removed, with ``key=None`` where this process does not
             know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._ended(await self._change("SWEEP", "sweep", (self._sweep_lag_us, _SWEEP_BATCH)))
+        ended: list[SessionRecord] = []
+        args = (self._sweep_lag_us, _SWEEP_BATCH)
+
+        async def sweep(bucket: str) -> None:
+            ended.extend(
+                self._ended(await self._change("SWEEP", "sweep", bucket, (f"{bucket}d",), args))
+            )
+
+        return await self._ending("sweep", ended, self._each(self._buckets, sweep))
 
     async def usernames(self) -> list[str]:
         """List the username of every live session, oldest session first.
@@ -410,23 +563,32 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         found: list[tuple[int, str]] = []
-        score, member = "-inf", ""
-        while True:
-            batch, seen, score, member = await self._run("USERNAMES", score, member, _LIST_BATCH)
-            pairs = iter(batch)  # created, username, created, username...
-            found.extend(
-                (int(_text(c) or 0), _text(u) or "") for c, u in zip(pairs, pairs, strict=True)
-            )
-            if seen < _LIST_BATCH:
-                found.sort(key=itemgetter(0))  # the index is by deadline: oldest first here
-                return [name for _, name in found]
+
+        async def read(bucket: str) -> None:
+            score, member = "-inf", ""
+            while True:
+                batch, seen, score, member = await self._run(
+                    "USERNAMES", bucket, (f"{bucket}d",), score, member, _LIST_BATCH
+                )
+                pairs = iter(batch)  # created, username, created, username...
+                found.extend(
+                    (int(_text(c) or 0), _text(u) or "") for c, u in zip(pairs, pairs, strict=True)
+                )
+                if seen < _LIST_BATCH:
+                    return
+
+        await self._each(self._buckets, read)
+        found.sort(key=itemgetter(0))  # the index is by deadline: oldest first here
+        return [name for _, name in found]
 
     async def user_sessions(self, username: str) -> list[SessionRecord]:
         """List a user's live sessions, oldest first, with ``key=None``.
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        raws = await self._run("USER_SESSIONS", username)
+        bucket = self._buckets[self._user_bucket(username)]
+        names = (f"{bucket}u:{username}", f"{bucket}d")
+        raws = await self._run("USER_SESSIONS", bucket, names, username)
         return [self._record(raw, None) for raw in raws]
 
     async def count(self) -> int:
@@ -434,7 +596,13 @@ class RedisStore(SessionStore):
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return int(await self._run("COUNT"))
+        counts: list[int] = []
+
+        async def count(bucket: str) -> None:
+            counts.append(int(await self._run("COUNT", bucket, (f"{bucket}d",))))
+
+        await self._each(self._buckets, count)
+        return sum(counts)
 
     async def delete_all(self) -> list[SessionRecord]:
         """End every live session, 1,000 per round trip.
@@ -444,21 +612,21 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         ended: list[SessionRecord] = []
-        score, member, upto = "-inf", "", ""
-        try:
+
+        async def delete(bucket: str) -> None:
+            score, member, upto = "-inf", "", ""
             while True:
                 args = (score, member, _LIST_BATCH, upto)
                 raws, seen, score, member, upto = await self._change(
-                    "DELETE_ALL", "delete_all", args
+                    "DELETE_ALL", "delete_all", bucket, (f"{bucket}d",), args
                 )
                 ended.extend(self._ended(raws))
                 if seen < _LIST_BATCH:
-                    ended.sort(key=attrgetter("created_at"))
-                    return ended
-        except BaseException:
-            if ended:  # cut off half-way: what it ended so far is reported by settle()
-                self._late.append(Outcome("delete_all", ended))
-            raise
+                    return
+
+        await self._ending("delete_all", ended, self._each(self._buckets, delete))
+        ended.sort(key=attrgetter("created_at"))
+        return ended
 
     async def delete_user(self, username: str) -> list[SessionRecord]:
         """End every live session of one user.
@@ -467,7 +635,11 @@ class RedisStore(SessionStore):
             process does not know the key.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        return self._ended(await self._change("DELETE_USER", "delete_user", (username,)))
+        bucket = self._buckets[self._user_bucket(username)]
+        names = (f"{bucket}u:{username}", f"{bucket}d")
+        return self._ended(
+            await self._change("DELETE_USER", "delete_user", bucket, names, (username,))
+        )
 
     @property
     def unsettled(self) -> bool:
@@ -484,9 +656,15 @@ class RedisStore(SessionStore):
         outcomes, self._late = self._late, []
         while self._lost:
             lost = self._lost[0]
+            bucket = lost.bucket
+            names = (
+                f"{bucket}o:{lost.op}",
+                f"{bucket}d",
+                *(f"{bucket}s:{h}" for h in lost.context),
+            )
             try:
                 _, raws = await self._run(
-                    "SETTLE", lost.op, lost.call, *lost.context, op=lost.settle_op
+                    "SETTLE", bucket, names, lost.op, lost.call, *lost.context, op=lost.settle_op
                 )
             except Exception:
                 if outcomes:  # what is known now is reported now; the rest waits
