@@ -83,6 +83,16 @@ class ClusterNode:
             time.sleep(0.01)
         raise RuntimeError(f"the cluster node on port {self.port} did not answer PING")
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): it holds its connections and answers nothing."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process run again (SIGCONT)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
+
     def log(self) -> str:
         """The server's log so far."""
         path = self.directory / "server.log"

