@@ -201,3 +201,72 @@ async def test_a_hung_primary_fails_its_own_calls_only_and_loses_nothing(
         await sm.aclose()
         await client.aclose()
         servers.stop()
+
+
+def _migrate_slot(servers: RedisClusterServers, slot: int, source: int, target: int) -> None:
+    """Move one slot, with its keys, from one primary to another (as a resharding does)."""
+    nodes = [Redis(host="127.0.0.1", port=port) for port in servers.ports]
+    try:
+        src, dst = nodes[source], nodes[target]
+        src_id, dst_id = (cluster(node, "MYID") for node in (src, dst))
+        cluster(dst, "SETSLOT", slot, "IMPORTING", src_id)
+        cluster(src, "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := cluster(src, "GETKEYSINSLOT", slot, 100):
+            port = servers.ports[target]
+            src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 5000, "KEYS", *keys)  # type: ignore[no-untyped-call]
+        for node in nodes:
+            cluster(node, "SETSLOT", slot, "NODE", dst_id)
+    finally:
+        for node in nodes:
+            node.close()
+
+
+async def _evalsha_seen(node: AsyncRedis) -> int:
+    # EVALSHA calls a node answered, failed or redirected (a MOVED reply counts as rejected).
+    stats = (await node.info("commandstats")).get("cmdstat_evalsha", {})
+    return sum(int(stats.get(k, 0)) for k in ("calls", "rejected_calls", "failed_calls"))
+
+
+async def test_a_moved_slot_is_followed_and_its_sessions_keep_working(tmp_path: Path) -> None:
+    """A bucket's slot moves to another primary (a resharding) while its sessions live: the
+    next call is redirected and still answers right, and later calls go straight to the new
+    primary down its own pipeline."""
+    servers = started_cluster(tmp_path)
+    client = await cluster_client(servers)
+    prefix = fresh_prefix()
+    sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix))
+    rec = Recorder(sm)
+    try:
+        keys = [await sm.load_new_session("ada") for _ in range(3)]
+        other = await sm.load_new_session("grace")
+        found = []
+        for i, port in enumerate(servers.ports):
+            async with AsyncRedis(host="127.0.0.1", port=port) as node:
+                found += [(i, k) for k in await node.keys(f"{prefix}*s:{hash_key(keys[0])}")]
+        [(source, name)] = found
+        slot = key_slot(name if isinstance(name, bytes) else name.encode())
+        target = (source + 1) % 3
+        _migrate_slot(servers, slot, source, target)
+
+        assert await sm.check_session_status(keys[0])  # redirected, then answered
+        assert await sm.restart_session_timer(keys[1])
+        assert [s.id for s in await sm.get_user_sessions("ada")] == [hash_key(k) for k in keys]
+        assert await sm.delete_user_session("ada", hash_key(keys[2]))
+        assert await sm.count_sessions() == 3
+        assert await sm.check_session_status(other)
+        async with (
+            AsyncRedis(host="127.0.0.1", port=servers.ports[source]) as old,
+            AsyncRedis(host="127.0.0.1", port=servers.ports[target]) as new,
+        ):
+            assert len(await new.keys(f"{prefix}*")) >= 3  # the user index and sessions
+            before = [await _evalsha_seen(node) for node in (old, new)]
+            for key in keys[:2]:
+                assert await sm.check_session_status(key)
+            after = [await _evalsha_seen(node) for node in (old, new)]
+            assert [a - b for a, b in zip(after, before, strict=True)] == [0, 2]  # no redirect
+        assert await sm.delete_all_sessions() == 3
+        assert rec.errors() == []
+    finally:
+        await sm.aclose()
+        await client.aclose()
+        servers.stop()

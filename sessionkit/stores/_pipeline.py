@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -61,15 +62,60 @@ class _Link:
         self.reader: asyncio.Task[None] | None = None
 
 
-class Pipeline:
-    """Sends commands on connections of its own, made from ``client``'s pool settings.
+class Connections(Protocol):
+    """Where a pipeline's connections come from, and go back to when they die."""
 
-    :param client: the client whose connection settings (host, auth, TLS, protocol) to use.
+    async def get(self) -> AbstractConnection:
+        """A connection, open."""
+
+    async def give_back(self, conn: AbstractConnection) -> None:
+        """Take back a connection the pipeline closed."""
+
+
+class PoolConnections:
+    """Connections borrowed from a client's own pool: closing the client closes them too, so
+    none lives longer than the client."""
+
+    def __init__(self, client: Redis) -> None:
+        self._pool = client.connection_pool
+
+    async def get(self) -> AbstractConnection:
+        conn: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        return conn
+
+    async def give_back(self, conn: AbstractConnection) -> None:
+        await self._pool.release(conn)
+
+
+class NodeConnections:
+    """Connections borrowed from one node of a ``RedisCluster`` client, likewise."""
+
+    def __init__(self, node: ClusterNode) -> None:
+        self.node = node
+
+    async def get(self) -> AbstractConnection:
+        conn = self.node.acquire_connection()
+        try:
+            await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self.node.release(conn)
+            raise
+        return conn
+
+    async def give_back(self, conn: AbstractConnection) -> None:
+        self.node.release(conn)  # type: ignore[arg-type]
+
+
+class Pipeline:
+    """Sends commands on connections of its own, taken from ``source``.
+
+    :param source: where connections come from (with the client's settings: host, auth, TLS,
+        protocol).
     :param timeout: seconds a connection may take to open and greet.
     """
 
-    def __init__(self, client: Redis, timeout: float) -> None:
-        self._client = client
+    def __init__(self, source: Connections, timeout: float) -> None:
+        self._source = source
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link: _Link | None = None  # where new calls go
@@ -152,13 +198,11 @@ class Pipeline:
                 self._fail_queue(exc)
 
     async def _connect(self) -> _Link:
-        # A connection borrowed from the client's own pool for as long as it serves: closing
-        # the client (its pool) closes it too, so it lives no longer than the client.
-        # Bounded: a server that accepts the connection and never answers the handshake would
-        # otherwise hold the writer, and every later call, for good.
-        pool = self._client.connection_pool
+        # A connection borrowed for as long as it serves. Bounded: a server that accepts the
+        # connection and never answers the handshake would otherwise hold the writer, and
+        # every later call, for good.
         async with asyncio.timeout(self._timeout):
-            conn: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await self._source.get()
         loop = asyncio.get_running_loop()
         link = self._link = _Link(conn, loop.time())
         link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
@@ -240,7 +284,7 @@ class Pipeline:
     async def _give_back(self, conn: AbstractConnection) -> None:
         # Closed, then returned to the pool, which opens it afresh if it is used again.
         await conn.disconnect(nowait=True)
-        await self._client.connection_pool.release(conn)
+        await self._source.give_back(conn)
 
     def _fail_queue(self, error: BaseException) -> None:
         queue, self._queue = self._queue, []

@@ -22,15 +22,25 @@ from sessionkit.stores.base import Outcome, Pending, SessionStore
 
 try:
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
     from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+    from redis.exceptions import (
+        ClusterDownError,
+        MovedError,
+        NoScriptError,
+        RedisClusterException,
+        RedisError,
+        SlotNotCoveredError,
+        TryAgainError,
+    )
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
         "sessionkit.stores.redis needs redis-py: pip install 'sessionkit[redis]'"
     ) from exc
 
-from sessionkit.stores._pipeline import Pipeline  # needs redis-py: checked above
+# needs redis-py: checked above
+from sessionkit.stores._pipeline import NodeConnections, Pipeline, PoolConnections
 
 __all__ = ("RedisStore",)
 
@@ -98,21 +108,56 @@ class _Script:
 
 
 class _ClusterCalls:
-    """Calls on a Redis Cluster: each goes down the client, to the primary of its keys' slot."""
+    """Calls on a Redis Cluster, pipelined per primary: each goes down the pipeline to the
+    primary that serves its bucket's slot, by the client's slot table.
 
-    def __init__(self, client: RedisCluster) -> None:
+    A call the primary redirects (the slot moved or is moving, a failover) is sent again
+    through the client itself, which follows the redirection and learns the new slot table
+    that later calls then route by. The script did not run where it was redirected from.
+    """
+
+    def __init__(self, client: RedisCluster, slots: dict[str, int], timeout: float) -> None:
         self._client = client
+        self._slots = slots  # bucket prefix -> its slot
+        self._timeout = timeout
+        self._pipes: dict[str, tuple[ClusterNode, Pipeline]] = {}  # by node name
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def call(self, deadline: float, *command: Any) -> Any:
+        # command: EVALSHA|EVAL, sha|text, numkeys, keys..., bucket prefix, ...
+        client = self._client
+        try:
+            node = client.nodes_manager.get_node_from_slot(self._slots[command[3 + command[2]]])
+        except (KeyError, SlotNotCoveredError):  # no slot table yet (or any more)
+            return await self._redirected(deadline, command)
+        name = node.name
+        entry = self._pipes.get(name)
+        if entry is None or entry[0] is not node:  # a new node, or the client remade it
+            if entry is not None:
+                self._retire(entry[1])
+            entry = self._pipes[name] = (node, Pipeline(NodeConnections(node), self._timeout))
+        try:
+            return await entry[1].call(deadline, *command)
+        except (MovedError, TryAgainError, ClusterDownError):  # MovedError covers ASK too
+            return await self._redirected(deadline, command)
+
+    async def _redirected(self, deadline: float, command: tuple[Any, ...]) -> Any:
         async with asyncio.timeout_at(deadline):
-            # Learn the slots first, once (a no-op after): commands sent together to a client
-            # that has not yet done so raced its start (redis-py 8.1 closed a connection
+            # Learn the slots first (a no-op once known): commands sent together to a client
+            # that had not yet done so raced its start (redis-py 8.1 closed a connection
             # another command had just taken).
             await self._client.initialize()
             return await self._client.execute_command(*command)
 
+    def _retire(self, pipe: Pipeline) -> None:
+        task = asyncio.get_running_loop().create_task(pipe.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     async def aclose(self) -> None:
-        pass  # the client is the caller's
+        pipes = [pipe for _, pipe in self._pipes.values()]
+        self._pipes.clear()
+        await asyncio.gather(*(pipe.aclose() for pipe in pipes), *self._closing)
 
 
 class RedisStore(SessionStore):
@@ -143,8 +188,8 @@ class RedisStore(SessionStore):
     buckets, each under a hash tag of its own (``prefix{tag}``), hold the sessions of the
     users whose names fall in them, and a key's first character names its bucket (keys come
     from :meth:`new_key` and :meth:`rotated_key`). Each script runs in one bucket, so in one
-    slot; sweeps, counts and listings ask every bucket. On a cluster each call goes down the
-    client on its own (no pipelining). The two layouts do not see each other's sessions.
+    slot; sweeps, counts and listings ask every bucket. Calls are pipelined per primary. The
+    two layouts do not see each other's sessions.
 
     Redis holds only hashes, so a session ended by hash (an eviction, ``delete_all``,
     ``delete_user``, a sweep) is reported with its raw key only where this process knows it:
@@ -203,13 +248,15 @@ class RedisStore(SessionStore):
         self._buckets: list[str]
         self._conn: Pipeline | _ClusterCalls
         if isinstance(client, RedisCluster):
-            self._buckets = [f"{prefix}{{{tag}}}" for tag in _tags()]
-            self._conn = _ClusterCalls(client)
+            tags = _tags()
+            self._buckets = [f"{prefix}{{{tag}}}" for tag in tags]
+            slots = {b: key_slot(t.encode()) for b, t in zip(self._buckets, tags, strict=True)}
+            self._conn = _ClusterCalls(client, slots, self._op_timeout)
         else:
             self._buckets = [prefix]
             # Every call goes down the store's own pipelined connection: concurrent calls
             # share round trips, and none waits on (or fails for) the client's pool.
-            self._conn = Pipeline(client, self._op_timeout)
+            self._conn = Pipeline(PoolConnections(client), self._op_timeout)
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     async def aclose(self) -> None:
