@@ -206,42 +206,37 @@ return fmt(tonumber(d) - now)
 )
 
 # ARGV[4...]: h, timeout_us, and '1' to read the session back. Returns microseconds left until the
-# new deadline (or the record, when asked), or nil. The hot path: the index and the TTLs move
-# only when the indexed deadline ('k') is less than half a timeout away.
+# new deadline (or the record, when asked), or nil. The hot path: one read, one write; the index
+# and the TTLs move only when the indexed deadline ('k') is less than half a timeout away.
 TOUCH = (
     _CORE
     + """
-local h, S = ARGV[4], KEYS[1]
-local f
+local S = KEYS[1]
+local v
 if ARGV[6] == '1' then
-  local raw = redis.call('HGETALL', S)
-  if #raw > 0 then
-    f = {}
-    for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-  end
+  v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i')
 else
-  local v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u')
-  if v[1] then f = {d = v[1], a = v[2], t = v[3], k = v[4], u = v[5]} end
+  v = redis.call('HMGET', S, 'd', 'a', 't', 'k')
 end
-if f == nil or tonumber(f.d) <= now then return false end
-local timeout = tonumber(f.t or ARGV[5])
+if not v[1] or tonumber(v[1]) <= now then return false end
+local timeout = tonumber(v[3] or ARGV[5])
 local deadline = now + timeout
-if f.a and tonumber(f.a) < deadline then deadline = tonumber(f.a) end
+if v[2] and tonumber(v[2]) < deadline then deadline = tonumber(v[2]) end
 local d, l = fmt(deadline), fmt(now)
-if tonumber(f.k or 0) - now < timeout / 2 then
+if tonumber(v[4] or 0) - now < timeout / 2 then
   redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
   local D = KEYS[2]
-  redis.call('ZADD', D, d, h)
+  redis.call('ZADD', D, d, ARGV[4])
   local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
   redis.call('PEXPIRE', S, ttl)
-  for _, key in ipairs({D, P .. 'u:' .. f.u}) do
+  for _, key in ipairs({D, P .. 'u:' .. (v[5] or redis.call('HGET', S, 'u'))}) do
     if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   end
 else
   redis.call('HSET', S, 'l', l, 'd', d)
 end
 if ARGV[6] == '1' then
-  return {h, f.u, f.c, l, d, f.a or false, f.x or false, fmt(deadline - now), f.i or false}
+  return {ARGV[4], v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8]}
 end
 return fmt(deadline - now)
 """
