@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from sessionkit import SessionManager
@@ -261,15 +262,21 @@ def server_limit(
     return out
 
 
-async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[str, Any]:
+async def measure(
+    ops: int, rounds: int, port: int, tool: str | None, *, cluster: bool = False
+) -> dict[str, Any]:
+    """The figures on one server at ``port`` (or, with ``cluster``, on the cluster one of
+    whose primaries listens there: the labels then say ``redis cluster``)."""
     redis_asyncio = importlib.import_module("redis.asyncio")
     module_name, _, class_name = STORE.partition(":")
     store_class = getattr(importlib.import_module(module_name), class_name)
 
     # Two clients made alike (same pool settings), so neither side shares the other's pool.
-    client = redis_asyncio.Redis(host="127.0.0.1", port=port)
-    raw = redis_asyncio.Redis(host="127.0.0.1", port=port)
+    kind = redis_asyncio.RedisCluster if cluster else redis_asyncio.Redis
+    client = kind(host="127.0.0.1", port=port)
+    raw = kind(host="127.0.0.1", port=port)
     store = store_class(client, prefix="bench:", sweep_interval=5.0, op_timeout=2.0)
+    where = "redis cluster" if cluster else "redis"
     results: dict[str, Any] = {"measured": True, "figures": {}}
     try:
         async with SessionManager(timeout=HOUR, store=store) as sm:
@@ -307,7 +314,7 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
                     mine = statistics.median(samples["sessionkit"])
                     base = statistics.median(samples["raw redis-py"]) if commands else None
                     ratio = mine / base if base else None
-                    label = f"redis {name} ops/s c={c}"
+                    label = f"{where} {name} ops/s c={c}"
                     target = TARGET_RATIO[c]
                     results["figures"][label] = {
                         "sessionkit": mine,
@@ -323,7 +330,7 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
                 if commands is not None:
                     p50 = await latencies(sides, min(ops, 2_000))
                     extra = (p50["sessionkit"] - p50["raw redis-py"]) * 1e6
-                    label = f"redis {name} p50 latency c=1"
+                    label = f"{where} {name} p50 latency c=1"
                     results["figures"][label] = {
                         "sessionkit": p50["sessionkit"] * 1e6,
                         "raw": p50["raw redis-py"] * 1e6,
@@ -336,10 +343,11 @@ async def measure(ops: int, rounds: int, port: int, tool: str | None) -> dict[st
                         f"{p50['raw redis-py'] * 1e6:.1f} us, {extra:+.1f} us "
                         f"(target <= +{LATENCY_EXTRA_US} us)"
                     )
-            limit_commands = {n: cmds[0] for n, cmds in prepared.items()}
-            limit_commands["PING"] = ["PING"]
-            requests = min(100_000, 10 * ops)  # per command and concurrency
-            results["server_limit"] = server_limit(tool, port, limit_commands, requests)
+            if not cluster:
+                limit_commands = {n: cmds[0] for n, cmds in prepared.items()}
+                limit_commands["PING"] = ["PING"]
+                requests = min(100_000, 10 * ops)  # per command and concurrency
+                results["server_limit"] = server_limit(tool, port, limit_commands, requests)
             await sm.delete_all_sessions()
     finally:
         await client.aclose()
@@ -370,7 +378,29 @@ def main(argv: list[str]) -> None:
                 print(f"  server: {server}")
                 with running_server(server) as port:
                     result = asyncio.run(measure(ops, rounds, port, benchmark_tool(server)))
+                print("RedisStore on a local 3-primary cluster (raw: redis-py's RedisCluster)")
+                result["figures"].update(on_cluster(server, ops, rounds))
     print(json.dumps(result, default=list), flush=True)
+
+
+def on_cluster(server: str, ops: int, rounds: int) -> dict[str, Any]:
+    """The same figures on a 3-primary cluster started here (the test suite's, tests/cluster.py)."""
+    from tests.cluster import RedisClusterServers
+
+    with tempfile.TemporaryDirectory() as scratch:
+        servers = RedisClusterServers(server, Path(scratch))
+        try:
+            servers.start()
+        except RuntimeError as exc:
+            print(f"  redis cluster figures: not measured: the cluster did not start ({exc})")
+            return {}
+        try:
+            figures: dict[str, Any] = asyncio.run(
+                measure(ops, rounds, servers.ports[0], None, cluster=True)
+            )["figures"]
+            return figures
+        finally:
+            servers.stop()
 
 
 if __name__ == "__main__":

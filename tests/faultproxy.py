@@ -51,6 +51,7 @@ class FaultProxy:
         self._writers: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self._open: set[asyncio.Event] = set()  # one per connection: whether it flows
         self._delay = 0.0
         self._drops: list[tuple[bytes, bytes]] = []  # (in the command, in the reply), pending
         self._tasks: set[asyncio.Task[None]] = set()
@@ -80,8 +81,16 @@ class FaultProxy:
         self._flowing.clear()
 
     def release(self) -> None:
-        """End a :meth:`stall`: what was held flows on, in order."""
+        """End a :meth:`stall` (or :meth:`freeze_open`): what was held flows on, in order."""
         self._flowing.set()
+        for flows in self._open:
+            flows.set()
+
+    def freeze_open(self) -> None:
+        """Hold everything, both ways, on the connections open now (the proxy stops reading
+        them, so the client's writes back up); connections made later flow."""
+        for flows in self._open:
+            flows.clear()
 
     def drop_after_reply(self, n: int = 1, *, command: bytes = b"", reply: bytes = b"") -> None:
         """For the next ``n`` commands whose bytes contain ``command`` and whose reply contains
@@ -114,12 +123,16 @@ class FaultProxy:
             return
         self._writers |= {c_writer, u_writer}
         sent: deque[bytes] = deque()  # commands forwarded, not yet answered
-        up = asyncio.create_task(self._up(c_reader, u_writer, sent))
+        flows = asyncio.Event()
+        flows.set()
+        self._open.add(flows)
+        up = asyncio.create_task(self._up(c_reader, u_writer, sent, flows))
         try:
-            await self._down(u_reader, c_writer, sent)
+            await self._down(u_reader, c_writer, sent, flows)
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._open.discard(flows)
             up.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await up
@@ -128,7 +141,11 @@ class FaultProxy:
                 writer.transport.abort()
 
     async def _up(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: deque[bytes]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sent: deque[bytes],
+        flows: asyncio.Event,
     ) -> None:
         buf = bytearray()
         with contextlib.suppress(OSError):
@@ -137,6 +154,7 @@ class FaultProxy:
                 while (end := resp_end(buf)) is not None:
                     command, buf = bytes(buf[:end]), buf[end:]
                     await self._flowing.wait()
+                    await flows.wait()
                     parts = command.split(b"\r\n")
                     name = parts[2] if command.startswith(b"*") and len(parts) > 2 else parts[0]
                     self.commands[name.decode(errors="replace").upper()] += 1
@@ -149,7 +167,11 @@ class FaultProxy:
         writer.close()
 
     async def _down(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: deque[bytes]
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sent: deque[bytes],
+        flows: asyncio.Event,
     ) -> None:
         buf = bytearray()
         while chunk := await reader.read(65536):
@@ -160,6 +182,7 @@ class FaultProxy:
                 if self._delay:
                     await asyncio.sleep(self._delay)
                 await self._flowing.wait()
+                await flows.wait()
                 for i, (in_command, in_reply) in enumerate(self._drops):
                     # An error reply (NOSCRIPT, BUSY...) means nothing was applied: passed on.
                     if in_command in command and in_reply in reply and reply[:1] != b"-":

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from sessionkit import SessionManager
+from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
@@ -280,3 +280,31 @@ async def test_caller_cancels_after_sending(
         s.outcome for s in scenarios
     ]
     await _settle_and_judge(scenarios)
+
+
+async def test_a_connection_that_stops_reading_is_left_for_a_new_one(
+    proxy: FaultProxy, connect: Callable[..., Redis]
+) -> None:
+    """The store's connection stops being read (the proxy holds it; its socket buffers fill
+    with 40 MB of session data): the calls on it fail at op_timeout, the write held up on it
+    is left behind, and the calls after go out on a new connection and answer."""
+    store = RedisStore(connect(proxy.port), prefix=fresh_prefix(), op_timeout=OP_TIMEOUT)
+    async with SessionManager(timeout=60, store=store) as sm:
+        key = await sm.load_new_session("ada")
+        proxy.freeze_open()
+        blob = "x" * 1_000_000
+        stuck = await asyncio.gather(
+            *(sm.set_session_data(key, blob) for _ in range(40)), return_exceptions=True
+        )
+        assert all(isinstance(r, StoreUnavailable) for r in stuck), stuck
+        assert proxy.bytes_up < 2_000_000  # the writes did back up behind the frozen one
+
+        async def answers() -> object:
+            return None if await sm.check_session_status(key) else "the session is not live"
+
+        began = time.monotonic()
+        assert not await eventually(answers, 3.0)
+        print(f"answered again {time.monotonic() - began:.2f} s after the stuck calls failed")
+        assert await sm.set_session_data(key, "fine")
+        assert await sm.get_session_data(key) == "fine"
+        proxy.release()

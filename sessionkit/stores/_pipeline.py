@@ -9,8 +9,9 @@ worker is bound by the server rather than by the wire, and no call waits for a c
 Every call has its own deadline, and fails with :class:`TimeoutError` when it passes; its reply,
 if it comes later, is dropped. Replies come back in the order the calls went out, so only the
 oldest pending call's deadline needs a timer: one handle, not one per call. A connection that
-answered nothing for as long as its oldest call waited is taken as dead: later calls go out on
-a new one, while the calls already on it keep their own deadlines.
+answered nothing for a whole timeout while a call on it is overdue is taken as dead: later calls
+go out on a new one, while the calls already on it keep their own deadlines (and a write held
+up on it, by a server that stopped reading, is left behind).
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ def _pack(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> bytes:
 
 class _Link:
     # One connection and the calls written to it, in order.
-    __slots__ = ("conn", "encoding", "errors", "heard", "reader", "sent")
+    __slots__ = ("conn", "encoding", "errors", "heard", "reader", "sent", "socket_timeout")
 
     def __init__(self, conn: AbstractConnection, now: float) -> None:
         self.conn = conn
+        self.socket_timeout = conn.socket_timeout
         # The client's own encoding for str arguments (utf-8 unless it was told otherwise).
         self.encoding: str = conn.encoder.encoding
         self.errors: str = conn.encoder.encoding_errors
@@ -123,6 +125,7 @@ class Pipeline:
         self._queue: list[_Call] = []  # issued, not yet written
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
+        self._writing: _Link | None = None  # the link the writer is writing to, if any
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -180,22 +183,33 @@ class Pipeline:
             if not self._queue:
                 continue
             link = self._link
-            try:
-                if link is None:
+            if link is None:
+                try:
                     link = await self._connect()
-                batch, self._queue = self._queue, []
-                link.sent.extend(batch)  # before the write: a reply may follow at once
-                packed = _pack([call[0] for call in batch], link.encoding, link.errors)
+                except TimeoutError:
+                    # A server that does not greet: the watchdog fails each waiting call at its
+                    # own deadline, and whatever is still waiting gets a new try.
+                    if self._queue:
+                        wake.set()
+                    continue
+                except Exception as exc:
+                    self._fail_queue(exc)
+                    continue
+            batch, self._queue = self._queue, []
+            link.sent.extend(batch)  # before the write: a reply may follow at once
+            packed = _pack([call[0] for call in batch], link.encoding, link.errors)
+            self._writing = link
+            try:
                 await link.conn.send_packed_command(packed, check_health=False)
-            except TimeoutError:
-                # A server that does not greet: the watchdog fails each waiting call at its own
-                # deadline, and whatever is still waiting gets a new try.
+            except Exception as exc:
+                # The connection broke: the calls written to it fail with it, and those queued
+                # since go out on a new one.
+                self._drop(link, exc)
                 if self._queue:
                     wake.set()
-            except Exception as exc:
-                if link is not None:
-                    self._drop(link, exc)
-                self._fail_queue(exc)
+            finally:
+                if self._writing is link:
+                    self._writing = None
 
     async def _connect(self) -> _Link:
         # A connection borrowed for as long as it serves. Bounded: a server that accepts the
@@ -205,6 +219,9 @@ class Pipeline:
             conn = await self._source.get()
         loop = asyncio.get_running_loop()
         link = self._link = _Link(conn, loop.time())
+        # Deadlines are the pipeline's own: no socket timeout around each write (the client's
+        # is an extra task per write), put back when the connection goes back.
+        conn.socket_timeout = None
         link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
         return link
 
@@ -236,8 +253,8 @@ class Pipeline:
                 return
 
     def _watch(self) -> None:
-        # Fail every call whose deadline passed; retire a connection that heard nothing for as
-        # long as its oldest call has waited; wake again at the next deadline.
+        # Fail every call whose deadline passed; retire a connection that heard nothing for a
+        # whole timeout while a call on it is overdue; wake again at the next deadline.
         self._watchdog = None
         loop = self._loop
         if loop is None:
@@ -249,10 +266,17 @@ class Pipeline:
             for _, future, deadline, _ in link.sent:
                 if deadline <= now and not future.done():
                     future.set_exception(expired)
-            oldest = next((call for call in link.sent if call[2] <= now), None)
-            if link is self._link and oldest is not None and link.heard <= oldest[3]:
+            overdue = any(call[2] <= now for call in link.sent)
+            if link is self._link and overdue and now - link.heard >= self._timeout:
                 self._link = None  # dead: later calls open a new connection
                 self._draining.add(link)
+                if self._writing is link:
+                    # A server that stopped reading holds the write up for good (its socket
+                    # buffers are full): leave it, and write on to the new connection.
+                    assert self._writer is not None
+                    self._writer.cancel()
+                    self._writing = None
+                    self._writer = loop.create_task(self._write(), name="sessionkit redis writer")
         queue = self._queue
         for _, future, deadline, _ in queue:
             if deadline <= now and not future.done():
@@ -277,13 +301,15 @@ class Pipeline:
         link.sent.clear()
         if link.reader is not None and link.reader is not asyncio.current_task():
             link.reader.cancel()
-        task = asyncio.get_running_loop().create_task(self._give_back(link.conn))
+        task = asyncio.get_running_loop().create_task(self._give_back(link))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _give_back(self, conn: AbstractConnection) -> None:
-        # Closed, then returned to the pool, which opens it afresh if it is used again.
+    async def _give_back(self, link: _Link) -> None:
+        # Closed, then given back as it came, to be opened afresh if it is used again.
+        conn = link.conn
         await conn.disconnect(nowait=True)
+        conn.socket_timeout = link.socket_timeout
         await self._source.give_back(conn)
 
     def _fail_queue(self, error: BaseException) -> None:
