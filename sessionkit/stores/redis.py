@@ -113,7 +113,9 @@ class _ClusterCalls:
 
     A call the primary redirects (the slot moved or is moving, a failover) is sent again
     through the client itself, which follows the redirection and learns the new slot table
-    that later calls then route by. The script did not run where it was redirected from.
+    that later calls then route by; the script did not run where it was redirected from. So is
+    a call whose connection broke (a primary that died: the client asks the others which node
+    serves the slot now); the script may have run, and operation ids make that safe.
     """
 
     def __init__(self, client: RedisCluster, slots: dict[str, int], timeout: float) -> None:
@@ -138,8 +140,8 @@ class _ClusterCalls:
             entry = self._pipes[name] = (node, Pipeline(NodeConnections(node), self._timeout))
         try:
             return await entry[1].call(deadline, *command)
-        except (MovedError, TryAgainError, ClusterDownError):  # MovedError covers ASK too
-            return await self._redirected(deadline, command)
+        except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
+            return await self._redirected(deadline, command)  # MovedError covers ASK too
 
     async def _redirected(self, deadline: float, command: tuple[Any, ...]) -> Any:
         async with asyncio.timeout_at(deadline):
@@ -318,8 +320,8 @@ class RedisStore(SessionStore):
         # (with the operation's outcome key, if it has an id): those the script is known to
         # touch before it runs. Those it finds as it runs (the sessions in an index) share the
         # bucket's hash tag, so its slot. EVALSHA, not redis-py's register_script (its Script
-        # object re-builds the arguments on every call); on a single server down the pipeline,
-        # whose watchdog bounds each call by its deadline.
+        # object re-builds the arguments on every call), down a pipeline (one per primary on a
+        # cluster), whose watchdog bounds each call by its deadline.
         script = self._scripts[name]
         if op:
             names = (*names, f"{bucket}o:{op}")
