@@ -329,7 +329,7 @@ async def test_a_failover_is_followed_to_the_new_primary(tmp_path: Path) -> None
         dying = servers.nodes[0]
         async with AsyncRedis(host="127.0.0.1", port=dying.port) as node:
             moved = [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
-            assert await node.execute_command("WAIT", 1, 2000) == 1  # the replica has it all  # type: ignore[no-untyped-call]
+            assert await node.wait(1, 2000) == 1  # the replica has it all
         assert moved
         assert all([await sm.check_session_status(k) for k in keys])  # pipelines to all three
         dying.kill()
