@@ -350,3 +350,27 @@ async def test_a_failover_is_followed_to_the_new_primary(tmp_path: Path) -> None
         if client is not None:
             await client.aclose()
         servers.stop()
+
+
+async def test_a_decoding_cluster_client_and_braced_usernames(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    """A client that decodes replies, and usernames with hash-tag braces in them: the bucket's
+    own tag comes first in every key, so a username's braces change no slot."""
+    from redis.asyncio import RedisCluster
+
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0], decode_responses=True)
+    store = RedisStore(client, prefix=fresh_prefix())
+    try:
+        async with SessionManager(timeout=60, store=store, max_sessions_per_user=2) as sm:
+            users = ["{a}", "b{c}d", "}{", "ünï{cödé}"]
+            keys = {u: [await sm.load_new_session(u) for _ in range(3)] for u in users}
+            for user, made in keys.items():
+                listed = [s.id for s in await sm.get_user_sessions(user)]
+                assert listed == [hash_key(k) for k in made[1:]], user  # the first evicted
+                assert await sm.check_session_status(made[2])
+            assert sorted(await sm.get_logged_users()) == sorted(u for u in users for _ in "xy")
+            assert await sm.delete_user_sessions("{a}") == 2
+            assert await sm.delete_all_sessions() == 6
+    finally:
+        await client.aclose()
