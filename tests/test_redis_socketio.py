@@ -113,7 +113,7 @@ async def test_logout_reaches_a_socket_held_by_another_process(
     finally:
         await client.disconnect()
         await client.shutdown()
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
     assert published  # the logout went through Redis...
     raw = login["session_key"].encode()
     assert not any(raw in blob for blob in published)  # ...naming the room by hash only
