@@ -29,7 +29,7 @@ def _resolve(obj: griffe.Object, name: str) -> str | None:
         member = scope.members.get(head)
         if member is not None:
             # An imported name is followed to where it is defined (an alias's target path).
-            base = member.target_path if member.is_alias else member.path
+            base = member.target_path if isinstance(member, griffe.Alias) else member.path
             path = base if not rest else f"{base}.{rest}"
             return path if path.startswith("sessionkit") else None
         scope = scope.parent
@@ -84,4 +84,4 @@ class SphinxRoles(griffe.Extension):
             obj = stack.pop()
             if obj.docstring is not None:
                 obj.docstring.value = _rewrite(obj, obj.docstring.value)
-            stack.extend(m for m in obj.members.values() if not m.is_alias)
+            stack.extend(m for m in obj.members.values() if not isinstance(m, griffe.Alias))
