@@ -20,9 +20,9 @@ It prints ``{"port": P}`` once it listens on 127.0.0.1, then answers each comman
   gone and prints the CPU time spent since ``watch`` (and the collector's share).
 - ``quit``.
 
-It serves the way the README recommends: ``bind_socketio(sm, sio)`` with its defaults on a
-plain ``socketio.AsyncServer``, one uvicorn worker with per-message deflate off (uvloop when
-installed). ``--profile DIR`` writes cProfile files of the burst and of the mass leave there.
+It serves the way the Socket.IO guide (docs/guides/socketio.md) recommends:
+``bind_socketio(sm, sio)`` with its defaults on a plain ``socketio.AsyncServer``, one uvicorn
+worker with per-message deflate off (uvloop when installed). ``--profile DIR`` writes cProfile files of the burst and of the mass leave there.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ async def serve(
 
 
 def default_ws() -> str:
-    """The README's recommendation: websockets' sans-I/O protocol when it is installed."""
+    """The Socket.IO guide's recommendation: websockets' sans-I/O protocol when installed."""
     try:
         import websockets  # noqa: F401
     except ImportError:

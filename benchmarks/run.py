@@ -389,7 +389,7 @@ def print_tables(rows: list[dict[str, Any]], targets: list[dict[str, Any]]) -> N
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The results as the README's Performance table (figure, sessionkit, seed, ratio, target)."""
+    """The results as docs/performance.md's table (figure, sessionkit, seed, ratio, target)."""
     targets = {(t["figure"], t["sessions"]): t for t in report["targets"]}
     lines = [
         "| figure | sessions | sessionkit | seed | ratio | target | met? |",

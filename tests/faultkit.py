@@ -21,8 +21,9 @@ _DIGEST = re.compile(rb"[0-9a-f]{64}")
 
 
 def session_id(details: SessionDetails) -> str:
-    """A listed session's public id (its key's SHA-256 digest). DESIGN names it ``id``; until
-    that field exists, listings on RedisStore put the digest in ``key``, MemoryStore the key."""
+    """A listed session's public id (its key's SHA-256 digest). docs/contract.md names it
+    ``id``; until that field exists, listings on RedisStore put the digest in ``key``,
+    MemoryStore the key."""
     ident = getattr(details, "id", None)
     if isinstance(ident, str):
         return ident

@@ -1,4 +1,5 @@
-"""Nothing lost (DESIGN, "Failures"): a mutating call whose reply never reached the caller.
+"""Nothing lost (docs/contract.md, "Failures"): a mutating call whose reply never reached the
+caller.
 
 Redis applies each call, then the caller does not hear it: the proxy closes the connection
 instead of replying (with and without redis-py's own retry, which then sends the script

@@ -1,5 +1,5 @@
-"""Failures the manager must survive on any store (DESIGN, "Failures"): hostile handlers,
-huge timeouts, deep data, bulk calls cancelled half-way, users with many sessions."""
+"""Failures the manager must survive on any store (docs/contract.md, "Failures"): hostile
+handlers, huge timeouts, deep data, bulk calls cancelled half-way, users with many sessions."""
 
 from __future__ import annotations
 

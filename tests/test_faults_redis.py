@@ -1,5 +1,6 @@
-"""RedisStore under real faults (DESIGN, "Failures"): expiry claims and sweeps whose reply was
-lost, bulk calls racing another manager's sweep, load, and memory that follows the sessions."""
+"""RedisStore under real faults (docs/contract.md, "Failures"): expiry claims and sweeps whose
+reply was lost, bulk calls racing another manager's sweep, load, and memory that follows the
+sessions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The contract rows of DESIGN.md, on every store kind (the store-contract suite)."""
+"""The calls of docs/guides/quickstart.md ("From users-session-manager") and the rules of
+docs/contract.md, on every store kind (the store-contract suite)."""
 
 from __future__ import annotations
 

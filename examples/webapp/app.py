@@ -279,8 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sessions end after {args.timeout:g} s without an API call; metrics at {url}/metrics")
     if not VENDORED_CLIENT.exists():
         print("(socket.io-client not installed with npm: the page loads it from its CDN)")
-    # The README's Socket.IO settings: websockets' sans-I/O protocol (uvicorn[standard]), and no
-    # per-message compression, which would keep a compressor and a decompressor per socket.
+    # The settings of the Socket.IO guide (docs/guides/socketio.md): websockets' sans-I/O
+    # protocol (uvicorn[standard]), and no per-message compression, which would keep a
+    # compressor and a decompressor per socket.
     uvicorn.run(
         demo.app,
         host="127.0.0.1",
