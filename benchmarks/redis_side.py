@@ -108,6 +108,12 @@ def running_server(executable: str) -> Iterator[int]:
             proc.wait(10)
 
 
+def unpack(packed: bytes) -> tuple[str, ...]:
+    """The arguments of one RESP-encoded command (as the pipeline sends it), as text."""
+    lines = packed.split(b"\r\n")
+    return tuple(line.decode() for line in lines[2:-1:2])
+
+
 class Recorder:
     """Sees what one manager call sends: through the store's pipeline (``Pipeline.call``) or,
     for a store without one, the client's ``execute_command``."""
@@ -121,9 +127,9 @@ class Recorder:
         pipeline = importlib.import_module("sessionkit.stores._pipeline").Pipeline
         original_call, original_execute = pipeline.call, self.client.execute_command
 
-        def piped(pipe: Any, deadline: float, *command: Any) -> Any:
-            self.calls.append(command)
-            return original_call(pipe, deadline, *command)
+        def piped(pipe: Any, deadline: float, packed: bytes) -> Any:
+            self.calls.append(unpack(packed))
+            return original_call(pipe, deadline, packed)
 
         async def executed(*command: Any, **options: Any) -> Any:
             self.calls.append(command)

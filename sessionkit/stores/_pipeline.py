@@ -1,10 +1,16 @@
-"""One connection that carries every call a :class:`~sessionkit.stores.redis.RedisStore` makes:
+"""The connections that carry every call a :class:`~sessionkit.stores.redis.RedisStore` makes:
 the calls issued in one loop turn leave in one write, and replies are matched in order.
 
 A call on redis-py's own client takes a connection from the pool, writes, waits for its reply
 and gives the connection back: one round trip per call, and a pool's worth of calls at most.
 Here calls share round trips (a lone call still leaves at once, in the same loop turn), so a
 worker is bound by the server rather than by the wire, and no call waits for a connection.
+
+A reply must reach its own call and no other, so the pipeline owns its connections outright:
+each is made for it from the client's own settings (host, AUTH, TLS, protocol, encoding), is
+never drawn from nor given back to a pool anything else uses, has one reader, is opened once,
+and is closed (never reused) after any error on it. A call is encoded before it is queued, so
+an argument that cannot be encoded fails its own call alone.
 
 Every call has its own deadline, and fails with :class:`TimeoutError` when it passes; its reply,
 if it comes later, is dropped. Replies come back in the order the calls went out, so only the
@@ -17,111 +23,77 @@ up on it, by a server that stopped reading, is left behind).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections import deque
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-# A command, its reply, when it must be answered by and when it was issued (loop time).
-_Call = tuple[tuple[Any, ...], "asyncio.Future[Any]", float, float]
+# A command encoded, its reply, when it must be answered by and when it was issued (loop time).
+_Call = tuple[bytes, "asyncio.Future[Any]", float, float]
+
+#: Makes a new connection, not yet open, with a client's settings.
+Dial = Callable[[], AbstractConnection]
 
 
-def _pack(commands: list[tuple[Any, ...]], encoding: str, errors: str) -> bytes:
-    # The RESP encoding of commands made of str, bytes and numbers: what redis-py's
-    # pack_command does, without its per-argument type dispatch (the hot path's main cost
-    # once replies are parsed by hiredis).
-    out = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for arg in command:
-            if isinstance(arg, str):
-                data = arg.encode(encoding, errors)
-            elif isinstance(arg, bytes):
-                data = arg
-            else:
-                data = repr(arg).encode()  # an int or a float
-            out.append(b"$%d\r\n%b\r\n" % (len(data), data))
+def dial(connection_class: type[AbstractConnection], kwargs: dict[str, Any]) -> Dial:
+    """A :data:`Dial` for connections of ``connection_class`` made with ``kwargs`` (a client's or
+    a cluster node's own), without a socket timeout: the pipeline's deadlines bound each call,
+    and redis-py's socket timeout costs an extra task per write."""
+    settings = {**kwargs, "socket_timeout": None}
+    return lambda: connection_class(**settings)
+
+
+def pack(command: Sequence[str | bytes | int], encoding: str, errors: str) -> bytes:
+    """The RESP encoding of ``command``: what redis-py's pack_command does, without its
+    per-argument type dispatch (the hot path's main cost once replies are parsed by hiredis).
+
+    :raises ValueError: for a str that cannot be encoded (a lone surrogate, in UTF-8).
+    :raises TypeError: for an argument that is neither str, bytes nor int.
+    """
+    out = [b"*%d\r\n" % len(command)]
+    for arg in command:
+        if isinstance(arg, str):
+            data = arg.encode(encoding, errors)
+        elif isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            data = b"%d" % arg
+        else:
+            raise TypeError(f"cannot send a {type(arg).__name__} to Redis")
+        out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 
 
 class _Link:
-    # One connection and the calls written to it, in order.
-    __slots__ = ("conn", "encoding", "errors", "heard", "reader", "sent", "socket_timeout")
+    # One connection and the calls written to it, in order. Dropped once: then closed.
+    __slots__ = ("conn", "dead", "heard", "reader", "sent")
 
     def __init__(self, conn: AbstractConnection, now: float) -> None:
         self.conn = conn
-        self.socket_timeout = conn.socket_timeout
-        # The client's own encoding for str arguments (utf-8 unless it was told otherwise).
-        self.encoding: str = conn.encoder.encoding
-        self.errors: str = conn.encoder.encoding_errors
         self.sent: deque[_Call] = deque()
         self.heard = now  # when it last answered (or was opened)
         self.reader: asyncio.Task[None] | None = None
-
-
-class Connections(Protocol):
-    """Where a pipeline's connections come from, and go back to when they die."""
-
-    async def get(self) -> AbstractConnection:
-        """A connection, open."""
-
-    async def give_back(self, conn: AbstractConnection) -> None:
-        """Take back a connection the pipeline closed."""
-
-
-class PoolConnections:
-    """Connections borrowed from a client's own pool: closing the client closes them too, so
-    none lives longer than the client."""
-
-    def __init__(self, client: Redis) -> None:
-        self._pool = client.connection_pool
-
-    async def get(self) -> AbstractConnection:
-        conn: AbstractConnection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
-        return conn
-
-    async def give_back(self, conn: AbstractConnection) -> None:
-        await self._pool.release(conn)
-
-
-class NodeConnections:
-    """Connections borrowed from one node of a ``RedisCluster`` client, likewise."""
-
-    def __init__(self, node: ClusterNode) -> None:
-        self.node = node
-
-    async def get(self) -> AbstractConnection:
-        conn = self.node.acquire_connection()
-        try:
-            await conn.connect()  # type: ignore[no-untyped-call]
-        except BaseException:
-            self.node.release(conn)
-            raise
-        return conn
-
-    async def give_back(self, conn: AbstractConnection) -> None:
-        self.node.release(conn)  # type: ignore[arg-type]
+        self.dead = False
 
 
 class Pipeline:
-    """Sends commands on connections of its own, taken from ``source``.
+    """Sends commands on connections of its own, each made by ``dial``.
 
-    :param source: where connections come from (with the client's settings: host, auth, TLS,
-        protocol).
+    :param dial: makes a connection with the client's settings (see :func:`dial`).
     :param timeout: seconds a connection may take to open and greet.
     """
 
-    def __init__(self, source: Connections, timeout: float) -> None:
-        self._source = source
+    def __init__(self, dial: Dial, timeout: float) -> None:
+        self._dial = dial
         self._timeout = timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._link: _Link | None = None  # where new calls go
-        self._draining: set[_Link] = set()  # dead links whose calls still wait for deadlines
+        self._draining: set[_Link] = set()  # retired links whose calls still wait for deadlines
         self._queue: list[_Call] = []  # issued, not yet written
         self._wake: asyncio.Event | None = None
         self._writer: asyncio.Task[None] | None = None
@@ -129,14 +101,14 @@ class Pipeline:
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    def call(self, deadline: float, *command: Any) -> asyncio.Future[Any]:
-        """Issue ``command``, to be answered by loop time ``deadline``; its reply (or error)
-        arrives in the returned future."""
+    def call(self, deadline: float, packed: bytes) -> asyncio.Future[Any]:
+        """Issue a command encoded by :func:`pack`, to be answered by loop time ``deadline``;
+        its reply (or error) arrives in the returned future."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._start(loop)
         reply: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((command, reply, deadline, loop.time()))
+        self._queue.append((packed, reply, deadline, loop.time()))
         if self._watchdog is None:
             self._watchdog = loop.call_at(deadline, self._watch)
         assert self._wake is not None
@@ -149,16 +121,14 @@ class Pipeline:
             self._loop = None
             return
         error = RedisConnectionError("the store was closed")
-        links = [*self._draining, *([self._link] if self._link else [])]
-        self._link = None
-        self._draining.clear()
-        for link in links:
+        for link in [*self._draining, *([self._link] if self._link else [])]:
             self._drop(link, error)
         self._fail_queue(error)
-        tasks = [t for t in (self._writer, *(link.reader for link in links)) if t is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, *self._closing, return_exceptions=True)
+        if self._writer is not None:
+            self._writer.cancel()
+        await asyncio.gather(
+            *([self._writer] if self._writer else []), *self._closing, return_exceptions=True
+        )
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -197,10 +167,17 @@ class Pipeline:
                     continue
             batch, self._queue = self._queue, []
             link.sent.extend(batch)  # before the write: a reply may follow at once
-            packed = _pack([call[0] for call in batch], link.encoding, link.errors)
+            if not link.conn.is_connected:
+                # Closed by redis-py on an error of its own: never let it open again (it would
+                # greet the server, and the greeting's reply would meet our reader).
+                self._drop(link, RedisConnectionError("the connection was closed"))
+                wake.set()
+                continue
             self._writing = link
             try:
-                await link.conn.send_packed_command(packed, check_health=False)
+                await link.conn.send_packed_command(
+                    b"".join(call[0] for call in batch), check_health=False
+                )
             except Exception as exc:
                 # The connection broke: the calls written to it fail with it, and those queued
                 # since go out on a new one.
@@ -212,20 +189,23 @@ class Pipeline:
                     self._writing = None
 
     async def _connect(self) -> _Link:
-        # A connection borrowed for as long as it serves. Bounded: a server that accepts the
+        # A connection of our own, open and greeted. Bounded: a server that accepts the
         # connection and never answers the handshake would otherwise hold the writer, and
         # every later call, for good.
-        async with asyncio.timeout(self._timeout):
-            conn = await self._source.get()
+        conn = self._dial()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await conn.connect()  # type: ignore[no-untyped-call]
+        except BaseException:
+            self._discard(conn)
+            raise
         loop = asyncio.get_running_loop()
         link = self._link = _Link(conn, loop.time())
-        # Deadlines are the pipeline's own: no socket timeout around each write (the client's
-        # is an extra task per write), put back when the connection goes back.
-        conn.socket_timeout = None
         link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
         return link
 
     async def _read(self, link: _Link) -> None:
+        # The link's only reader, for as long as it lives.
         sent = link.sent
         loop = asyncio.get_running_loop()
         while True:
@@ -240,7 +220,10 @@ class Pipeline:
                 return
             link.heard = loop.time()
             if not sent:
-                continue
+                # A reply no call is waiting for: the stream is out of step. Nothing on this
+                # connection can be trusted any more.
+                self._drop(link, RedisConnectionError("a reply nobody asked for"))
+                return
             future = sent.popleft()[1]
             if future.done():
                 pass  # its caller gave up, or its deadline passed
@@ -291,7 +274,11 @@ class Pipeline:
             self._watchdog = loop.call_at(min(pending), self._watch)
 
     def _drop(self, link: _Link, error: BaseException) -> None:
-        # A connection is done: its calls share its fate.
+        # A connection is done, once: its calls share its fate, its reader stops, and it is
+        # closed for good.
+        if link.dead:
+            return
+        link.dead = True
         if self._link is link:
             self._link = None
         self._draining.discard(link)
@@ -301,16 +288,18 @@ class Pipeline:
         link.sent.clear()
         if link.reader is not None and link.reader is not asyncio.current_task():
             link.reader.cancel()
-        task = asyncio.get_running_loop().create_task(self._give_back(link))
+        self._discard(link.conn)
+
+    def _discard(self, conn: AbstractConnection) -> None:
+        # Closed in a task of the pipeline's (aclose waits for it), never to be opened again.
+        task = asyncio.get_running_loop().create_task(self._close(conn))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _give_back(self, link: _Link) -> None:
-        # Closed, then given back as it came, to be opened afresh if it is used again.
-        conn = link.conn
-        await conn.disconnect(nowait=True)
-        conn.socket_timeout = link.socket_timeout
-        await self._source.give_back(conn)
+    @staticmethod
+    async def _close(conn: AbstractConnection) -> None:
+        with contextlib.suppress(Exception):  # a broken socket: nobody is left to tell
+            await conn.disconnect(nowait=True)
 
     def _fail_queue(self, error: BaseException) -> None:
         queue, self._queue = self._queue, []

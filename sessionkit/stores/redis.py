@@ -29,8 +29,6 @@ try:
         ClusterDownError,
         MovedError,
         NoScriptError,
-        RedisClusterException,
-        RedisError,
         SlotNotCoveredError,
         TryAgainError,
     )
@@ -41,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 # needs redis-py: checked above
-from sessionkit.stores._pipeline import NodeConnections, Pipeline, PoolConnections
+from sessionkit.stores._pipeline import Pipeline, dial, pack
 
 __all__ = ("RedisStore",)
 
@@ -108,6 +106,16 @@ class _Script:
         self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
+@dataclass(slots=True, frozen=True)
+class _Command:
+    # One script call, encoded before it is queued.
+    name: str  # the script's
+    script: _Script
+    args: tuple[str | int, ...]  # EVALSHA, sha, numkeys, keys..., argv...
+    packed: bytes  # args, encoded
+    slot: int  # the slot of every key it declares (on a cluster)
+
+
 class _ClusterCalls:
     """Calls on a Redis Cluster, pipelined per primary: each goes down the pipeline to the
     primary that serves its bucket's slot, by the client's slot table.
@@ -121,19 +129,20 @@ class _ClusterCalls:
     which slots: a primary that hangs may have been failed over.
     """
 
-    def __init__(self, client: RedisCluster, slots: dict[str, int], timeout: float) -> None:
+    def __init__(self, client: RedisCluster, timeout: float) -> None:
         self._client = client
-        self._slots = slots  # bucket prefix -> its slot
         self._timeout = timeout
         self._pipes: dict[str, tuple[ClusterNode, Pipeline]] = {}  # by node name
         self._closing: set[asyncio.Task[None]] = set()
         self._asking: asyncio.Task[None] | None = None  # a refresh of the slot table
 
-    async def call(self, deadline: float, *command: Any) -> Any:
-        # command: EVALSHA|EVAL, sha|text, numkeys, keys..., bucket prefix, ...
+    async def call(
+        self, deadline: float, slot: int, packed: bytes, command: tuple[Any, ...]
+    ) -> Any:
+        # ``packed`` is ``command`` encoded; ``slot`` the slot of every key it declares.
         client = self._client
         try:
-            node = client.nodes_manager.get_node_from_slot(self._slots[command[3 + command[2]]])
+            node = client.nodes_manager.get_node_from_slot(slot)
         except (KeyError, SlotNotCoveredError):  # no slot table yet (or any more)
             return await self._redirected(deadline, command)
         name = node.name
@@ -141,9 +150,10 @@ class _ClusterCalls:
         if entry is None or entry[0] is not node:  # a new node, or the client remade it
             if entry is not None:
                 self._retire(entry[1])
-            entry = self._pipes[name] = (node, Pipeline(NodeConnections(node), self._timeout))
+            pipe = Pipeline(dial(node.connection_class, node.connection_kwargs), self._timeout)
+            entry = self._pipes[name] = (node, pipe)
         try:
-            return await entry[1].call(deadline, *command)
+            return await entry[1].call(deadline, packed)
         except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
             return await self._redirected(deadline, command)  # MovedError covers ASK too
         except TimeoutError:
@@ -186,8 +196,9 @@ class RedisStore(SessionStore):
     Each operation is one Lua script, run atomically by the server: one command, and one
     winner when callers race (two processes claiming one expired session, a rotation against
     a rotation, new data against a logout). Deadlines are judged by the server's clock, so the
-    workers' clocks may drift. Calls go down a connection of the store's own (borrowed from
-    the client's pool), pipelined: the calls issued in one loop turn leave in one write. Every
+    workers' clocks may drift. Calls go down a connection of the store's own (made from the
+    client's settings, outside its pool), pipelined: the calls issued in one loop turn leave
+    in one write; close the store (or the manager that uses it) to close it. Every
     script that ends or makes sessions runs once per operation id, and a call whose reply was
     lost is settled later (see :meth:`settle`). Session keys are stored as their SHA-256
     digest, and every key written carries a TTL::
@@ -216,9 +227,9 @@ class RedisStore(SessionStore):
     it created the session or rotated to it. Elsewhere ``key`` is ``None`` and
     events carry ``key_hash`` alone. Listings (:meth:`user_sessions`) never carry keys.
 
-    :param client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` client; the
-        store does not close it (closing a ``Redis`` closes the connection the store borrowed
-        from it).
+    :param client: a ``redis.asyncio.Redis`` or ``redis.asyncio.RedisCluster`` client: the
+        store makes its connections with its settings, and does not close it (nor does closing
+        it close the store's connections: :meth:`aclose` does).
     :param prefix: put before every key the store writes; give each application its own (on a
         cluster, without ``{`` or ``}``: the buckets' hash tags follow it).
     :param sweep_interval: seconds between sweeps for sessions of dead processes.
@@ -264,24 +275,38 @@ class RedisStore(SessionStore):
         self._known: dict[str, str] = {}
         self._lost: list[_Lost] = []
         self._late: list[Outcome] = []  # ended by a bulk call cut off before it returned
-        # The prefix of each bucket's keys: one bucket on a single server, 64 on a cluster.
+        # The prefix of each bucket's keys: one bucket on a single server, 64 on a cluster,
+        # and the slot of each bucket's keys (on a cluster, where calls are routed by it).
         self._buckets: list[str]
-        self._conn: Pipeline | _ClusterCalls
+        self._slots: dict[str, int] = {}
+        self._cluster: _ClusterCalls | None = None
+        self._pipe: Pipeline | None = None
         if isinstance(client, RedisCluster):
             tags = _tags()
             self._buckets = [f"{prefix}{{{tag}}}" for tag in tags]
-            slots = {b: key_slot(t.encode()) for b, t in zip(self._buckets, tags, strict=True)}
-            self._conn = _ClusterCalls(client, slots, self._op_timeout)
+            self._slots = {
+                b: key_slot(t.encode()) for b, t in zip(self._buckets, tags, strict=True)
+            }
+            self._cluster = _ClusterCalls(client, self._op_timeout)
         else:
             self._buckets = [prefix]
             # Every call goes down the store's own pipelined connection: concurrent calls
             # share round trips, and none waits on (or fails for) the client's pool.
-            self._conn = Pipeline(PoolConnections(client), self._op_timeout)
+            pool = client.connection_pool
+            self._pipe = Pipeline(
+                dial(pool.connection_class, pool.connection_kwargs), self._op_timeout
+            )
+        # Arguments are encoded as the client would encode them, before a call is queued.
+        encoder = client.get_encoder()
+        self._encoding: tuple[str, str] = (encoder.encoding, encoder.encoding_errors)
         self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     async def aclose(self) -> None:
-        """Close the store's own connection (the client stays open: it is the caller's)."""
-        await self._conn.aclose()
+        """Close the store's own connections (the client stays open: it is the caller's)."""
+        if self._cluster is not None:
+            await self._cluster.aclose()
+        if self._pipe is not None:
+            await self._pipe.aclose()
 
     @property
     def prefix(self) -> str:
@@ -311,6 +336,23 @@ class RedisStore(SessionStore):
         fresh = keys.new_key()
         return fresh if len(self._buckets) == 1 else key[:1] + fresh[1:]
 
+    def _command(
+        self, name: str, bucket: str, names: tuple[str, ...], args: Sequence[str | int], op: str
+    ) -> _Command:
+        # Script ``name`` in ``bucket`` (its key prefix), declaring the keys ``names`` (with the
+        # operation's outcome key, if it has an id): those the script is known to touch before
+        # it runs. Those it finds as it runs (the sessions in an index) share the bucket's hash
+        # tag, so its slot. Encoded here, in the caller: an argument that cannot be encoded
+        # fails this call alone, before anything is sent.
+        if op:
+            names = (*names, f"{bucket}o:{op}")
+        tail = (len(names), *names, bucket, self._retain_ms, op, *args)
+        script = self._scripts[name]
+        command = ("EVALSHA", script.sha, *tail)
+        return _Command(
+            name, script, command, pack(command, *self._encoding), self._slots.get(bucket, 0)
+        )
+
     async def _change(
         self,
         name: str,
@@ -325,40 +367,39 @@ class RedisStore(SessionStore):
         # A script that ends or makes sessions, sent with an operation id: if the caller never
         # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
         op = _op_id()
+        command = self._command(name, bucket, names, args, op)
         try:
-            return await self._run(name, bucket, names, *args, op=op)
+            return await self._send(command)
         except BaseException:
             self._lost.append(_Lost(call, bucket, op, context, known or {}, _op_id()))
             raise
 
-    async def _run(
-        self, name: str, bucket: str, names: tuple[str, ...], *args: str | int, op: str = ""
-    ) -> Any:
-        # Runs script ``name`` in ``bucket`` (its key prefix), declaring the keys ``names``
-        # (with the operation's outcome key, if it has an id): those the script is known to
-        # touch before it runs. Those it finds as it runs (the sessions in an index) share the
-        # bucket's hash tag, so its slot. EVALSHA, not redis-py's register_script (its Script
-        # object re-builds the arguments on every call), down a pipeline (one per primary on a
-        # cluster), whose watchdog bounds each call by its deadline.
-        script = self._scripts[name]
-        if op:
-            names = (*names, f"{bucket}o:{op}")
-        tail = (len(names), *names, bucket, self._retain_ms, op, *args)
-        conn = self._conn
+    async def _run(self, name: str, bucket: str, names: tuple[str, ...], *args: str | int) -> Any:
+        return await self._send(self._command(name, bucket, names, args, ""))
+
+    async def _send(self, command: _Command) -> Any:
+        # EVALSHA, not redis-py's register_script (its Script object re-builds the arguments
+        # on every call), down a pipeline (one per primary on a cluster), whose watchdog bounds
+        # each call by its deadline. Whatever fails on the way reaches the caller as
+        # StoreUnavailable, the cause chained.
         deadline = asyncio.get_running_loop().time() + self._op_timeout
-        command: tuple[str, str] = ("EVALSHA", script.sha)
+        packed, args = command.packed, command.args
         retries = 0  # a broken connection or a missing script, a few times, within the deadline
         try:
             while True:
                 try:
-                    return await conn.call(deadline, *command, *tail)
+                    if self._cluster is not None:
+                        return await self._cluster.call(deadline, command.slot, packed, args)
+                    assert self._pipe is not None
+                    return await self._pipe.call(deadline, packed)
                 except NoScriptError:
                     # The server does not hold the script (first use, a restart, SCRIPT FLUSH,
                     # a failover): send its text, which runs it and loads it for next time.
                     if retries >= _RETRIES:
                         raise
                     retries += 1
-                    command = ("EVAL", script.text)
+                    args = ("EVAL", command.script.text, *args[2:])
+                    packed = pack(args, *self._encoding)
                 except RedisConnectionError:
                     # The connection broke before the reply (a CLIENT KILL, a restart): send it
                     # again on a new one, as redis-py's own retry would (and load the script
@@ -369,10 +410,13 @@ class RedisStore(SessionStore):
                     retries += 1
         except TimeoutError as exc:
             raise StoreUnavailable(
-                f"Redis did not answer within {self._op_timeout:g} s ({name.lower()})"
+                f"Redis did not answer within {self._op_timeout:g} s ({command.name.lower()})"
             ) from exc
-        except (RedisError, RedisClusterException, OSError) as exc:
-            raise StoreUnavailable(f"Redis failed ({name.lower()}): {type(exc).__name__}") from exc
+        except Exception as exc:
+            # Anything the client library raised, expected or not: never a raw error of its own.
+            raise StoreUnavailable(
+                f"Redis failed ({command.name.lower()}): {type(exc).__name__}"
+            ) from exc
 
     async def _each(self, buckets: Iterable[str], one: Callable[[str], Awaitable[None]]) -> None:
         # one(bucket) for each bucket, all at once; once every one is done, its first error.
@@ -730,8 +774,9 @@ class RedisStore(SessionStore):
                 *(f"{bucket}s:{h}" for h in lost.context),
             )
             try:
-                _, raws = await self._run(
-                    "SETTLE", bucket, names, lost.op, lost.call, *lost.context, op=lost.settle_op
+                args = (lost.op, lost.call, *lost.context)
+                _, raws = await self._send(
+                    self._command("SETTLE", bucket, names, args, lost.settle_op)
                 )
             except Exception:
                 if outcomes:  # what is known now is reported now; the rest waits
