@@ -124,7 +124,7 @@ class Recorder:
 
     async def capture(self, call: Awaitable[Any]) -> list[tuple[Any, ...]]:
         self.calls = []
-        pipeline = importlib.import_module("sessionkit.stores._pipeline").Pipeline
+        pipeline = importlib.import_module("sessionkit.stores.redis._pipeline").Pipeline
         original_call, original_execute = pipeline.call, self.client.execute_command
 
         def piped(pipe: Any, deadline: float, packed: bytes) -> Any:

@@ -24,14 +24,14 @@ from sessionkit._tasks import LoopTasks
 from sessionkit._timers import DeadlineTimers
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import SessionStore
+from sessionkit.stores.base import LostCall, SessionStore
 
 _BATCH = 256  # expired sessions claimed per store call
 _RETRY = 1.0  # seconds before claiming (or settling) again after the store failed
 
 # What a late outcome means, by the store call that had it: the reason its sessions ended
 # and whether their clients are told to log out (as the call itself would have done).
-LATE: dict[str, tuple[str | None, bool]] = {
+LATE: dict[LostCall, tuple[str | None, bool]] = {
     "create": ("evicted", True),
     "delete": ("logout", False),
     "delete_user_session": ("logout", True),
@@ -39,6 +39,7 @@ LATE: dict[str, tuple[str | None, bool]] = {
     "delete_user": ("logout_all", True),
     "claim_expired": (TIMED_OUT, True),
     "sweep": (TIMED_OUT, True),
+    "rotate": ("logout", True),  # a rotation ends nothing; a store that says so is believed
 }
 
 
@@ -229,7 +230,9 @@ class Expiry:
                         await stop.wait()
                     continue
                 for call, records in outcomes:
-                    reason, notify = LATE[call]
+                    # A name the manager does not know (a store of someone else's) still ends
+                    # its sessions: as a logout, with the push.
+                    reason, notify = LATE.get(call, ("logout", True))
                     await self.end(records, reason, notify)
         finally:
             self._settling = False

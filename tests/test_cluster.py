@@ -18,7 +18,8 @@ from redis.crc import key_slot
 
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
-from sessionkit.stores.redis import RedisStore, _tags
+from sessionkit.stores.redis import RedisStore
+from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
 from tests.conftest import cluster_client, fresh_prefix, started_cluster
 from tests.faultkit import Recorder, eventually
@@ -143,7 +144,7 @@ def test_cluster_prefix_without_braces(redis_cluster_client: RedisCluster) -> No
 def test_bucket_tags_spread_evenly_and_never_change() -> None:
     """The 64 hash tags are part of what is stored: each falls in its own 64th of the slots,
     and they are the same from one version to the next."""
-    tags = _tags()
+    tags = bucket_tags()
     assert [key_slot(tag.encode()) * 64 // SLOTS for tag in tags] == list(range(64))
     assert tags[:8] == ["10", "18", "113", "342", "29", "21", "3", "122"]
 

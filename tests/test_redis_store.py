@@ -16,6 +16,8 @@ from sessionkit import SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
+from sessionkit.stores.redis import _schema as schema
+from sessionkit.stores.redis._scripts import lua_text
 from tests.conftest import fresh_prefix
 from tests.redis_checks import assert_clean
 
@@ -375,3 +377,17 @@ async def test_a_10_mb_argument_travels_among_small_calls(redis_client: Redis) -
         assert record is not None and record.data == big
     finally:
         await store.aclose()
+
+
+async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> None:
+    """The key names built in Lua (core.lua, the only Lua that builds them) are those of the
+    schema module, on a live server."""
+    probe = lua_text("core") + "return {skey(ARGV[4]), D, ukey(ARGV[5]), okey(OP)}"
+    bucket, h, username, op = "sktest:{7}", "ab" * 32, "Luca é {x}", "0123abcd"
+    names = await redis_client.eval(probe, 0, bucket, "1000", op, h, username)
+    assert [n.decode() for n in names] == [
+        schema.session(bucket, h),
+        schema.deadlines(bucket),
+        schema.user(bucket, username),
+        schema.outcome(bucket, op),
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from sessionkit import keys
 from sessionkit.models import SessionRecord
@@ -26,10 +26,24 @@ class Pending(NamedTuple):
     capped: bool  # whether that deadline is the absolute cap (no idle warning then)
 
 
+#: The store calls whose reply may be lost and whose outcome :meth:`SessionStore.settle`
+#: reports: the store method's name.
+LostCall = Literal[
+    "create",
+    "delete",
+    "delete_user_session",
+    "delete_all",
+    "delete_user",
+    "claim_expired",
+    "sweep",
+    "rotate",
+]
+
+
 class Outcome(NamedTuple):
     """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`."""
 
-    call: str  # the store method: "create", "delete", "delete_all", "delete_user", ...
+    call: LostCall  # the store method
     ended: list[SessionRecord]  # the sessions it removed, to be reported now
 
 

@@ -3,81 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import math
 import secrets
-import string
-import zlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
 from typing import Any
 
+from redis.asyncio import Redis, RedisCluster
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+
 from sessionkit import keys
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores import _redis_lua as lua
-from sessionkit.stores.base import Outcome, Pending, SessionStore
-
-try:
-    from redis.asyncio import Redis, RedisCluster
-    from redis.asyncio.cluster import ClusterNode
-    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
-    from redis.exceptions import (
-        ClusterDownError,
-        MovedError,
-        NoScriptError,
-        SlotNotCoveredError,
-        TryAgainError,
-    )
-    from redis.exceptions import ConnectionError as RedisConnectionError
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "sessionkit.stores.redis needs redis-py: pip install 'sessionkit[redis]'"
-    ) from exc
-
-# needs redis-py: checked above
-from sessionkit.stores._pipeline import Pipeline, dial, pack
+from sessionkit.stores.base import LostCall, Outcome, Pending, SessionStore
+from sessionkit.stores.redis import _schema as schema
+from sessionkit.stores.redis._cluster import ClusterCalls
+from sessionkit.stores.redis._pipeline import Pipeline, dial, pack
+from sessionkit.stores.redis._schema import deadlines, outcome, session, text, us, user
+from sessionkit.stores.redis._scripts import SCRIPTS, Script
 
 __all__ = ("RedisStore",)
 
-_US = 1_000_000  # microseconds per second: the scripts count time in them
 _RETAIN = 60 * 60  # seconds a session's record outlives its deadline, waiting for a claim
 _SWEEP_BATCH = 1000  # sessions one sweep claims at most
 _LIST_BATCH = 1000  # sessions one listing round trip reads at most
 _RETRIES = 3  # sends of one call after a broken connection or a missing script, at most
-
-# The cluster layout: sessions fall into 64 buckets, one per character a key can start with
-# (URL-safe base64). A user's sessions share the bucket of their username, and each key starts
-# with its bucket's character, so a call finds a session's bucket from its key alone.
-_ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
-_BUCKET_OF = {char: i for i, char in enumerate(_ALPHABET)}
-
-
-def _tags() -> list[str]:
-    # Each bucket's hash tag: the first number whose slot falls in the bucket's 64th of the
-    # slots, so that the buckets spread evenly over the slots, hence over the primaries.
-    # Part of the stored layout: changing it would hide every stored session.
-    tags: dict[int, str] = {}
-    n = 0
-    while len(tags) < len(_ALPHABET):
-        tag = str(n)
-        tags.setdefault(key_slot(tag.encode()) * len(_ALPHABET) // REDIS_CLUSTER_HASH_SLOTS, tag)
-        n += 1
-    return [tags[i] for i in range(len(_ALPHABET))]
-
-
-def _text(value: Any) -> str | None:
-    # The client may or may not decode responses: accept both.
-    if value is None or isinstance(value, str):
-        return value
-    return bytes(value).decode("utf-8")
-
-
-def _us(seconds: float) -> int:
-    return round(seconds * _US)
 
 
 def _op_id() -> str:
@@ -87,7 +41,7 @@ def _op_id() -> str:
 @dataclass(slots=True)
 class _Lost:
     # A call that raised before its outcome was known (see SessionStore.settle).
-    call: str  # the store method
+    call: LostCall  # the store method
     bucket: str  # the prefix of the bucket it ran in
     op: str  # the operation id it was sent with
     context: tuple[str, ...]  # what SETTLE needs to undo it
@@ -96,98 +50,14 @@ class _Lost:
     settle_op: str
 
 
-class _Script:
-    """One Lua script: its text and the SHA-1 the server knows it by."""
-
-    __slots__ = ("sha", "text")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self.sha = hashlib.sha1(text.encode("utf-8")).hexdigest()
-
-
 @dataclass(slots=True, frozen=True)
 class _Command:
     # One script call, encoded before it is queued.
     name: str  # the script's
-    script: _Script
+    script: Script
     args: tuple[str | int, ...]  # EVALSHA, sha, numkeys, keys..., argv...
     packed: bytes  # args, encoded
     slot: int  # the slot of every key it declares (on a cluster)
-
-
-class _ClusterCalls:
-    """Calls on a Redis Cluster, pipelined per primary: each goes down the pipeline to the
-    primary that serves its bucket's slot, by the client's slot table.
-
-    A call the primary redirects (the slot moved or is moving, a failover) is sent again
-    through the client itself, which follows the redirection and learns the new slot table
-    that later calls then route by; the script did not run where it was redirected from. So is
-    a call whose connection broke (a primary that died: the client asks the others which node
-    serves the slot now); the script may have run, and operation ids make that safe. A call
-    that timed out has the client ask the nodes again, in the background, which of them serve
-    which slots: a primary that hangs may have been failed over.
-    """
-
-    def __init__(self, client: RedisCluster, timeout: float) -> None:
-        self._client = client
-        self._timeout = timeout
-        self._pipes: dict[str, tuple[ClusterNode, Pipeline]] = {}  # by node name
-        self._closing: set[asyncio.Task[None]] = set()
-        self._asking: asyncio.Task[None] | None = None  # a refresh of the slot table
-
-    async def call(
-        self, deadline: float, slot: int, packed: bytes, command: tuple[Any, ...]
-    ) -> Any:
-        # ``packed`` is ``command`` encoded; ``slot`` the slot of every key it declares.
-        client = self._client
-        try:
-            node = client.nodes_manager.get_node_from_slot(slot)
-        except (KeyError, SlotNotCoveredError):  # no slot table yet (or any more)
-            return await self._redirected(deadline, command)
-        name = node.name
-        entry = self._pipes.get(name)
-        if entry is None or entry[0] is not node:  # a new node, or the client remade it
-            if entry is not None:
-                self._retire(entry[1])
-            pipe = Pipeline(dial(node.connection_class, node.connection_kwargs), self._timeout)
-            entry = self._pipes[name] = (node, pipe)
-        try:
-            return await entry[1].call(deadline, packed)
-        except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
-            return await self._redirected(deadline, command)  # MovedError covers ASK too
-        except TimeoutError:
-            if self._asking is None or self._asking.done():  # one at a time
-                self._asking = asyncio.get_running_loop().create_task(self._ask_slots())
-            raise
-
-    async def _ask_slots(self) -> None:
-        # Ask the nodes which of them serve which slots (the client's own refresh, as after a
-        # MOVED): whatever fails here, the next timeout asks again.
-        with contextlib.suppress(Exception):
-            await self._client.nodes_manager.initialize()
-
-    async def _redirected(self, deadline: float, command: tuple[Any, ...]) -> Any:
-        async with asyncio.timeout_at(deadline):
-            # Learn the slots first (a no-op once known): commands sent together to a client
-            # that had not yet done so raced its start (redis-py 8.1 closed a connection
-            # another command had just taken).
-            await self._client.initialize()
-            return await self._client.execute_command(*command)
-
-    def _retire(self, pipe: Pipeline) -> None:
-        task = asyncio.get_running_loop().create_task(pipe.aclose())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def aclose(self) -> None:
-        pipes = [pipe for _, pipe in self._pipes.values()]
-        self._pipes.clear()
-        if self._asking is not None:
-            self._asking.cancel()
-        asking = [] if self._asking is None else [self._asking]
-        await asyncio.gather(*(pipe.aclose() for pipe in pipes), *self._closing)
-        await asyncio.gather(*asking, return_exceptions=True)
 
 
 class RedisStore(SessionStore):
@@ -267,7 +137,7 @@ class RedisStore(SessionStore):
         self._retain_ms = str(_RETAIN * 1000)
         # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
         # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
-        self._sweep_lag_us = str(_us(min(1.0, self.sweep_interval)))
+        self._sweep_lag_us = str(us(min(1.0, self.sweep_interval)))
         # Raw keys of the sessions this process created or rotated to (those its
         # manager arms timers for), by hash: so that an ending found by hash (eviction,
         # delete_all, a sweep) still names the key where this process knows it. An entry goes
@@ -279,15 +149,15 @@ class RedisStore(SessionStore):
         # and the slot of each bucket's keys (on a cluster, where calls are routed by it).
         self._buckets: list[str]
         self._slots: dict[str, int] = {}
-        self._cluster: _ClusterCalls | None = None
+        self._cluster: ClusterCalls | None = None
         self._pipe: Pipeline | None = None
         if isinstance(client, RedisCluster):
-            tags = _tags()
+            tags = schema.tags()
             self._buckets = [f"{prefix}{{{tag}}}" for tag in tags]
             self._slots = {
                 b: key_slot(t.encode()) for b, t in zip(self._buckets, tags, strict=True)
             }
-            self._cluster = _ClusterCalls(client, self._op_timeout)
+            self._cluster = ClusterCalls(client, self._op_timeout)
         else:
             self._buckets = [prefix]
             # Every call goes down the store's own pipelined connection: concurrent calls
@@ -299,7 +169,6 @@ class RedisStore(SessionStore):
         # Arguments are encoded as the client would encode them, before a call is queued.
         encoder = client.get_encoder()
         self._encoding: tuple[str, str] = (encoder.encoding, encoder.encoding_errors)
-        self._scripts = {name: _Script(getattr(lua, name)) for name in lua.__all__}
 
     async def aclose(self) -> None:
         """Close the store's own connections (the client stays open: it is the caller's)."""
@@ -316,20 +185,20 @@ class RedisStore(SessionStore):
     def _user_bucket(self, username: str) -> int:
         if len(self._buckets) == 1:
             return 0
-        return zlib.crc32(username.encode("utf-8", "surrogatepass")) % len(self._buckets)
+        return schema.bucket_of_user(username)
 
     def _of_key(self, key: str) -> str:
         # The prefix of the bucket a key's session lives in.
         if len(self._buckets) == 1:
             return self._buckets[0]
-        return self._buckets[_BUCKET_OF.get(key[:1], 0)]
+        return self._buckets[schema.BUCKET_OF.get(key[:1], 0)]
 
     def new_key(self, username: str) -> str:
         """A fresh key; on a cluster its first character names the bucket of ``username``."""
         key = keys.new_key()
         if len(self._buckets) == 1:
             return key
-        return _ALPHABET[self._user_bucket(username)] + key[1:]
+        return schema.ALPHABET[self._user_bucket(username)] + key[1:]
 
     def rotated_key(self, key: str) -> str:
         """A fresh key; on a cluster it starts with the character ``key`` starts with."""
@@ -345,9 +214,9 @@ class RedisStore(SessionStore):
         # tag, so its slot. Encoded here, in the caller: an argument that cannot be encoded
         # fails this call alone, before anything is sent.
         if op:
-            names = (*names, f"{bucket}o:{op}")
+            names = (*names, outcome(bucket, op))
         tail = (len(names), *names, bucket, self._retain_ms, op, *args)
-        script = self._scripts[name]
+        script = SCRIPTS[name]
         command = ("EVALSHA", script.sha, *tail)
         return _Command(
             name, script, command, pack(command, *self._encoding), self._slots.get(bucket, 0)
@@ -356,7 +225,7 @@ class RedisStore(SessionStore):
     async def _change(
         self,
         name: str,
-        call: str,
+        call: LostCall,
         bucket: str,
         names: tuple[str, ...],
         args: Sequence[str | int],
@@ -429,7 +298,7 @@ class RedisStore(SessionStore):
         return None
 
     async def _ending(
-        self, call: str, ended: list[SessionRecord], work: Awaitable[None]
+        self, call: LostCall, ended: list[SessionRecord], work: Awaitable[None]
     ) -> list[SessionRecord]:
         # Awaits work, which puts in ``ended`` the sessions it ends, bucket by bucket. Cut off
         # (a bucket failed, the caller was cancelled), what it ended is reported by settle().
@@ -441,31 +310,10 @@ class RedisStore(SessionStore):
             raise
         return ended
 
-    @staticmethod
-    def _record(raw: Sequence[Any], key: str | None) -> SessionRecord:
-        key_hash, username, created, last, deadline, absolute, data, remaining, client = map(
-            _text, raw
-        )
-        assert key_hash is not None and username is not None
-        assert created is not None and last is not None and deadline is not None
-        assert remaining is not None
-        return SessionRecord(
-            key=key,
-            key_hash=key_hash,
-            username=username,
-            created_at=int(created) / _US,
-            last_active_at=int(last) / _US,
-            expires_at=int(deadline) / _US,
-            absolute_expires_at=None if absolute is None else int(absolute) / _US,
-            remaining=int(remaining) / _US,
-            data=data,
-            client=client,
-        )
-
     def _ended(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
         # Sessions removed by hash: name each by its key where this process knows it.
         known = self._known
-        return [self._record(raw, known.pop(_text(raw[0]) or "", None)) for raw in raws]
+        return [schema.record(raw, known.pop(text(raw[0]) or "", None)) for raw in raws]
 
     async def create(
         self,
@@ -494,13 +342,13 @@ class RedisStore(SessionStore):
         if self._of_key(key) != bucket:
             raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
         key_hash = hash_key(key)
-        names = (f"{bucket}s:{key_hash}", f"{bucket}u:{username}", f"{bucket}d")
+        names = (session(bucket, key_hash), user(bucket, username), deadlines(bucket))
         args = (
             key_hash,
             username,
-            _us(timeout),
+            us(timeout),
             "1" if fixed_timeout else "0",
-            "" if absolute_timeout is None else _us(absolute_timeout),
+            "" if absolute_timeout is None else us(absolute_timeout),
             "" if max_per_user is None else max_per_user,
             "0" if data is None else "1",
             "" if data is None else data,
@@ -522,8 +370,8 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        left = _text(await self._run("CHECK", bucket, (f"{bucket}s:{key_hash}",), key_hash))
-        return None if left is None else int(left) / _US
+        left = text(await self._run("CHECK", bucket, (session(bucket, key_hash),), key_hash))
+        return None if left is None else int(left) / schema.US
 
     async def touch(self, key: str, timeout: float) -> float | None:
         """Check a session and restart its idle deadline, in one round trip.
@@ -532,9 +380,9 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
-        left = _text(await self._run("TOUCH", bucket, names, key_hash, _us(timeout)))
-        return None if left is None else int(left) / _US
+        names = (session(bucket, key_hash), deadlines(bucket))
+        left = text(await self._run("TOUCH", bucket, names, key_hash, us(timeout)))
+        return None if left is None else int(left) / schema.US
 
     async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
         """Restart a session's idle deadline and read it back, in one round trip.
@@ -543,9 +391,9 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
-        raw = await self._run("TOUCH", bucket, names, key_hash, _us(timeout), "1")
-        return None if raw is None else self._record(raw, key)
+        names = (session(bucket, key_hash), deadlines(bucket))
+        raw = await self._run("TOUCH", bucket, names, key_hash, us(timeout), "1")
+        return None if raw is None else schema.record(raw, key)
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
@@ -554,8 +402,8 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        raw = await self._run("GET", bucket, (f"{bucket}s:{key_hash}",), key_hash)
-        return None if raw is None else self._record(raw, key)
+        raw = await self._run("GET", bucket, (session(bucket, key_hash),), key_hash)
+        return None if raw is None else schema.record(raw, key)
 
     async def set_data(self, key: str, data: str | None) -> bool:
         """Replace a live session's data; an ended session stays ended.
@@ -565,7 +413,7 @@ class RedisStore(SessionStore):
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
         has = "0" if data is None else "1"
-        names = (f"{bucket}s:{key_hash}",)
+        names = (session(bucket, key_hash),)
         return bool(await self._run("SET_DATA", bucket, names, key_hash, has, data or ""))
 
     async def delete(self, key: str) -> SessionRecord | None:
@@ -575,12 +423,12 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (f"{bucket}s:{key_hash}", f"{bucket}d")
+        names = (session(bucket, key_hash), deadlines(bucket))
         raw = await self._change(
             "DELETE", "delete", bucket, names, (key_hash,), known={key_hash: key}
         )
         self._known.pop(key_hash, None)
-        return None if raw is None else self._record(raw, key)
+        return None if raw is None else schema.record(raw, key)
 
     async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
         """End one live session of one user, named by its id (its key's hash).
@@ -590,7 +438,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (f"{bucket}u:{username}", f"{bucket}s:{key_hash}", f"{bucket}d")
+        names = (user(bucket, username), session(bucket, key_hash), deadlines(bucket))
         args = (username, key_hash)
         raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
         return None if raw is None else self._ended([raw])[0]
@@ -607,13 +455,13 @@ class RedisStore(SessionStore):
             raise ValueError("on a cluster, a rotated key must come from store.rotated_key(key)")
         old_hash, new_hash = hash_key(key), hash_key(new_key)
         context = (old_hash, new_hash)
-        names = (f"{bucket}s:{old_hash}", f"{bucket}s:{new_hash}", f"{bucket}d")
+        names = (session(bucket, old_hash), session(bucket, new_hash), deadlines(bucket))
         raw = await self._change("ROTATE", "rotate", bucket, names, context, context=context)
         self._known.pop(old_hash, None)
         if raw is None:
             return None
         self._known[new_hash] = new_key
-        return self._record(raw, new_key)
+        return schema.record(raw, new_key)
 
     async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
         """Remove, of the given sessions, those past their deadline: of all the processes
@@ -630,14 +478,14 @@ class RedisStore(SessionStore):
 
         async def claim(bucket: str) -> None:
             by_hash = groups[bucket]
-            names = (f"{bucket}d", *(f"{bucket}s:{h}" for h in by_hash))
+            names = (deadlines(bucket), *(session(bucket, h) for h in by_hash))
             raws, pending = await self._change(
                 "CLAIM", "claim_expired", bucket, names, list(by_hash), known=by_hash
             )
-            claimed.extend(self._record(raw, by_hash[_text(raw[0]) or ""]) for raw in raws)
-            live = {_text(h) or "": (left, capped) for h, left, capped in pending}
+            claimed.extend(schema.record(raw, by_hash[text(raw[0]) or ""]) for raw in raws)
+            live = {text(h) or "": (left, capped) for h, left, capped in pending}
             waiting.extend(
-                Pending(by_hash[h], int(_text(left) or 0) / _US, bool(capped))
+                Pending(by_hash[h], int(text(left) or 0) / schema.US, bool(capped))
                 for h, (left, capped) in live.items()
             )
             for key_hash in by_hash.keys() - live.keys():  # claimed here, or ended elsewhere
@@ -661,7 +509,9 @@ class RedisStore(SessionStore):
 
         async def sweep(bucket: str) -> None:
             ended.extend(
-                self._ended(await self._change("SWEEP", "sweep", bucket, (f"{bucket}d",), args))
+                self._ended(
+                    await self._change("SWEEP", "sweep", bucket, (deadlines(bucket),), args)
+                )
             )
 
         return await self._ending("sweep", ended, self._each(self._buckets, sweep))
@@ -679,11 +529,11 @@ class RedisStore(SessionStore):
             score, member = "-inf", ""
             while True:
                 batch, seen, score, member = await self._run(
-                    "USERNAMES", bucket, (f"{bucket}d",), score, member, _LIST_BATCH
+                    "USERNAMES", bucket, (deadlines(bucket),), score, member, _LIST_BATCH
                 )
                 pairs = iter(batch)  # created, username, created, username...
                 found.extend(
-                    (int(_text(c) or 0), _text(u) or "") for c, u in zip(pairs, pairs, strict=True)
+                    (int(text(c) or 0), text(u) or "") for c, u in zip(pairs, pairs, strict=True)
                 )
                 if seen < _LIST_BATCH:
                     return
@@ -698,9 +548,9 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (f"{bucket}u:{username}", f"{bucket}d")
+        names = (user(bucket, username), deadlines(bucket))
         raws = await self._run("USER_SESSIONS", bucket, names, username)
-        return [self._record(raw, None) for raw in raws]
+        return [schema.record(raw, None) for raw in raws]
 
     async def count(self) -> int:
         """Count the live sessions.
@@ -710,7 +560,7 @@ class RedisStore(SessionStore):
         counts: list[int] = []
 
         async def count(bucket: str) -> None:
-            counts.append(int(await self._run("COUNT", bucket, (f"{bucket}d",))))
+            counts.append(int(await self._run("COUNT", bucket, (deadlines(bucket),))))
 
         await self._each(self._buckets, count)
         return sum(counts)
@@ -729,7 +579,7 @@ class RedisStore(SessionStore):
             while True:
                 args = (score, member, _LIST_BATCH, upto)
                 raws, seen, score, member, upto = await self._change(
-                    "DELETE_ALL", "delete_all", bucket, (f"{bucket}d",), args
+                    "DELETE_ALL", "delete_all", bucket, (deadlines(bucket),), args
                 )
                 ended.extend(self._ended(raws))
                 if seen < _LIST_BATCH:
@@ -747,7 +597,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (f"{bucket}u:{username}", f"{bucket}d")
+        names = (user(bucket, username), deadlines(bucket))
         return self._ended(
             await self._change("DELETE_USER", "delete_user", bucket, names, (username,))
         )
@@ -769,9 +619,9 @@ class RedisStore(SessionStore):
             lost = self._lost[0]
             bucket = lost.bucket
             names = (
-                f"{bucket}o:{lost.op}",
-                f"{bucket}d",
-                *(f"{bucket}s:{h}" for h in lost.context),
+                outcome(bucket, lost.op),
+                deadlines(bucket),
+                *(session(bucket, h) for h in lost.context),
             )
             try:
                 args = (lost.op, lost.call, *lost.context)
@@ -787,9 +637,9 @@ class RedisStore(SessionStore):
                 raise
             del self._lost[0]
             records = [
-                self._record(raw, lost.keys.get(h) or self._known.pop(h, None))
+                schema.record(raw, lost.keys.get(h) or self._known.pop(h, None))
                 for raw in raws
-                if (h := _text(raw[0]) or "")
+                if (h := text(raw[0]) or "")
             ]
             if records:
                 outcomes.append(Outcome(lost.call, records))

@@ -1,0 +1,130 @@
+"""What :class:`~sessionkit.stores.redis.RedisStore` keeps in Redis: every key name, every hash
+field, and the order of a session record in a script's reply, with its one decoder.
+
+The Lua side builds key names in one place only, ``lua/prelude.lua`` (and the slim
+``lua/core.lua`` of the hot scripts), and a test runs it on a live server to check that it
+names each key as :func:`session`, :func:`deadlines`, :func:`user` and :func:`outcome` do.
+
+Every key starts with a *bucket*: the store's prefix on a single server; on a cluster, the
+prefix and one of 64 hash tags (``prefix{tag}``), so that all of one bucket's keys share a slot.
+A user's sessions all live in one bucket, named by the first character of each of their keys.
+Under a bucket ``P`` (``h`` is the SHA-256 hex digest of a session key):
+
+- ``P s:<h>`` (:func:`session`): a hash, one session, with the fields of :class:`Field`;
+- ``P d`` (:func:`deadlines`): a sorted set of every session's ``h``, scored by its indexed
+  deadline (:attr:`Field.INDEXED`), which may lag behind the real one;
+- ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
+- ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard.
+
+Times are microseconds on the server's clock (``TIME``).
+"""
+
+from __future__ import annotations
+
+import string
+import zlib
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+from sessionkit.models import SessionRecord
+
+US = 1_000_000  # microseconds per second: the scripts count time in them
+
+
+def session(bucket: str, key_hash: str) -> str:
+    """The name of a session's hash."""
+    return f"{bucket}s:{key_hash}"
+
+
+def deadlines(bucket: str) -> str:
+    """The name of a bucket's deadline index."""
+    return f"{bucket}d"
+
+
+def user(bucket: str, username: str) -> str:
+    """The name of a user's index of sessions."""
+    return f"{bucket}u:{username}"
+
+
+def outcome(bucket: str, op: str) -> str:
+    """The name of an operation's outcome record."""
+    return f"{bucket}o:{op}"
+
+
+class Field(StrEnum):
+    """The fields of a session's hash (absent: none)."""
+
+    USER = "u"  # the username
+    CREATED = "c"
+    LAST_ACTIVE = "l"
+    DEADLINE = "d"  # the real one: min(last active + timeout, absolute)
+    ABSOLUTE = "a"  # the absolute deadline, when there is one
+    TIMEOUT = "t"  # the session's own idle timeout, when it is fixed at creation
+    INDEXED = "k"  # the deadline the index holds: moved only when less than half a timeout is left
+    DATA = "x"  # JSON text
+    CLIENT = "i"  # the client recorded at login, JSON text
+
+
+#: A session record as a script returns it: these, in this order (``remaining``: microseconds
+#: left until the deadline; ``h``: the key's digest). Absent fields are nil (false in Lua).
+RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i")
+
+
+def text(value: Any) -> str | None:
+    """A reply's value as text: the client may or may not decode responses."""
+    if value is None or isinstance(value, str):
+        return value
+    return bytes(value).decode("utf-8")
+
+
+def us(seconds: float) -> int:
+    """Seconds in the scripts' unit."""
+    return round(seconds * US)
+
+
+def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
+    """Decode a session record (in :data:`RECORD` order), naming it by ``key``."""
+    key_hash, username, created, last, deadline, absolute, data, remaining, client = map(text, raw)
+    assert key_hash is not None and username is not None
+    assert created is not None and last is not None and deadline is not None
+    assert remaining is not None
+    return SessionRecord(
+        key=key,
+        key_hash=key_hash,
+        username=username,
+        created_at=int(created) / US,
+        last_active_at=int(last) / US,
+        expires_at=int(deadline) / US,
+        absolute_expires_at=None if absolute is None else int(absolute) / US,
+        remaining=int(remaining) / US,
+        data=data,
+        client=client,
+    )
+
+
+# The cluster layout: 64 buckets, one per character a key can start with (URL-safe base64).
+# A user's sessions share the bucket of their username, and each key starts with its bucket's
+# character, so a call finds a session's bucket from its key alone.
+ALPHABET = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+BUCKET_OF = {char: i for i, char in enumerate(ALPHABET)}
+
+
+def bucket_of_user(username: str) -> int:
+    """The bucket (of 64) that holds ``username``'s sessions on a cluster."""
+    return zlib.crc32(username.encode("utf-8", "surrogatepass")) % len(ALPHABET)
+
+
+def tags() -> list[str]:
+    """Each bucket's hash tag: the first number whose slot falls in the bucket's 64th of the
+    slots, so that the buckets spread evenly over the slots, hence over the primaries. Stored
+    layout: changing it would hide every stored session."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < len(ALPHABET):
+        tag = str(n)
+        found.setdefault(key_slot(tag.encode()) * len(ALPHABET) // REDIS_CLUSTER_HASH_SLOTS, tag)
+        n += 1
+    return [found[i] for i in range(len(ALPHABET))]

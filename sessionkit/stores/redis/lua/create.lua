@@ -1,0 +1,68 @@
+-- CREATE: store a new session, evicting the user's oldest over the cap in the same step.
+-- KEYS: the session's hash, the user's index, the deadline index, the outcome key.
+-- ARGV[4...]: h, username, timeout (us), fixed ('1'/'0'), absolute timeout (us) or '',
+--   the most sessions per user or '', has data ('1'/'0'), data, client JSON or '',
+--   refuse ('1'/'0').
+-- Returns the evicted records, oldest first; or -1, writing nothing, when refusing a user at
+-- the cap. Runs once per operation id.
+local h, username, timeout, fixed = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
+local absolute_timeout, cap, has_data, data = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local client, refuse = ARGV[12], ARGV[13]
+local function KEEP(out) return type(out) == 'table' and #out > 0 end
+local function run()
+  -- Sent again after it ran (a retry): the key is fresh, so its session tells it ran; an
+  -- outcome with evictions was kept and answered before this.
+  if redis.call('EXISTS', skey(h)) == 1 then return {} end
+  local U = ukey(username)
+  local evicted = {}
+  if cap ~= '' then
+    local alive = {}
+    for _, m in ipairs(redis.call('ZRANGE', U, 0, -1)) do
+      local f = load(m)
+      if f == nil then
+        redis.call('ZREM', U, m)
+      elseif live(f) then
+        alive[#alive + 1] = {m, f}
+      end
+    end
+    if refuse == '1' and #alive >= tonumber(cap) then return -1 end
+    for i = 1, #alive - tonumber(cap) + 1 do
+      local m, f = alive[i][1], alive[i][2]
+      evicted[#evicted + 1] = record(m, f)
+      drop(m, f)
+    end
+  end
+  local deadline = now + timeout
+  local fields = {'u', username, 'c', fmt(now), 'l', fmt(now)}
+  if absolute_timeout ~= '' then
+    local absolute = now + tonumber(absolute_timeout)
+    if absolute < deadline then deadline = absolute end
+    fields[#fields + 1] = 'a'
+    fields[#fields + 1] = fmt(absolute)
+  end
+  fields[#fields + 1] = 'd'
+  fields[#fields + 1] = fmt(deadline)
+  fields[#fields + 1] = 'k'
+  fields[#fields + 1] = fmt(deadline)
+  if fixed == '1' then
+    fields[#fields + 1] = 't'
+    fields[#fields + 1] = fmt(timeout)
+  end
+  if has_data == '1' then
+    fields[#fields + 1] = 'x'
+    fields[#fields + 1] = data
+  end
+  if client ~= '' then
+    fields[#fields + 1] = 'i'
+    fields[#fields + 1] = client
+  end
+  local S = skey(h)
+  redis.call('HSET', S, unpack(fields))
+  local ttl = ttl_for(deadline + timeout)
+  redis.call('PEXPIRE', S, ttl)
+  redis.call('ZADD', U, fmt(now), h)
+  keep(U, ttl)
+  redis.call('ZADD', D, fmt(deadline), h)
+  keep(D, ttl)
+  return evicted
+end

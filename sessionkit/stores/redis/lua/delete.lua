@@ -1,0 +1,12 @@
+-- DELETE: end a live session.
+-- KEYS: the session's hash, the deadline index, the outcome key.
+-- ARGV[4...]: h.
+-- Returns the record as it was, or nil if it was not live. Runs once per operation id.
+local h = ARGV[4]
+local function KEEP(out) return true end
+local function run()
+  local f = load(h)
+  if not live(f) then return false end
+  drop(h, f)
+  return record(h, f)
+end

@@ -1,0 +1,51 @@
+-- Shared by every script but the hot ones (after core.lua).
+local function ttl_for(deadline)
+  local left = math.ceil((deadline - now) / 1000)
+  if left < 0 then left = 0 end
+  return left + RETAIN
+end
+local function keep(key, ttl)
+  if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+end
+local function load(h)
+  local raw = redis.call('HGETALL', skey(h))
+  if #raw == 0 then return nil end
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  return f
+end
+local function live(f) return f ~= nil and tonumber(f.d) > now end
+-- A session record, in schema.RECORD's order.
+local function record(h, f)
+  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
+end
+local function drop(h, f)
+  redis.call('DEL', skey(h))
+  redis.call('ZREM', D, h)
+  redis.call('ZREM', ukey(f.u), h)
+end
+-- Move session f from hash h to hash nh (a rotation, or its undoing). RENAME keeps the TTL.
+-- Each index gains the new member before it loses the old one: a set emptied by ZREM is
+-- deleted, and ZADD would bring it back without a TTL.
+local function move(f, h, nh)
+  redis.call('RENAME', skey(h), skey(nh))
+  local U = ukey(f.u)
+  redis.call('ZADD', U, f.c, nh)
+  redis.call('ZREM', U, h)
+  redis.call('ZADD', D, f.k or f.d, nh)
+  redis.call('ZREM', D, h)
+end
+-- A listing walks the deadline index by score, from a cursor (score, member) past which it has
+-- read, not by offset: members that other managers remove meanwhile shift no page, and a member
+-- whose score moves (a restart, a sweep) only moves later, still ahead. Members sharing the
+-- cursor's score sort by member, so those up to the cursor's are skipped.
+local function page(cscore, cmember, count)
+  local rows = redis.call('ZRANGEBYSCORE', D, cscore, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
+  local out = {}
+  for i = 1, #rows, 2 do
+    if not (rows[i + 1] == cscore and rows[i] <= cmember) then out[#out + 1] = rows[i] end
+  end
+  local n = #rows
+  if n == 0 then return out, 0, cscore, cmember end
+  return out, n / 2, rows[n], rows[n - 1]
+end

@@ -1,0 +1,34 @@
+-- TOUCH: check a session and restart its idle deadline. (The hot path: after core.lua only;
+-- one read, one write. The index and the TTLs move only when the indexed deadline 'k' is less
+-- than half a timeout away.)
+-- KEYS: the session's hash, the deadline index.
+-- ARGV[4...]: h, the timeout (us) unless the session has its own, and '1' to read it back.
+-- Returns the microseconds left until the new deadline (or, when asked, the session's record),
+-- or nil if the session is not live.
+local S, h, timeout_arg, read_back = KEYS[1], ARGV[4], ARGV[5], ARGV[6] == '1'
+local v
+if read_back then
+  v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i')
+else
+  v = redis.call('HMGET', S, 'd', 'a', 't', 'k')
+end
+if not v[1] or tonumber(v[1]) <= now then return false end
+local timeout = tonumber(v[3] or timeout_arg)
+local deadline = now + timeout
+if v[2] and tonumber(v[2]) < deadline then deadline = tonumber(v[2]) end
+local d, l = fmt(deadline), fmt(now)
+if tonumber(v[4] or 0) - now < timeout / 2 then
+  redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
+  redis.call('ZADD', KEYS[2], d, h)
+  local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
+  redis.call('PEXPIRE', S, ttl)
+  for _, key in ipairs({KEYS[2], ukey(v[5] or redis.call('HGET', S, 'u'))}) do
+    if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+  end
+else
+  redis.call('HSET', S, 'l', l, 'd', d)
+end
+if read_back then  -- schema.RECORD's order
+  return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8]}
+end
+return fmt(deadline - now)
