@@ -391,3 +391,28 @@ async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> Non
         schema.user(bucket, username),
         schema.outcome(bucket, op),
     ]
+
+
+async def test_outcomes_keep_no_session_data_and_a_sweep_that_ends_nothing_writes_nothing(
+    redis_client: Redis,
+) -> None:
+    """docs: the contract, "What the store remembers is small": 300 logouts of sessions holding
+    10 KB each leave outcome records of a few hundred bytes (ids and times, no data), and an idle
+    worker's sweeps leave none."""
+    prefix = fresh_prefix()
+    store = RedisStore(redis_client, prefix=prefix, sweep_interval=3600)
+    keys = [await _create(store, f"user{i}", idle=60) for i in range(300)]
+    blob = '{"blob":"' + "x" * 10_000 + '"}'
+    for key in keys:
+        assert await store.set_data(key, blob)
+    ended = await asyncio.gather(*(store.delete(key) for key in keys))
+    assert all(record is not None and record.data == blob for record in ended)  # the caller's
+    outcomes = [name async for name in redis_client.scan_iter(match=f"{prefix}o:*", count=1000)]
+    assert len(outcomes) == 300
+    sizes = [await redis_client.memory_usage(name) or 0 for name in outcomes]
+    assert max(sizes) < 600, max(sizes)  # not 10 KB
+    for _ in range(5):
+        assert await store.sweep() == []
+        assert await store.count() == 0
+    after = [name async for name in redis_client.scan_iter(match=f"{prefix}o:*", count=1000)]
+    assert sorted(after) == sorted(outcomes)  # the idle sweeps wrote nothing

@@ -4,7 +4,9 @@
 -- ARGV[4...]: h...
 -- Returns {the claimed records, the live ones as {h, microseconds left, capped 1/0}}. Runs once
 -- per operation id.
-local function KEEP(out) return true end
+local function KEEP(out)
+  if #out[1] > 0 then return {slims(out[1]), out[2]} end
+end
 local function run()
   local claimed, pending = {}, {}
   for i = 4, #ARGV do

@@ -8,7 +8,9 @@
 local h, username, timeout, fixed = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local absolute_timeout, cap, has_data, data = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local client, refuse = ARGV[12], ARGV[13]
-local function KEEP(out) return type(out) == 'table' and #out > 0 end
+local function KEEP(out)
+  if type(out) == 'table' and #out > 0 then return slims(out) end
+end
 local function run()
   -- Sent again after it ran (a retry): the key is fresh, so its session tells it ran; an
   -- outcome with evictions was kept and answered before this.

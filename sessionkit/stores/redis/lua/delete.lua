@@ -3,7 +3,7 @@
 -- ARGV[4...]: h.
 -- Returns the record as it was, or nil if it was not live. Runs once per operation id.
 local h = ARGV[4]
-local function KEEP(out) return true end
+local function KEEP(out) if out then return slim(out) end end
 local function run()
   local f = load(h)
   if not live(f) then return false end

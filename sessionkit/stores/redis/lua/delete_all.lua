@@ -5,7 +5,9 @@
 -- Returns {the records, how many members the page read, the next cursor score, member, upto}.
 -- Runs once per operation id.
 local cscore, cmember, count, upto = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
-local function KEEP(out) return true end
+local function KEEP(out)
+  if #out[1] > 0 then return {slims(out[1]), out[2], out[3], out[4], out[5]} end
+end
 local function run()
   if upto == '' then upto = fmt(now) end
   local members, n, cs, cm = page(cscore, cmember, count)

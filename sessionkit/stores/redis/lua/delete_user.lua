@@ -3,7 +3,7 @@
 -- ARGV[4...]: username.
 -- Returns their records, oldest first. Runs once per operation id.
 local username = ARGV[4]
-local function KEEP(out) return true end
+local function KEEP(out) if #out > 0 then return slims(out) end end
 local function run()
   local out = {}
   for _, h in ipairs(redis.call('ZRANGE', ukey(username), 0, -1)) do

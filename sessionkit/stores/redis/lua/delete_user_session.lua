@@ -3,7 +3,7 @@
 -- ARGV[4...]: username, h.
 -- Returns its record, or nil if the user has no such live session. Runs once per operation id.
 local username, h = ARGV[4], ARGV[5]
-local function KEEP(out) return true end
+local function KEEP(out) if out then return slim(out) end end
 local function run()
   if not redis.call('ZSCORE', ukey(username), h) then return false end
   local f = load(h)

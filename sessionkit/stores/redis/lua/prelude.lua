@@ -19,6 +19,15 @@ local function live(f) return f ~= nil and tonumber(f.d) > now end
 local function record(h, f)
   return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
 end
+-- What an outcome keeps of a record, or of a list of them: no data, no client.
+local function slim(r)
+  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false}
+end
+local function slims(rs)
+  local out = {}
+  for i, r in ipairs(rs) do out[i] = slim(r) end
+  return out
+end
 local function drop(h, f)
   redis.call('DEL', skey(h))
   redis.call('ZREM', D, h)

@@ -7,7 +7,9 @@
 --   (create: h; rotate: h, new h).
 -- Returns {1 if it had applied else 0, the records it ended}. Runs once per operation id.
 local lost_op, call, ctx1, ctx2 = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local function KEEP(out) return true end
+local function KEEP(out)
+  if #out[2] > 0 then return {out[1], slims(out[2])} end
+end
 local function run()
   local LK = okey(lost_op)
   local prior = redis.call('GET', LK)

@@ -4,7 +4,7 @@
 -- ARGV[4...]: lag (us), the most sessions to claim.
 -- Returns the claimed records. Runs once per operation id.
 local lag, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function KEEP(out) return true end
+local function KEEP(out) if #out > 0 then return slims(out) end end
 local function run()
   local claimed = {}
   local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - lag), 'LIMIT', 0, limit)
