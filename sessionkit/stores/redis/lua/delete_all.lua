@@ -10,7 +10,7 @@ local function KEEP(out)
 end
 local function run()
   if upto == '' then upto = fmt(now) end
-  local members, n, cs, cm = page(cscore, cmember, count)
+  local members, n, cs, cm = page(D, cscore, cmember, count)
   local out = {}
   for _, h in ipairs(members) do
     local f = load(h)

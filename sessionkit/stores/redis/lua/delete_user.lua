@@ -1,17 +1,24 @@
--- DELETE_USER: end every live session of one user.
+-- DELETE_USER: end the live sessions of one user in one page, by creation, created up to
+-- `upto` (those live when the call began).
 -- KEYS: the user's index, the deadline index, the outcome key.
--- ARGV[4...]: username.
--- Returns their records, oldest first. Runs once per operation id.
-local username = ARGV[4]
-local function KEEP(out) if #out > 0 then return slims(out) end end
+-- ARGV[4...]: username, cursor score ('-inf' to begin), cursor member, count, upto ('' to
+--   begin: now).
+-- Returns {their records, oldest first, how many members the page read, the next cursor score,
+-- member, upto}. Runs once per operation id.
+local username, cscore, cmember, count, upto = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local function KEEP(out)
+  if #out[1] > 0 then return {slims(out[1]), out[2], out[3], out[4], out[5]} end
+end
 local function run()
+  if upto == '' then upto = fmt(now) end
+  local members, n, cs, cm = page(ukey(username), cscore, cmember, count)
   local out = {}
-  for _, h in ipairs(redis.call('ZRANGE', ukey(username), 0, -1)) do
+  for _, h in ipairs(members) do
     local f = load(h)
-    if live(f) then
+    if live(f) and tonumber(f.c) <= tonumber(upto) then
       out[#out + 1] = record(h, f)
       drop(h, f)
     end
   end
-  return out
+  return {out, n, cs, cm, upto}
 end

@@ -44,12 +44,13 @@ local function move(f, h, nh)
   redis.call('ZADD', D, f.k or f.d, nh)
   redis.call('ZREM', D, h)
 end
--- A listing walks the deadline index by score, from a cursor (score, member) past which it has
--- read, not by offset: members that other managers remove meanwhile shift no page, and a member
--- whose score moves (a restart, a sweep) only moves later, still ahead. Members sharing the
--- cursor's score sort by member, so those up to the cursor's are skipped.
-local function page(cscore, cmember, count)
-  local rows = redis.call('ZRANGEBYSCORE', D, cscore, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
+-- A listing walks an index (the deadlines, or a user's sessions by creation) by score, from a
+-- cursor (score, member) past which it has read, not by offset: members that other managers
+-- remove meanwhile shift no page, and a member whose score moves (a restart, a sweep) only
+-- moves later, still ahead. Members sharing the cursor's score sort by member, so those up to
+-- the cursor's are skipped. A page is short: no script holds the server for long.
+local function page(index, cscore, cmember, count)
+  local rows = redis.call('ZRANGEBYSCORE', index, cscore, '+inf', 'WITHSCORES', 'LIMIT', 0, count)
   local out = {}
   for i = 1, #rows, 2 do
     if not (rows[i + 1] == cscore and rows[i] <= cmember) then out[#out + 1] = rows[i] end

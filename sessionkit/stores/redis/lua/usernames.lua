@@ -3,7 +3,7 @@
 -- ARGV[4...]: cursor score ('-inf' to begin), cursor member, count.
 -- Returns {the creation time and username of each live session in the page (flat), how many
 -- members the page read, the next cursor score, member}.
-local members, n, cs, cm = page(ARGV[4], ARGV[5], tonumber(ARGV[6]))
+local members, n, cs, cm = page(D, ARGV[4], ARGV[5], tonumber(ARGV[6]))
 local names = {}
 for _, h in ipairs(members) do
   local f = redis.call('HMGET', skey(h), 'd', 'c', 'u')
