@@ -1,14 +1,14 @@
 // The Node side of the end-to-end benchmark (benchmarks/e2e.py): express-session with
 // connect-redis, serving the same route as the Python sides.
 //
-//   node e2e_express.js NODE_DIR PORT REDIS_PORT KEYFILE SESSIONS
+//   node e2e_express.js NODE_DIR KEYFILE SESSIONS REDIS_PORT
 //
 // NODE_DIR is the ignored folder the driver installed express, express-session, connect-redis
-// and redis into. Before listening on 127.0.0.1:PORT, the server stores SESSIONS sessions
-// through connect-redis (each holding {user: ...}, as the Python sides do) and writes one
-// "Cookie: connect.sid=..." line per session (the signed cookie express-session expects) to
-// KEYFILE. rolling: true, resave: false: each request reads the session (GET) and, unmodified,
-// touches it (EXPIRE), the store's own fast path.
+// and redis into. Before it listens on 127.0.0.1 (a free port, printed as {"port": P}), the
+// server stores SESSIONS sessions through connect-redis (each holding {user: ...}, as the Python
+// sides do) and writes one "Cookie: connect.sid=..." line per session (the signed cookie
+// express-session expects) to KEYFILE. rolling: true, resave: false: each request reads the
+// session (GET) and, unmodified, touches it (EXPIRE), the store's own fast path.
 "use strict";
 
 const fs = require("fs");
@@ -16,7 +16,7 @@ const path = require("path");
 const crypto = require("crypto");
 const { createRequire } = require("module");
 
-const [nodeDir, port, redisPort, keyfile, sessions] = process.argv.slice(2);
+const [nodeDir, keyfile, sessions, redisPort] = process.argv.slice(2);
 const need = createRequire(path.resolve(nodeDir, "package.json"));
 const express = need("express");
 const session = need("express-session");
@@ -68,11 +68,10 @@ async function main() {
     }
     await Promise.all(batch);
   }
-  fs.writeFileSync(`${keyfile}.partial`, lines.join("\n") + "\n");
-  fs.renameSync(`${keyfile}.partial`, keyfile);
+  fs.writeFileSync(keyfile, lines.join("\n") + "\n");
 
-  app.listen(Number(port), "127.0.0.1", () => {
-    console.log(`serving express on 127.0.0.1:${port} (pid ${process.pid})`);
+  const server = app.listen(0, "127.0.0.1", () => {
+    console.log(JSON.stringify({ port: server.address().port }));
   });
 }
 
