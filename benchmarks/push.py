@@ -1,11 +1,6 @@
-"""The logout push at scale, sessionkit's Socket.IO adapter beside the seed on Node's socket.io
-(part ``push``); python-socketio's disconnects with and without ``index_rooms`` (part ``rooms``).
-
-For each N and side, a fresh server (``python -m benchmarks.push serve``, or ``seed.js``) driven
-over stdin/stdout, and N clients of Node's socket.io-client (``push_load.js``, the same for
-both): memory per socket, the burst (every session due within a few milliseconds; latency from
-each deadline to its ``logout``, the server's CPU), and N clients leaving at once.
-"""
+"""The logout push at scale beside the seed on Node's socket.io (part ``push``: a fresh server,
+``python -m benchmarks.push serve`` or ``seed.js``, and N clients from ``push_load.js``), and
+python-socketio's disconnects with and without ``index_rooms`` (part ``rooms``)."""
 
 from __future__ import annotations
 
@@ -28,17 +23,17 @@ ARM_SECONDS = 2
 PER_LOAD_PROCESS = 9_000  # clients per load-generator process (one file descriptor each)
 WARM_UP = 20  # clients that connect and leave before the memory is read
 HOUR = 3600.0  # seconds: no session ends before the benchmark arms it
-FIGURES = (  # (name, unit, field)
-    ("every client gets exactly one logout", "yes/no", "exactly_once"),
-    ("deadline -> logout p50", "ms", "p50_ms"),
-    ("deadline -> logout p99", "ms", "p99_ms"),
-    ("server CPU until every client has its logout", "s", "burst_cpu_s"),
-    ("  burst: of which CPython's cyclic GC", "s", "burst_gc_s"),
-    ("server CPU for the burst and its disconnects", "s", "burst_all_cpu_s"),
-    ("memory per socket + session", "KB", "kb_per_socket"),
-    ("server CPU, N clients leaving at once", "s", "leave_cpu_s"),
-    ("  leave: of which CPython's cyclic GC", "s", "leave_gc_s"),
-    ("connect time per client", "ms", "connect_ms"),
+FIGURES = (  # (name, unit)
+    ("every client gets exactly one logout", "yes/no"),
+    ("deadline -> logout p50", "ms"),
+    ("deadline -> logout p99", "ms"),
+    ("server CPU until every client has its logout", "s"),
+    ("  burst: of which CPython's cyclic GC", "s"),
+    ("server CPU for the burst and its disconnects", "s"),
+    ("memory per socket + session", "KB"),
+    ("server CPU, N clients leaving at once", "s"),
+    ("  leave: of which CPython's cyclic GC", "s"),
+    ("connect time per client", "ms"),
 )
 BOTH = (5_000, 20_000)
 TARGETS = (
@@ -55,8 +50,8 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)] if ordered else None
 
 
-def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
-    """One fresh server of ``side`` through warm-up, memory, burst and mass leave at ``n``."""
+def run_side(side: str, n: int, scratch: Path) -> list[float | None]:
+    """A fresh server of ``side`` through warm-up, memory, burst and leave: :data:`FIGURES`."""
     keys, deadlines = scratch / f"{side}-keys.txt", scratch / f"{side}-deadlines.json"
     seed = ["node", "--expose-gc", str(h.HERE / "seed.js"), str(h.SEED_DIR), "push"]
     server = h.Child([*seed, str(PUSH_DIR)] if side == "seed" else h.module("push", "serve"))
@@ -106,18 +101,11 @@ def run_side(side: str, n: int, scratch: Path) -> dict[str, Any]:
         server.send("quit")
     finally:
         server.stop()
-    return {
-        "exactly_once": float(len(counts) == n and all(c == 1 for c in counts)),
-        "p50_ms": percentile(delays, 0.50),
-        "p99_ms": percentile(delays, 0.99),
-        "burst_cpu_s": pushed["cpu"],
-        "burst_gc_s": pushed["gc"],
-        "burst_all_cpu_s": burst["cpu"],
-        "kb_per_socket": (after["rss"] - before) / n / 1000,
-        "leave_cpu_s": left["cpu"],
-        "leave_gc_s": left["gc"],
-        "connect_ms": connect_s / n * 1000,
-    }
+    once = float(len(counts) == n and all(c == 1 for c in counts))
+    kb, connect_ms = (after["rss"] - before) / n / 1000, connect_s / n * 1000
+    p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
+    burst_ = [pushed["cpu"], pushed["gc"], burst["cpu"]]
+    return [once, p50, p99, *burst_, kb, left["cpu"], left["gc"], connect_ms]
 
 
 def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
@@ -133,15 +121,15 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
     with tempfile.TemporaryDirectory(prefix="sessionkit-push-") as tmp:
         for round_no in range(args.rounds):
             h.say(f"push round {round_no + 1} of {args.rounds}")
-            for n, side in ((n, side) for n in sizes for side in h.order(round_no, sides)):
+            for n, side in ((n, side) for n in sizes for side in sides[:: (-1) ** round_no]):
                 started = time.perf_counter()
                 got = run_side(side, n, Path(tmp))
-                for name, _, field in FIGURES:
-                    if got[field] is not None:
-                        samples.setdefault((name, n), {}).setdefault(side, []).append(got[field])
+                for (name, _), value in zip(FIGURES, got, strict=True):
+                    if value is not None:
+                        samples.setdefault((name, n), {}).setdefault(side, []).append(value)
                 spent = time.perf_counter() - started
-                h.say(f"  {side:<10} {n:>7,} sockets: p99 {got['p99_ms']:.0f} ms ({spent:.0f} s)")
-    figures = [(name, unit, sizes) for name, unit, _ in FIGURES]
+                h.say(f"  {side:<10} {n:>7,} sockets: p99 {h.fmt(got[2], 'ms')} ({spent:.0f} s)")
+    figures = [(name, unit, sizes) for name, unit in FIGURES]
     report.data = {"samples": {str(k): v for k, v in samples.items()}}
     report.show(h.compare("push (ratio = sessionkit / seed)", "sockets", figures, samples, TARGETS))
     # The shipped manager's O(N^2) takes ~50 s at 20,000 sockets: measured up to 5,000 only.
@@ -153,8 +141,7 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
 
 
 async def disconnect_all(n: int, *, indexed: bool) -> float:
-    """CPU seconds to disconnect ``n`` sockets, one by one, from a python-socketio manager that
-    holds each in its sid room and a session room (as ``bind_socketio`` makes them)."""
+    """CPU to disconnect ``n`` sockets, each in its sid room and a session room, one by one."""
     import socketio
     from socketio.async_manager import AsyncManager
 
@@ -193,9 +180,8 @@ def run_rooms(args: argparse.Namespace, _: str | None) -> h.Report:
 
 
 async def serve() -> None:
-    """Serve the way the README recommends: ``bind_socketio(sm, sio)`` with its defaults on a
-    plain ``AsyncServer``, one uvicorn worker (uvloop), ``websockets-sansio``, per-message
-    deflate off; then answer the driver's commands (those of ``seed.js``)."""
+    """``bind_socketio(sm, sio)`` served as the README recommends (uvloop, websockets-sansio,
+    per-message deflate off), answering the driver's commands (those of ``seed.js``)."""
     import socketio
 
     from sessionkit import SessionManager
@@ -220,7 +206,7 @@ async def serve() -> None:
             if command == "sessions":
                 sm.set_session_timeout(HOUR)
                 keys = [await sm.load_new_session(f"user{i}") for i in range(int(args[0]))]
-                h.write(args[1], "\n".join(keys) + "\n")
+                Path(args[1]).write_text("\n".join(keys) + "\n")  # noqa: ASYNC240
                 h.answer(made=len(keys))
             elif command == "rss":
                 gc.collect()
@@ -235,7 +221,7 @@ async def serve() -> None:
                     for key in keys:
                         deadlines.append(time.time() + float(args[0]))
                         await sm.restart_session_timer(key)
-                    h.write(args[1], json.dumps(deadlines))
+                    Path(args[1]).write_text(json.dumps(deadlines))  # noqa: ASYNC240
                 cpu, in_gc[1] = time.process_time(), in_gc[0]
                 h.answer(armed=len(keys))
             elif command in ("mark", "done", "left"):

@@ -1,17 +1,11 @@
-// The push benchmark's load generator, the same for both servers: Node's socket.io-client
-// connects one websocket per session key and records when each `logout` arrives.
-//
-//   node push_load.js PUSH_DIR URL KEYS_FILE FIRST COUNT auth|event
-//
-// Connects keys FIRST .. FIRST+COUNT-1 of KEYS_FILE (`auth`: the key in the handshake's auth, as
-// sessionkit recommends, and the server disconnects each socket after its logout; `event`:
-// connect, then emit `session_key` with an ack, the seed's flow, and the sockets stay), at most
-// IN_FLIGHT handshakes at a time, and prints {"connected": n, "connect_s": s}. Then it reads one
-// command on stdin:
-//   wait  - prints {"all_logouts": true} once every client has had its `logout`; then, once
-//           every client has also been disconnected after it (`auth`) or a time box runs out,
-//           {"received": [epoch seconds or null], "counts": [logouts each]}; keeps its sockets
-//   leave - disconnects every client at once and prints {"left": n}
+// node push_load.js PUSH_DIR URL KEYS_FILE FIRST COUNT auth|event: the push benchmark's load
+// generator (benchmarks/push.py), the same for both servers. Connects keys FIRST..FIRST+COUNT-1
+// of KEYS_FILE with Node's socket.io-client (`auth`: the key in the handshake, and the server
+// disconnects each socket after its logout; `event`: the seed's flow, emit `session_key` after
+// connecting), IN_FLIGHT at a time, and prints {"connected", "connect_s"}. Then on stdin `wait`
+// prints {"all_logouts": true} once every client has its `logout`, and once they are also
+// disconnected (`auth`) or a time box runs out, when each arrived and how many each got;
+// `leave` disconnects every client at once and prints {"left": n}.
 "use strict";
 
 const fs = require("fs");
@@ -21,8 +15,7 @@ const [pushDir, url, keysFile, first, count, mode] = process.argv.slice(2);
 const { io } = require(path.resolve(pushDir, "node_modules", "socket.io-client"));
 const IN_FLIGHT = 100;
 const WAIT_BOX_MS = 120000;
-const lines = fs.readFileSync(keysFile, "utf8").split("\n").filter(Boolean);
-const keys = lines.slice(Number(first), Number(first) + Number(count));
+const keys = fs.readFileSync(keysFile, "utf8").split("\n").slice(first, Number(first) + Number(count));
 const clients = new Array(keys.length);
 const received = new Array(keys.length).fill(null);
 const counts = new Array(keys.length).fill(0);
@@ -78,22 +71,13 @@ function wait() {
   onChange();
 }
 
-connectAll().then(
-  (seconds) => {
-    say({ connected: keys.length, connect_s: seconds });
-    require("readline")
-      .createInterface({ input: process.stdin })
-      .once("line", (line) => {
-        if (line.trim() === "wait") return wait();
-        for (const socket of clients) socket.disconnect(); // leave
-        setTimeout(() => {
-          say({ left: keys.length });
-          process.exit(0);
-        }, 100);
-      });
-  },
-  (err) => {
-    process.stderr.write(`connect failed: ${err && err.message}\n`);
-    process.exit(1);
-  },
-);
+connectAll().then((seconds) => {
+  say({ connected: keys.length, connect_s: seconds });
+  require("readline")
+    .createInterface({ input: process.stdin })
+    .once("line", (line) => {
+      if (line.trim() === "wait") return wait();
+      for (const socket of clients) socket.disconnect(); // leave
+      setTimeout(() => (say({ left: keys.length }), process.exit(0)), 100);
+    });
+}); // a failed connection rejects: Node prints why and exits non-zero

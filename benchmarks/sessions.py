@@ -1,10 +1,6 @@
-"""The manager's calls at N live sessions, sessionkit beside the seed (``seed.js``).
-
-Part ``sessions`` of ``python -m benchmarks``. Each measurement runs in a fresh process, so that
-one figure's garbage never weighs on the next: ``python -m benchmarks.sessions ops N OPS 0|1``,
-``memory N`` or ``expiry N SECONDS`` is the sessionkit side, printing one JSON line, and
-``seed.js`` the seed's, with the same modes and fields.
-"""
+"""The manager's calls at N live sessions beside the seed's (part ``sessions``). Each measurement
+runs in a fresh process, so that one figure's garbage never weighs on the next: ``python -m
+benchmarks.sessions ops N OPS 0|1`` (or ``memory N``, ``expiry N SECONDS``) and ``seed.js``."""
 
 from __future__ import annotations
 
@@ -18,7 +14,6 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from benchmarks import harness as h
@@ -65,18 +60,12 @@ FLOOR_NOTE = (
 )
 
 
-@dataclass(frozen=True)
-class Plan:
-    sizes: tuple[int, ...]
-    ops: int  # calls per ops figure (a random sample of the live sessions)
-    expiry_sessions: int  # made at once, all ending 2 s later
-    logged_users_box: float  # seconds the seed's getLoggedUsers may run past 10,000 sessions
-
-
+#: live sessions; calls per figure (on a random sample of them); sessions made at once to end
+#: 2 s later; seconds the seed's getLoggedUsers may run past 10,000 sessions
 PLANS = {
-    "full": Plan((10_000, HUNDRED_K, MILLION), 200_000, HUNDRED_K, 30.0),
-    "quick": Plan((10_000,), 10_000, HUNDRED_K, 5.0),
-    "smoke": Plan((2_000,), 2_000, 5_000, 2.0),
+    "full": ((10_000, HUNDRED_K, MILLION), 200_000, HUNDRED_K, 30.0),
+    "quick": ((10_000,), 10_000, HUNDRED_K, 5.0),
+    "smoke": ((2_000,), 2_000, 5_000, 2.0),
 }
 
 
@@ -88,8 +77,8 @@ def command(side: str, *args: object) -> list[str]:
 
 
 def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
-    plan = PLANS[args.mode]
-    sizes = tuple(args.sizes or plan.sizes)
+    sizes, ops, expiring, box = PLANS[args.mode]
+    sizes = args.sizes or sizes
     sides = ("seed", "sessionkit") if why_no_seed is None else ("sessionkit",)
     samples: dict[tuple[str, int], dict[str, list[float]]] = {}
     notes: dict[tuple[str, int], str] = {}
@@ -113,23 +102,23 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
     for round_no in range(args.rounds):
         h.say(f"round {round_no + 1} of {args.rounds}")
         for size in sizes:
-            count = min(size, plan.ops)
-            for side in h.order(round_no, sides):
+            count = min(size, ops)
+            for side in sides[:: (-1) ** round_no]:  # which goes first alternates
                 started = time.perf_counter()
                 listed = size <= (10_000 if side == "seed" else HUNDRED_K)
                 add(side, size, command(side, "ops", size, count, int(listed)))
                 if side == "sessionkit":
                     add(side, size, command(side, "memory", size))
                 h.say(f"  {side:<10} {size:>9,} sessions: {time.perf_counter() - started:6.1f} s")
-        for side in h.order(round_no, sides):
-            add(side, plan.expiry_sessions, command(side, "expiry", plan.expiry_sessions, 2.0))
-            h.say(f"  {side:<10} {plan.expiry_sessions:>9,} sessions expiring: done")
+        for side in sides[:: (-1) ** round_no]:
+            add(side, expiring, command(side, "expiry", expiring, 2.0))
+            h.say(f"  {side:<10} {expiring:>9,} sessions expiring: done")
     for size in (s for s in sizes if 10_000 < s <= HUNDRED_K and why_no_seed is None):
-        h.say(f"  seed getLoggedUsers at {size:,} (time box {plan.logged_users_box:g} s) ...")
-        add("seed", size, command("seed", "logged-users", size), plan.logged_users_box)
+        h.say(f"  seed getLoggedUsers at {size:,} (time box {box:g} s) ...")
+        add("seed", size, command("seed", "logged-users", size), box)
 
     at = {"get_logged_users": tuple(s for s in sizes if s <= HUNDRED_K) or sizes[:1]}
-    at |= {name: (plan.expiry_sessions,) for name, *_ in FIGURES if name.startswith("expiry")}
+    at |= {name: (expiring,) for name, *_ in FIGURES if name.startswith("expiry")}
     figures = [(name, unit, at.get(name, sizes)) for name, unit, *_ in FIGURES]
     report = h.Report("sessions", data={"samples": {str(k): v for k, v in samples.items()}})
     table = h.compare(
@@ -152,8 +141,7 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
 
 
 async def timed(call: Callable[[str], Awaitable[object]], keys: list[str]) -> float:
-    """Calls per second of ``call`` awaited on each key in a plain loop, as a request handler
-    would (nothing between the calls but the loop: a wrapper per call would be timed too)."""
+    """Calls per second of ``call`` awaited in a plain loop, as a request handler would."""
     start = time.perf_counter()
     for key in keys:
         if not await call(key):
@@ -162,10 +150,8 @@ async def timed(call: Callable[[str], Awaitable[object]], keys: list[str]) -> fl
 
 
 async def floors(keys: list[str], picked: list[str]) -> dict[str, float]:
-    """What a check and a restart cost plain Python on the same keys, in the same order, with
-    no library: a dict of the benchmark's own, each key to a tuple of ``MemoryStore``'s seven
-    fields with a float deadline, looked up in a plain loop, then inside one awaited coroutine
-    per key; the restart then writes a new tuple, as ``MemoryStore.touch`` does."""
+    """A check and a restart in plain Python on the same keys: a dict of each key to a tuple of
+    ``MemoryStore``'s seven fields, looked up in a loop, then in an awaited coroutine per key."""
     monotonic, now = time.monotonic, time.monotonic()
     table = {key: ("user", now, None, None, None, now, now + HOUR) for key in keys}
     get = table.get
@@ -242,8 +228,7 @@ async def memory(sessions: int) -> dict[str, Any]:
 
 
 async def expiry(sessions: int, seconds: float) -> dict[str, Any]:
-    """``sessions`` sessions made at once, timing out after ``seconds``; the loop watched while
-    they all end by a 1 ms sleeper (anything beyond 1 ms between its wake-ups is a stall)."""
+    """Sessions made at once, ending ``seconds`` later, watched by a 1 ms sleeper (its stalls)."""
     from sessionkit import SessionEvent, SessionManager
 
     loop, finished, stall = asyncio.get_running_loop(), asyncio.Event(), 0.0

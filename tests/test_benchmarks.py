@@ -31,12 +31,17 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
         assert any(f"{target.figure} (" in ln and target.text in ln for ln in lines), target.text
     for figure, floor, _ in sessions.FLOOR_TARGETS:  # check and restart against their floors
         assert [ln for ln in lines if ln.split()[:1] == [figure.split()[0]] and floor in ln]
-    for name in redis_store.figure_names() + e2e.figure_names():
+    for name in [*e2e.SIDES, *(t.text for t in e2e.TARGETS), redis_store.LIMIT]:
         assert name in done.stdout, name
+    for where in ("redis", "redis cluster"):  # RedisStore on one server, then on a cluster
+        for figure in ("check", "restart timer"):
+            for c in redis_store.TARGET_RATIO:
+                assert f"{where} {figure} ops/s c={c}" in done.stdout
+            assert f"{where} {figure} p50 latency c=1" in done.stdout
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout
     else:
-        for name, unit, _ in push.FIGURES:
+        for name, unit in push.FIGURES:
             assert f"{name} ({unit})" in done.stdout, name
         for push_target in push.TARGETS:
             assert push_target.text in done.stdout, push_target.text
