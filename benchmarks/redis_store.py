@@ -115,7 +115,8 @@ async def p50(sides: dict[str, Call], calls: int) -> list[float]:
 def server_limit(port: int, commands: dict[str, list[Any]], requests: int) -> list[list[str]]:
     tool = shutil.which("valkey-benchmark") or shutil.which("redis-benchmark")
     if tool is None:
-        return [[LIMIT, "not measured: no valkey-benchmark or redis-benchmark on PATH"] + [""] * 4]
+        h.say(f"  {LIMIT}: no valkey-benchmark or redis-benchmark on PATH (redis-tools)")
+        return [[LIMIT, "not measured", "", "", "", ""]]
     rows = []
     for (name, command), c in ((item, c) for item in commands.items() for c in TARGET_RATIO):
         args = [tool, "-p", str(port), "-c", str(c), "-n", str(requests), "-q", *command]

@@ -94,7 +94,7 @@ function expiry(sessions, timeout) {
 
 function push(pushDir) {
   const { Server } = require(path.resolve(pushDir, "node_modules", "socket.io"));
-  const cpu = () => (process.cpuUsage().user + process.cpuUsage().system) / 1e6;
+  const cpu = (used = process.cpuUsage()) => (used.user + used.system) / 1e6;
   const sm = manager(HOUR);
   const server = require("http").createServer();
   const io = new Server(server);
