@@ -1,14 +1,8 @@
-// The Node side of the end-to-end benchmark (benchmarks/e2e.py): express-session with
-// connect-redis, serving the same route as the Python sides.
-//
-//   node e2e_express.js NODE_DIR PORT REDIS_PORT KEYFILE SESSIONS
-//
-// NODE_DIR is the ignored folder the driver installed express, express-session, connect-redis
-// and redis into. Before listening on 127.0.0.1:PORT, the server stores SESSIONS sessions
-// through connect-redis (each holding {user: ...}, as the Python sides do) and writes one
-// "Cookie: connect.sid=..." line per session (the signed cookie express-session expects) to
-// KEYFILE. rolling: true, resave: false: each request reads the session (GET) and, unmodified,
-// touches it (EXPIRE), the store's own fast path.
+// node e2e_express.js NODE_DIR KEYFILE SESSIONS REDIS_PORT: express-session with connect-redis
+// (installed in NODE_DIR) serving the route of benchmarks/e2e.py. Before it listens on
+// 127.0.0.1 (a free port, printed as {"port": P}) it stores SESSIONS sessions and writes their
+// signed cookies to KEYFILE. rolling: true, resave: false: each request reads the session (GET)
+// and, unmodified, touches it (EXPIRE), the store's own fast path.
 "use strict";
 
 const fs = require("fs");
@@ -16,7 +10,7 @@ const path = require("path");
 const crypto = require("crypto");
 const { createRequire } = require("module");
 
-const [nodeDir, port, redisPort, keyfile, sessions] = process.argv.slice(2);
+const [nodeDir, keyfile, sessions, redisPort] = process.argv.slice(2);
 const need = createRequire(path.resolve(nodeDir, "package.json"));
 const express = need("express");
 const session = need("express-session");
@@ -27,7 +21,6 @@ const signature = createRequire(need.resolve("express-session"))("cookie-signatu
 
 const SECRET = crypto.randomBytes(32).toString("hex");
 const HOUR_MS = 3600 * 1000; // no session idles out during a run
-const BATCH = 200;
 
 async function main() {
   const client = createClient({ url: `redis://127.0.0.1:${redisPort}` });
@@ -35,44 +28,24 @@ async function main() {
   const store = new RedisStore({ client, prefix: "sess:" });
 
   const app = express();
-  app.use(
-    session({
-      secret: SECRET,
-      store,
-      resave: false,
-      saveUninitialized: false,
-      rolling: true,
-      cookie: { maxAge: HOUR_MS },
-    }),
-  );
+  const options = { secret: SECRET, store, resave: false, saveUninitialized: false };
+  app.use(session({ ...options, rolling: true, cookie: { maxAge: HOUR_MS } }));
   app.get("/api/me", (req, res) => {
-    if (!req.session.user) {
-      res.status(401).json({ logout: true });
-      return;
-    }
+    if (!req.session.user) return res.status(401).json({ logout: true });
     res.json({ user: req.session.user });
   });
 
   const lines = [];
-  for (let start = 0; start < Number(sessions); start += BATCH) {
-    const batch = [];
-    for (let i = start; i < Math.min(Number(sessions), start + BATCH); i++) {
-      const sid = crypto.randomBytes(24).toString("base64url"); // express-session's uid-safe(24)
-      const expires = new Date(Date.now() + HOUR_MS);
-      const sess = {
-        cookie: { originalMaxAge: HOUR_MS, expires, httpOnly: true, path: "/" },
-        user: `user${i}`,
-      };
-      batch.push(store.set(sid, sess));
-      lines.push(`Cookie: connect.sid=${encodeURIComponent("s:" + signature.sign(sid, SECRET))}`);
-    }
-    await Promise.all(batch);
+  for (let i = 0; i < Number(sessions); i++) {
+    const sid = crypto.randomBytes(24).toString("base64url"); // express-session's uid-safe(24)
+    const cookie = { originalMaxAge: HOUR_MS, expires: new Date(Date.now() + HOUR_MS) };
+    await store.set(sid, { cookie: { ...cookie, httpOnly: true, path: "/" }, user: `user${i}` });
+    lines.push(`Cookie: connect.sid=${encodeURIComponent("s:" + signature.sign(sid, SECRET))}`);
   }
-  fs.writeFileSync(`${keyfile}.partial`, lines.join("\n") + "\n");
-  fs.renameSync(`${keyfile}.partial`, keyfile);
+  fs.writeFileSync(keyfile, lines.join("\n") + "\n");
 
-  app.listen(Number(port), "127.0.0.1", () => {
-    console.log(`serving express on 127.0.0.1:${port} (pid ${process.pid})`);
+  const server = app.listen(0, "127.0.0.1", () => {
+    console.log(JSON.stringify({ port: server.address().port }));
   });
 }
 

