@@ -13,7 +13,7 @@ from starlette.responses import Response
 from sessionkit._guard import check_origins
 from sessionkit._guard import same_origin as _same_origin
 from sessionkit.cookies import SessionCookie
-from sessionkit.models import ClientInfo
+from sessionkit.models import ClientInfo, encode_data
 
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
@@ -90,8 +90,9 @@ async def log_in(
     :raises starlette.exceptions.HTTPException: 403 for a cross-site request, or one with
         neither ``Origin`` nor ``Sec-Fetch-Site`` (API clients call
         :meth:`~sessionkit.SessionManager.load_new_session` and send the key in a header).
-    :raises ValueError: with ``remember=True`` on a manager without ``absolute_timeout``, or
-        for a malformed trusted origin.
+    :raises ValueError: with ``remember=True`` on a manager without ``absolute_timeout``, for
+        a malformed trusted origin, or a username that cannot be encoded (a lone surrogate).
+    :raises TypeError: for a username that is no str or data that is not JSON-serialisable.
     :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user has no
         session left to open (the one this browser held is ended first, and does not count).
 
@@ -117,6 +118,11 @@ async def log_in(
         max_age = max(int(absolute), 1)
     if not _same_origin(request, check_origins(trusted_origins)):
         raise HTTPException(403, _CROSS_SITE_LOGIN)
+    # A username or data no store can keep (a lone surrogate, say) fails here, before the
+    # session the browser carries is ended for a login that cannot happen.
+    if isinstance(username, str):
+        username.encode()  # UnicodeEncodeError is a ValueError
+    encode_data(data)
     carried = session_cookie.read(request.headers.get("cookie", ""))
     if carried is not None:
         await sm.delete_session(carried)  # an unknown or dead key is simply no session

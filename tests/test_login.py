@@ -498,3 +498,38 @@ async def test_the_auth_middleware_clears_a_dead_cookie_and_marks_no_store(
         assert response.status_code == 403
         assert "set-cookie" not in response.headers
         assert "cache-control" not in response.headers
+
+
+async def test_a_login_that_cannot_happen_leaves_the_carried_session_alone(
+    sm: SessionManager,
+) -> None:
+    from starlette.requests import Request as StarletteRequest
+
+    carried = await sm.load_new_session("Luca")
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/login",
+        "headers": [
+            (b"cookie", f"{COOKIE.name}={carried}".encode()),
+            (b"sec-fetch-site", b"same-origin"),
+        ],
+        "client": ("127.0.0.1", 1),
+    }
+    request = StarletteRequest(scope)
+    with pytest.raises(ValueError):
+        await log_in(sm, request, Response(), "Luca\ud800")  # a lone surrogate
+    with pytest.raises(TypeError):
+        await log_in(sm, request, Response(), "Luca", data={"when": object()})
+    assert await sm.check_session_status(carried)
+    # A huge cookie is simply no key: the login goes ahead and the carried one is untouched.
+    huge = StarletteRequest(
+        {
+            **scope,
+            "headers": [(b"cookie", b"__Host-session=" + b"A" * 100_000), *scope["headers"][1:]],
+        }
+    )
+    response = Response()
+    key = await log_in(sm, huge, response, "Luca")
+    assert response.headers["set-cookie"] == COOKIE.header(key)
+    assert await sm.count_sessions() == 2

@@ -41,6 +41,7 @@ async def test_password_book_checks_scrypt_hashes() -> None:
     assert await book.verify("Luca", "right")
     assert not await book.verify("Luca", "wrong")
     assert not await book.verify("Nobody", "right")
+    assert not await book.verify("Luca", "\ud800")  # a lone surrogate, as JSON can carry
     assert "right" not in repr(vars(book))
 
 

@@ -79,7 +79,14 @@ class PasswordBook:
     @classmethod
     def _derive(cls, password: str, salt: bytes) -> bytes:
         return hashlib.scrypt(
-            password.encode(), salt=salt, n=cls._N, r=cls._R, p=cls._P, dklen=cls._LEN
+            # surrogatepass: a JSON body can carry a lone surrogate ("\ud800"), which is a wrong
+            # password like any other, not a server error.
+            password.encode("utf-8", "surrogatepass"),
+            salt=salt,
+            n=cls._N,
+            r=cls._R,
+            p=cls._P,
+            dklen=cls._LEN,
         )
 
     async def verify(self, username: str, password: str) -> bool:
