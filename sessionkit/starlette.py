@@ -11,20 +11,27 @@ header or a cookie, restarts the session's idle timer, and hands the route its
 For browsers, put the key in a :class:`~sessionkit.cookies.SessionCookie` (``HttpOnly``: page
 scripts never see it) and pass the same cookie as ``cookie=``. A key that came from the cookie
 is accepted on an unsafe method (anything but GET, HEAD, OPTIONS; and every WebSocket) only from
-the site's own pages (``Sec-Fetch-Site``, ``Origin``, ``trusted_origins=``): a cross-site
-request is answered ``403 {"logout": false, ...}``. A ``401`` to a cookie-borne key clears the
-cookie::
+the site's own pages (:func:`same_origin`: ``Sec-Fetch-Site``, ``Origin``, ``trusted_origins=``):
+a cross-site request is answered ``403 {"logout": false, ...}`` (a WebSocket handshake is closed
+with 1008). A ``401`` to a cookie-borne key clears the cookie; a response let through is marked
+``Cache-Control: no-store``. :func:`log_in` and :func:`log_out` do a login's and a logout's
+part (login CSRF, the carried session, the cookie, ``no-store``, ``Clear-Site-Data``)::
 
     from starlette.applications import Starlette
     from starlette.routing import Route
-    from sessionkit.starlette import RequireSession, SessionCookie, get_session
+    from sessionkit.starlette import RequireSession, SessionCookie, get_session, log_in, log_out
 
     cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
 
     async def login(request):
         ...  # check the password first
         response = JSONResponse({"accepted": True})  # the key is not in the body
-        cookie.set(response, await sm.load_new_session(username))
+        await log_in(sm, request, response, username, cookie=cookie)
+        return response
+
+    async def logout(request):
+        response = JSONResponse({"accepted": True})
+        await log_out(sm, request, response, cookie=cookie)
         return response
 
     async def table(request):
@@ -32,6 +39,7 @@ cookie::
 
     app = Starlette(routes=[
         Route("/api/login", login, methods=["POST"]),
+        Route("/api/logout", logout, methods=["POST"]),
         Route("/api/table", RequireSession(table, sm, cookie=cookie), methods=["POST"]),
     ])
 
@@ -427,8 +435,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
     is a :class:`SessionUser` (username and :class:`~sessionkit.SessionDetails`) and
     ``@requires("authenticated")`` guards routes.
 
-    A request without a live key (or a cross-site one carrying the cookie on an unsafe
-    method) is anonymous: ``request.user.is_authenticated`` is ``False`` and ``@requires``
+    Use it with :class:`SessionAuthMiddleware`, which also clears a dead cookie and marks
+    authenticated responses ``no-store`` (Starlette's ``AuthenticationMiddleware`` works too,
+    without those). A request without a live key (or a cross-site one carrying the cookie on
+    an unsafe method) is anonymous: ``request.user.is_authenticated`` is ``False`` and ``@requires``
     refuses it. A store that cannot be reached raises ``AuthenticationError``; pass
     :meth:`on_error` to the middleware to answer it with ``503 {"logout": false, ...}``.
 
@@ -446,9 +456,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         backend = SessionAuthBackend(sm, cookie=SessionCookie())
         app = Starlette(
             routes=[Route("/me", me)],
-            middleware=[
-                Middleware(AuthenticationMiddleware, backend=backend, on_error=backend.on_error)
-            ],
+            middleware=[Middleware(SessionAuthMiddleware, backend=backend)],
         )
 
         @requires("authenticated")
