@@ -335,3 +335,40 @@ async def test_a_logout_in_one_tab_returns_the_other_tab_to_login() -> None:
             assert await demo.sm.count_sessions() == 0
         finally:
             await browser.close()
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_end_all_other_sessions_keeps_this_device_only() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for agent in (LAPTOP_AGENT, PHONE_AGENT, PHONE_AGENT):
+                context = await browser.new_context(user_agent=agent)
+                page = await context.new_page()
+                await page.goto(url)
+                await page.fill("#username", "Luca")
+                await page.fill("#password", "sessionkit")
+                await page.click("#login")
+                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                pages.append(page)
+            laptop, *others = pages
+            await laptop.click("#refresh-sessions")
+            rows = laptop.locator("#sessions tbody tr")
+            await expect(rows).to_have_count(3)
+            await laptop.click("#end-others")
+            await expect(laptop.locator("#message")).to_have_text("2 other session(s) ended.")
+            for page in others:
+                await expect(page.locator("#login-form")).to_be_visible(timeout=5_000)
+            await expect(rows).to_have_count(1)
+            await expect(rows.nth(0)).to_contain_text("this device")
+            await expect(laptop.locator("#app-view")).to_be_visible()
+            [left] = await demo.sm.get_user_sessions("Luca")
+            assert left.client is not None and left.client.user_agent == LAPTOP_AGENT
+        finally:
+            await browser.close()
