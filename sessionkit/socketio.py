@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,10 @@ _QUIET = 0.02  # seconds without a logout before the disconnects start: the burs
 # on every turn of its loop for this long makes the disconnects cut in.
 _AFTER_WAIT = 10.0
 _CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
+
+
+# Each manager's current bridge: binding again replaces its session_deleted handler.
+_bound: weakref.WeakKeyDictionary[SessionManager, _Bridge] = weakref.WeakKeyDictionary()
 
 
 def room_for(key: str) -> str:
@@ -171,8 +176,6 @@ class _Bridge:
         """The ``session_deleted`` handler: every session that ends, for any reason, has its
         sockets told ``logout`` and disconnected (``delete_session`` notifies no client, yet
         the other tabs of that session must not stay connected with its key)."""
-        if self.sm.get_socket_reference() is not self.sio:
-            return  # the manager was bound to another server since
         try:
             await self.logout(event.key_hash, event.reason or "logout")
         except Exception as exc:  # as the manager reports a failed push: logged, not raised
@@ -484,5 +487,10 @@ def bind_socketio(
     watch_closing(sio.manager, bridge.room_closed)
     sm.attach_socket_bridge(sio, bridge)
     # Every ending reaches the sockets, whether or not it notifies the client
-    # (delete_session does not: notify_client_to_logout keeps the seed's meaning).
+    # (delete_session does not: notify_client_to_logout keeps the seed's meaning). A manager
+    # bound again hears its endings through the new bridge only, as it pushes through it.
+    previous_bridge = _bound.get(sm)
+    if previous_bridge is not None:
+        sm.off("session_deleted", previous_bridge.ended)
+    _bound[sm] = bridge
     sm.on("session_deleted", bridge.ended)

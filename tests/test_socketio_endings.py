@@ -142,3 +142,22 @@ async def test_a_socket_kept_connected_no_longer_holds_the_key(sm: SessionManage
     finally:
         await tab.sio.disconnect()
         await tab.sio.shutdown()
+
+
+async def test_a_manager_bound_again_tells_each_socket_once(sm: SessionManager) -> None:
+    key = await sm.load_new_session("Luca")
+    other = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, other)
+    tab = Client()
+    try:
+        async with server(sm) as (url, sio):  # binds sm to this second server
+            bind_socketio(sm, sio)  # and once more (init_socket_reference after bind_socketio)
+            assert sm.get_socket_reference() is sio
+            await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
+            await sm.delete_user_sessions("Luca")  # an ending that also notifies
+            async with asyncio.timeout(5):
+                await tab.disconnected.wait()
+            assert tab.received() == [("logout", {"reason": "logout_all"})]
+    finally:
+        await tab.sio.disconnect()
+        await tab.sio.shutdown()
