@@ -533,3 +533,30 @@ async def test_a_login_that_cannot_happen_leaves_the_carried_session_alone(
     key = await log_in(sm, huge, response, "Luca")
     assert response.headers["set-cookie"] == COOKIE.header(key)
     assert await sm.count_sessions() == 2
+
+
+async def test_the_auth_middleware_answers_an_unreachable_store_with_503() -> None:
+    from sessionkit import MemoryStore, StoreUnavailable
+
+    class DownStore(MemoryStore):
+        async def touch_get(self, key: str, timeout: float) -> Any:
+            raise StoreUnavailable("store down")
+
+    sm = SessionManager(timeout=30, store=DownStore())
+    try:
+        key = await sm.load_new_session("Luca")
+        backend = SessionAuthBackend(sm, cookie=COOKIE)
+        app = Starlette(
+            routes=[Route("/profile", profile)],
+            middleware=[Middleware(SessionAuthMiddleware, backend=backend)],  # on_error=None
+        )
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+            response = await http.get("/profile", headers=carrying(key))
+        assert response.status_code == 503
+        assert response.json() == {
+            "logout": False,
+            "message": "the session store is unavailable: try again",
+        }
+        assert "set-cookie" not in response.headers  # the session may well be alive
+    finally:
+        await sm.aclose()
