@@ -243,7 +243,7 @@ PHONE_AGENT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Mobil
 
 @pytest.mark.usefixtures("browser_parts")
 async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse
@@ -278,6 +278,13 @@ async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
+            # The victim is logged in as herself, in this browser.
+            await page.goto(url)
+            await page.fill("#username", "Luca")
+            await page.fill("#password", "sessionkit")
+            await page.click("#login")
+            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            [before] = await page.context.cookies()
             async with page.expect_response("**/api/try_login") as login:
                 await page.goto(evil_url)
             response = await login.value
@@ -288,10 +295,12 @@ async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
             headers = await request.all_headers()
             assert headers["content-type"].startswith("text/plain")
             assert headers.get("origin") == evil_url
-            # ...and the demo refused it: no session, no cookie in the victim's browser.
+            # ...and the demo refused it: the victim's browser still holds her own session,
+            # which the forged login did not end, and the attacker's account has none.
             assert response.status == 403
-            assert await page.context.cookies() == []
-            assert await demo.sm.count_sessions() == 0
+            assert await page.context.cookies() == [before]
+            assert await demo.sm.get_username_from_session_key(before["value"]) == "Luca"
+            assert await demo.sm.get_logged_users() == ["Luca"]
         finally:
             await browser.close()
 
