@@ -55,7 +55,7 @@ _ORIGIN = re.compile(
     r"(?P<scheme>https?)://"
     r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
     r"|\[[0-9a-f:.]+\])"
-    r"(?::(?P<port>[0-9]{1,5}))?/?"
+    r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _NO_STORE: Final = "no-store"

@@ -256,6 +256,7 @@ BAD_ORIGINS = [
     "https://app.example.com:0",
     "https://app.example.com\\",
     "https://app.example.com/path",
+    "https://app.example.com/",  # a path, if only "/": no Origin ever ends with one
     "https://app.example.com\n",
     "https://user@app.example.com",
     "https://bücher.example",
@@ -284,7 +285,7 @@ async def test_a_default_port_is_folded_and_a_real_origin_matches(sm: SessionMan
         return JSONResponse({"user": get_session(request).username})
 
     guard = RequireSession(
-        me, sm, cookie=COOKIE, trusted_origins=["HTTPS://App.Example.com:443", "http://[::1]:80/"]
+        me, sm, cookie=COOKIE, trusted_origins=["HTTPS://App.Example.com:443", "http://[::1]:80"]
     )
     key = await sm.load_new_session("Luca")
     app = Starlette(routes=[Route("/me", guard, methods=["POST"])])
