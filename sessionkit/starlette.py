@@ -194,7 +194,8 @@ class RequireSession(SessionCheck):
     :param restart: restart the session's idle timer on each request (the seed's
         ``restartSessionTimer`` after an API call).
     :param trusted_origins: other origins (``"https://app.example.com"``) whose pages may
-        send the cookie on unsafe methods, besides the site's own.
+        send the cookie on unsafe methods, besides the site's own: ``scheme://host[:port]``
+        as browsers write an ``Origin``, the default port folded (``:443`` for https).
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
