@@ -329,9 +329,11 @@ class _Bridge:
         if previous is not None and previous != key:
             await self.sio.leave_room(sid, room_for(previous), namespace=self.namespace)
         await self.sio.enter_room(sid, room_for(key), namespace=self.namespace)
-        # The session may have ended while we awaited: its logout would have missed us.
+        # The session may have ended while we awaited: its logout would have missed us, and
+        # the socket must not keep its key.
         if await self.sm.get_username_from_session_key(key) is None:
             await self.sio.leave_room(sid, room_for(key), namespace=self.namespace)
+            await self._forget_key(sid, room_for(key))
             return False
         logger.info("socket %s joined session %s", sid, short_hash(key))
         return True

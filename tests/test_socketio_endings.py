@@ -161,3 +161,36 @@ async def test_a_manager_bound_again_tells_each_socket_once(sm: SessionManager) 
     finally:
         await tab.sio.disconnect()
         await tab.sio.shutdown()
+
+
+async def test_a_session_that_ends_while_its_socket_joins_leaves_no_key_behind() -> None:
+    from sessionkit import MemoryStore
+    from sessionkit.models import SessionRecord
+
+    class EndsDuringTheJoin(MemoryStore):
+        # The join checks the key, enters the room, then reads the session again: the session
+        # ends in between (as a logout on another worker would), before that second read.
+        armed = False
+
+        async def get(self, key: str) -> SessionRecord | None:
+            if self.armed:
+                self.armed = False
+                await manager.delete_session(key)
+            return await super().get(key)
+
+    store = EndsDuringTheJoin()
+    manager = SessionManager(timeout=30, store=store)
+    tab = Client()
+    try:
+        key = await manager.load_new_session("Luca")
+        async with server(manager, require_auth=False) as (url, sio):
+            await tab.sio.connect(url, wait_timeout=5)
+            store.armed = True
+            ack = await tab.sio.call("session_key", {"session_key": key}, timeout=5)
+            assert ack == {"joined": False}
+            assert not store.armed  # the session did end during the join
+            assert await held_keys(sio) == []
+    finally:
+        await tab.sio.disconnect()
+        await tab.sio.shutdown()
+        await manager.aclose()
