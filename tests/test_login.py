@@ -561,3 +561,34 @@ async def test_the_auth_middleware_answers_an_unreachable_store_with_503() -> No
         assert "set-cookie" not in response.headers  # the session may well be alive
     finally:
         await sm.aclose()
+
+
+async def test_log_in_and_log_out_on_fastapi_with_the_injected_response(
+    sm: SessionManager,
+) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.post("/login")
+    async def login(request: Request, response: Response) -> dict[str, bool]:
+        await log_in(sm, request, response, "Luca", cookie=COOKIE)
+        return {"accepted": True}
+
+    @app.post("/logout")
+    async def logout(request: Request, response: Response) -> dict[str, bool]:
+        return {"ended": await log_out(sm, request, response, cookie=COOKIE)}
+
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+        forged = await http.post("/login", headers={"origin": "https://evil.example"})
+        login_response = await http.post("/login", headers=SAME)
+        key = key_of(login_response)
+        bye = await http.post("/logout", headers=carrying(key, **SAME))
+    assert forged.status_code == 403
+    assert login_response.json() == {"accepted": True}
+    assert login_response.headers["cache-control"] == "no-store"
+    assert bye.json() == {"ended": True}
+    assert bye.headers["clear-site-data"] == '"cache", "storage"'
+    assert bye.headers.get_list("set-cookie") == [CLEARED]
+    assert await sm.count_sessions() == 0
