@@ -53,10 +53,11 @@ def guard_handshakes(sio: Any) -> None:
         query = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
         fetch_site = str(environ.get("HTTP_SEC_FETCH_SITE", "")).lower()
         if "j" in query:
-            logger.warning("refused a JSONP engine.io handshake: cookie mode allows none")
+            # INFO, not WARNING: any page on the web can send these, as often as it likes.
+            logger.info("refused a JSONP engine.io handshake: cookie mode allows none")
             return False
         if not environ.get("HTTP_ORIGIN") and fetch_site not in ("", "same-origin", "none"):
-            logger.warning("refused a %s engine.io handshake without an Origin", fetch_site)
+            logger.info("refused a %r engine.io handshake without an Origin", fetch_site)
             return False
         result = dispatch(eio_sid, environ)
         if inspect.isawaitable(result):
