@@ -179,7 +179,9 @@ class _Bridge:
         try:
             await self.logout(event.key_hash, event.reason or "logout")
         except Exception as exc:  # as the manager reports a failed push: logged, not raised
-            logger.warning("pushing logout to an ended session's sockets failed: %r", exc)
+            logger.warning(
+                "pushing logout to an ended session's sockets failed: %s", redact(repr(exc))
+            )
 
     def room_closed(self, namespace: str, room: Any, sids: list[str]) -> None:
         """The manager closed a session's room that this process's sockets ``sids`` were in:
@@ -201,7 +203,9 @@ class _Bridge:
                 else:
                     await self._forget_key(sid, room)
         except Exception as exc:
-            logger.warning("releasing the sockets of an ended session failed: %r", exc)
+            logger.warning(
+                "releasing the sockets of an ended session failed: %s", redact(repr(exc))
+            )
 
     async def aclose(self) -> None:
         """Finish the disconnects that ended sessions have queued (cancelled after a few
@@ -292,7 +296,9 @@ class _Bridge:
             # so a socket held by another process is no longer subscribed to a dead session.
             await self.sio.close_room(room, namespace=self.namespace)
         except Exception as exc:
-            logger.warning("disconnecting the sockets of an ended session failed: %r", exc)
+            logger.warning(
+                "disconnecting the sockets of an ended session failed: %s", redact(repr(exc))
+            )
 
     async def _forget_key(self, sid: str, room: str) -> None:
         async with self.sio.session(sid, namespace=self.namespace) as session:
