@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
 
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
@@ -16,6 +17,8 @@ from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailabl
 from sessionkit.models import SessionDetails
 
 if TYPE_CHECKING:
+    from starlette.types import Message, Send
+
     from sessionkit.manager import SessionManager
 
 __all__ = (
@@ -24,11 +27,15 @@ __all__ = (
     "SessionCheck",
     "SessionRequired",
     "body",
+    "check_origin",
     "check_origins",
     "check_sources",
+    "close_code",
     "find_key",
+    "no_store",
     "resolve",
     "same_origin",
+    "sending_no_store",
     "unsafe",
 )
 
@@ -42,7 +49,16 @@ _DEAD = "session expired or unknown: log in again"
 _DOWN = "the session store is unavailable: try again"
 _CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
-_ORIGIN = re.compile(r"^https?://[^/\s?#@]+$")
+# scheme://host[:port] as a browser writes an Origin: a DNS name (ASCII, punycode for others),
+# an IPv4 address or a bracketed IPv6 address; no path, query, user or wildcard.
+_ORIGIN = re.compile(
+    r"(?P<scheme>https?)://"
+    r"(?P<host>[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_NO_STORE: Final = "no-store"
 
 
 class SessionRequired(SessionError, HTTPException):
@@ -81,17 +97,28 @@ def find_key(
     return None, None
 
 
+def check_origin(origin: object) -> str:
+    # An origin as browsers write it in an Origin header, or a ValueError: an entry that can
+    # never match one would silently refuse the site it was meant to let in.
+    match = (
+        _ORIGIN.fullmatch(origin.lower()) if isinstance(origin, str) and origin.isascii() else None
+    )
+    port = match["port"] if match else None
+    if match is None or (port is not None and not 0 < int(port) < 65536):
+        raise ValueError(
+            "a trusted origin is scheme://host[:port] (http or https, an ASCII host, a port "
+            f"from 1 to 65535, no path or wildcard), not {origin!r}"
+        )
+    scheme, host = match["scheme"], match["host"]
+    if port is None or int(port) == _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}"  # a browser never writes the default port
+    return f"{scheme}://{host}:{int(port)}"
+
+
 def check_origins(origins: Iterable[str]) -> frozenset[str]:
     if isinstance(origins, str):
         raise TypeError("trusted_origins must be a collection of origins, not one str")
-    checked = set()
-    for origin in origins:
-        if not isinstance(origin, str) or not _ORIGIN.match(origin.rstrip("/")):
-            raise ValueError(
-                f"a trusted origin is scheme://host[:port] (http or https), not {origin!r}"
-            )
-        checked.add(origin.rstrip("/").lower())
-    return frozenset(checked)
+    return frozenset(check_origin(origin) for origin in origins)
 
 
 def same_origin(conn: HTTPConnection, trusted: frozenset[str]) -> bool:
@@ -110,6 +137,28 @@ def same_origin(conn: HTTPConnection, trusted: frozenset[str]) -> bool:
         return False
     scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
     return origin == f"{scheme}://{conn.url.netloc}".lower()
+
+
+def no_store(headers: MutableHeaders) -> None:
+    # What a session's pages are: personal. No shared cache, and no back button on a shared
+    # computer, may show them to the next person. The app's own Cache-Control wins.
+    headers.setdefault("cache-control", _NO_STORE)
+
+
+def sending_no_store(send: Send) -> Send:
+    # The ASGI send of a response that a guard let through: marked no-store on its way out.
+    async def send_marked(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            no_store(MutableHeaders(scope=message))
+        await send(message)
+
+    return send_marked
+
+
+def close_code(exc: SessionRequired) -> int:
+    # A refused WebSocket handshake: 1008 (policy violation) for a missing, dead or cross-site
+    # key; 1013 (try again later) when the store is down, which is no verdict on the key.
+    return 1013 if exc.status_code == 503 else 1008
 
 
 def unsafe(conn: HTTPConnection) -> bool:

@@ -11,15 +11,23 @@ namespace, each sid's rooms, and answers those two calls from it. Every other be
 manager's own: rooms live where python-socketio keeps them, ``emit``, ``close_room`` and the
 pub/sub managers' relays (``AsyncRedisManager``...) run unchanged, and their ``disconnect`` /
 ``leave_room`` end in the ``basic_*`` methods overridden here.
+
+:func:`watch_closing` hooks the one step every process takes when a room is closed, the
+closing process and, through a pub/sub manager's relay, every other: the Socket.IO adapter
+learns there which of this process's sockets were in an ended session's room.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from socketio.base_manager import BaseManager
 
-__all__ = ("index_rooms", "is_indexed")
+__all__ = ("index_rooms", "is_indexed", "watch_closing")
+
+#: What :func:`watch_closing` calls: ``(namespace, room, sids)``, the sids this process held.
+ClosingWatcher = Callable[[str, Any, list[str]], None]
 
 _classes: dict[type[Any], type[Any]] = {}
 
@@ -30,6 +38,15 @@ class _RoomIndex(BaseManager):  # type: ignore[misc]  # python-socketio is untyp
 
     # A dict per sid, not a set: ordered like the joins, and smaller for a handful of rooms.
     _sid_rooms: dict[str, dict[str, dict[Any, None]]]
+    _closing_watchers: list[ClosingWatcher]
+
+    def basic_close_room(self, room: Any, namespace: str) -> None:
+        watchers = self._closing_watchers
+        members = [sid for sid, _ in self.get_participants(namespace, room)] if watchers else []
+        super().basic_close_room(room, namespace)
+        if members:
+            for watcher in tuple(watchers):
+                watcher(namespace, room, members)
 
     def basic_enter_room(
         self, sid: str, namespace: str, room: Any, eio_sid: str | None = None
@@ -121,5 +138,28 @@ def index_rooms(manager: object) -> bool:
             for sid in members:
                 by_sid.setdefault(sid, {})[room] = None
     manager._sid_rooms = by_ns
+    manager._closing_watchers = []
     manager.__class__ = indexed
     return True
+
+
+def watch_closing(manager: object, watcher: ClosingWatcher) -> None:
+    """Call ``watcher(namespace, room, sids)`` whenever ``manager`` closes a room that this
+    process's sockets ``sids`` were in: on the process that called ``close_room`` and, with a
+    pub/sub manager (``AsyncRedisManager``...), on every other process as the relay reaches it.
+
+    The watcher runs inside the manager's own step, after the room is closed: it must not
+    block; schedule any awaiting (a disconnect) as a task.
+
+    :param manager: a python-socketio client manager; it is indexed first
+        (:func:`index_rooms`) if it was not.
+    :param watcher: the function to call.
+    :raises TypeError: if ``manager`` is no python-socketio ``BaseManager``.
+
+    Example::
+
+        watch_closing(sio.manager, lambda ns, room, sids: print(room, "closed", len(sids)))
+    """
+    if not index_rooms(manager):
+        raise TypeError(f"not a python-socketio client manager: {type(manager).__name__}")
+    manager._closing_watchers.append(watcher)  # type: ignore[attr-defined]

@@ -104,17 +104,17 @@ class SessionCookie:
     domain: str | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ValueError(f"cookie name must be a non-empty token, not {self.name!r}")
         for option in ("secure", "http_only"):
             if not isinstance(getattr(self, option), bool):
                 raise TypeError(f"{option} must be a bool")
         if self.same_site not in ("lax", "strict", "none"):
             raise ValueError(f"same_site must be 'lax', 'strict' or 'none', not {self.same_site!r}")
-        if not isinstance(self.path, str) or not _PATH.match(self.path):
+        if not isinstance(self.path, str) or not _PATH.fullmatch(self.path):
             raise ValueError(f"path must start with '/' and hold no ';', not {self.path!r}")
         if self.domain is not None and (
-            not isinstance(self.domain, str) or not _DOMAIN.match(self.domain)
+            not isinstance(self.domain, str) or not _DOMAIN.fullmatch(self.domain)
         ):
             raise ValueError(f"domain must be a host name, not {self.domain!r}")
         if self.same_site == "none" and not self.secure:
@@ -156,18 +156,24 @@ class SessionCookie:
         parts.append(f"SameSite={self.same_site.capitalize()}")
         return "; ".join(parts)
 
-    def header(self, key: str) -> str:
+    def header(self, key: str, *, max_age: int | None = None) -> str:
         """The ``Set-Cookie`` header value that hands ``key`` to the browser.
 
         :param key: a session key, as :meth:`~sessionkit.SessionManager.load_new_session`
             made it.
+        :param max_age: seconds the browser keeps the cookie across restarts ("remember
+            me"); ``None`` for a browser-session cookie, dropped when the browser closes.
         :return: the header's value.
         :raises ValueError: if ``key`` holds characters a session key never has (the message
-            does not quote it).
+            does not quote it), or ``max_age`` is not a positive whole number of seconds.
         """
-        if not isinstance(key, str) or not _VALUE.match(key):
+        if not isinstance(key, str) or not _VALUE.fullmatch(key):
             raise ValueError("a session key must be a non-empty str of URL-safe characters")
-        return f"{self.name}={key}; {self._attributes()}"
+        if max_age is None:
+            return f"{self.name}={key}; {self._attributes()}"
+        if isinstance(max_age, bool) or not isinstance(max_age, int) or max_age < 1:
+            raise ValueError(f"max_age must be a positive int of seconds, not {max_age!r}")
+        return f"{self.name}={key}; Max-Age={max_age}; {self._attributes()}"
 
     def clear_header(self) -> str:
         """The ``Set-Cookie`` header value that makes the browser drop the cookie.
@@ -177,15 +183,17 @@ class SessionCookie:
         """
         return f'{self.name}=""; Max-Age=0; Expires={_EPOCH}; {self._attributes()}'
 
-    def set(self, response: _Response, key: str) -> None:
+    def set(self, response: _Response, key: str, *, max_age: int | None = None) -> None:
         """Add the ``Set-Cookie`` header that hands ``key`` to the browser.
 
         :param response: a Starlette ``Response`` (anything whose ``headers`` has
             ``append(name, value)``).
         :param key: the session key.
-        :raises ValueError: if ``key`` cannot be a session key.
+        :param max_age: seconds the browser keeps a persistent cookie, or ``None`` (a
+            browser-session cookie).
+        :raises ValueError: if ``key`` cannot be a session key, or ``max_age`` is not positive.
         """
-        response.headers.append("set-cookie", self.header(key))
+        response.headers.append("set-cookie", self.header(key, max_age=max_age))
 
     def clear(self, response: _Response) -> None:
         """Add the ``Set-Cookie`` header that makes the browser drop the cookie (at logout,

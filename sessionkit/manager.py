@@ -163,6 +163,11 @@ class SessionManager:
         return self._store
 
     @property
+    def absolute_timeout(self) -> float | None:
+        """The hard cap in seconds from a session's creation, or ``None``."""
+        return self._absolute
+
+    @property
     def warn_before(self) -> float | None:
         """Seconds before an idle deadline that ``session_expiring`` fires, or ``None``."""
         return self._expiry.warn_before

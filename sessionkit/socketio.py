@@ -1,8 +1,9 @@
 """The Socket.IO adapter: the server pushes ``logout`` to a user's browser when a session ends.
 
 Each client socket joins a room named after its session key's hash; the manager then emits
-``logout`` to that room on every ``notify_client_to_logout`` (expiry, eviction, "log out
-everywhere", :meth:`~sessionkit.SessionManager.send_logout_message`)::
+``logout`` to that room whenever the session ends, for any reason (expiry, eviction, "log out
+everywhere", ``delete_session``), and on
+:meth:`~sessionkit.SessionManager.send_logout_message`, and disconnects its sockets::
 
     import socketio
     from sessionkit import SessionManager
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -40,15 +42,24 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from socketio.async_manager import AsyncManager
 
-from sessionkit._socketio_rooms import index_rooms
+from sessionkit._socketio_cookie import check_cookie_mode, cookie_key, guard_handshakes
+from sessionkit._socketio_rooms import index_rooms, watch_closing
 from sessionkit.cookies import SessionCookie
+from sessionkit.events import SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
 
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
-__all__ = ("KeyRedactingFilter", "bind_socketio", "index_rooms", "redact", "room_for")
+__all__ = (
+    "KeyRedactingFilter",
+    "bind_socketio",
+    "index_rooms",
+    "redact",
+    "room_for",
+    "watch_closing",
+)
 
 logger = logging.getLogger("sessionkit")
 
@@ -62,6 +73,10 @@ _QUIET = 0.02  # seconds without a logout before the disconnects start: the burs
 # on every turn of its loop for this long makes the disconnects cut in.
 _AFTER_WAIT = 10.0
 _CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
+
+
+# Each manager's current bridge: binding again replaces its session_deleted handler.
+_bound: weakref.WeakKeyDictionary[SessionManager, _Bridge] = weakref.WeakKeyDictionary()
 
 
 def room_for(key: str) -> str:
@@ -132,16 +147,24 @@ class _Bridge:
         # Rooms of ended sessions whose sockets still have to be disconnected and the room
         # closed: that work waits until the logouts due at the same time have all gone out.
         self._after: deque[str] = deque()
+        self._told: set[str] = set()  # the rooms in _after: told ``logout`` already
         self._logouts = 0  # logouts sent so far: the after-logout task watches it move
         self._after_task: asyncio.Task[None] | None = None
         self._packets: dict[str, list[Any]] = {}  # reason -> the encoded ``logout`` packet
+        # Releasing the sockets of a room closed on another process (relayed here).
+        self._releases: set[asyncio.Task[None]] = set()
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
     async def logout(self, key_hash: str, reason: str) -> None:
         room = ROOM_PREFIX + key_hash
+        if room in self._told:
+            # Told once already (an ending that also notifies comes here twice: from
+            # ended() and from the manager's push), and its disconnects are queued.
+            return
         await self._emit_logout(room, reason)
         self._logouts += 1
+        self._told.add(room)
         self._after.append(room)
         task = self._after_task
         if task is None or task.done():
@@ -149,9 +172,50 @@ class _Bridge:
                 self._run_after(), name="sessionkit.socketio disconnects"
             )
 
+    async def ended(self, event: SessionEvent) -> None:
+        """The ``session_deleted`` handler: every session that ends, for any reason, has its
+        sockets told ``logout`` and disconnected (``delete_session`` notifies no client, yet
+        the other tabs of that session must not stay connected with its key)."""
+        try:
+            await self.logout(event.key_hash, event.reason or "logout")
+        except Exception as exc:  # as the manager reports a failed push: logged, not raised
+            logger.warning(
+                "pushing logout to an ended session's sockets failed: %s", redact(repr(exc))
+            )
+
+    def room_closed(self, namespace: str, room: Any, sids: list[str]) -> None:
+        """The manager closed a session's room that this process's sockets ``sids`` were in:
+        the closing of an ended session, here or (relayed) on another process. Those sockets
+        are disconnected (or forget the key), here too."""
+        if namespace != self.namespace or not (isinstance(room, str) and room[:8] == ROOM_PREFIX):
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._release(room, sids), name="sessionkit.socketio release"
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, room: str, sids: list[str]) -> None:
+        try:
+            for sid in sids:
+                if self.disconnect_on_logout:
+                    await self.sio.disconnect(sid, namespace=self.namespace)
+                else:
+                    await self._forget_key(sid, room)
+        except Exception as exc:
+            logger.warning(
+                "releasing the sockets of an ended session failed: %s", redact(repr(exc))
+            )
+
     async def aclose(self) -> None:
         """Finish the disconnects that ended sessions have queued (cancelled after a few
         seconds): what :meth:`SessionManager.aclose` awaits, once its own work is done."""
+        loop = asyncio.get_running_loop()
+        releases = [release for release in self._releases if release.get_loop() is loop]
+        if releases:
+            _, pending = await asyncio.wait(releases, timeout=_CLOSE_WAIT)
+            for release in pending:
+                release.cancel()
         task, self._after_task = self._after_task, None
         if task is None or task.done():
             return
@@ -213,7 +277,9 @@ class _Bridge:
                     seen = self._logouts
                     await asyncio.sleep(_QUIET)
                 for _ in range(min(_AFTER_BATCH, len(queue))):
-                    await self._after_logout(queue.popleft())
+                    room = queue.popleft()
+                    await self._after_logout(room)
+                    self._told.discard(room)
                 await asyncio.sleep(0)
         finally:
             if self._after_task is asyncio.current_task():
@@ -221,14 +287,24 @@ class _Bridge:
 
     async def _after_logout(self, room: str) -> None:
         try:
-            if self.disconnect_on_logout:
-                for sid in self._members(room):
+            for sid in self._members(room):
+                if self.disconnect_on_logout:
                     await self.sio.disconnect(sid, namespace=self.namespace)
+                else:  # it stays connected, but no longer holds the session's key
+                    await self._forget_key(sid, room)
             # Empty the room on every server (a pub/sub client manager broadcasts close_room),
             # so a socket held by another process is no longer subscribed to a dead session.
             await self.sio.close_room(room, namespace=self.namespace)
         except Exception as exc:
-            logger.warning("disconnecting the sockets of an ended session failed: %r", exc)
+            logger.warning(
+                "disconnecting the sockets of an ended session failed: %s", redact(repr(exc))
+            )
+
+    async def _forget_key(self, sid: str, room: str) -> None:
+        async with self.sio.session(sid, namespace=self.namespace) as session:
+            key = session.get(_SESSION_FIELD)
+            if key is not None and room_for(key) == room:
+                del session[_SESSION_FIELD]
 
     async def expiring(self, key_hash: str, remaining: float) -> None:
         room = ROOM_PREFIX + key_hash
@@ -259,9 +335,11 @@ class _Bridge:
         if previous is not None and previous != key:
             await self.sio.leave_room(sid, room_for(previous), namespace=self.namespace)
         await self.sio.enter_room(sid, room_for(key), namespace=self.namespace)
-        # The session may have ended while we awaited: its logout would have missed us.
+        # The session may have ended while we awaited: its logout would have missed us, and
+        # the socket must not keep its key.
         if await self.sm.get_username_from_session_key(key) is None:
             await self.sio.leave_room(sid, room_for(key), namespace=self.namespace)
+            await self._forget_key(sid, room_for(key))
             return False
         logger.info("socket %s joined session %s", sid, short_hash(key))
         return True
@@ -269,7 +347,7 @@ class _Bridge:
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> Any:
         key = auth.get("session_key") if isinstance(auth, dict) else None
         if key is None and self.cookie is not None:
-            key = _cookie_key(environ, self.cookie)
+            key = cookie_key(environ, self.cookie)
         joined = key is not None and await self._join(sid, key)
         if not joined and self.require_auth:
             raise socketio.exceptions.ConnectionRefusedError(_REFUSED)
@@ -292,27 +370,6 @@ class _Bridge:
         except Exception as exc:
             what = "restarting session %s on socket activity failed: %r"
             logger.warning(what, short_hash(key), exc)
-
-
-def _cookie_key(environ: dict[str, Any], cookie: SessionCookie) -> str | None:
-    # The handshake's Cookie header, read as browsers write it (a tolerant parser).
-    header = environ.get("HTTP_COOKIE")
-    return cookie.read(header) if isinstance(header, str) else None
-
-
-def _check_cookie_mode(sio: Any, cookie: SessionCookie | str) -> SessionCookie:
-    # A page on any origin could open a socket that carries the user's cookie, unless
-    # engine.io's origin check (on by default: same origin only) stays on.
-    origins = sio.eio.cors_allowed_origins
-    if origins == "*" or (
-        isinstance(origins, list | tuple | set) and ("*" in origins or not origins)
-    ):
-        raise ValueError(
-            "cookie mode needs an origin check: give the AsyncServer cors_allowed_origins=None "
-            "(same origin only, the default) or a list of the origins allowed, not "
-            f"{origins!r}"
-        )
-    return SessionCookie.of(cookie)
 
 
 def _chain_connect(bridge: _Bridge, previous: Any) -> Any:
@@ -368,8 +425,10 @@ def bind_socketio(
     """Make ``sm`` push ``logout`` to its sessions' sockets through ``sio``.
 
     A client connects with ``auth={"session_key": key}``; a live key puts the socket in
-    :func:`room_for` ``(key)``. Every ``notify_client_to_logout`` then emits ``logout`` with
-    ``{"reason": ...}`` to that room, and ``session_expiring`` (with the manager's
+    :func:`room_for` ``(key)``. Every ending of that session, for any reason
+    (``delete_session`` included, though it notifies no handler), and every
+    ``send_logout_message``, then emits ``logout`` with ``{"reason": ...}`` to that room once,
+    and disconnects its sockets: no socket keeps the key. ``session_expiring`` (with the manager's
     ``warn_before``) emits ``session_expiring`` with ``{"remaining": seconds}``. A rotated key
     takes its sockets to the new room. The key itself stays in the socket's server-side
     session; rooms are named by hash, and a filter blanks keys out of the log lines that
@@ -388,15 +447,19 @@ def bind_socketio(
     :param disconnect_on_logout: disconnect a session's sockets after sending ``logout``:
         in the background, once every ``logout`` due at the same time has gone out;
         :meth:`SessionManager.aclose() <sessionkit.SessionManager.aclose>` waits for them.
+        With ``False`` they stay connected, but forget the session's key.
     :param touch_on_event: restart a session's idle timer on every event its sockets send.
     :param cookie: cookie mode: the session cookie (a
         :class:`~sessionkit.cookies.SessionCookie` or a name) that authenticates a handshake
         carrying no ``auth``, so the key never has to reach page scripts. The server must
         check origins: engine.io's default (``cors_allowed_origins=None``, same origin only)
-        or a list of origins.
+        or a list of origins. JSONP polling handshakes (engine.io's ``j=``) are refused, and
+        so is a handshake that a browser marks as from another site (``Sec-Fetch-Site``)
+        without an ``Origin`` for engine.io to check: only a tag on another page sends one.
     :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
     :raises ValueError: in cookie mode, if ``sio`` accepts any origin
-        (``cors_allowed_origins`` of ``"*"``, ``["*"]`` or ``[]``).
+        (``cors_allowed_origins`` of ``"*"``, ``["*"]``, ``[]``, a callable, or ``"null"``
+        alone or in a list).
 
     Example::
 
@@ -406,7 +469,7 @@ def bind_socketio(
     """
     if not isinstance(sio, socketio.AsyncServer):
         raise TypeError(f"sio must be a socketio.AsyncServer, not {type(sio).__name__}")
-    session_cookie = None if cookie is None else _check_cookie_mode(sio, cookie)
+    session_cookie = None if cookie is None else check_cookie_mode(sio, cookie)
     bridge = _Bridge(
         sm,
         sio,
@@ -415,6 +478,8 @@ def bind_socketio(
         disconnect_on_logout=disconnect_on_logout,
     )
     bridge.cookie = session_cookie
+    if session_cookie is not None:
+        guard_handshakes(sio)
     previous = sio.handlers.get(namespace, {}).get("connect")
     sio.on("connect", _chain_connect(bridge, previous), namespace=namespace)
     sio.on("session_key", bridge.on_session_key, namespace=namespace)
@@ -425,4 +490,15 @@ def bind_socketio(
     # A burst of N logouts disconnects N sockets: python-socketio's managers scan every room
     # of the namespace per disconnect, so give this one a sid -> rooms index (see _socketio_rooms).
     index_rooms(sio.manager)
+    # A room closed on any process (a pub/sub manager relays close_room) releases this
+    # process's sockets in it: no socket anywhere keeps an ended session's key.
+    watch_closing(sio.manager, bridge.room_closed)
     sm.attach_socket_bridge(sio, bridge)
+    # Every ending reaches the sockets, whether or not it notifies the client
+    # (delete_session does not: notify_client_to_logout keeps the seed's meaning). A manager
+    # bound again hears its endings through the new bridge only, as it pushes through it.
+    previous_bridge = _bound.get(sm)
+    if previous_bridge is not None:
+        sm.off("session_deleted", previous_bridge.ended)
+    _bound[sm] = bridge
+    sm.on("session_deleted", bridge.ended)

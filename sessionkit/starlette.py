@@ -11,20 +11,27 @@ header or a cookie, restarts the session's idle timer, and hands the route its
 For browsers, put the key in a :class:`~sessionkit.cookies.SessionCookie` (``HttpOnly``: page
 scripts never see it) and pass the same cookie as ``cookie=``. A key that came from the cookie
 is accepted on an unsafe method (anything but GET, HEAD, OPTIONS; and every WebSocket) only from
-the site's own pages (``Sec-Fetch-Site``, ``Origin``, ``trusted_origins=``): a cross-site
-request is answered ``403 {"logout": false, ...}``. A ``401`` to a cookie-borne key clears the
-cookie::
+the site's own pages (:func:`same_origin`: ``Sec-Fetch-Site``, ``Origin``, ``trusted_origins=``):
+a cross-site request is answered ``403 {"logout": false, ...}`` (a WebSocket handshake is closed
+with 1008). A ``401`` to a cookie-borne key clears the cookie; a response let through is marked
+``Cache-Control: no-store``. :func:`log_in` and :func:`log_out` do a login's and a logout's
+part (login CSRF, the carried session, the cookie, ``no-store``, ``Clear-Site-Data``)::
 
     from starlette.applications import Starlette
     from starlette.routing import Route
-    from sessionkit.starlette import RequireSession, SessionCookie, get_session
+    from sessionkit.starlette import RequireSession, SessionCookie, get_session, log_in, log_out
 
     cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
 
     async def login(request):
         ...  # check the password first
         response = JSONResponse({"accepted": True})  # the key is not in the body
-        cookie.set(response, await sm.load_new_session(username))
+        await log_in(sm, request, response, username, cookie=cookie)
+        return response
+
+    async def logout(request):
+        response = JSONResponse({"accepted": True})
+        await log_out(sm, request, response, cookie=cookie)
         return response
 
     async def table(request):
@@ -32,6 +39,7 @@ cookie::
 
     app = Starlette(routes=[
         Route("/api/login", login, methods=["POST"]),
+        Route("/api/logout", logout, methods=["POST"]),
         Route("/api/table", RequireSession(table, sm, cookie=cookie), methods=["POST"]),
     ])
 
@@ -51,9 +59,12 @@ try:
         AuthenticationError,
         BaseUser,
     )
+    from starlette.datastructures import MutableHeaders
+    from starlette.exceptions import WebSocketException
+    from starlette.middleware.authentication import AuthenticationMiddleware
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
-    from starlette.routing import request_response
+    from starlette.routing import request_response, websocket_session
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "sessionkit.starlette needs Starlette: pip install 'sessionkit[starlette]'"
@@ -65,13 +76,18 @@ from sessionkit._guard import (
     SessionCheck,
     SessionRequired,
     body,
+    close_code,
     find_key,
+    no_store,
+    sending_no_store,
 )
+from sessionkit._login import log_in, log_out, same_origin
 from sessionkit.cookies import SessionCookie
 from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.websockets import WebSocket
 
     from sessionkit.manager import SessionManager
 
@@ -80,13 +96,17 @@ __all__ = (
     "STATE_KEY",
     "RequireSession",
     "SessionAuthBackend",
+    "SessionAuthMiddleware",
     "SessionCookie",
     "SessionDependency",
     "SessionRequired",
     "SessionUser",
     "client_info",
     "get_session",
+    "log_in",
+    "log_out",
     "read_session_key",
+    "same_origin",
     "session_required_handler",
 )
 
@@ -164,7 +184,8 @@ class RequireSession(SessionCheck):
     The wrapped app finds the session's :class:`~sessionkit.SessionDetails` with
     :func:`get_session` (it is ``request.state.session``). Lifespan events pass through.
 
-    :param app: the ASGI app to protect (an endpoint, a ``Mount``, an app).
+    :param app: the ASGI app to protect (an endpoint, a WebSocket endpoint, a ``Mount``, an
+        app).
     :param manager: the session manager.
     :param sources: where to look for the key, in order (see :func:`read_session_key`).
     :param header: the name of the header that carries the key.
@@ -173,7 +194,8 @@ class RequireSession(SessionCheck):
     :param restart: restart the session's idle timer on each request (the seed's
         ``restartSessionTimer`` after an API call).
     :param trusted_origins: other origins (``"https://app.example.com"``) whose pages may
-        send the cookie on unsafe methods, besides the site's own.
+        send the cookie on unsafe methods, besides the site's own: ``scheme://host[:port]``
+        as browsers write an ``Origin``, the default port folded (``:443`` for https).
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
@@ -187,7 +209,9 @@ class RequireSession(SessionCheck):
 
     def __init__(
         self,
-        app: ASGIApp | Callable[[Request], Awaitable[Response]],
+        app: ASGIApp
+        | Callable[[Request], Awaitable[Response]]
+        | Callable[[WebSocket], Awaitable[None]],
         manager: SessionManager,
         *,
         sources: Iterable[str] = SOURCES,
@@ -204,32 +228,46 @@ class RequireSession(SessionCheck):
             restart=restart,
             trusted_origins=trusted_origins,
         )
-        self.app: ASGIApp = _as_asgi(app)
+        self.app: ASGIApp = _as_asgi(app, "http")
+        self._websocket_app: ASGIApp = _as_asgi(app, "websocket")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check the request's session, then call the wrapped app (ASGI)."""
-        if scope["type"] not in ("http", "websocket"):
+        """Check the request's session, then call the wrapped app (ASGI).
+
+        A refused WebSocket handshake is closed before it is accepted, with code 1008 (1013
+        when the store is down): the server answers it ``403``. A response let through is
+        marked ``Cache-Control: no-store`` unless the app set its own ``Cache-Control``.
+        """
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         try:
             await self._check(HTTPConnection(scope))
         except SessionRequired as exc:
-            if scope["type"] == "websocket":
-                # Closing before accepting makes the server answer the handshake with 403.
-                await send({"type": "websocket.close", "code": 1008})
+            if kind == "websocket":
+                await send(
+                    {"type": "websocket.close", "code": close_code(exc), "reason": exc.detail}
+                )
                 return
             response = JSONResponse(body(exc), status_code=exc.status_code, headers=exc.headers)
             await response(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        if kind == "websocket":
+            await self._websocket_app(scope, receive, send)
+        else:
+            await self.app(scope, receive, sending_no_store(send))
 
 
-def _as_asgi(app: Any) -> ASGIApp:
-    # A Starlette request/response function is wrapped the way Route would wrap it.
+def _as_asgi(app: Any, kind: str) -> ASGIApp:
+    # A Starlette endpoint function (one argument: the request, or the WebSocket) is wrapped
+    # the way Route or WebSocketRoute would wrap it; which one, the connection's type decides.
     if inspect.isfunction(app) or inspect.ismethod(app):
         params = list(inspect.signature(app).parameters)
         if len(params) == 1:
-            wrapped: ASGIApp = request_response(app)
+            wrapped: ASGIApp = (
+                websocket_session(app) if kind == "websocket" else request_response(app)
+            )
             return wrapped
     asgi: ASGIApp = app
     return asgi
@@ -281,25 +319,53 @@ class SessionDependency(SessionCheck):
             restart=restart,
             trusted_origins=trusted_origins,
         )
-        schemes = _security_parameters(self)
-        if schemes:
-            # FastAPI reads a dependency's parameters from its signature: these make it list
-            # each source as a security scheme (their values are not used: the key is read
-            # here, by the same rules as everywhere else).
-            request = inspect.Parameter(
-                "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Request
+        # FastAPI reads a dependency's parameters from its signature: the connection (a
+        # Request or a WebSocket: it works on @app.websocket routes too), the response whose
+        # headers FastAPI merges into the route's (where no-store goes), and the key sources
+        # as security schemes (their values are not used: the key is read here, by the same
+        # rules as everywhere else).
+        connection = inspect.Parameter(
+            "request", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=HTTPConnection
+        )
+        parameters = [connection]
+        if _fastapi_installed():
+            parameters.append(
+                inspect.Parameter("response", inspect.Parameter.KEYWORD_ONLY, annotation=Response)
             )
-            self.__signature__ = inspect.Signature([request, *schemes])
+        self.__signature__ = inspect.Signature([*parameters, *_security_parameters(self)])
 
-    async def __call__(self, request: Request, **_schemes: Any) -> SessionDetails:
-        """Check ``request``'s session.
+    async def __call__(
+        self, request: HTTPConnection, response: Response | None = None, **_schemes: Any
+    ) -> SessionDetails:
+        """Check the session of ``request`` (a ``Request``, or a ``WebSocket`` handshake).
 
-        :param request: the incoming request.
+        :param request: the incoming request or WebSocket.
+        :param response: FastAPI's response for the route: marked ``Cache-Control:
+            no-store`` unless the route sets its own (FastAPI drops it when the route
+            returns a ``Response`` object of its own: mark that one yourself).
         :return: the live session's details (also put in ``request.state.session``).
         :raises SessionRequired: if the key is missing or dead (401), the request is
             cross-site with the cookie (403) or the store is down (503).
+        :raises starlette.exceptions.WebSocketException: instead, on a WebSocket: code 1008
+            (1013 when the store is down), which closes the handshake.
         """
-        return await self._check(request)
+        try:
+            details = await self._check(request)
+        except SessionRequired as exc:
+            if request.scope["type"] == "websocket":
+                raise WebSocketException(close_code(exc), exc.detail) from None
+            raise
+        if response is not None:
+            no_store(response.headers)
+        return details
+
+
+def _fastapi_installed() -> bool:
+    try:
+        import fastapi  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _security_parameters(check: SessionCheck) -> list[inspect.Parameter]:
@@ -370,8 +436,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
     is a :class:`SessionUser` (username and :class:`~sessionkit.SessionDetails`) and
     ``@requires("authenticated")`` guards routes.
 
-    A request without a live key (or a cross-site one carrying the cookie on an unsafe
-    method) is anonymous: ``request.user.is_authenticated`` is ``False`` and ``@requires``
+    Use it with :class:`SessionAuthMiddleware`, which also clears a dead cookie and marks
+    authenticated responses ``no-store`` (Starlette's ``AuthenticationMiddleware`` works too,
+    without those). A request without a live key (or a cross-site one carrying the cookie on
+    an unsafe method) is anonymous: ``request.user.is_authenticated`` is ``False`` and ``@requires``
     refuses it. A store that cannot be reached raises ``AuthenticationError``; pass
     :meth:`on_error` to the middleware to answer it with ``503 {"logout": false, ...}``.
 
@@ -389,9 +457,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         backend = SessionAuthBackend(sm, cookie=SessionCookie())
         app = Starlette(
             routes=[Route("/me", me)],
-            middleware=[
-                Middleware(AuthenticationMiddleware, backend=backend, on_error=backend.on_error)
-            ],
+            middleware=[Middleware(SessionAuthMiddleware, backend=backend)],
         )
 
         @requires("authenticated")
@@ -433,6 +499,9 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         except SessionRequired as exc:
             if exc.status_code == 503:
                 raise AuthenticationError(exc.detail) from exc
+            clear = (exc.headers or {}).get("set-cookie")
+            if clear is not None:  # a dead key from the cookie: SessionAuthMiddleware clears it
+                conn.scope[_CLEAR_COOKIE] = clear
             return None
         return AuthCredentials(list(self.scopes)), SessionUser(details)
 
@@ -445,3 +514,58 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         :return: the response.
         """
         return JSONResponse({"logout": False, "message": str(exc)}, status_code=503)
+
+
+_CLEAR_COOKIE = "sessionkit.clear_cookie"  # the scope key where the backend leaves it
+
+
+class SessionAuthMiddleware(AuthenticationMiddleware):
+    """Starlette's ``AuthenticationMiddleware`` for a :class:`SessionAuthBackend`, which also
+    answers for the session cookie as the guards do: a request whose cookie holds a dead key
+    gets the ``Set-Cookie`` header that clears it, and a response to an authenticated request
+    is marked ``Cache-Control: no-store`` unless the app set its own ``Cache-Control``.
+
+    :param app: the ASGI app to wrap.
+    :param backend: the :class:`SessionAuthBackend` (any backend works; only this one's dead
+        cookies are cleared).
+    :param on_error: what answers an ``AuthenticationError`` (an unreachable store), as in
+        Starlette; ``None`` takes the backend's :meth:`SessionAuthBackend.on_error` when it
+        has one.
+
+    Example::
+
+        backend = SessionAuthBackend(sm, cookie=SessionCookie())
+        app = Starlette(
+            routes=[Route("/me", me)],
+            middleware=[Middleware(SessionAuthMiddleware, backend=backend)],
+        )
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        backend: AuthenticationBackend,
+        on_error: Callable[[HTTPConnection, AuthenticationError], Response] | None = None,
+    ) -> None:
+        if on_error is None and isinstance(backend, SessionAuthBackend):
+            on_error = backend.on_error
+        super().__init__(app, backend=backend, on_error=on_error)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate the connection, then call the app with the cookie answered (ASGI)."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+
+        async def send_answered(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                clear = scope.get(_CLEAR_COOKIE)
+                if clear is not None:
+                    headers.append("set-cookie", clear)
+                user = scope.get("user")
+                if user is not None and user.is_authenticated:
+                    no_store(headers)
+            await send(message)
+
+        await super().__call__(scope, receive, send_answered)

@@ -239,3 +239,145 @@ async def test_ending_another_device_from_the_sessions_panel(tmp_path: Path) -> 
 
 LAPTOP_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
 PHONE_AGENT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Mobile Safari/537.36"
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
+    from playwright.async_api import async_playwright, expect
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse
+    from starlette.routing import Route
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    # Login CSRF: a page on a sibling port of the same host (cross-origin but same-site, so a
+    # SameSite=Lax cookie would ride along) auto-submits a text/plain form whose body parses as
+    # the demo's JSON login, with the attacker's own credentials.
+    holder: dict[str, str] = {}
+
+    async def attacker_page(request: Request) -> HTMLResponse:
+        target = holder["demo"] + "/api/try_login"
+        name = '{"username": "Fabio", "password": "sessionkit", "pad": "'
+        return HTMLResponse(
+            f"""<!doctype html><body>
+            <form id="f" method="POST" action="{target}" enctype="text/plain">
+              <input type="hidden" name='{name}' value='"}}'>
+            </form>
+            <script>document.getElementById("f").submit();</script></body>"""
+        )
+
+    attacker = Starlette(routes=[Route("/", attacker_page)])
+    async with (
+        serve(demo.app) as url,
+        serve(attacker) as evil_url,
+        async_playwright() as pw,
+    ):
+        holder["demo"] = url
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            # The victim is logged in as herself, in this browser.
+            await page.goto(url)
+            await page.fill("#username", "Luca")
+            await page.fill("#password", "sessionkit")
+            await page.click("#login")
+            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            [before] = await page.context.cookies()
+            async with page.expect_response("**/api/try_login") as login:
+                await page.goto(evil_url)
+            response = await login.value
+            request = response.request
+            # The browser did send the forged login, with the attacker's body...
+            assert request.method == "POST"
+            assert '"username": "Fabio"' in (request.post_data or "")
+            headers = await request.all_headers()
+            assert headers["content-type"].startswith("text/plain")
+            assert headers.get("origin") == evil_url
+            # ...and the demo refused it: the victim's browser still holds her own session,
+            # which the forged login did not end, and the attacker's account has none.
+            assert response.status == 403
+            assert await page.context.cookies() == [before]
+            assert await demo.sm.get_username_from_session_key(before["value"]) == "Luca"
+            assert await demo.sm.get_logged_users() == ["Luca"]
+        finally:
+            await browser.close()
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_a_logout_in_one_tab_returns_the_other_tab_to_login() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = await browser.new_context()  # one browser: both tabs share its cookie
+            first = await context.new_page()
+            await first.goto(url)
+            await first.fill("#username", "Luca")
+            await first.fill("#password", "sessionkit")
+            await first.click("#login")
+            await expect(first.locator("#socket-state")).to_have_text("Socket: connected")
+            second = await context.new_page()
+            await second.goto(url)  # the cookie's session: logged in, with its own socket
+            await expect(second.locator("#who")).to_have_text("Luca")
+            await expect(second.locator("#socket-state")).to_have_text("Socket: connected")
+            assert await demo.sm.count_sessions() == 1
+
+            async with first.expect_response("**/api/logout") as bye:
+                await first.click("#logout")
+            response = await bye.value
+            assert response.status == 200
+            assert (await response.all_headers())["clear-site-data"] == '"cache", "storage"'
+            await expect(first.locator("#login-form")).to_be_visible()
+            # The other tab was told by push, and shows the login form again.
+            await expect(second.locator("#login-form")).to_be_visible(timeout=5_000)
+            await expect(second.locator("#app-view")).to_be_hidden()
+            await expect(second.locator("#message")).to_have_text(
+                "Logged out by the server: the server logged you out."
+            )
+            assert await context.cookies() == []
+            assert await demo.sm.count_sessions() == 0
+        finally:
+            await browser.close()
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_end_all_other_sessions_keeps_this_device_only() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for agent in (LAPTOP_AGENT, PHONE_AGENT, PHONE_AGENT):
+                context = await browser.new_context(user_agent=agent)
+                page = await context.new_page()
+                await page.goto(url)
+                await page.fill("#username", "Luca")
+                await page.fill("#password", "sessionkit")
+                await page.click("#login")
+                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                pages.append(page)
+            laptop, *others = pages
+            await laptop.click("#refresh-sessions")
+            rows = laptop.locator("#sessions tbody tr")
+            await expect(rows).to_have_count(3)
+            await laptop.click("#end-others")
+            await expect(laptop.locator("#message")).to_have_text("2 other session(s) ended.")
+            for page in others:
+                await expect(page.locator("#login-form")).to_be_visible(timeout=5_000)
+            await expect(rows).to_have_count(1)
+            await expect(rows.nth(0)).to_contain_text("this device")
+            await expect(laptop.locator("#app-view")).to_be_visible()
+            [left] = await demo.sm.get_user_sessions("Luca")
+            assert left.client is not None and left.client.user_agent == LAPTOP_AGENT
+        finally:
+            await browser.close()

@@ -100,7 +100,7 @@ def test_options_are_keyword_only() -> None:
         SessionCookie("sid", False)  # type: ignore[call-arg]
 
 
-@pytest.mark.parametrize("value", ["", "a b", "a;b", 'a"b', "é", None])
+@pytest.mark.parametrize("value", ["", "a b", "a;b", 'a"b', "é", None, "abc\n", "abc\r\nX: y"])
 def test_a_value_that_is_no_key_is_refused_without_being_quoted(value: Any) -> None:
     with pytest.raises(ValueError) as raised:
         SessionCookie().header(value)
@@ -167,3 +167,23 @@ def test_read_cookie_edge_cases() -> None:
 def test_read_cookie_agrees_with_starlettes_parser(header: str) -> None:
     # Starlette's parser is the reference for tolerance (it follows Django's and browsers').
     assert read_cookie(header, "sid") == (cookie_parser(header).get("sid") or None)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"name": "sid\n"}, {"name": "sid", "path": "/\n"}, {"name": "sid", "domain": "a.example\n"}],
+    ids=["name", "path", "domain"],
+)
+def test_a_trailing_newline_is_refused_not_written_into_a_header(options: dict[str, Any]) -> None:
+    # A header injection otherwise: "$" in a pattern matches before a final newline.
+    with pytest.raises(ValueError):
+        SessionCookie(secure=False, **options)
+
+
+@pytest.mark.parametrize("max_age", [0, -1, 1.5, True, "60"])
+def test_a_persistent_cookie_needs_a_positive_whole_max_age(max_age: Any) -> None:
+    with pytest.raises(ValueError, match="max_age"):
+        SessionCookie().header("abc", max_age=max_age)
+    assert SessionCookie().header("abc", max_age=60) == (
+        "__Host-session=abc; Max-Age=60; Path=/; Secure; HttpOnly; SameSite=Lax"
+    )

@@ -127,3 +127,36 @@ async def test_logout_reaches_a_socket_held_by_another_process(
     assert "expired" not in b.log.read_text()
     print(f"cross-process logout received {at - deadline:+.3f} s from the deadline")
     assert at - deadline < 3.0
+
+
+async def test_a_logout_on_one_process_disconnects_the_sockets_another_holds(
+    two_workers: tuple[Web, Web],
+) -> None:
+    a, b = two_workers
+    await a.ready()
+    await b.ready()
+    async with httpx.AsyncClient() as http:
+        key = (await http.post(f"{a.url}/login", json={"username": "Luca"})).json()["session_key"]
+    seen: list[tuple[str, Any]] = []
+    gone = anyio.Event()
+
+    def on_disconnect(*_: Any) -> None:
+        seen.append(("disconnect", None))
+        gone.set()
+
+    client: Any = socketio.AsyncClient(reconnection=False)
+    client.on("logout", lambda data=None: seen.append(("logout", data)))
+    client.on("disconnect", on_disconnect)
+    try:
+        await client.connect(b.url, auth={"session_key": key}, wait_timeout=5)
+        async with httpx.AsyncClient() as http:
+            # delete_session on A: it notifies no handler, yet B's socket is told and dropped.
+            bye = await http.post(f"{a.url}/logout", headers={"session_key": key})
+        assert bye.json()["ok"] is True
+        with anyio.fail_after(8):
+            await gone.wait()
+    finally:
+        await client.disconnect()
+        await client.shutdown()
+    # Told once, then disconnected by B (the client never disconnects by itself here).
+    assert seen == [("logout", {"reason": "logout"}), ("disconnect", None)]

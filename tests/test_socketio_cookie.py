@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 
@@ -150,7 +151,19 @@ async def test_a_foreign_page_cannot_open_a_socket_with_the_cookie(
         assert tab.connected
 
 
-@pytest.mark.parametrize("origins", ["*", ["*"], [], ("https://a.example", "*")])
+@pytest.mark.parametrize(
+    "origins",
+    [
+        "*",
+        ["*"],
+        [],
+        ("https://a.example", "*"),
+        lambda origin: True,  # an allow-all rule nobody can read at bind time
+        "null",
+        ["https://a.example", "null"],  # sandboxed frames and file: pages send "null"
+    ],
+    ids=["star", "list star", "empty", "tuple star", "callable", "null", "list null"],
+)
 async def test_cookie_mode_refuses_a_server_that_accepts_any_origin(
     sm: SessionManager, origins: Any
 ) -> None:
@@ -193,3 +206,49 @@ async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -
     assert laptop_tab.events == [("logout", {"reason": "logout"})]
     assert listed_laptop.id != listed_phone.id
     assert await sm.check_session_status(laptop)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # what a script tag on a sibling port sends, with the j= of a JSONP handshake
+        {"sec-fetch-site": "same-site"},
+    ],
+    ids=["jsonp", "jsonp same-site"],
+)
+async def test_a_jsonp_handshake_opens_no_engineio_session(
+    sm: SessionManager, headers: dict[str, str]
+) -> None:
+    key = await sm.load_new_session("Luca")
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio, cookie=COOKIE)
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    cookie = {"cookie": f"{COOKIE.name}={key}"}
+    async with serve(socketio.ASGIApp(sio)) as url, httpx.AsyncClient(base_url=url) as http:
+        for query in ("&j=0", "&j=", "&t=x&j=1"):
+            refused = await http.get(handshake + query, headers={**cookie, **headers})
+            assert refused.status_code == 401, query
+            assert "___eio" not in refused.text  # no script handing out an engine.io sid
+        assert sio.eio.sockets == {}
+        # The same handshake without j= (what socket.io-client sends) opens one.
+        opened = await http.get(handshake, headers={**cookie, "sec-fetch-site": "same-origin"})
+        assert opened.status_code == 200
+        assert len(sio.eio.sockets) == 1
+
+
+@pytest.mark.parametrize("fetch_site", ["same-site", "cross-site"])
+async def test_a_handshake_from_another_site_without_an_origin_is_refused(
+    sm: SessionManager, fetch_site: str
+) -> None:
+    key = await sm.load_new_session("Luca")
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio, cookie=COOKIE)
+    handshake = "/socket.io/?EIO=4&transport=polling"
+    headers = {"cookie": f"{COOKIE.name}={key}", "sec-fetch-site": fetch_site}
+    async with serve(socketio.ASGIApp(sio)) as url, httpx.AsyncClient(base_url=url) as http:
+        refused = await http.get(handshake, headers=headers)
+        assert refused.status_code == 401
+        assert sio.eio.sockets == {}
+        # With its Origin, engine.io's own check decides: the page's own origin passes.
+        opened = await http.get(handshake, headers={**headers, "origin": url})
+        assert opened.status_code == 200

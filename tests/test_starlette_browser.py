@@ -55,7 +55,7 @@ async def sm() -> AsyncIterator[SessionManager]:
 
 @pytest.fixture
 async def http(sm: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
-    guard = RequireSession(whoami, sm, cookie=COOKIE, trusted_origins=[TRUSTED + "/"])
+    guard = RequireSession(whoami, sm, cookie=COOKIE, trusted_origins=[TRUSTED])
     app = Starlette(
         routes=[
             Route("/api/me", guard, methods=["GET", "POST", "DELETE"]),

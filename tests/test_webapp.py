@@ -20,7 +20,7 @@ async def log_in(http: httpx.AsyncClient, username: str, agent: str = "test") ->
     login = await http.post(
         "/api/try_login",
         json={"username": username, "password": "sessionkit"},
-        headers={"user-agent": agent},
+        headers={"user-agent": agent, "sec-fetch-site": "same-origin"},
     )
     body = login.json()
     assert body["accepted"] is True
@@ -32,6 +32,7 @@ async def log_in(http: httpx.AsyncClient, username: str, agent: str = "test") ->
     assert name == "__Host-session"
     assert "; " + attributes.strip() == COOKIE_ATTRIBUTES
     assert key not in login.text
+    assert login.headers["cache-control"] == "no-store"
     return key
 
 
@@ -40,6 +41,7 @@ async def test_password_book_checks_scrypt_hashes() -> None:
     assert await book.verify("Luca", "right")
     assert not await book.verify("Luca", "wrong")
     assert not await book.verify("Nobody", "right")
+    assert not await book.verify("Luca", "\ud800")  # a lone surrogate, as JSON can carry
     assert "right" not in repr(vars(book))
 
 
@@ -51,7 +53,11 @@ async def test_login_table_logout_everywhere_and_metrics() -> None:
         assert "<script data-socketio" in page.text
         assert "Log in" in page.text
 
-        refused = await http.post("/api/try_login", json={"username": "Luca", "password": "x"})
+        refused = await http.post(
+            "/api/try_login",
+            json={"username": "Luca", "password": "x"},
+            headers={"sec-fetch-site": "same-origin"},
+        )
         assert refused.json()["accepted"] is False
         keys = []
         for _ in range(2):  # two browsers
@@ -83,8 +89,12 @@ async def test_login_table_logout_everywhere_and_metrics() -> None:
             await tab.connect(url, auth={"session_key": key}, wait_timeout=5)
             tabs.append(tab)
         try:
-            everywhere = await http.post("/api/logout_everywhere", headers={"session_key": keys[1]})
-            assert everywhere.json()["message"] == "2 session(s) ended."
+            everywhere = await http.post(
+                "/api/logout_everywhere",
+                headers={"cookie": f"__Host-session={keys[1]}", "origin": url},
+            )
+            assert everywhere.json() == {"accepted": True, "message": "Logged out everywhere."}
+            assert everywhere.headers["clear-site-data"] == '"cache", "storage"'
             async with asyncio.timeout(5):
                 await both.wait()
             assert pushed == [{"reason": "logout_all"}] * 2
@@ -162,3 +172,75 @@ async def test_the_sessions_panel_lists_devices_and_ends_one_by_push() -> None:
         gone = await http.get("/api/me", headers=from_laptop)
         assert gone.status_code == 401
         assert gone.headers["set-cookie"].startswith('__Host-session=""; Max-Age=0')
+
+
+async def test_login_csrf_is_refused_and_a_login_replaces_the_browsers_session() -> None:
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, httpx.AsyncClient(base_url=url) as http:
+        # What a cross-site page's auto-submitted text/plain form sends (the body still parses
+        # as JSON), and what a client with neither header sends.
+        forged_body = '{"username": "Fabio", "password": "sessionkit", "pad": "="}'
+        for headers in (
+            {"origin": "http://127.0.0.1:1", "sec-fetch-site": "same-site"},
+            {"origin": "https://evil.example"},
+            {"origin": "null"},
+            {},
+        ):
+            forged = await http.post(
+                "/api/try_login",
+                content=forged_body,
+                headers={"content-type": "text/plain", **headers},
+            )
+            assert forged.status_code == 403, headers
+            assert forged.json()["accepted"] is False
+            assert "set-cookie" not in forged.headers
+        assert await demo.sm.count_sessions() == 0
+
+        first = await log_in(http, "Luca")
+        # The same browser logs in again, carrying its cookie: its first session ends.
+        again = await http.post(
+            "/api/try_login",
+            json={"username": "Luca", "password": "sessionkit"},
+            headers={"cookie": f"__Host-session={first}", "origin": url},
+        )
+        assert again.json()["accepted"] is True
+        assert not await demo.sm.check_session_status(first)
+        assert await demo.sm.count_sessions() == 1
+
+
+async def test_end_all_other_sessions_and_a_logout_that_reaches_the_other_tab() -> None:
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, httpx.AsyncClient(base_url=url) as http:
+        keys = [await log_in(http, "Luca", agent=f"Device/{n}") for n in range(3)]
+        fabio = await log_in(http, "Fabio")
+        here = {"cookie": f"__Host-session={keys[0]}", "origin": url}
+        others = await http.post("/api/end_other_sessions", headers=here, json={})
+        assert others.json() == {"accepted": True, "message": "2 other session(s) ended."}
+        assert [await demo.sm.check_session_status(k) for k in keys] == [True, False, False]
+        assert await demo.sm.check_session_status(fabio)
+
+        # Two tabs of one browser share its cookie, so its session: a logout in one reaches
+        # the other, which is told first and then disconnected.
+        seen: list[tuple[str, Any]] = []
+        gone = asyncio.Event()
+        tab = socketio.AsyncClient(reconnection=False)
+        tab.on("logout", lambda data: seen.append(("logout", data)))
+
+        def on_disconnect(*_: Any) -> None:
+            seen.append(("disconnect", None))
+            gone.set()
+
+        tab.on("disconnect", on_disconnect)
+        await tab.connect(url, headers={"Cookie": here["cookie"]}, wait_timeout=5)
+        try:
+            bye = await http.post("/api/logout", headers=here, json={})
+            assert bye.json() == {"accepted": True, "message": "Bye."}
+            assert bye.headers["cache-control"] == "no-store"
+            assert bye.headers["clear-site-data"] == '"cache", "storage"'
+            assert bye.headers["set-cookie"].startswith('__Host-session=""; Max-Age=0')
+            async with asyncio.timeout(5):
+                await gone.wait()
+        finally:
+            await tab.shutdown()
+        assert seen[:2] == [("logout", {"reason": "logout"}), ("disconnect", None)]
+        assert not await demo.sm.check_session_status(keys[0])

@@ -4,7 +4,10 @@ Starlette serves one page and a small JSON API; a python-socketio ``AsyncServer`
 ``logout`` to the page the moment its session ends; uvicorn runs both. The session key lives
 in an ``HttpOnly`` ``__Host-session`` cookie: the page's script never sees it, neither for its
 API calls nor for its socket. A "Your sessions" panel lists the user's sessions (device, IP,
-created, last active) and ends any of them. Run it with ``make demo`` (or
+created, last active; "this device" marks the page's own) and ends any of them, or all but
+this one. Logging in and out goes through ``log_in`` / ``log_out``: a cross-site page cannot log
+the browser in (login CSRF), a login ends the session the browser held, and a logout reaches
+every tab of the session by push. Run it with ``make demo`` (or
 ``python examples/webapp/app.py --timeout 30``) and open http://127.0.0.1:8000.
 """
 
@@ -26,6 +29,7 @@ import anyio.to_thread
 import socketio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -34,7 +38,7 @@ from starlette.types import ASGIApp
 from sessionkit import SessionManager
 from sessionkit.metrics import instrument
 from sessionkit.socketio import bind_socketio
-from sessionkit.starlette import RequireSession, SessionCookie, client_info, get_session
+from sessionkit.starlette import RequireSession, SessionCookie, get_session, log_in, log_out
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -75,7 +79,14 @@ class PasswordBook:
     @classmethod
     def _derive(cls, password: str, salt: bytes) -> bytes:
         return hashlib.scrypt(
-            password.encode(), salt=salt, n=cls._N, r=cls._R, p=cls._P, dklen=cls._LEN
+            # surrogatepass: a JSON body can carry a lone surrogate ("\ud800"), which is a wrong
+            # password like any other, not a server error.
+            password.encode("utf-8", "surrogatepass"),
+            salt=salt,
+            n=cls._N,
+            r=cls._R,
+            p=cls._P,
+            dklen=cls._LEN,
         )
 
     async def verify(self, username: str, password: str) -> bool:
@@ -153,15 +164,13 @@ def create_app(
             return JSONResponse(
                 {"accepted": False, "message": "Wrong username or password.", "user_data": None}
             )
-        key = await sm.load_new_session(username, client=client_info(request))
-        details = await sm.get_session_details(key)
-        user_data = {
-            "username": username,
-            "expires_in": _remaining(details.expires_at.timestamp()),
-        }
-        # The key goes in the HttpOnly cookie only: never in a body the page's script reads.
+        # A new session lives its whole idle timeout: that is what the page counts down.
+        user_data = {"username": username, "expires_in": sm.get_session_timeout()}
         response = JSONResponse({"accepted": True, "message": "Welcome!", "user_data": user_data})
-        cookie.set(response, key)
+        # Refuses a cross-site form (login CSRF), ends the session this browser held, records
+        # the device, sets the HttpOnly cookie (the key is in no body the page's script reads)
+        # and marks the response no-store.
+        await log_in(sm, request, response, username, cookie=cookie)
         return response
 
     async def me(request: Request) -> JSONResponse:
@@ -212,18 +221,26 @@ def create_app(
             }
         )
 
+    async def end_other_sessions(request: Request) -> JSONResponse:
+        current = get_session(request)
+        ended = 0
+        for other in await sm.get_user_sessions(current.username):
+            if other.id != current.id:  # each one's tabs are logged out by push
+                ended += await sm.delete_user_session(current.username, other.id)
+        return JSONResponse({"accepted": True, "message": f"{ended} other session(s) ended."})
+
     async def logout(request: Request) -> JSONResponse:
-        key = get_session(request).key
-        assert key is not None  # the guard's details carry the key the request sent
-        await sm.delete_session(key)
+        # Not guarded: a dead cookie is cleared all the same. log_out refuses a cross-site
+        # request, ends the session (its other tabs get the push), clears the cookie and sends
+        # Clear-Site-Data.
         response = JSONResponse({"accepted": True, "message": "Bye."})
-        cookie.clear(response)
+        await log_out(sm, request, response, cookie=cookie)
         return response
 
     async def logout_everywhere(request: Request) -> JSONResponse:
-        ended = await sm.delete_user_sessions(get_session(request).username)
-        response = JSONResponse({"accepted": True, "message": f"{ended} session(s) ended."})
-        cookie.clear(response)
+        # Every session of the cookie's user ends, and every tab of each gets the push.
+        response = JSONResponse({"accepted": True, "message": "Logged out everywhere."})
+        await log_out(sm, request, response, cookie=cookie, everywhere=True)
         return response
 
     async def metrics(request: Request) -> Response:
@@ -244,15 +261,27 @@ def create_app(
             Route("/api/me", guard(me), methods=["GET"]),
             Route("/api/sessions", guard(sessions, restart=False), methods=["GET"]),
             Route("/api/end_session", guard(end_session, restart=False), methods=["POST"]),
-            Route("/api/logout", guard(logout, restart=False), methods=["POST"]),
             Route(
-                "/api/logout_everywhere", guard(logout_everywhere, restart=False), methods=["POST"]
+                "/api/end_other_sessions",
+                guard(end_other_sessions, restart=False),
+                methods=["POST"],
             ),
+            Route("/api/logout", logout, methods=["POST"]),
+            Route("/api/logout_everywhere", logout_everywhere, methods=["POST"]),
             Route("/metrics", metrics),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _refused},
     )
     return Demo(socketio.ASGIApp(sio, other_asgi_app=web), sm, sio, registry)
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    # log_in and log_out refuse a cross-site request with HTTPException(403): the page's
+    # script reads JSON, like every other answer of this API.
+    assert isinstance(exc, HTTPException)
+    body = {"accepted": False, "logout": False, "message": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
 async def _json(request: Request) -> dict[str, Any]:

@@ -107,6 +107,12 @@ async function endSession(id) {
   loadSessions();
 }
 
+async function endOtherSessions() {
+  const data = await api("end_other_sessions");
+  if (data.accepted) say(data.message);
+  loadSessions();
+}
+
 function connectSocket() {
   if (typeof io === "undefined") {
     $("socket-state").textContent = "Socket: the socket.io client could not be loaded";
@@ -170,6 +176,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("logout-all").addEventListener("click", () => api("logout_everywhere"));
   $("refresh-sessions").addEventListener("click", loadSessions);
+  $("end-others").addEventListener("click", endOtherSessions);
   // A reload keeps the session the cookie holds; without one, the login form stays.
   fetch("/api/me", { credentials: "same-origin" }).then(async (response) => {
     if (response.ok) showApp((await response.json()).user_data);
