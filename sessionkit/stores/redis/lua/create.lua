@@ -4,17 +4,15 @@
 --   the most sessions per user or '', has data ('1'/'0'), data, client JSON or '',
 --   refuse ('1'/'0').
 -- Returns the evicted records, oldest first; or -1, writing nothing, when refusing a user at
--- the cap. Runs once per operation id.
+-- the cap. Runs once per operation id: it always keeps its outcome (a login sent again after
+-- it ran, and after its session ended, must not make the session again).
 local h, username, timeout, fixed = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local absolute_timeout, cap, has_data, data = ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local client, refuse = ARGV[12], ARGV[13]
 local function KEEP(out)
-  if type(out) == 'table' and #out > 0 then return slims(out) end
+  if type(out) == 'table' then return slims(out) end
 end
 local function run()
-  -- Sent again after it ran (a retry): the key is fresh, so its session tells it ran; an
-  -- outcome with evictions was kept and answered before this.
-  if redis.call('EXISTS', skey(h)) == 1 then return {} end
   local U = ukey(username)
   local evicted = {}
   if cap ~= '' then

@@ -13,14 +13,6 @@ end
 local function run()
   local LK = okey(lost_op)
   local prior = redis.call('GET', LK)
-  if not prior and call == 'create' then  -- a login keeps no outcome without evictions
-    local f = load(ctx1)
-    if f ~= nil then
-      drop(ctx1, f)
-      redis.call('SET', LK, 'settled', 'PX', OUTCOME_MS)
-      return {1, {}}
-    end
-  end
   if not prior then
     redis.call('SET', LK, 'stopped', 'PX', OUTCOME_MS)
     return {0, {}}
