@@ -516,3 +516,26 @@ async def test_a_login_sent_again_after_its_session_ended_stays_ended(
     assert await store.check(key) is None
     assert await store.user_sessions("ada") == []
     assert await store.count() == 1  # "warm" alone
+
+
+def test_what_the_store_uses_of_redis_py_is_checked_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A redis-py release that drops or changes an internal the store relies on fails the import
+    loudly, naming it (here simulated on this release); this release has them all."""
+    from redis.asyncio.connection import AbstractConnection
+
+    from sessionkit.stores.redis import _compat
+
+    _compat.check()
+    read = AbstractConnection.read_response
+
+    async def changed(self: AbstractConnection, disable_decoding: bool = False) -> Any:
+        return await read(self, disable_decoding)
+
+    monkeypatch.setattr(AbstractConnection, "read_response", changed)
+    with pytest.raises(ImportError, match="read_response to take timeout, disconnect_on_error"):
+        _compat.check()
+    monkeypatch.delattr(AbstractConnection, "send_packed_command")
+    with pytest.raises(ImportError, match="send_packed_command"):
+        _compat.check()

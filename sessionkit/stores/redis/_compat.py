@@ -1,0 +1,61 @@
+"""What :class:`~sessionkit.stores.redis.RedisStore` uses of redis-py beyond its documented
+API, in one place, checked when ``sessionkit.stores.redis`` is imported: a redis-py release that
+changes one of them fails that import with an :class:`ImportError` naming it, rather than every
+call later with a raw error.
+
+- ``ConnectionPool.connection_class`` / ``connection_kwargs`` and the same on a cluster's
+  ``ClusterNode``: the store makes connections of its own with the client's settings.
+- On a connection: ``connect()``, ``is_connected``, ``send_packed_command(data,
+  check_health=False)``, ``read_response(timeout=..., disconnect_on_error=False)`` and
+  ``disconnect(nowait=True)``: the pipeline writes and reads them itself.
+- ``RedisCluster.nodes_manager``'s ``get_node_from_slot(slot)`` and ``initialize()``: calls are
+  routed per primary by the client's own slot table, which is refreshed after a timeout.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from redis.asyncio import ConnectionPool
+from redis.asyncio.cluster import ClusterNode, NodesManager
+from redis.asyncio.connection import AbstractConnection
+
+__all__ = ("check",)
+
+#: (what, the object, its attribute, the parameters a method must take)
+_USES: list[tuple[str, Any, str, tuple[str, ...]]] = [
+    ("a connection", AbstractConnection, "connect", ()),
+    ("a connection", AbstractConnection, "is_connected", ()),
+    ("a connection", AbstractConnection, "send_packed_command", ("check_health",)),
+    ("a connection", AbstractConnection, "read_response", ("timeout", "disconnect_on_error")),
+    ("a connection", AbstractConnection, "disconnect", ("nowait",)),
+    ("a cluster's nodes manager", NodesManager, "get_node_from_slot", ()),
+    ("a cluster's nodes manager", NodesManager, "initialize", ()),
+]
+
+
+def check() -> None:
+    """Check that redis-py still offers what the store uses of it.
+
+    :raises ImportError: naming what is missing or changed.
+    """
+    uses: list[tuple[str, Any, str, tuple[str, ...]]] = [
+        *_USES,
+        ("a client's connection pool", ConnectionPool(), "connection_class", ()),
+        ("a client's connection pool", ConnectionPool(), "connection_kwargs", ()),
+        ("a cluster node", ClusterNode("127.0.0.1", 1), "connection_class", ()),
+        ("a cluster node", ClusterNode("127.0.0.1", 1), "connection_kwargs", ()),
+    ]
+    for what, owner, name, parameters in uses:
+        found = getattr(owner, name, None)
+        if found is None:
+            raise ImportError(f"sessionkit.stores.redis needs {what}'s {name} (redis-py changed)")
+        if parameters:
+            taken = inspect.signature(found).parameters
+            missing = [p for p in parameters if p not in taken]
+            if missing:
+                raise ImportError(
+                    f"sessionkit.stores.redis needs {what}'s {name} to take {', '.join(missing)}"
+                    " (redis-py changed)"
+                )
