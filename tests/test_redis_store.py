@@ -539,3 +539,31 @@ def test_what_the_store_uses_of_redis_py_is_checked_at_import(
     monkeypatch.delattr(AbstractConnection, "send_packed_command")
     with pytest.raises(ImportError, match="send_packed_command"):
         _compat.check()
+
+
+async def test_a_listing_names_each_live_session_once_while_they_restart(
+    redis_client: Redis,
+) -> None:
+    """docs: the contract, "Bulk calls are complete": sessions restarted while the listing pages
+    move ahead in the deadline index it walks; each is still listed once."""
+    store = RedisStore(redis_client, prefix=fresh_prefix())
+    count = 3000
+    keys = await asyncio.gather(*(_create(store, f"user{i}", idle=4) for i in range(count)))
+    await asyncio.sleep(2.1)  # past half the timeout: each restart now moves the index
+    stop = asyncio.Event()
+
+    async def restarts() -> int:
+        rounds = 0
+        while not stop.is_set():
+            await asyncio.gather(*(store.touch(key, 4) for key in keys))
+            rounds += 1
+        return rounds
+
+    restarting = asyncio.create_task(restarts())
+    try:
+        listings = [await store.usernames() for _ in range(5)]
+    finally:
+        stop.set()
+    assert await restarting >= 1
+    for names in listings:
+        assert len(names) == count and len(set(names)) == count

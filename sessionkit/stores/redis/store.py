@@ -521,11 +521,13 @@ class RedisStore(SessionStore):
     async def usernames(self) -> list[str]:
         """List the username of every live session, oldest session first.
 
-        Reads 1,000 sessions per round trip, each bounded by ``op_timeout``.
+        Reads 1,000 sessions per round trip, each bounded by ``op_timeout``. A session met
+        twice (restarted, or brought up to date by a sweep, while the listing pages: its place
+        in the index moves ahead) is listed once.
 
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        found: list[tuple[int, str]] = []
+        found: dict[str, tuple[int, str]] = {}  # by hash
 
         async def read(bucket: str) -> None:
             score, member = "-inf", ""
@@ -533,16 +535,14 @@ class RedisStore(SessionStore):
                 batch, seen, score, member = await self._run(
                     "USERNAMES", bucket, (deadlines(bucket),), score, member, _LIST_BATCH
                 )
-                pairs = iter(batch)  # created, username, created, username...
-                found.extend(
-                    (int(text(c) or 0), text(u) or "") for c, u in zip(pairs, pairs, strict=True)
-                )
+                rows = iter(batch)  # hash, created, username, hash...
+                for h, c, u in zip(rows, rows, rows, strict=True):
+                    found[text(h) or ""] = (int(text(c) or 0), text(u) or "")
                 if seen < _LIST_BATCH:
                     return
 
         await self._each(self._buckets, read)
-        found.sort(key=itemgetter(0))  # the index is by deadline: oldest first here
-        return [name for _, name in found]
+        return [name for _, name in sorted(found.values(), key=itemgetter(0))]  # oldest first
 
     async def user_sessions(self, username: str) -> list[SessionRecord]:
         """List a user's live sessions, oldest first, with ``key=None``, 250 per round trip.
