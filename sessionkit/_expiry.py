@@ -20,6 +20,7 @@ import asyncio
 import anyio
 
 from sessionkit._fanout import TIMED_OUT, Fanout, Steps, session_event
+from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import DeadlineTimers
 from sessionkit.keys import hash_key
@@ -27,7 +28,10 @@ from sessionkit.models import SessionRecord
 from sessionkit.stores.base import LostCall, SessionStore
 
 _BATCH = 256  # expired sessions claimed per store call
-_RETRY = 1.0  # seconds before claiming (or settling) again after the store failed
+# What each kind of background work is called in the log (one WARNING line a minute each).
+_CLAIM = "claiming expired sessions"
+_SWEEP = "sweeping expired sessions"
+_SETTLE = "settling calls that lost their reply"
 
 # What a late outcome means, by the store call that had it: the reason its sessions ended
 # and whether their clients are told to log out (as the call itself would have done).
@@ -65,6 +69,7 @@ class Expiry:
         self._due: list[str] = []  # fired, not yet claimed
         self._draining = False
         self._settling = False
+        self._outage = Outage()  # logs and paces the retries while the store is down
 
     # -- lifecycle (the manager's) -------------------------------------------------------
 
@@ -160,13 +165,14 @@ class Expiry:
         try:
             claimed, pending = await self._store.claim_expired(keys)
         except Exception as exc:
-            retry = loop.time() + _RETRY
+            retry = loop.time() + self._outage.failed(_CLAIM, exc)
             for key in keys:
                 self.timers.arm(key, retry)
             if self._store.unsettled:
                 self.settle_soon()
-            await self._events.report(exc, "claiming expired sessions failed; retrying")
+            await self._events.report(exc, _CLAIM, log=False)
             return
+        self._outage.worked(_CLAIM)
         now = loop.time()
         warn = self.warn_before
         warnings = []
@@ -206,16 +212,19 @@ class Expiry:
         # cancel scope that aclose() could miss if it ran before this task began.
         stop = self._tasks.stop
         while not stop.is_set():
+            wait = interval
             try:
                 records = await self._store.sweep()
             except Exception as exc:
+                wait = self._outage.failed(_SWEEP, exc, first=interval)
                 if self._store.unsettled:
                     self.settle_soon()
-                await self._events.report(exc, "sweeping expired sessions failed")
+                await self._events.report(exc, _SWEEP, log=False)
             else:
+                self._outage.worked(_SWEEP)
                 if records:
                     self._tasks.spawn(self.end, records, TIMED_OUT, True)
-            with anyio.move_on_after(interval):
+            with anyio.move_on_after(wait):
                 await stop.wait()
 
     async def _settle(self) -> None:
@@ -225,10 +234,12 @@ class Expiry:
                 try:
                     outcomes = await self._store.settle()
                 except Exception as exc:
-                    await self._events.report(exc, "settling calls that lost their reply failed")
-                    with anyio.move_on_after(_RETRY):
+                    wait = self._outage.failed(_SETTLE, exc)
+                    await self._events.report(exc, _SETTLE, log=False)
+                    with anyio.move_on_after(wait):
                         await stop.wait()
                     continue
+                self._outage.worked(_SETTLE)
                 for call, records in outcomes:
                     # A name the manager does not know (a store of someone else's) still ends
                     # its sessions: as a logout, with the push.

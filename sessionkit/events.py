@@ -139,11 +139,13 @@ class Dispatcher:
             await self.report(exc, f"{event.name} handler {handler!r} failed", event)
 
     async def report(
-        self, exc: BaseException, what: str, about: SessionEvent | None = None
+        self, exc: BaseException, what: str, about: SessionEvent | None = None, *, log: bool = True
     ) -> None:
-        """Log ``exc`` (keys blanked out) and hand it, unwrapped, to the ``error`` handlers."""
+        """Log ``exc`` (keys blanked out; not if ``log`` is false, for a caller that logs its
+        own failures) and hand it, unwrapped, to the ``error`` handlers."""
         key = None if about is None else about.key
-        logger.warning("%s: %s", what, redact_exception(exc, key))
+        if log:
+            logger.warning("%s: %s", what, redact_exception(exc, key))
         # A failing error handler is only logged: reporting it again could loop forever.
         if about is not None and about.name == "error":
             return

@@ -53,6 +53,15 @@ def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> 
     return seconds
 
 
+def _warns_in_time(seconds: float, warn_before: float | None, name: str) -> float:
+    # A warning due at or before the session's start would fire at once, not "before" anything.
+    if warn_before is not None and warn_before >= seconds:
+        raise ValueError(
+            f"{name} ({seconds:g} s) must be longer than warn_before ({warn_before:g} s)"
+        )
+    return seconds
+
+
 def _username(value: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"username must be a str, not {type(value).__name__}")
@@ -98,7 +107,9 @@ class SessionManager:
     :param store: where sessions live; a new :class:`~sessionkit.stores.MemoryStore` if omitted.
     :param absolute_timeout: hard cap in seconds from creation, whatever the activity.
     :param max_sessions_per_user: on overflow the user's oldest session ends (``"evicted"``).
-    :param warn_before: emit ``session_expiring`` this many seconds before an idle deadline.
+    :param warn_before: emit ``session_expiring`` this many seconds before an idle deadline;
+        shorter than ``timeout`` (and than every timeout set later, see
+        :meth:`set_session_timeout`).
     :param on_session_limit: what a login over ``max_sessions_per_user`` does: ``"evict"``
         ends the user's oldest session; ``"refuse"`` makes :meth:`load_new_session` raise
         :class:`~sessionkit.SessionLimitReached` and change nothing.
@@ -133,6 +144,7 @@ class SessionManager:
         self._max_per_user = max_sessions_per_user
         self._refuse = _on_limit(on_session_limit) == "refuse"
         warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
+        _warns_in_time(self._timeout, warn, "timeout")
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
@@ -268,9 +280,10 @@ class SessionManager:
         :return: ``True``.
         :raises TypeError: if ``seconds`` is not a real number (or is a bool).
         :raises ValueError: if it is NaN, below :data:`MIN_SESSION_TIMEOUT` or above
-            :data:`MAX_SESSION_TIMEOUT`.
+            :data:`MAX_SESSION_TIMEOUT`, or not longer than ``warn_before``; the timeout
+            is then unchanged.
         """
-        self._timeout = _seconds(seconds, "timeout")
+        self._timeout = _warns_in_time(_seconds(seconds, "timeout"), self.warn_before, "timeout")
         self._longest = max(self._longest, self._timeout)
         if self._timeout < self._longest and not self._exact:
             self._exact = True  # a restart may now bring a deadline earlier
@@ -333,14 +346,18 @@ class SessionManager:
             store that names a place in the key, see :meth:`SessionStore.new_key`).
         :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
             client that is not a :class:`~sessionkit.ClientInfo`.
-        :raises ValueError: for an empty username (or one with a lone surrogate) or a bad timeout.
+        :raises ValueError: for an empty username (or one with a lone surrogate) or a bad
+            timeout (one not longer than ``warn_before`` included).
         :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user already
             has ``max_sessions_per_user`` live sessions (nothing changes).
         :raises StoreUnavailable: if the store cannot be reached; a session it may have
             stored is ended once it can (nobody holds its key).
         """
         username = _username(username)
-        seconds = self._timeout if timeout is None else _seconds(timeout, "timeout")
+        if timeout is None:
+            seconds = self._timeout
+        else:
+            seconds = _warns_in_time(_seconds(timeout, "timeout"), self.warn_before, "timeout")
         if client is not None and not isinstance(client, ClientInfo):
             raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
         text = encode_data(data)

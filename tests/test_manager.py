@@ -125,12 +125,33 @@ def test_set_session_timeout_rejects_bad_values(value: Any, error: type[Exceptio
         ({"max_sessions_per_user": 1.5}, TypeError),
         ({"max_sessions_per_user": True}, TypeError),
         ({"warn_before": -1}, ValueError),
+        ({"timeout": 4, "warn_before": 10}, ValueError),  # would warn at login
+        ({"timeout": 4, "warn_before": 4}, ValueError),
         ({"store": {}}, TypeError),
     ],
 )
 def test_constructor_rejects_bad_options(options: dict[str, Any], error: type[Exception]) -> None:
     with pytest.raises(error):
         SessionManager(**options)
+
+
+def test_a_timeout_set_later_must_still_outlast_warn_before() -> None:
+    sm = SessionManager(timeout=60, warn_before=10)
+    for seconds in (10, 5):
+        with pytest.raises(ValueError, match="warn_before"):
+            sm.set_session_timeout(seconds)
+    assert sm.get_session_timeout() == 60
+    assert sm.set_session_timeout(10.5)
+    assert sm.get_session_timeout() == 10.5
+
+
+async def test_a_session_s_own_timeout_must_outlast_warn_before() -> None:
+    async with SessionManager(timeout=60, warn_before=10) as sm:
+        with pytest.raises(ValueError, match="warn_before"):
+            await sm.load_new_session("Luca", timeout=10)
+        assert await sm.count_sessions() == 0
+        key = await sm.load_new_session("Luca", timeout=11)
+        assert await sm.check_session_status(key)
 
 
 async def test_per_session_timeout_is_validated(sm: SessionManager) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +90,23 @@ def test_exceptions_share_one_root() -> None:
     assert issubclass(sessionkit.SessionRejected, sessionkit.SessionError)
     assert issubclass(sessionkit.StoreUnavailable, sessionkit.SessionError)
     assert str(sessionkit.SessionNotFound("no live session")) == "no live session"
+
+
+def test_the_version_is_written_once() -> None:
+    # pyproject.toml reads it from sessionkit/__init__.py (hatch's dynamic version), so a
+    # release changes one line.
+    root = Path(__file__).resolve().parent.parent
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"]
+    assert "version" in project["project"]["dynamic"]
+    assert project["tool"]["hatch"]["version"]["path"] == "sessionkit/__init__.py"
+    assert re.fullmatch(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.dev\d+)?", sessionkit.__version__)
+    literal = f'"{sessionkit.__version__}"'
+    holders = [
+        path.relative_to(root).as_posix()
+        for folder in ("sessionkit", "tests", "examples", "benchmarks")
+        for path in (root / folder).rglob("*.py")
+        if literal in path.read_text(encoding="utf-8")
+    ]
+    assert holders == ["sessionkit/__init__.py"]
+    assert literal not in (root / "pyproject.toml").read_text(encoding="utf-8")
