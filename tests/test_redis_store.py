@@ -548,14 +548,14 @@ async def test_a_listing_names_each_live_session_once_while_they_restart(
     move ahead in the deadline index it walks; each is still listed once."""
     store = RedisStore(redis_client, prefix=fresh_prefix())
     count = 3000
-    keys = await asyncio.gather(*(_create(store, f"user{i}", idle=4) for i in range(count)))
-    await asyncio.sleep(2.1)  # past half the timeout: each restart now moves the index
+    keys = await asyncio.gather(*(_create(store, f"user{i}", idle=8) for i in range(count)))
+    await asyncio.sleep(4.1)  # past half the timeout: each restart now moves the index
     stop = asyncio.Event()
 
     async def restarts() -> int:
         rounds = 0
         while not stop.is_set():
-            await asyncio.gather(*(store.touch(key, 4) for key in keys))
+            await asyncio.gather(*(store.touch(key, 8) for key in keys))
             rounds += 1
         return rounds
 
