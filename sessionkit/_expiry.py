@@ -69,6 +69,7 @@ class Expiry:
         self._due: list[str] = []  # fired, not yet claimed
         self._draining = False
         self._settling = False
+        self._asking = anyio.Lock()  # one store.settle() at a time: the background one, aclose's
         self._outage = Outage()  # logs and paces the retries while the store is down
 
     # -- lifecycle (the manager's) -------------------------------------------------------
@@ -80,6 +81,7 @@ class Expiry:
             self.timers.arm(key, loop.time())
         self._due.clear()
         self._draining = self._settling = False
+        self._asking = anyio.Lock()
         interval = self._store.sweep_interval
         if interval:
             self._tasks.spawn(self._sweep_forever, interval)
@@ -227,12 +229,22 @@ class Expiry:
             with anyio.move_on_after(wait):
                 await stop.wait()
 
+    async def settle_before_close(self, within: float) -> None:
+        """Ask the store, for at most ``within`` seconds, what the calls that lost their reply
+        did, and report it (in tasks the manager's ``aclose()`` then waits for)."""
+        with anyio.move_on_after(within):
+            while self._store.unsettled and self._tasks.running:
+                try:
+                    await self._settle_once()
+                except Exception:  # the store is not answering yet: ask again, while there is time
+                    await anyio.sleep(0.05)
+
     async def _settle(self) -> None:
         stop = self._tasks.stop
         try:
             while self._store.unsettled and not stop.is_set():
                 try:
-                    outcomes = await self._store.settle()
+                    await self._settle_once()
                 except Exception as exc:
                     wait = self._outage.failed(_SETTLE, exc)
                     await self._events.report(exc, _SETTLE, log=False)
@@ -240,10 +252,15 @@ class Expiry:
                         await stop.wait()
                     continue
                 self._outage.worked(_SETTLE)
-                for call, records in outcomes:
-                    # A name the manager does not know (a store of someone else's) still ends
-                    # its sessions: as a logout, with the push.
-                    reason, notify = LATE.get(call, ("logout", True))
-                    await self.end(records, reason, notify)
         finally:
             self._settling = False
+
+    async def _settle_once(self) -> None:
+        async with self._asking:
+            outcomes = await self._store.settle()
+        for call, records in outcomes:
+            # A name the manager does not know (a store of someone else's) still ends its
+            # sessions: as a logout, with the push. In a task of its own: a handler that blocks
+            # holds up its own sessions, never the settling of the others.
+            reason, notify = LATE.get(call, ("logout", True))
+            self._tasks.spawn(self.end, records, reason, notify)

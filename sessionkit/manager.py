@@ -201,9 +201,13 @@ class SessionManager:
     async def aclose(self) -> None:
         """Stop: wait for running event handlers and expiries, then cancel every timer.
 
-        Sessions stay in the store; a manager used again re-arms their timers. Called from an
-        event handler, it does not wait for that handler's own task.
+        Sessions stay in the store; a manager used again re-arms their timers. Calls whose reply
+        was lost are settled first (for at most twice the store's ``op_timeout``), so what they
+        ended is reported before it returns. Called from an event handler, it does not wait for
+        that handler's own task.
         """
+        if self._loop is asyncio.get_running_loop() and not self._tasks.inside():
+            await self._expiry.settle_before_close(2 * self._store.op_timeout)
         await self._tasks.aclose()
         # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
         # the bridge's own aclose() ends it, so none of it outlives the manager.

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from sessionkit import SessionManager, StoreUnavailable
+from sessionkit import SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
@@ -309,3 +309,56 @@ async def test_a_connection_that_stops_reading_is_left_for_a_new_one(
         assert await sm.set_session_data(key, "fine")
         assert await sm.get_session_data(key) == "fine"
         proxy.release()
+
+
+async def test_aclose_reports_what_a_timed_out_call_did(
+    proxy: FaultProxy, connect: Callable[..., Redis]
+) -> None:
+    """docs: the contract, "A worker that dies loses nothing": a logout that Redis applied but
+    whose reply came after ``op_timeout`` is reported by ``aclose()``, run once Redis answers
+    again, before it returns (it used to drop the calls still to be settled)."""
+    store = RedisStore(connect(proxy.port), prefix=fresh_prefix(), op_timeout=OP_TIMEOUT)
+    sm = SessionManager(timeout=60, store=store)
+    rec = Recorder(sm)
+    await sm.delete_session(await sm.load_new_session("warm"))  # its scripts are loaded
+    key = await sm.load_new_session("u")
+    proxy.delay(OP_TIMEOUT * 2)  # Redis applies the logout; its reply comes too late
+    with pytest.raises(StoreUnavailable):
+        await sm.delete_session(key)
+    proxy.delay(0)
+    await sm.aclose()
+    ended = rec.of("session_deleted", key_hash=hash_key(key))
+    assert [e.reason for e in ended] == ["logout"]
+
+
+async def test_a_handler_that_hangs_holds_up_only_its_own_late_report(
+    proxy: FaultProxy, connect: Callable[..., Redis]
+) -> None:
+    """Two logouts lose their reply; the handler of the first one's late report never returns
+    (until the test lets it): the second is reported all the same. Settling never waits on a
+    handler inline."""
+    store = RedisStore(connect(proxy.port), prefix=fresh_prefix(), op_timeout=OP_TIMEOUT)
+    sm = SessionManager(timeout=60, store=store)
+    await sm.delete_session(await sm.load_new_session("warm"))  # its scripts are loaded
+    first, second = await sm.load_new_session("u"), await sm.load_new_session("u")
+    hang, reported = asyncio.Event(), asyncio.Event()
+
+    @sm.on("session_deleted")
+    async def deleted(event: SessionEvent) -> None:
+        if event.key_hash == hash_key(first):
+            await hang.wait()
+        else:
+            reported.set()
+
+    # Redis applies both logouts (sent together, on the connection open now); their replies
+    # come too late.
+    proxy.delay(OP_TIMEOUT * 2)
+    calls = await asyncio.gather(*map(sm.delete_session, (first, second)), return_exceptions=True)
+    assert all(isinstance(call, StoreUnavailable) for call in calls), calls
+    proxy.delay(0)
+    try:
+        async with asyncio.timeout(10):
+            await reported.wait()
+    finally:
+        hang.set()
+        await sm.aclose()

@@ -60,6 +60,10 @@ class SessionStore(ABC):
     #: (a store only this process uses: its manager arms a timer for every session).
     sweep_interval: float | None = None
 
+    #: Seconds one call may take at most (a store that talks to a server bounds its calls):
+    #: a manager's ``aclose()`` gives settling (see :meth:`settle`) twice that, at most.
+    op_timeout: float = 1.0
+
     @abstractmethod
     async def create(
         self,

@@ -135,7 +135,7 @@ class RedisStore(SessionStore):
                 raise ValueError(f"{name} must be a positive finite number of seconds")
         self.sweep_interval = float(sweep_interval)
         self._prefix = prefix
-        self._op_timeout = float(op_timeout)
+        self.op_timeout = float(op_timeout)
         self._retain_ms = str(_RETAIN * 1000)
         # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
         # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
@@ -159,14 +159,14 @@ class RedisStore(SessionStore):
             self._slots = {
                 b: key_slot(t.encode()) for b, t in zip(self._buckets, tags, strict=True)
             }
-            self._cluster = ClusterCalls(client, self._op_timeout)
+            self._cluster = ClusterCalls(client, self.op_timeout)
         else:
             self._buckets = [prefix]
             # Every call goes down the store's own pipelined connection: concurrent calls
             # share round trips, and none waits on (or fails for) the client's pool.
             pool = client.connection_pool
             self._pipe = Pipeline(
-                dial(pool.connection_class, pool.connection_kwargs), self._op_timeout
+                dial(pool.connection_class, pool.connection_kwargs), self.op_timeout
             )
         # Arguments are encoded as the client would encode them, before a call is queued.
         encoder = client.get_encoder()
@@ -253,7 +253,7 @@ class RedisStore(SessionStore):
         # on every call), down a pipeline (one per primary on a cluster), whose watchdog bounds
         # each call by its deadline. Whatever fails on the way reaches the caller as
         # StoreUnavailable, the cause chained.
-        deadline = asyncio.get_running_loop().time() + self._op_timeout
+        deadline = asyncio.get_running_loop().time() + self.op_timeout
         packed, args = command.packed, command.args
         retries = 0  # a broken connection or a missing script, a few times, within the deadline
         try:
@@ -281,7 +281,7 @@ class RedisStore(SessionStore):
                     retries += 1
         except TimeoutError as exc:
             raise StoreUnavailable(
-                f"Redis did not answer within {self._op_timeout:g} s ({command.name.lower()})"
+                f"Redis did not answer within {self.op_timeout:g} s ({command.name.lower()})"
             ) from exc
         except Exception as exc:
             # Anything the client library raised, expected or not: never a raw error of its own.
