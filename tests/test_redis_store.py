@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 from redis.asyncio import Connection, ConnectionPool, Redis
 
-from sessionkit import SessionManager, SessionNotFound
+from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
@@ -567,3 +567,67 @@ async def test_a_listing_names_each_live_session_once_while_they_restart(
     assert await restarting >= 1
     for names in listings:
         assert len(names) == count and len(set(names)) == count
+
+
+async def test_a_shorter_timeout_in_a_rolling_deploy_is_reported_on_time(
+    redis_client: Redis,
+) -> None:
+    """docs: the contract, "Expiry is on time": old workers run 30 s, a new one 4 s; a session
+    the new one restarts stops being live 4 s later and is reported within sweep_interval + 1 s
+    of that (the deadline index used to keep the old deadline: reported 26 s late)."""
+    prefix = fresh_prefix()
+    old = SessionManager(
+        timeout=30, store=RedisStore(redis_client, prefix=prefix, sweep_interval=1)
+    )
+    new = SessionManager(timeout=4, store=RedisStore(redis_client, prefix=prefix, sweep_interval=1))
+    seen: list[float] = []
+    reported = asyncio.Event()
+
+    def expired(event: SessionEvent) -> None:
+        seen.append(time.monotonic())
+        reported.set()
+
+    for sm in (old, new):
+        sm.on("session_expired", expired)
+    async with old, new:
+        key = await old.load_new_session("u")
+        await new.restart_session_timer(key)  # the new worker serves the next request
+        for _ in range(500):  # when it stops being live, within 20 ms
+            if await new.store.check(key) is None:
+                break
+            await asyncio.sleep(0.02)
+        dead_at = time.monotonic()
+        async with asyncio.timeout(10):
+            await reported.wait()
+        await asyncio.sleep(1)  # and no second report
+    assert len(seen) == 1
+    assert seen[0] - dead_at <= 1 + 1 + 0.5, seen[0] - dead_at  # sweep_interval + 1 s (+ load)
+
+
+async def test_a_dead_workers_10000_sessions_are_reported_within_5_s_of_their_deadline(
+    redis_client: Redis,
+) -> None:
+    """docs: the contract, "Expiry is on time": 10,000 sessions of a worker that died (nobody
+    armed their timers) are all reported by another worker's sweep (every 2 s here) within 5 s
+    of their deadline (one page of 1,000 per sweep interval used to take 20 s)."""
+    prefix = fresh_prefix()
+    dead = RedisStore(redis_client, prefix=prefix)
+    count = 10_000
+    for _ in range(0, count, 2000):
+        await asyncio.gather(*(_create(dead, f"user{i}", idle=2) for i in range(2000)))
+    deadline = time.monotonic() + 2  # the last one's, give or take the creation's own time
+    ended: list[float] = []
+    everyone = asyncio.Event()
+
+    def expired(event: SessionEvent) -> None:
+        ended.append(time.monotonic())
+        if len(ended) == count:
+            everyone.set()
+
+    live = SessionManager(store=RedisStore(redis_client, prefix=prefix, sweep_interval=2))
+    live.on("session_expired", expired)
+    async with live:
+        async with asyncio.timeout(30):
+            await everyone.wait()
+    assert len(ended) == count
+    assert max(ended) - deadline <= 5, max(ended) - deadline

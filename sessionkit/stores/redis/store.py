@@ -29,7 +29,8 @@ from sessionkit.stores.redis._scripts import SCRIPTS, Script
 __all__ = ("RedisStore",)
 
 _RETAIN = 60 * 60  # seconds a session's record outlives its deadline, waiting for a claim
-_SWEEP_BATCH = 1000  # sessions one sweep claims at most
+_SWEEP_BATCH = 250  # sessions one sweep script claims at most (a few ms of the server)
+_SWEEP_PAGES = 400  # scripts one sweep call runs at most, while their pages come back full
 _LIST_BATCH = 1000  # sessions one listing round trip reads at most (a few ms of the server)
 _USER_BATCH = 250  # sessions of one user listed per round trip (each read whole: ~1.5 ms)
 _END_BATCH = 100  # sessions of one user ended per round trip (each also unindexed: ~2.5 ms)
@@ -499,8 +500,10 @@ class RedisStore(SessionStore):
     async def sweep(self) -> list[SessionRecord]:
         """Claim sessions past their deadline that no process claimed (their process died).
 
-        A session is left to its owner's timer for up to a second past its deadline; one
-        call claims at most 1,000 sessions (per bucket, on a cluster).
+        A session is left to its owner's timer for up to a second past its deadline. One call
+        claims 250 sessions per round trip (a short script), and goes on while pages come back
+        full, up to 100,000 sessions (per bucket, on a cluster): a dead worker's sessions are
+        reported together, not a page per sweep interval.
 
         :return: the sessions this call removed, with ``key=None`` where this process does not
             know the key.
@@ -510,11 +513,13 @@ class RedisStore(SessionStore):
         args = (self._sweep_lag_us, _SWEEP_BATCH)
 
         async def sweep(bucket: str) -> None:
-            ended.extend(
-                self._ended(
-                    await self._change("SWEEP", "sweep", bucket, (deadlines(bucket),), args)
+            for _ in range(_SWEEP_PAGES):
+                raws, seen = await self._change(
+                    "SWEEP", "sweep", bucket, (deadlines(bucket),), args
                 )
-            )
+                ended.extend(self._ended(raws))
+                if seen < _SWEEP_BATCH:
+                    return
 
         return await self._ending("sweep", ended, self._each(self._buckets, sweep))
 

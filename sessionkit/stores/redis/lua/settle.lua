@@ -32,7 +32,7 @@ local function run()
   elseif call == 'delete' or call == 'delete_user_session' then
     if out then return {1, {out}} end
     return {1, {}}
-  elseif call == 'claim_expired' or call == 'delete_all' or call == 'delete_user' then
+  elseif call == 'claim_expired' or call == 'delete_all' or call == 'delete_user' or call == 'sweep' then
     return {1, out[1]}
   end
   return {1, out}

@@ -2,9 +2,9 @@
 -- past their deadline (their owners' timers had their chance).
 -- KEYS: the deadline index, the outcome key.
 -- ARGV[4...]: lag (us), the most sessions to claim.
--- Returns the claimed records. Runs once per operation id.
+-- Returns {the claimed records, how many index members it read}. Runs once per operation id.
 local lag, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function KEEP(out) if #out > 0 then return slims(out) end end
+local function KEEP(out) if #out[1] > 0 then return {slims(out[1]), out[2]} end end
 local function run()
   local claimed = {}
   local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - lag), 'LIMIT', 0, limit)
@@ -20,5 +20,5 @@ local function run()
       redis.call('HSET', skey(h), 'k', f.d)
     end
   end
-  return claimed
+  return {claimed, #due}
 end

@@ -1,6 +1,7 @@
 -- TOUCH: check a session and restart its idle deadline. (The hot path: after core.lua only;
 -- one read, one write. The index and the TTLs move only when the indexed deadline 'k' is less
--- than half a timeout away.)
+-- than half a timeout away, or later than the new deadline: a worker with a shorter timeout,
+-- in a rolling deploy, must not leave the index promising the old one.)
 -- KEYS: the session's hash, the deadline index.
 -- ARGV[4...]: h, the timeout (us) unless the session has its own, and '1' to read it back.
 -- Returns the microseconds left until the new deadline (or, when asked, the session's record),
@@ -17,7 +18,8 @@ local timeout = tonumber(v[3] or timeout_arg)
 local deadline = now + timeout
 if v[2] and tonumber(v[2]) < deadline then deadline = tonumber(v[2]) end
 local d, l = fmt(deadline), fmt(now)
-if tonumber(v[4] or 0) - now < timeout / 2 then
+local k = tonumber(v[4] or 0)
+if k - now < timeout / 2 or k > deadline then
   redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
   redis.call('ZADD', KEYS[2], d, h)
   local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
