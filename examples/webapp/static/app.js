@@ -118,9 +118,15 @@ function connectSocket() {
     $("socket-state").textContent = "Socket: the socket.io client could not be loaded";
     return;
   }
+  $("socket-state").textContent = "Socket: connecting…";
   // No auth payload: the handshake carries the session cookie, which the server reads.
-  socket = io({ reconnection: false });
-  socket.on("connect", () => { $("socket-state").textContent = "Socket: connected"; });
+  // WebSocket only, no long-polling: one connection, which stays on the worker that accepted
+  // it, so no polling request can land on another worker (make demo-workers runs two).
+  socket = io({ reconnection: false, transports: ["websocket"] });
+  socket.on("connect", () => {
+    $("socket-state").textContent = "Socket: connected";
+    socket.emit("worker", (pid) => { $("socket-worker").textContent = "worker " + pid; });
+  });
   socket.on("connect_error", (err) => {
     $("socket-state").textContent = "Socket: refused (" + err.message + ")";
   });
@@ -157,6 +163,7 @@ async function getTableData(page) {
 
 function showLogin(text, kind) {
   if (socket) { socket.disconnect(); socket = null; }
+  $("socket-worker").textContent = "";
   clearInterval(ticker);
   ticker = null;
   $("app-view").hidden = true;
