@@ -142,10 +142,11 @@ def create_app(
     bind_socketio(sm, sio, cookie=cookie)
     worker = os.getpid()
 
-    @sio.on("worker")
     async def which_worker(sid: str, data: object = None) -> int:
         # The page shows which process holds its socket (make demo-workers runs two).
         return worker
+
+    sio.on("worker", which_worker)
 
     def guard(endpoint: Any, *, restart: bool = True) -> RequireSession:
         # The cookie for the page; the session_key header and bearer tokens for API clients.
