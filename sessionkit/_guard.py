@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
 __all__ = (
+    "DOWN",
+    "RETRY_AFTER",
     "SOURCES",
     "STATE_KEY",
     "SessionCheck",
@@ -46,7 +48,11 @@ STATE_KEY: Final = "session"
 
 _MISSING = "no session key: log in first"
 _DEAD = "session expired or unknown: log in again"
-_DOWN = "the session store is unavailable: try again"
+#: What a 503 says when the session store cannot be reached, and how long it asks a client to
+#: wait: a store's outage is usually over in seconds (a failover, a restart), and a client that
+#: retried at once would only add load to it.
+DOWN: Final = "the session store is unavailable: try again"
+RETRY_AFTER: Final = 5  # seconds
 _CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # scheme://host[:port] as a browser writes an Origin: a DNS name (ASCII, punycode for others),
@@ -73,6 +79,8 @@ class SessionRequired(SessionError, HTTPException):
 
     def __init__(self, message: str, *, status_code: int = 401) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+        if status_code == 503:
+            headers = {"Retry-After": str(RETRY_AFTER)}
         HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
 
 
@@ -186,7 +194,7 @@ async def resolve(sm: SessionManager, key: str | None, restart: bool) -> Session
         raise SessionRequired(_DEAD) from None
     except StoreUnavailable as exc:
         # Never a guess: the client may well be logged in, so do not tell it to log out.
-        raise SessionRequired(_DOWN, status_code=503) from exc
+        raise SessionRequired(DOWN, status_code=503) from exc
 
 
 def body(exc: SessionRequired) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
+from sessionkit._guard import RETRY_AFTER
 from sessionkit.starlette import (
     RequireSession,
     SessionDependency,
@@ -21,8 +22,10 @@ from sessionkit.starlette import (
     get_session,
     read_session_key,
     session_required_handler,
+    store_unavailable_handler,
 )
-from tests.servers import serve
+from tests.conftest import require_redis
+from tests.servers import free_port, serve
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -137,8 +140,49 @@ async def test_an_unreachable_store_is_503_not_logout() -> None:
             response = await client.get("/any", headers={"session_key": key})
         assert response.status_code == 503
         assert response.json()["logout"] is False
+        assert response.headers["retry-after"] == str(RETRY_AFTER)
     finally:
         await manager.aclose()
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_store_unavailable_handler_answers_503_with_retry_after(framework: str) -> None:
+    # A real RedisStore whose server is gone (nothing listens on the port): the route's own
+    # call raises StoreUnavailable, which the handler turns into the guards' 503.
+    from redis.asyncio import Redis
+
+    from sessionkit.stores.redis import RedisStore
+
+    require_redis()
+    client = Redis(host="127.0.0.1", port=free_port())
+    manager = SessionManager(timeout=30, store=RedisStore(client, op_timeout=0.5))
+
+    async def login(request: Request) -> JSONResponse:
+        return JSONResponse({"key_made": bool(await manager.load_new_session("Luca"))})
+
+    handlers: dict[Any, Any] = {StoreUnavailable: store_unavailable_handler}
+    app: Any
+    if framework == "fastapi":
+        from fastapi import FastAPI
+
+        app = FastAPI(exception_handlers=handlers)
+        app.add_api_route("/login", login, methods=["POST"])
+    else:
+        app = Starlette(
+            routes=[Route("/login", login, methods=["POST"])], exception_handlers=handlers
+        )
+    try:
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+            response = await http.post("/login")
+        assert response.status_code == 503
+        assert response.json() == {
+            "logout": False,
+            "message": "the session store is unavailable: try again",
+        }
+        assert response.headers["retry-after"] == str(RETRY_AFTER) == "5"
+    finally:
+        await manager.aclose()
+        await client.aclose()
 
 
 async def test_get_session_without_the_wrapper_is_a_lookup_error() -> None:
