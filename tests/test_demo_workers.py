@@ -80,8 +80,8 @@ async def _socket_worker(page: Any) -> str:
     from playwright.async_api import expect
 
     worker = page.locator("#socket-worker")
-    await expect(worker).to_have_text(re.compile(r"^worker \d+$"), timeout=5_000)
-    return str(await worker.inner_text()).removeprefix("worker ")
+    await expect(worker).to_have_text(re.compile(r"^on worker \d+$"), timeout=5_000)
+    return str(await worker.inner_text()).removeprefix("on worker ")
 
 
 @pytest.mark.usefixtures("browser_parts")

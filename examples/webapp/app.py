@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+from ua_parser import parse as parse_user_agent
 
 from sessionkit import SessionManager, SessionStore
 from sessionkit.metrics import instrument
@@ -107,6 +108,27 @@ class Demo:
     sm: SessionManager
     sio: Any
     registry: CollectorRegistry
+
+
+def device_name(user_agent: str | None) -> str:
+    """A device as a person names it, from its user agent: "Chrome on Android".
+
+    ua-parser reads the user agent with the uap-core rules; what it cannot name is shown as
+    sent (a script's "curl/8.0" is its own best name).
+
+    :param user_agent: the ``User-Agent`` recorded at login, if any.
+    :return: "browser on system", the browser alone, or the user agent itself.
+    """
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent)
+    browser = parsed.user_agent.family if parsed.user_agent else None
+    system = parsed.os.family if parsed.os else None
+    if browser is None or browser == "Other":
+        return user_agent
+    # "Chrome Mobile on Android" says "Mobile" twice; "Mobile Safari" keeps its own name.
+    browser = browser.removesuffix(" Mobile")
+    return f"{browser} on {system}" if system and system != "Other" else browser
 
 
 def _remaining(expires_at: float) -> float:
@@ -199,6 +221,7 @@ def create_app(
         rows = [
             {
                 "id": s.id,
+                "device": device_name(s.client.user_agent if s.client else None),
                 "user_agent": s.client.user_agent if s.client else None,
                 "ip": s.client.ip if s.client else None,
                 "created_at": s.created_at.isoformat(),
