@@ -4,6 +4,7 @@ is answered. Import the public names from :mod:`sessionkit.starlette`."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -39,6 +40,7 @@ __all__ = (
     "same_origin",
     "sending_no_store",
     "unsafe",
+    "withheld_cookie_hint",
 )
 
 #: Where a key may come from, in the order they are tried by default.
@@ -47,6 +49,14 @@ SOURCES: Final = ("header", "bearer", "cookie")
 STATE_KEY: Final = "session"
 
 _MISSING = "no session key: log in first"
+# A client (a browser, httpx, Starlette's TestClient) keeps a Secure cookie to itself over plain
+# http, loopback aside: a 401 for "no key" is then a transport problem, not a missing login.
+_WITHHELD = (
+    "; this request came over plain http:// to {host} with no cookie, and clients withhold a"
+    " Secure cookie there (loopback aside): use https:// (a test client too:"
+    " base_url='https://testserver')"
+)
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _DEAD = "session expired or unknown: log in again"
 #: What a 503 says when the session store cannot be reached, and how long it asks a client to
 #: wait: a store's outage is usually over in seconds (a failover, a restart), and a client that
@@ -197,6 +207,22 @@ async def resolve(sm: SessionManager, key: str | None, restart: bool) -> Session
         raise SessionRequired(DOWN, status_code=503) from exc
 
 
+def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
+    # The hint for a request without a key that may have lost a Secure cookie on its way:
+    # none at all, over http (or ws) to a host that is not loopback. Else "".
+    if not cookie.secure or "cookie" in conn.headers or conn.url.scheme not in ("http", "ws"):
+        return ""
+    host = (conn.url.hostname or "").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return ""
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a name, not an address
+    return _WITHHELD.format(host=host or "this host")
+
+
 def body(exc: SessionRequired) -> dict[str, Any]:
     return {"logout": exc.status_code == 401, "message": exc.detail}
 
@@ -228,6 +254,10 @@ class SessionCheck:
         # Before the store is asked: a forged request must not even restart the timer.
         if from_cookie and unsafe(conn) and not same_origin(conn, self.trusted_origins):
             raise SessionRequired(_CROSS_SITE, status_code=403)
+        if key is None and "cookie" in self.sources:
+            hint = withheld_cookie_hint(conn, self.cookie)
+            if hint:
+                raise SessionRequired(_MISSING + hint)
         try:
             details = await resolve(self.manager, key, self.restart)
         except SessionRequired as exc:

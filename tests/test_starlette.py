@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,9 +18,11 @@ from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavail
 from sessionkit._guard import RETRY_AFTER
 from sessionkit.starlette import (
     RequireSession,
+    SessionCookie,
     SessionDependency,
     SessionRequired,
     get_session,
+    log_in,
     read_session_key,
     session_required_handler,
     store_unavailable_handler,
@@ -241,3 +244,72 @@ async def test_the_dependency_form_with_fastapi(sm: SessionManager) -> None:
     for response in (refused, missing):
         assert response.status_code == 401
         assert response.json()["logout"] is True
+
+
+def cookie_app() -> Starlette:
+    """A login that sets the Secure ``__Host-session`` cookie and a route guarded by it."""
+    sm = SessionManager(timeout=30)
+    cookie = SessionCookie()
+
+    async def login(request: Request) -> JSONResponse:
+        response = JSONResponse({"ok": True})
+        await log_in(sm, request, response, "Luca", cookie=cookie)
+        return response
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with sm:
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/me", RequireSession(whoami, sm, cookie=cookie)),
+        ],
+        lifespan=lifespan,
+        exception_handlers={SessionRequired: session_required_handler},
+    )
+
+
+async def test_a_401_over_plain_http_says_the_secure_cookie_was_withheld() -> None:
+    # httpx's cookie jar (Starlette's TestClient's too) keeps the Secure cookie to itself over
+    # http://testserver: the 401 says why, where it used to say only "log in first".
+    same_origin = {"sec-fetch-site": "same-origin"}
+    for base_url in ("http://testserver", "https://testserver"):
+        app = cookie_app()
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url=base_url) as client,
+        ):
+            assert (await client.post("/login", headers=same_origin)).status_code == 200
+            me = await client.get("/me")
+            if base_url.startswith("http:"):
+                assert me.status_code == 401
+                message = me.json()["message"]
+                assert message.startswith("no session key: log in first; ")
+                assert "plain http:// to testserver" in message
+                assert "base_url='https://testserver'" in message
+            else:
+                assert me.json()["user"] == "Luca"
+                client.cookies.clear()
+                refused = await client.get("/me")  # over https nothing was withheld
+                assert refused.json()["message"] == "no session key: log in first"
+
+
+async def test_the_withheld_cookie_hint_is_for_plain_http_to_other_hosts_only() -> None:
+    async with serve(cookie_app()) as url, httpx.AsyncClient(base_url=url) as http:
+
+        async def message(**headers: str) -> str:
+            response = await http.get("/me", headers=headers)
+            assert response.status_code == 401
+            return str(response.json()["message"])
+
+        plain = "no session key: log in first"
+        assert await message() == plain  # 127.0.0.1: browsers send Secure cookies there
+        for host in ("localhost:8000", "app.localhost", "[::1]:8000", "127.0.0.2"):
+            assert await message(host=host) == plain, host
+        hinted = await message(host="app.example")
+        assert hinted.startswith(plain + "; this request came over plain http:// to app.example")
+        assert await message(host="app.example", cookie="theme=dark") == plain  # some cookie came
+        assert await message(host="app.example", session_key="") == hinted
