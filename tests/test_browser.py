@@ -399,11 +399,15 @@ async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             pages = []
-            for agent, options in (
-                (LAPTOP_AGENT, {}),
-                (PHONE_AGENT, {"viewport": PHONE_VIEWPORT, "is_mobile": True, "has_touch": True}),
+            for context in (
+                await browser.new_context(user_agent=LAPTOP_AGENT),
+                await browser.new_context(
+                    user_agent=PHONE_AGENT,
+                    viewport={"width": PHONE_WIDTH, "height": 812},
+                    is_mobile=True,
+                    has_touch=True,
+                ),
             ):
-                context = await browser.new_context(user_agent=agent, **options)
                 page = await context.new_page()
                 await page.goto(url)
                 await page.fill("#username", "Luca")
@@ -430,7 +434,7 @@ async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
                 }"""
             )
             # (each End button shown, and inside the card)
-            assert fit == {"page": PHONE_VIEWPORT["width"], "out": [], "ends": 2}, fit
+            assert fit == {"page": PHONE_WIDTH, "out": [], "ends": 2}, fit
             await expect(phone.locator("#sessions td.device").nth(1)).to_contain_text(
                 "Chrome on Android"
             )
@@ -443,4 +447,4 @@ async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
             await browser.close()
 
 
-PHONE_VIEWPORT = {"width": 375, "height": 812}
+PHONE_WIDTH = 375  # CSS pixels: an iPhone's, the narrowest common phone
