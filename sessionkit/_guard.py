@@ -4,6 +4,7 @@ is answered. Import the public names from :mod:`sessionkit.starlette`."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
 __all__ = (
+    "DOWN",
+    "RETRY_AFTER",
     "SOURCES",
     "STATE_KEY",
     "SessionCheck",
@@ -37,6 +40,7 @@ __all__ = (
     "same_origin",
     "sending_no_store",
     "unsafe",
+    "withheld_cookie_hint",
 )
 
 #: Where a key may come from, in the order they are tried by default.
@@ -45,8 +49,20 @@ SOURCES: Final = ("header", "bearer", "cookie")
 STATE_KEY: Final = "session"
 
 _MISSING = "no session key: log in first"
+# A client (a browser, httpx, Starlette's TestClient) keeps a Secure cookie to itself over plain
+# http, loopback aside: a 401 for "no key" is then a transport problem, not a missing login.
+_WITHHELD = (
+    "; this request came over plain http:// to {host} with no cookie, and clients withhold a"
+    " Secure cookie there (loopback aside): use https:// (a test client too:"
+    " base_url='https://testserver')"
+)
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost."})
 _DEAD = "session expired or unknown: log in again"
-_DOWN = "the session store is unavailable: try again"
+#: What a 503 says when the session store cannot be reached, and how long it asks a client to
+#: wait: a store's outage is usually over in seconds (a failover, a restart), and a client that
+#: retried at once would only add load to it.
+DOWN: Final = "the session store is unavailable: try again"
+RETRY_AFTER: Final = 5  # seconds
 _CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # scheme://host[:port] as a browser writes an Origin: a DNS name (ASCII, punycode for others),
@@ -73,6 +89,8 @@ class SessionRequired(SessionError, HTTPException):
 
     def __init__(self, message: str, *, status_code: int = 401) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+        if status_code == 503:
+            headers = {"Retry-After": str(RETRY_AFTER)}
         HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
 
 
@@ -186,7 +204,23 @@ async def resolve(sm: SessionManager, key: str | None, restart: bool) -> Session
         raise SessionRequired(_DEAD) from None
     except StoreUnavailable as exc:
         # Never a guess: the client may well be logged in, so do not tell it to log out.
-        raise SessionRequired(_DOWN, status_code=503) from exc
+        raise SessionRequired(DOWN, status_code=503) from exc
+
+
+def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
+    # The hint for a request without a key that may have lost a Secure cookie on its way:
+    # none at all, over http (or ws) to a host that is not loopback. Else "".
+    if not cookie.secure or "cookie" in conn.headers or conn.url.scheme not in ("http", "ws"):
+        return ""
+    host = (conn.url.hostname or "").lower()
+    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
+        return ""
+    try:
+        if ipaddress.ip_address(host.strip("[]")).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a name, not an address
+    return _WITHHELD.format(host=host or "this host")
 
 
 def body(exc: SessionRequired) -> dict[str, Any]:
@@ -220,6 +254,10 @@ class SessionCheck:
         # Before the store is asked: a forged request must not even restart the timer.
         if from_cookie and unsafe(conn) and not same_origin(conn, self.trusted_origins):
             raise SessionRequired(_CROSS_SITE, status_code=403)
+        if key is None and "cookie" in self.sources:
+            hint = withheld_cookie_hint(conn, self.cookie)
+            if hint:
+                raise SessionRequired(_MISSING + hint)
         try:
             details = await resolve(self.manager, key, self.restart)
         except SessionRequired as exc:

@@ -8,16 +8,54 @@ import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, Protocol, TypeAlias
+from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 
 from sessionkit.keys import redact_exception
 
-__all__ = ("EVENTS", "EventHandler", "SessionEvent", "SocketBridge")
+__all__ = (
+    "EVENTS",
+    "REASONS",
+    "EventHandler",
+    "EventName",
+    "Reason",
+    "SessionEvent",
+    "SessionLimitPolicy",
+    "SocketBridge",
+)
 
 logger = logging.getLogger("sessionkit")
 
+#: An event's name, as :meth:`SessionManager.on` takes it and :attr:`SessionEvent.name` gives
+#: it: a type checker catches a misspelt name before it runs (the manager still checks at run
+#: time, with a ``ValueError``).
+EventName: TypeAlias = Literal[
+    "session_created",
+    "session_deleted",
+    "session_expired",
+    "session_expiring",
+    "session_rotated",
+    "notify_client_to_logout",
+    "error",
+]
+
+#: Why a session ended: :attr:`SessionEvent.reason` of ``session_deleted``, ``session_expired``
+#: and ``notify_client_to_logout``, and the ``reason`` of the pushed ``logout``.
+Reason: TypeAlias = Literal[
+    "logout",
+    "expired",
+    "absolute_timeout",
+    "delete_all",
+    "logout_all",
+    "evicted",
+]
+#: Every :data:`Reason`, for checks at run time.
+REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+
+#: What a login over ``max_sessions_per_user`` does (``SessionManager(on_session_limit=...)``).
+SessionLimitPolicy: TypeAlias = Literal["evict", "refuse"]
+
 #: Every event name :meth:`SessionManager.on` accepts, each with the seed package's name.
-EVENTS: Final = {
+EVENTS: Final[dict[EventName, str | None]] = {
     "session_created": "sessionCreated",
     "session_deleted": "sessionDeleted",
     "session_expired": None,
@@ -43,11 +81,11 @@ class SessionEvent:
     ``repr()`` leaves the raw key out.
     """
 
-    name: str
+    name: EventName
     key: str | None = field(repr=False)  # a raw key never shows in a repr (or a log line)
     key_hash: str
     username: str | None = None
-    reason: str | None = None
+    reason: Reason | None = None
     data: Any = None
     error: BaseException | None = None
     created_at: datetime | None = None
@@ -66,7 +104,7 @@ class SocketBridge(Protocol):
     :meth:`SessionManager.aclose` awaits it once the manager's own tasks have ended.
     """
 
-    async def logout(self, key_hash: str, reason: str) -> None:
+    async def logout(self, key_hash: str, reason: Reason) -> None:
         """Tell the sockets of the session with SHA-256 ``key_hash`` to log out."""
 
     async def expiring(self, key_hash: str, remaining: float) -> None:
@@ -77,10 +115,11 @@ class SocketBridge(Protocol):
         what it keeps per socket: a hash cannot be turned back into a key)."""
 
 
-def check_event_name(name: str) -> None:
-    """Raise ``ValueError`` for a name that is not in :data:`EVENTS`."""
+def check_event_name(name: object) -> EventName:
+    """Return ``name`` as an :data:`EventName`; raise ``ValueError`` for a name that is not in
+    :data:`EVENTS`."""
     if name in EVENTS:
-        return
+        return name
     hint = f"; did you mean {_SEED_NAMES[name]!r}?" if name in _SEED_NAMES else ""
     raise ValueError(f"unknown event {name!r}{hint} (known: {', '.join(EVENTS)})")
 
@@ -96,22 +135,22 @@ class Dispatcher:
     """Holds handlers by event name and calls them one after another, in subscription order."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[EventHandler]] = {name: [] for name in EVENTS}
+        self._handlers: dict[EventName, list[EventHandler]] = {name: [] for name in EVENTS}
 
-    def add(self, name: str, handler: EventHandler) -> None:
-        check_event_name(name)
+    def add(self, name: EventName, handler: EventHandler) -> None:
+        name = check_event_name(name)
         if not callable(handler):
             raise TypeError(f"an event handler must be callable, not {type(handler).__name__}")
         self._handlers[name].append(handler)
 
-    def remove(self, name: str, handler: EventHandler) -> None:
-        check_event_name(name)
+    def remove(self, name: EventName, handler: EventHandler) -> None:
+        name = check_event_name(name)
         try:
             self._handlers[name].remove(handler)
         except ValueError:
             raise ValueError(f"{handler!r} is not subscribed to {name!r}") from None
 
-    def wants(self, name: str) -> bool:
+    def wants(self, name: EventName) -> bool:
         """Whether anyone listens to ``name``: events nobody hears are never built."""
         return bool(self._handlers[name])
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from numbers import Real
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, cast, get_args, overload
 
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain, session_event
@@ -19,7 +19,9 @@ from sessionkit._tasks import LoopTasks
 from sessionkit.events import (
     Dispatcher,
     EventHandler,
+    EventName,
     SessionEvent,
+    SessionLimitPolicy,
     SocketBridge,
     check_event_name,
 )
@@ -75,12 +77,12 @@ def _username(value: object) -> str:
     return value
 
 
-def _on_limit(value: object) -> str:
+def _on_limit(value: object) -> SessionLimitPolicy:
     if not isinstance(value, str):
         raise TypeError(f"on_session_limit must be a str, not {type(value).__name__}")
-    if value not in ("evict", "refuse"):
+    if value not in get_args(SessionLimitPolicy):
         raise ValueError(f"on_session_limit must be 'evict' or 'refuse', not {value!r}")
-    return value
+    return cast(SessionLimitPolicy, value)
 
 
 def _describe_key(key: object) -> str:
@@ -127,7 +129,7 @@ class SessionManager:
         absolute_timeout: float | None = None,  # seconds
         max_sessions_per_user: int | None = None,
         warn_before: float | None = None,  # seconds
-        on_session_limit: str = "evict",
+        on_session_limit: SessionLimitPolicy = "evict",
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
         self._longest = self._timeout  # the longest idle timeout this manager ever applied
@@ -242,12 +244,12 @@ class SessionManager:
     # -- events ------------------------------------------------------------------------------
 
     @overload
-    def on(self, event: str) -> Callable[[EventHandler], EventHandler]: ...
+    def on(self, event: EventName) -> Callable[[EventHandler], EventHandler]: ...
     @overload
-    def on(self, event: str, handler: EventHandler) -> EventHandler: ...
+    def on(self, event: EventName, handler: EventHandler) -> EventHandler: ...
 
     def on(
-        self, event: str, handler: EventHandler | None = None
+        self, event: EventName, handler: EventHandler | None = None
     ) -> EventHandler | Callable[[EventHandler], EventHandler]:
         """Subscribe ``handler`` (a function or coroutine function taking a
         :class:`~sessionkit.SessionEvent`) to ``event``; without a handler, return a decorator::
@@ -269,7 +271,7 @@ class SessionManager:
         self._events.add(event, handler)
         return handler
 
-    def off(self, event: str, handler: EventHandler) -> None:
+    def off(self, event: EventName, handler: EventHandler) -> None:
         """Unsubscribe ``handler`` from ``event``.
 
         :raises ValueError: for an unknown event name, or a handler not subscribed to it.

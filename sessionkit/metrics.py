@@ -27,7 +27,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 if TYPE_CHECKING:
-    from sessionkit.events import SessionEvent
+    from sessionkit.events import EventHandler, EventName, SessionEvent
     from sessionkit.manager import SessionManager
 
 __all__ = ("LIFETIME_BUCKETS", "Instruments", "instrument")
@@ -79,7 +79,7 @@ class Instruments:
             buckets=LIFETIME_BUCKETS,
             registry=registry,
         )
-        self._handlers = (
+        self._handlers: tuple[tuple[EventName, EventHandler], ...] = (
             ("session_created", self._on_created),
             ("session_deleted", self._on_deleted),
             ("session_expired", self._on_expired),

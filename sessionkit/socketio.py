@@ -42,12 +42,15 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 from socketio.async_manager import AsyncManager
 
+from sessionkit._socketio_compat import check
 from sessionkit._socketio_cookie import check_cookie_mode, cookie_key, guard_handshakes
 from sessionkit._socketio_rooms import index_rooms, watch_closing
 from sessionkit.cookies import SessionCookie
-from sessionkit.events import SessionEvent
+from sessionkit.events import Reason, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
+
+check()  # what the adapter uses of python-socketio beyond its documented API is still there
 
 if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
@@ -150,13 +153,13 @@ class _Bridge:
         self._told: set[str] = set()  # the rooms in _after: told ``logout`` already
         self._logouts = 0  # logouts sent so far: the after-logout task watches it move
         self._after_task: asyncio.Task[None] | None = None
-        self._packets: dict[str, list[Any]] = {}  # reason -> the encoded ``logout`` packet
+        self._packets: dict[Reason, list[Any]] = {}  # reason -> the encoded ``logout`` packet
         # Releasing the sockets of a room closed on another process (relayed here).
         self._releases: set[asyncio.Task[None]] = set()
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
-    async def logout(self, key_hash: str, reason: str) -> None:
+    async def logout(self, key_hash: str, reason: Reason) -> None:
         room = ROOM_PREFIX + key_hash
         if room in self._told:
             # Told once already (an ending that also notifies comes here twice: from
@@ -230,7 +233,7 @@ class _Bridge:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    async def _emit_logout(self, room: str, reason: str) -> None:
+    async def _emit_logout(self, room: str, reason: Reason) -> None:
         manager = self.sio.manager
         if not self._local(manager):
             # A pub/sub manager relays the emit to the other processes: its own path.

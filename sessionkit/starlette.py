@@ -71,6 +71,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sessionkit._guard import (
+    DOWN,
+    RETRY_AFTER,
     SOURCES,
     STATE_KEY,
     SessionCheck,
@@ -108,6 +110,7 @@ __all__ = (
     "read_session_key",
     "same_origin",
     "session_required_handler",
+    "store_unavailable_handler",
 )
 
 
@@ -176,6 +179,27 @@ async def session_required_handler(request: Request, exc: Exception) -> Response
     if not isinstance(exc, SessionRequired):  # pragma: no cover - registered for it only
         raise exc
     return JSONResponse(body(exc), status_code=exc.status_code, headers=exc.headers)
+
+
+async def store_unavailable_handler(request: Request, exc: Exception) -> Response:
+    """Answer a :class:`~sessionkit.StoreUnavailable` that a route let out with
+    ``503 {"logout": false, "message": ...}`` and ``Retry-After`` (seconds), as the guards
+    answer one: the store is down, which says nothing about the user's session, so the page
+    must not log out. The exception's own text (the store's error) stays in the server's log.
+
+    Pass it to the app (Starlette and FastAPI alike)::
+
+        app = Starlette(routes=..., exception_handlers={StoreUnavailable: store_unavailable_handler})
+
+    :param request: the request that failed.
+    :param exc: the :class:`~sessionkit.StoreUnavailable` raised.
+    :return: the 503 response.
+    """
+    return JSONResponse(
+        {"logout": False, "message": DOWN},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER)},
+    )
 
 
 class RequireSession(SessionCheck):
@@ -513,7 +537,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         :param exc: the error :meth:`authenticate` raised.
         :return: the response.
         """
-        return JSONResponse({"logout": False, "message": str(exc)}, status_code=503)
+        headers = {"Retry-After": str(RETRY_AFTER)}
+        return JSONResponse(
+            {"logout": False, "message": str(exc)}, status_code=503, headers=headers
+        )
 
 
 _CLEAR_COOKIE = "sessionkit.clear_cookie"  # the scope key where the backend leaves it

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from sessionkit import SessionDetails, SessionEvent, SessionManager, StoreUnavailable
+from sessionkit import EventName, SessionDetails, SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 
 #: A Lua script that loops ARGV[1] times, holding the server: every other client waits. (A
@@ -35,7 +35,13 @@ def session_id(details: SessionDetails) -> str:
 class Recorder:
     """Records the events of one or more managers, in the order they fired."""
 
-    NAMES = ("session_created", "session_deleted", "session_expired", "session_rotated", "error")
+    NAMES: tuple[EventName, ...] = (
+        "session_created",
+        "session_deleted",
+        "session_expired",
+        "session_rotated",
+        "error",
+    )
 
     def __init__(self, *managers: SessionManager) -> None:
         self.events: list[SessionEvent] = []

@@ -6,7 +6,7 @@ import asyncio
 
 import anyio
 
-from sessionkit import EVENTS, SessionEvent, SessionManager
+from sessionkit import EVENTS, EventName, SessionEvent, SessionManager
 
 #: Every event about sessions: all but ``error``.
 SESSION_EVENTS = tuple(name for name in EVENTS if name != "error")
@@ -16,7 +16,7 @@ class Recorder:
     """Subscribes to ``names`` (by default every session event) and keeps each event with the
     loop time it arrived at, in seconds since the recorder was made."""
 
-    def __init__(self, sm: SessionManager, *names: str) -> None:
+    def __init__(self, sm: SessionManager, *names: EventName) -> None:
         self._loop = asyncio.get_running_loop()
         self._start = self._loop.time()
         self._arrived = asyncio.Event()

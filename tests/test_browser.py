@@ -205,10 +205,12 @@ async def test_ending_another_device_from_the_sessions_panel(tmp_path: Path) -> 
             await laptop.click("#refresh-sessions")
             rows = laptop.locator("#sessions tbody tr")
             await expect(rows).to_have_count(2)
-            await expect(rows.nth(0)).to_contain_text("X11; Linux")
-            await expect(rows.nth(0)).to_contain_text("this device")
+            # Each device named from its user agent; the raw one is the cell's tooltip.
+            devices_named = laptop.locator("#sessions td.device")
+            await expect(devices_named.nth(0)).to_have_text("Chrome on Linuxthis device")
+            await expect(devices_named.nth(0)).to_have_attribute("title", LAPTOP_AGENT)
             await expect(rows.nth(0)).to_contain_text("127.0.0.1")
-            await expect(rows.nth(1)).to_contain_text("Android")
+            await expect(devices_named.nth(1)).to_have_text("Chrome on Android")
             await expect(rows.nth(1)).not_to_contain_text("this device")
             shot = tmp_path / "sessions.png"
             await laptop.screenshot(path=str(shot), full_page=True)
@@ -238,7 +240,10 @@ async def test_ending_another_device_from_the_sessions_panel(tmp_path: Path) -> 
 
 
 LAPTOP_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/131.0 Safari/537.36"
-PHONE_AGENT = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Mobile Safari/537.36"
+PHONE_AGENT = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Mobile Safari/537.36"
+)
 
 
 @pytest.mark.usefixtures("browser_parts")
@@ -381,3 +386,65 @@ async def test_end_all_other_sessions_keeps_this_device_only() -> None:
             assert left.client is not None and left.client.user_agent == LAPTOP_AGENT
         finally:
             await browser.close()
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    demo = create_app(timeout=30, warn_before=None)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for context in (
+                await browser.new_context(user_agent=LAPTOP_AGENT),
+                await browser.new_context(
+                    user_agent=PHONE_AGENT,
+                    viewport={"width": PHONE_WIDTH, "height": 812},
+                    is_mobile=True,
+                    has_touch=True,
+                ),
+            ):
+                page = await context.new_page()
+                await page.goto(url)
+                await page.fill("#username", "Luca")
+                await page.fill("#password", "sessionkit")
+                await page.click("#login")
+                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                pages.append(page)
+            phone = pages[1]
+            await phone.click("#load")
+            await expect(phone.locator("#table tbody tr")).to_have_count(5)
+            await phone.click("#refresh-sessions")
+            await expect(phone.locator("#sessions tbody tr")).to_have_count(2)
+            # Nothing sticks out of the card, and the page does not scroll sideways.
+            fit = await phone.evaluate(
+                """() => {
+                    const card = document.querySelector("main").getBoundingClientRect();
+                    const out = [...document.querySelectorAll("main *")].filter((e) => {
+                        const r = e.getBoundingClientRect();
+                        return r.width > 0 && (r.right > card.right + 0.5 || r.left < card.left - 0.5);
+                    }).map((e) => e.tagName + (e.id ? "#" + e.id : "") + "." + e.className);
+                    const ends = [...document.querySelectorAll("#sessions button.end")]
+                        .filter((b) => b.getBoundingClientRect().width > 0).length;
+                    return {page: document.documentElement.scrollWidth, out, ends};
+                }"""
+            )
+            # (each End button shown, and inside the card)
+            assert fit == {"page": PHONE_WIDTH, "out": [], "ends": 2}, fit
+            await expect(phone.locator("#sessions td.device").nth(1)).to_contain_text(
+                "Chrome on Android"
+            )
+            shot = tmp_path / "phone.png"
+            await phone.screenshot(path=str(shot), full_page=True)
+            keep = os.environ.get("DEMO_SCREENSHOTS")
+            if keep:
+                shutil.copy(shot, Path(keep) / "demo-phone.png")
+        finally:
+            await browser.close()
+
+
+PHONE_WIDTH = 375  # CSS pixels: an iPhone's, the narrowest common phone

@@ -18,11 +18,11 @@ from tests.clock import LATE, LoopClockStore, manager
 def test_on_rejects_unknown_events_and_hints_the_python_name() -> None:
     sm = SessionManager()
     with pytest.raises(ValueError, match="session_created"):
-        sm.on("sessionCreated", print)
+        sm.on("sessionCreated", print)  # type: ignore[call-overload]
     with pytest.raises(ValueError, match="unknown event"):
-        sm.on("nope")(print)
+        sm.on("nope")(print)  # type: ignore[call-overload]
     with pytest.raises(ValueError):
-        sm.off("nope", print)
+        sm.off("nope", print)  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         sm.on("error", "not callable")  # type: ignore[call-overload]
 

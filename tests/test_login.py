@@ -569,6 +569,7 @@ async def test_the_auth_middleware_answers_an_unreachable_store_with_503() -> No
             "message": "the session store is unavailable: try again",
         }
         assert "set-cookie" not in response.headers  # the session may well be alive
+        assert response.headers["retry-after"] == "5"
     finally:
         await sm.aclose()
 

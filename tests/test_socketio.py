@@ -338,3 +338,28 @@ async def test_no_raw_key_in_any_log_at_debug(
     for key in keys:
         assert not [line for line in lines if key in line]
     assert any(isinstance(f, KeyRedactingFilter) for f in sio.eio.logger.filters)
+
+
+def test_what_the_adapter_uses_of_python_socketio_is_checked_at_import(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A python-socketio release that drops or changes an internal the adapter relies on (the
+    manager's rooms and room methods, the engine.io server's send_packet and handlers) fails
+    the import loudly, naming it (here simulated on this release); this release has them all."""
+    import engineio
+    from socketio.base_manager import BaseManager
+
+    from sessionkit import _socketio_compat
+
+    _socketio_compat.check()
+
+    def changed(self: BaseManager, sid: str, namespace: str, room: str) -> None:
+        pass  # a release without eio_sid
+
+    monkeypatch.setattr(BaseManager, "basic_enter_room", changed)
+    with pytest.raises(ImportError, match="basic_enter_room to take eio_sid"):
+        _socketio_compat.check()
+    monkeypatch.undo()
+    monkeypatch.delattr(engineio.AsyncServer, "send_packet")
+    with pytest.raises(ImportError, match="send_packet"):
+        _socketio_compat.check()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,15 +15,20 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
+from sessionkit._guard import RETRY_AFTER
 from sessionkit.starlette import (
     RequireSession,
+    SessionCookie,
     SessionDependency,
     SessionRequired,
     get_session,
+    log_in,
     read_session_key,
     session_required_handler,
+    store_unavailable_handler,
 )
-from tests.servers import serve
+from tests.conftest import require_redis
+from tests.servers import free_port, serve
 
 
 async def whoami(request: Request) -> JSONResponse:
@@ -137,8 +143,49 @@ async def test_an_unreachable_store_is_503_not_logout() -> None:
             response = await client.get("/any", headers={"session_key": key})
         assert response.status_code == 503
         assert response.json()["logout"] is False
+        assert response.headers["retry-after"] == str(RETRY_AFTER)
     finally:
         await manager.aclose()
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_store_unavailable_handler_answers_503_with_retry_after(framework: str) -> None:
+    # A real RedisStore whose server is gone (nothing listens on the port): the route's own
+    # call raises StoreUnavailable, which the handler turns into the guards' 503.
+    from redis.asyncio import Redis
+
+    from sessionkit.stores.redis import RedisStore
+
+    require_redis()
+    client = Redis(host="127.0.0.1", port=free_port())
+    manager = SessionManager(timeout=30, store=RedisStore(client, op_timeout=0.5))
+
+    async def login(request: Request) -> JSONResponse:
+        return JSONResponse({"key_made": bool(await manager.load_new_session("Luca"))})
+
+    handlers: dict[Any, Any] = {StoreUnavailable: store_unavailable_handler}
+    app: Any
+    if framework == "fastapi":
+        from fastapi import FastAPI
+
+        app = FastAPI(exception_handlers=handlers)
+        app.add_api_route("/login", login, methods=["POST"])
+    else:
+        app = Starlette(
+            routes=[Route("/login", login, methods=["POST"])], exception_handlers=handlers
+        )
+    try:
+        async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
+            response = await http.post("/login")
+        assert response.status_code == 503
+        assert response.json() == {
+            "logout": False,
+            "message": "the session store is unavailable: try again",
+        }
+        assert response.headers["retry-after"] == str(RETRY_AFTER) == "5"
+    finally:
+        await manager.aclose()
+        await client.aclose()
 
 
 async def test_get_session_without_the_wrapper_is_a_lookup_error() -> None:
@@ -197,3 +244,72 @@ async def test_the_dependency_form_with_fastapi(sm: SessionManager) -> None:
     for response in (refused, missing):
         assert response.status_code == 401
         assert response.json()["logout"] is True
+
+
+def cookie_app() -> Starlette:
+    """A login that sets the Secure ``__Host-session`` cookie and a route guarded by it."""
+    sm = SessionManager(timeout=30)
+    cookie = SessionCookie()
+
+    async def login(request: Request) -> JSONResponse:
+        response = JSONResponse({"ok": True})
+        await log_in(sm, request, response, "Luca", cookie=cookie)
+        return response
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with sm:
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/me", RequireSession(whoami, sm, cookie=cookie)),
+        ],
+        lifespan=lifespan,
+        exception_handlers={SessionRequired: session_required_handler},
+    )
+
+
+async def test_a_401_over_plain_http_says_the_secure_cookie_was_withheld() -> None:
+    # httpx's cookie jar (Starlette's TestClient's too) keeps the Secure cookie to itself over
+    # http://testserver: the 401 says why, where it used to say only "log in first".
+    same_origin = {"sec-fetch-site": "same-origin"}
+    for base_url in ("http://testserver", "https://testserver"):
+        app = cookie_app()
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url=base_url) as client,
+        ):
+            assert (await client.post("/login", headers=same_origin)).status_code == 200
+            me = await client.get("/me")
+            if base_url.startswith("http:"):
+                assert me.status_code == 401
+                message = me.json()["message"]
+                assert message.startswith("no session key: log in first; ")
+                assert "plain http:// to testserver" in message
+                assert "base_url='https://testserver'" in message
+            else:
+                assert me.json()["user"] == "Luca"
+                client.cookies.clear()
+                refused = await client.get("/me")  # over https nothing was withheld
+                assert refused.json()["message"] == "no session key: log in first"
+
+
+async def test_the_withheld_cookie_hint_is_for_plain_http_to_other_hosts_only() -> None:
+    async with serve(cookie_app()) as url, httpx.AsyncClient(base_url=url) as http:
+
+        async def message(**headers: str) -> str:
+            response = await http.get("/me", headers=headers)
+            assert response.status_code == 401
+            return str(response.json()["message"])
+
+        plain = "no session key: log in first"
+        assert await message() == plain  # 127.0.0.1: browsers send Secure cookies there
+        for host in ("localhost:8000", "app.localhost", "[::1]:8000", "127.0.0.2"):
+            assert await message(host=host) == plain, host
+        hinted = await message(host="app.example")
+        assert hinted.startswith(plain + "; this request came over plain http:// to app.example")
+        assert await message(host="app.example", cookie="theme=dark") == plain  # some cookie came
+        assert await message(host="app.example", session_key="") == hinted

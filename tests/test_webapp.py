@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import socketio
 
-from examples.webapp.app import PasswordBook, create_app
+from examples.webapp.app import PasswordBook, create_app, device_name
 from sessionkit.keys import hash_key
 from tests.servers import serve
 
@@ -43,6 +43,24 @@ async def test_password_book_checks_scrypt_hashes() -> None:
     assert not await book.verify("Nobody", "right")
     assert not await book.verify("Luca", "\ud800")  # a lone surrogate, as JSON can carry
     assert "right" not in repr(vars(book))
+
+
+def test_device_names_come_from_the_user_agent() -> None:
+    chrome_android = (
+        "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/131.0.0.0 Mobile Safari/537.36"
+    )
+    iphone = (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+        "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+    )
+    firefox = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
+    assert device_name(chrome_android) == "Chrome on Android"
+    assert device_name(iphone) == "Mobile Safari on iOS"
+    assert device_name(firefox) == "Firefox on Windows"
+    assert device_name("curl/8.4.0") == "curl"
+    assert device_name("Phone/1.0") == "Phone/1.0"  # nothing to name: shown as sent
+    assert device_name(None) == "Unknown device"
 
 
 async def test_login_table_logout_everywhere_and_metrics() -> None:
@@ -119,6 +137,7 @@ async def test_the_sessions_panel_lists_devices_and_ends_one_by_push() -> None:
 
         listed = await http.get("/api/sessions", headers=from_laptop)
         rows = listed.json()["sessions"]
+        assert [r["device"] for r in rows] == ["Phone/1.0", "Laptop/2.0"]
         assert [(r["user_agent"], r["ip"], r["current"]) for r in rows] == [
             ("Phone/1.0", "127.0.0.1", False),
             ("Laptop/2.0", "127.0.0.1", True),

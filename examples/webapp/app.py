@@ -34,8 +34,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
+from ua_parser import parse as parse_user_agent
 
-from sessionkit import SessionManager
+from sessionkit import SessionManager, SessionStore
 from sessionkit.metrics import instrument
 from sessionkit.socketio import bind_socketio
 from sessionkit.starlette import RequireSession, SessionCookie, get_session, log_in, log_out
@@ -109,6 +110,27 @@ class Demo:
     registry: CollectorRegistry
 
 
+def device_name(user_agent: str | None) -> str:
+    """A device as a person names it, from its user agent: "Chrome on Android".
+
+    ua-parser reads the user agent with the uap-core rules; what it cannot name is shown as
+    sent (a script's "curl/8.0" is its own best name).
+
+    :param user_agent: the ``User-Agent`` recorded at login, if any.
+    :return: "browser on system", the browser alone, or the user agent itself.
+    """
+    if not user_agent:
+        return "Unknown device"
+    parsed = parse_user_agent(user_agent)
+    browser = parsed.user_agent.family if parsed.user_agent else None
+    system = parsed.os.family if parsed.os else None
+    if browser is None or browser == "Other":
+        return user_agent
+    # "Chrome Mobile on Android" says "Mobile" twice; "Mobile Safari" keeps its own name.
+    browser = browser.removesuffix(" Mobile")
+    return f"{browser} on {system}" if system and system != "Other" else browser
+
+
 def _remaining(expires_at: float) -> float:
     return round(max(expires_at - time.time(), 0.0), 3)
 
@@ -118,22 +140,35 @@ def create_app(
     timeout: float = 30.0,  # seconds of idleness before the server logs a session out
     warn_before: float | None = 10.0,  # seconds; the page shows a warning then
     users: Mapping[str, str] = DEMO_USERS,
+    store: SessionStore | None = None,
+    client_manager: Any = None,
 ) -> Demo:
     """Build the demo: Starlette routes, the Socket.IO server and the session manager.
 
     :param timeout: the sessions' idle timeout in seconds.
     :param warn_before: push ``session_expiring`` this many seconds before a deadline.
     :param users: username -> password of the accounts that can log in.
+    :param store: where sessions live (the in-memory store by default; a ``RedisStore`` when
+        several workers share them, as ``make demo-workers`` runs it).
+    :param client_manager: the Socket.IO server's client manager (a
+        ``socketio.AsyncRedisManager`` relays each ``logout`` to the worker holding the socket).
     :return: the ASGI app and its parts.
     """
-    sm = SessionManager(timeout=timeout, warn_before=warn_before)
+    sm = SessionManager(timeout=timeout, warn_before=warn_before, store=store)
     registry = CollectorRegistry()
     instrument(sm, registry)
     passwords = PasswordBook(users)
     cookie = SessionCookie()  # __Host-session; Secure; HttpOnly; SameSite=Lax; Path=/
     # Same-origin sockets only (engine.io's default), which cookie mode insists on.
-    sio = socketio.AsyncServer(async_mode="asgi")
+    sio = socketio.AsyncServer(async_mode="asgi", client_manager=client_manager)
     bind_socketio(sm, sio, cookie=cookie)
+    worker = os.getpid()
+
+    async def which_worker(sid: str, data: object = None) -> int:
+        # The page shows which process holds its socket (make demo-workers runs two).
+        return worker
+
+    sio.on("worker", which_worker)
 
     def guard(endpoint: Any, *, restart: bool = True) -> RequireSession:
         # The cookie for the page; the session_key header and bearer tokens for API clients.
@@ -186,6 +221,7 @@ def create_app(
         rows = [
             {
                 "id": s.id,
+                "device": device_name(s.client.user_agent if s.client else None),
                 "user_agent": s.client.user_agent if s.client else None,
                 "ip": s.client.ip if s.client else None,
                 "created_at": s.created_at.isoformat(),

@@ -72,7 +72,7 @@ async function loadSessions() {
     if (s.current) tr.className = "current";
     const device = document.createElement("td");
     device.className = "device";
-    device.textContent = s.user_agent || "unknown device";
+    device.textContent = s.device;
     device.title = s.user_agent || "";
     if (s.current) {
       const mark = document.createElement("div");
@@ -80,8 +80,10 @@ async function loadSessions() {
       mark.textContent = "this device";
       device.append(mark);
     }
-    const cells = [s.ip || "?", when(s.created_at), when(s.last_active_at)].map((text) => {
+    const cells = [["IP", s.ip || "?"], ["Created", when(s.created_at)],
+                   ["Last active", when(s.last_active_at)]].map(([label, text]) => {
       const td = document.createElement("td");
+      td.dataset.label = label; // a phone shows it before the value, in place of the header
       td.textContent = text;
       return td;
     });
@@ -91,6 +93,7 @@ async function loadSessions() {
     end.textContent = "End";
     end.addEventListener("click", () => endSession(s.id));
     const action = document.createElement("td");
+    action.className = "action";
     action.append(end);
     tr.append(device, ...cells, action);
     return tr;
@@ -118,9 +121,15 @@ function connectSocket() {
     $("socket-state").textContent = "Socket: the socket.io client could not be loaded";
     return;
   }
+  $("socket-state").textContent = "Socket: connecting…";
   // No auth payload: the handshake carries the session cookie, which the server reads.
-  socket = io({ reconnection: false });
-  socket.on("connect", () => { $("socket-state").textContent = "Socket: connected"; });
+  // WebSocket only, no long-polling: one connection, which stays on the worker that accepted
+  // it, so no polling request can land on another worker (make demo-workers runs two).
+  socket = io({ reconnection: false, transports: ["websocket"] });
+  socket.on("connect", () => {
+    $("socket-state").textContent = "Socket: connected";
+    socket.emit("worker", (pid) => { $("socket-worker").textContent = "on worker " + pid; });
+  });
   socket.on("connect_error", (err) => {
     $("socket-state").textContent = "Socket: refused (" + err.message + ")";
   });
@@ -157,6 +166,7 @@ async function getTableData(page) {
 
 function showLogin(text, kind) {
   if (socket) { socket.disconnect(); socket = null; }
+  $("socket-worker").textContent = "";
   clearInterval(ticker);
   ticker = null;
   $("app-view").hidden = true;
