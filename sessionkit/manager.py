@@ -413,6 +413,57 @@ class SessionManager:
             raise _not_found(key)
         return True
 
+    async def update_session_data(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into a session's data at the top level, in one atomic store step,
+        and return the result: two requests that set different fields at once both land
+        (:meth:`set_session_data` replaces the whole value, so one of them would be lost)::
+
+            await sm.update_session_data(key, {"theme": "dark"})
+
+        A field in ``changes`` replaces the field of that name (nested values are replaced
+        whole, not merged); data never set counts as ``{}``. If the call raises
+        :class:`~sessionkit.StoreUnavailable` (or times out, or is cancelled) the merge may
+        or may not have landed; it ends nothing, so there is nothing to report, and sending
+        it again gives the same result.
+
+        :param changes: a dict with str keys and JSON-serialisable values.
+        :return: a copy of the session's data after the merge.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises TypeError: if ``changes`` is not such a dict, or the session's data is not a
+            dict (a list, a str...): nothing changes.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        if not isinstance(changes, dict):
+            raise TypeError(f"changes must be a dict, not {type(changes).__name__}")
+        for field in changes:
+            if not isinstance(field, str):
+                raise TypeError(f"the keys of changes must be str, not {type(field).__name__}")
+        text = encode_data(changes)
+        assert text is not None
+        self._bind()
+        merged = await self._store.update_data(key, text) if is_key_like(key) else None
+        if merged is None:
+            raise _not_found(key)
+        result: dict[str, Any] = decode_data(merged)
+        return result
+
+    async def mark_authenticated(self, key: str) -> bool:
+        """Record that the session's user has just entered a credential again (a password,
+        a second factor): the session's ``authenticated_at`` becomes now, which the guards'
+        ``max_auth_age`` checks (see :mod:`sessionkit.starlette`).
+
+        It ends nothing and is idempotent: a call that raised may or may not have landed, and
+        can simply be made again.
+
+        :return: ``True``.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        self._bind()
+        if not is_key_like(key) or not await self._store.mark_authenticated(key):
+            raise _not_found(key)
+        return True
+
     async def get_session_data(self, key: str) -> Any:
         """Return a copy of a session's data (``None`` if never set).
 

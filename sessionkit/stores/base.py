@@ -163,6 +163,28 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
+    async def update_data(self, key: str, changes: str) -> str | None:
+        """Merge ``changes`` into a live session's data at the top level, in one atomic step:
+        two updates of different fields at once both land. Never brings back an ended session.
+
+        :param changes: a JSON object as :func:`~sessionkit.models.encode_data` writes it
+            (compact); its members replace the data's members of the same name, the others are
+            added after the data's own, in their order.
+        :return: the session's data after the merge (JSON text, as ``json.dumps`` of the merged
+            dict would write it), or ``None`` if the session is not live.
+        :raises TypeError: if the session's data is neither a JSON object nor ``None`` (then
+            nothing changes).
+        """
+
+    @abstractmethod
+    async def mark_authenticated(self, key: str) -> bool:
+        """Record that the user of a live session has just entered a credential again: its
+        records' ``authenticated_at`` becomes now, by the store's clock.
+
+        :return: ``True`` if the session was live, else ``False`` (nothing changes).
+        """
+
+    @abstractmethod
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
 

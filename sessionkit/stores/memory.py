@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
@@ -21,12 +22,17 @@ __all__ = ("MemoryStore",)
 # slower at that size). A change builds a new tuple. Times are on the store's clock (monotonic by
 # default), so a wall-clock jump never expires or revives sessions; they become wall-clock
 # datetimes only when read. ``timeout`` is set only for a session created with its own timeout;
-# ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one.
-_Entry = tuple[str, float, float | None, float | None, str | None, float, float, str | None]
+# ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one;
+# ``authenticated`` only once mark_authenticated was called (before that: the creation time).
+_Entry = tuple[
+    str, float, float | None, float | None, str | None, float, float, str | None, float | None
+]
 USERNAME: Final = 0
 CREATED: Final = 1
 ABSOLUTE: Final = 2
-DEADLINE: Final = 6  # (TIMEOUT 3, DATA 4, LAST_ACTIVE 5, CLIENT 7 are only ever unpacked)
+DATA: Final = 4
+DEADLINE: Final = 6
+AUTHENTICATED: Final = 8  # (TIMEOUT 3, LAST_ACTIVE 5 and CLIENT 7 are only ever unpacked)
 
 
 # A user's keys: the bare key for the usual one session, else a dict used as an ordered set
@@ -102,7 +108,7 @@ class MemoryStore(SessionStore):
         if self._to_wall is None:
             self._to_wall = time.time() - now
         to_wall = self._to_wall
-        username, created, absolute, _, data, last_active, deadline, client = entry
+        username, created, absolute, _, data, last_active, deadline, client, auth = entry
         return SessionRecord(
             key=key,
             key_hash=hash_key(key),
@@ -114,6 +120,7 @@ class MemoryStore(SessionStore):
             remaining=deadline - now,
             data=data,
             client=client,
+            authenticated_at=None if auth is None else auth + to_wall,
         )
 
     def _live(self, key: str, now: float) -> _Entry | None:
@@ -165,7 +172,7 @@ class MemoryStore(SessionStore):
         absolute = None if absolute_timeout is None else now + absolute_timeout
         deadline = now + timeout if absolute is None else min(now + timeout, absolute)
         own = timeout if fixed_timeout else None
-        self._sessions[key] = (username, now, absolute, own, data, now, deadline, client)
+        self._sessions[key] = (username, now, absolute, own, data, now, deadline, client, None)
         if self._by_user is not None:
             _index_add(self._by_user, username, key)
         return evicted
@@ -185,13 +192,13 @@ class MemoryStore(SessionStore):
         if entry is None:
             return None
         now = self._clock()
-        username, created, absolute, own, data, _, deadline, client = entry
+        username, created, absolute, own, data, _, deadline, client, auth = entry
         if deadline <= now:
             return None
         deadline = now + (own or timeout)
         if absolute is not None and absolute < deadline:
             deadline = absolute
-        self._sessions[key] = (username, created, absolute, own, data, now, deadline, client)
+        self._sessions[key] = (username, created, absolute, own, data, now, deadline, client, auth)
         return deadline - now
 
     async def check(self, key: str) -> float | None:
@@ -209,17 +216,32 @@ class MemoryStore(SessionStore):
         entry = self._live(key, self._clock())
         if entry is None:
             return False
-        username, created, absolute, own, _, last_active, deadline, client = entry
-        self._sessions[key] = (
-            username,
-            created,
-            absolute,
-            own,
-            data,
-            last_active,
-            deadline,
-            client,
-        )
+        self._sessions[key] = (*entry[:DATA], data, *entry[DATA + 1 :])  # type: ignore[assignment]
+        return True
+
+    async def update_data(self, key: str, changes: str) -> str | None:
+        entry = self._live(key, self._clock())
+        if entry is None:
+            return None
+        # No await from the read to the write: one step, whoever else is updating.
+        text = entry[DATA]
+        merged = {} if text is None else json.loads(text)
+        if not isinstance(merged, dict):
+            raise TypeError(
+                f"the session's data is a {type(merged).__name__}, not a dict: only a dict "
+                "can be updated (set_session_data replaces data of any kind)"
+            )
+        merged.update(json.loads(changes))
+        data = json.dumps(merged, separators=(",", ":"))
+        self._sessions[key] = (*entry[:DATA], data, *entry[DATA + 1 :])  # type: ignore[assignment]
+        return data
+
+    async def mark_authenticated(self, key: str) -> bool:
+        now = self._clock()
+        entry = self._live(key, now)
+        if entry is None:
+            return False
+        self._sessions[key] = (*entry[:AUTHENTICATED], now)
         return True
 
     async def delete(self, key: str) -> SessionRecord | None:

@@ -66,11 +66,12 @@ class Field(StrEnum):
     INDEXED = "k"  # the deadline the index holds: moved only when less than half a timeout is left
     DATA = "x"  # JSON text
     CLIENT = "i"  # the client recorded at login, JSON text
+    AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
 
 
 #: A session record as a script returns it: these, in this order (``remaining``: microseconds
 #: left until the deadline; ``h``: the key's digest). Absent fields are nil (false in Lua).
-RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i")
+RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i", "r")
 
 
 def text(value: Any) -> str | None:
@@ -86,8 +87,14 @@ def us(seconds: float) -> int:
 
 
 def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
-    """Decode a session record (in :data:`RECORD` order), naming it by ``key``."""
-    key_hash, username, created, last, deadline, absolute, data, remaining, client = map(text, raw)
+    """Decode a session record (in :data:`RECORD` order), naming it by ``key``.
+
+    A shorter record (an outcome kept by a previous version, during a rolling deploy) reads
+    its missing trailing fields as absent."""
+    padded = [*raw, *(None,) * (len(RECORD) - len(raw))]
+    key_hash, username, created, last, deadline, absolute, data, remaining, client, auth = map(
+        text, padded
+    )
     assert key_hash is not None and username is not None
     assert created is not None and last is not None and deadline is not None
     assert remaining is not None
@@ -102,6 +109,7 @@ def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
         remaining=int(remaining) / US,
         data=data,
         client=client,
+        authenticated_at=None if auth is None else int(auth) / US,
     )
 
 

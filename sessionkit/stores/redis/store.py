@@ -418,6 +418,43 @@ class RedisStore(SessionStore):
         names = (session(bucket, key_hash),)
         return bool(await self._run("SET_DATA", bucket, names, key_hash, has, data or ""))
 
+    async def update_data(self, key: str, changes: str) -> str | None:
+        """Merge ``changes`` (a JSON object) into a live session's data, in one script: the
+        merge is done on the JSON text, never decoded in Lua, so every value comes back as it
+        was written (cjson would turn integers over 2**53 into floats and ``[]`` into ``{}``).
+
+        Sent again after a dropped connection, it merges the same members again: the same
+        result, unless another update of the same member landed in between (then the later
+        of the two wins, as if they had come in that order). It ends nothing, so a caller that
+        never hears leaves nothing to settle.
+
+        :return: the merged data (JSON text), or ``None`` if the session is not live.
+        :raises TypeError: if the session's data is not a JSON object (nothing changes).
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (session(bucket, key_hash),)
+        merged = await self._run("UPDATE_DATA", bucket, names, key_hash, changes)
+        if merged == -1:
+            raise TypeError(
+                "the session's data is not a dict: only a dict can be updated "
+                "(set_session_data replaces data of any kind)"
+            )
+        return text(merged)
+
+    async def mark_authenticated(self, key: str) -> bool:
+        """Set a live session's ``authenticated_at`` to now, by the server's clock.
+
+        Idempotent (sent twice, the later time wins), and it ends nothing: a caller that never
+        hears leaves nothing to settle.
+
+        :return: ``True`` if the session was live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (session(bucket, key_hash),)
+        return bool(await self._run("MARK_AUTHENTICATED", bucket, names, key_hash))
+
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
 

@@ -17,11 +17,14 @@ end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
 -- A session record, in schema.RECORD's order.
 local function record(h, f)
-  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
+  return {
+    h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false,
+    f.r or false,
+  }
 end
 -- What an outcome keeps of a record, or of a list of them: no data, no client.
 local function slim(r)
-  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false}
+  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false}
 end
 local function slims(rs)
   local out = {}

@@ -8,7 +8,7 @@
 local S, h, timeout_arg, read_back = KEYS[1], ARGV[4], ARGV[5], ARGV[6] == '1'
 local v
 if read_back then
-  v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i')
+  v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i', 'r')
 else
   v = redis.call('HMGET', S, 'd', 'a', 't', 'k')
 end
@@ -29,6 +29,6 @@ else
   redis.call('HSET', S, 'l', l, 'd', d)
 end
 if read_back then  -- schema.RECORD's order
-  return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8]}
+  return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8], v[9]}
 end
 return fmt(deadline - now)
