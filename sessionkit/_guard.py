@@ -4,8 +4,10 @@ is answered. Import the public names from :mod:`sessionkit.starlette`."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.datastructures import MutableHeaders
@@ -14,7 +16,7 @@ from starlette.requests import HTTPConnection
 
 from sessionkit.cookies import SessionCookie, read_cookie
 from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
-from sessionkit.models import SessionDetails
+from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
     from starlette.types import Message, Send
@@ -33,6 +35,7 @@ __all__ = (
     "close_code",
     "find_key",
     "no_store",
+    "request_client",
     "resolve",
     "same_origin",
     "sending_no_store",
@@ -47,6 +50,8 @@ STATE_KEY: Final = "session"
 _MISSING = "no session key: log in first"
 _DEAD = "session expired or unknown: log in again"
 _DOWN = "the session store is unavailable: try again"
+_SUSPICIOUS = "session ended: it is being used from another browser or network; log in again"
+_STALE = "this needs a fresh login: enter your credentials again"
 _CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # scheme://host[:port] as a browser writes an Origin: a DNS name (ASCII, punycode for others),
@@ -69,11 +74,18 @@ class SessionRequired(SessionError, HTTPException):
     answers with that status; register :func:`session_required_handler` to answer with the
     seed's ``{"logout": true, ...}`` body (``"logout"`` is true for 401 only). A 401 to a key
     that came from the session cookie carries the ``Set-Cookie`` header that clears it.
+
+    With ``reauthenticate`` (a guard's ``max_auth_age`` passed: the session lives, only the
+    credential is stale) it is a 401 whose body is ``{"reauthenticate": true, "logout":
+    false, ...}``, and the cookie is kept.
     """
 
-    def __init__(self, message: str, *, status_code: int = 401) -> None:
+    def __init__(
+        self, message: str, *, status_code: int = 401, reauthenticate: bool = False
+    ) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
         HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
+        self.reauthenticate = reauthenticate
 
 
 def find_key(
@@ -190,7 +202,26 @@ async def resolve(sm: SessionManager, key: str | None, restart: bool) -> Session
 
 
 def body(exc: SessionRequired) -> dict[str, Any]:
+    if exc.reauthenticate:
+        return {"reauthenticate": True, "logout": False, "message": exc.detail}
     return {"logout": exc.status_code == 401, "message": exc.detail}
+
+
+def request_client(conn: HTTPConnection) -> ClientInfo:
+    # What sessionkit.starlette.client_info returns (see there).
+    ip = conn.client.host if conn.client is not None else None
+    agent = conn.headers.get("user-agent")
+    return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
+
+
+def check_auth_age(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"max_auth_age must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"max_auth_age must be a positive finite number of seconds, not {value}")
+    return float(value)
 
 
 class SessionCheck:
@@ -205,8 +236,10 @@ class SessionCheck:
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         self.manager = manager
+        self.max_auth_age = check_auth_age(max_auth_age)
         self.sources = check_sources(sources)
         self.header = header.lower()
         self.cookie = SessionCookie.of(cookie)
@@ -222,9 +255,27 @@ class SessionCheck:
             raise SessionRequired(_CROSS_SITE, status_code=403)
         try:
             details = await resolve(self.manager, key, self.restart)
+            if details.client is not None:
+                await self._check_client(conn, details)
         except SessionRequired as exc:
             if from_cookie and exc.status_code == 401:
                 exc.headers = {**(exc.headers or {}), "set-cookie": self.cookie.clear_header()}
             raise
+        if self.max_auth_age is not None:
+            # By this process's clock, against the store's: NTP keeps them within far less
+            # than any sensible max_auth_age (minutes).
+            authenticated = details.authenticated_at or details.created_at
+            age = (datetime.now(UTC) - authenticated).total_seconds()
+            if age > self.max_auth_age:
+                # The session lives: the 401 keeps the cookie (no clearing header).
+                raise SessionRequired(_STALE, reauthenticate=True)
         conn.scope.setdefault("state", {})[STATE_KEY] = details
         return details
+
+    async def _check_client(self, conn: HTTPConnection, details: SessionDetails) -> None:
+        try:
+            alive = await self.manager.check_client(details, request_client(conn))
+        except StoreUnavailable as exc:
+            raise SessionRequired(_DOWN, status_code=503) from exc
+        if not alive:
+            raise SessionRequired(_SUSPICIOUS)

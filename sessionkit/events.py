@@ -23,6 +23,7 @@ EVENTS: Final = {
     "session_expired": None,
     "session_expiring": None,
     "session_rotated": None,
+    "session_suspicious": None,
     "notify_client_to_logout": "notifyClientToLogout",
     "error": "error",
 }
@@ -37,7 +38,8 @@ class SessionEvent:
     claiming the session of a dead process). ``key_hash`` is the SHA-256 hex digest of the key,
     or ``""`` for an ``error`` that concerns no single session. ``reason`` says why a session
     ended (``"logout"``, ``"expired"``, ``"absolute_timeout"``, ``"delete_all"``,
-    ``"logout_all"``, ``"evicted"``); ``data`` is a copy of the session's data; ``error`` is the
+    ``"logout_all"``, ``"evicted"``, ``"suspicious"``), or, on ``session_suspicious``, what
+    looked wrong (``"client_changed"``); ``data`` is a copy of the session's data; ``error`` is the
     exception an ``error`` event reports. ``created_at`` (UTC) is when the session began, on
     every event about one session, so that a handler can tell how long it lived. Its
     ``repr()`` leaves the raw key out.

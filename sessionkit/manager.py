@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar, overload
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain, session_event
 from sessionkit._tasks import LoopTasks
+from sessionkit.clients import client_changed
 from sessionkit.events import (
     Dispatcher,
     EventHandler,
@@ -74,6 +75,14 @@ def _on_limit(value: object) -> str:
     return value
 
 
+def _on_suspicious(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"on_suspicious must be a str, not {type(value).__name__}")
+    if value not in ("event", "end"):
+        raise ValueError(f"on_suspicious must be 'event' or 'end', not {value!r}")
+    return value
+
+
 def _describe_key(key: object) -> str:
     # How messages and logs name a key: never the key itself.
     return f"key {short_hash(key)}" if isinstance(key, str) else f"a {type(key).__name__} key"
@@ -102,6 +111,9 @@ class SessionManager:
     :param on_session_limit: what a login over ``max_sessions_per_user`` does: ``"evict"``
         ends the user's oldest session; ``"refuse"`` makes :meth:`load_new_session` raise
         :class:`~sessionkit.SessionLimitReached` and change nothing.
+    :param on_suspicious: what a changed client (see :meth:`check_client`) does besides the
+        ``session_suspicious`` event: ``"event"`` (default) nothing more; ``"end"`` also ends
+        the session (reason ``"suspicious"``).
     :raises TypeError: for an option of the wrong type.
     :raises ValueError: for an option out of range.
     """
@@ -117,6 +129,7 @@ class SessionManager:
         max_sessions_per_user: int | None = None,
         warn_before: float | None = None,  # seconds
         on_session_limit: str = "evict",
+        on_suspicious: str = "event",
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
         self._longest = self._timeout  # the longest idle timeout this manager ever applied
@@ -132,6 +145,7 @@ class SessionManager:
                 raise ValueError("max_sessions_per_user must be at least 1")
         self._max_per_user = max_sessions_per_user
         self._refuse = _on_limit(on_session_limit) == "refuse"
+        self._end_suspicious = _on_suspicious(on_suspicious) == "end"
         warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
@@ -620,6 +634,52 @@ class SessionManager:
         if self._events.wants("session_rotated"):
             await fanout.run(self._events.calls(session_event("session_rotated", fresh, record)))
         return fresh
+
+    async def check_client(self, details: SessionDetails, client: ClientInfo) -> bool:
+        """Compare a request's client with the one the session recorded at login (the
+        guards of :mod:`sessionkit.starlette` call this on every request they check).
+
+        When the browser family or the network (/24 for IPv4, /48 for IPv6) changed (see
+        :func:`sessionkit.clients.client_changed`), ``session_suspicious`` fires (reason
+        ``"client_changed"``), and with ``on_suspicious="end"`` the session ends (reason
+        ``"suspicious"``; its sockets are told ``logout``). A session with no recorded
+        client, or a side that does not know a value, compares nothing.
+
+        :param details: the session, as :meth:`touch_session` or
+            :meth:`get_session_details` returned it (with its key).
+        :param client: the request's client (:func:`sessionkit.starlette.client_info`).
+        :return: ``False`` if the session ended for it, else ``True``.
+        :raises TypeError: for details without a key, or a client that is not a
+            :class:`~sessionkit.ClientInfo`.
+        :raises StoreUnavailable: with ``on_suspicious="end"``, if the store cannot be
+            reached (the ending, if it landed, is reported once it can).
+        """
+        key = details.key
+        if not isinstance(key, str):
+            raise TypeError("check_client needs the details of a session with its key")
+        if not isinstance(client, ClientInfo):
+            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
+        if details.client is None or not client_changed(details.client, client):
+            return True
+        self._bind()
+        logger.info("session %s: the client changed", short_hash(key))
+        if self._events.wants("session_suspicious"):
+            event = SessionEvent(
+                "session_suspicious",
+                key,
+                details.id,
+                details.username,
+                "client_changed",
+                details.data,
+                created_at=details.created_at,
+            )
+            await self._fanout.run(self._events.calls(event))
+        if not self._end_suspicious:
+            return True
+        record = await self._changed(self._store.delete(key))
+        if record is not None:
+            await self._expiry.end([record], "suspicious", True)
+        return False
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
         """List a user's live sessions, oldest first: what a "your devices" page shows.

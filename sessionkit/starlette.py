@@ -79,6 +79,7 @@ from sessionkit._guard import (
     close_code,
     find_key,
     no_store,
+    request_client,
     sending_no_store,
 )
 from sessionkit._login import log_in, log_out, same_origin
@@ -145,9 +146,7 @@ def client_info(conn: HTTPConnection) -> ClientInfo:
     :return: the client's IP address and ``User-Agent`` (cut to the lengths
         :class:`~sessionkit.ClientInfo` accepts), each ``None`` where unknown.
     """
-    ip = conn.client.host if conn.client is not None else None
-    agent = conn.headers.get("user-agent")
-    return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
+    return request_client(conn)
 
 
 def get_session(request: HTTPConnection) -> SessionDetails:
@@ -196,6 +195,10 @@ class RequireSession(SessionCheck):
     :param trusted_origins: other origins (``"https://app.example.com"``) whose pages may
         send the cookie on unsafe methods, besides the site's own: ``scheme://host[:port]``
         as browsers write an ``Origin``, the default port folded (``:443`` for https).
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
@@ -219,6 +222,7 @@ class RequireSession(SessionCheck):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         super().__init__(
             manager,
@@ -227,6 +231,7 @@ class RequireSession(SessionCheck):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         self.app: ASGIApp = _as_asgi(app, "http")
         self._websocket_app: ASGIApp = _as_asgi(app, "websocket")
@@ -287,6 +292,10 @@ class SessionDependency(SessionCheck):
     :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :param restart: restart the session's idle timer on each request.
     :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
@@ -310,6 +319,7 @@ class SessionDependency(SessionCheck):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         super().__init__(
             manager,
@@ -318,6 +328,7 @@ class SessionDependency(SessionCheck):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         # FastAPI reads a dependency's parameters from its signature: the connection (a
         # Request or a WebSocket: it works on @app.websocket routes too), the response whose
@@ -449,6 +460,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
     :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :param restart: restart the session's idle timer on each request.
     :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :param scopes: the credentials a live session grants (``@requires`` checks them).
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
@@ -474,6 +489,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
         scopes: Iterable[str] = ("authenticated",),
     ) -> None:
         super().__init__(
@@ -483,6 +499,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         self.scopes = tuple(scopes)
 
@@ -492,13 +509,16 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         :param conn: the incoming request or WebSocket.
         :return: the credentials and :class:`SessionUser` of a live session, or ``None``
             (anonymous).
-        :raises AuthenticationError: if the session store cannot be reached.
+        :raises AuthenticationError: if the session store cannot be reached, or the session's
+            credential is older than ``max_auth_age`` (:meth:`on_error` answers each).
         """
         try:
             details = await self._check(conn)
         except SessionRequired as exc:
             if exc.status_code == 503:
                 raise AuthenticationError(exc.detail) from exc
+            if exc.reauthenticate:
+                raise _Reauthenticate(exc.detail) from exc
             clear = (exc.headers or {}).get("set-cookie")
             if clear is not None:  # a dead key from the cookie: SessionAuthMiddleware clears it
                 conn.scope[_CLEAR_COOKIE] = clear
@@ -507,13 +527,26 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
 
     @staticmethod
     def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
-        """Answer an unreachable store with ``503 {"logout": false, "message": ...}``.
+        """Answer an unreachable store with ``503 {"logout": false, "message": ...}``, and a
+        credential older than ``max_auth_age`` with ``401 {"reauthenticate": true, "logout":
+        false, "message": ...}`` (the cookie kept).
 
         :param conn: the request that failed.
         :param exc: the error :meth:`authenticate` raised.
         :return: the response.
         """
+        if isinstance(exc, _Reauthenticate):
+            return JSONResponse(
+                {"reauthenticate": True, "logout": False, "message": str(exc)},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return JSONResponse({"logout": False, "message": str(exc)}, status_code=503)
+
+
+class _Reauthenticate(AuthenticationError):
+    # A live session whose credential is older than the backend's max_auth_age.
+    pass
 
 
 _CLEAR_COOKIE = "sessionkit.clear_cookie"  # the scope key where the backend leaves it
