@@ -4,6 +4,7 @@ is answered. Import the public names from :mod:`sessionkit.starlette`."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -16,6 +17,7 @@ from starlette.requests import HTTPConnection
 
 from sessionkit.cookies import SessionCookie, read_cookie
 from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
+from sessionkit.keys import hash_key
 from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from sessionkit.manager import SessionManager
 
 __all__ = (
+    "RENEWED_COOKIE",
     "SOURCES",
     "STATE_KEY",
     "SessionCheck",
@@ -46,6 +49,9 @@ __all__ = (
 SOURCES: Final = ("header", "bearer", "cookie")
 #: The ``request.state`` attribute that holds the :class:`SessionDetails` of a checked request.
 STATE_KEY: Final = "session"
+#: The scope key where a check leaves the ``Set-Cookie`` header of a renewed key, for the
+#: guard to add to its response.
+RENEWED_COOKIE: Final = "sessionkit.renewed_cookie"
 
 _MISSING = "no session key: log in first"
 _DEAD = "session expired or unknown: log in again"
@@ -157,11 +163,15 @@ def no_store(headers: MutableHeaders) -> None:
     headers.setdefault("cache-control", _NO_STORE)
 
 
-def sending_no_store(send: Send) -> Send:
-    # The ASGI send of a response that a guard let through: marked no-store on its way out.
+def sending_no_store(send: Send, renewed: str | None = None) -> Send:
+    # The ASGI send of a response that a guard let through: marked no-store on its way out,
+    # with the cookie of a renewed key.
     async def send_marked(message: Message) -> None:
         if message["type"] == "http.response.start":
-            no_store(MutableHeaders(scope=message))
+            headers = MutableHeaders(scope=message)
+            no_store(headers)
+            if renewed is not None:
+                headers.append("set-cookie", renewed)
         await send(message)
 
     return send_marked
@@ -246,7 +256,8 @@ class SessionCheck:
         self.restart = restart
         self.trusted_origins = check_origins(trusted_origins)
 
-    async def _check(self, conn: HTTPConnection) -> SessionDetails:
+    async def _check(self, conn: HTTPConnection, *, renew: bool = False) -> SessionDetails:
+        # ``renew``: the guard can set a cookie on its response (a renewal needs that).
         headers = conn.headers
         key, source = find_key(headers, self.sources, header=self.header, cookie=self.cookie.name)
         from_cookie = source == "cookie"
@@ -269,8 +280,26 @@ class SessionCheck:
             if age > self.max_auth_age:
                 # The session lives: the 401 keeps the cookie (no clearing header).
                 raise SessionRequired(_STALE, reauthenticate=True)
+        if renew and from_cookie and self.manager.renew_every is not None:
+            # Only a cookie-borne key: a client that sent its key in a header would not learn
+            # the new one, and would lose its session when the grace ends.
+            details = await self._renew(conn, details)
         conn.scope.setdefault("state", {})[STATE_KEY] = details
         return details
+
+    async def _renew(self, conn: HTTPConnection, details: SessionDetails) -> SessionDetails:
+        try:
+            fresh = await self.manager.renew_if_due(details)
+        except StoreUnavailable:
+            # The request is served under its key (which works, whatever the store did);
+            # the next request tries again.
+            return details
+        if fresh is None:
+            return details
+        conn.scope[RENEWED_COOKIE] = self.cookie.header(fresh)
+        return dataclasses.replace(
+            details, key=fresh, id=hash_key(fresh), key_created_at=datetime.now(UTC)
+        )
 
     async def _check_client(self, conn: HTTPConnection, details: SessionDetails) -> None:
         try:

@@ -111,6 +111,12 @@ class SessionManager:
     :param on_session_limit: what a login over ``max_sessions_per_user`` does: ``"evict"``
         ends the user's oldest session; ``"refuse"`` makes :meth:`load_new_session` raise
         :class:`~sessionkit.SessionLimitReached` and change nothing.
+    :param renew_every: rotate the key of a session whose key is older than this (seconds,
+        counted from its creation or last rotation) on the next request a guard of
+        :mod:`sessionkit.starlette` checks (OWASP's renewal timeout; see
+        :meth:`renew_if_due`); ``None`` (default): never.
+    :param renew_grace: seconds a key replaced by a renewal keeps working, so that requests
+        already in flight with it do not fail (less than ``renew_every``).
     :param on_suspicious: what a changed client (see :meth:`check_client`) does besides the
         ``session_suspicious`` event: ``"event"`` (default) nothing more; ``"end"`` also ends
         the session (reason ``"suspicious"``).
@@ -130,6 +136,8 @@ class SessionManager:
         warn_before: float | None = None,  # seconds
         on_session_limit: str = "evict",
         on_suspicious: str = "event",
+        renew_every: float | None = None,  # seconds
+        renew_grace: float = 30,  # seconds
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
         self._longest = self._timeout  # the longest idle timeout this manager ever applied
@@ -146,6 +154,10 @@ class SessionManager:
         self._max_per_user = max_sessions_per_user
         self._refuse = _on_limit(on_session_limit) == "refuse"
         self._end_suspicious = _on_suspicious(on_suspicious) == "end"
+        self._renew_every = None if renew_every is None else _seconds(renew_every, "renew_every")
+        self._renew_grace = _seconds(renew_grace, "renew_grace", 0)
+        if self._renew_every is not None and self._renew_grace >= self._renew_every:
+            raise ValueError("renew_grace must be less than renew_every")
         warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
@@ -180,6 +192,11 @@ class SessionManager:
     def absolute_timeout(self) -> float | None:
         """The hard cap in seconds from a session's creation, or ``None``."""
         return self._absolute
+
+    @property
+    def renew_every(self) -> float | None:
+        """Seconds after which a guarded request renews a session's key, or ``None``."""
+        return self._renew_every
 
     @property
     def warn_before(self) -> float | None:
@@ -616,11 +633,44 @@ class SessionManager:
         :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
             live under ``key`` again, or ended and reported.
         """
+        return await self._rotate(key, 0.0)
+
+    async def renew_if_due(self, details: SessionDetails) -> str | None:
+        """Renew the key of a session whose key is older than ``renew_every`` (counted from
+        ``details.key_created_at``): a rotation, as :meth:`rotate_session_key` does (sockets
+        follow, ``session_rotated`` fires), after which the old key keeps working for
+        ``renew_grace`` seconds, so that requests already in flight with it do not fail. The
+        guards of :mod:`sessionkit.starlette` call it for keys that came from the session
+        cookie, and set the new cookie on the response.
+
+        Of several requests that find the key due at once, one renews it; the others (their
+        key is now the replaced one, still working) get ``None``. A renewal that raised
+        :class:`~sessionkit.StoreUnavailable` is settled as a rotation is: once the store
+        answers, the session is under the old key again (or ended and reported); meanwhile
+        the old key works, being the session's or its alias.
+
+        :param details: the session, as a guard's :meth:`touch_session` returned it.
+        :return: the new key, or ``None`` if no renewal is due (or another request renewed).
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        every = self._renew_every
+        key = details.key
+        if every is None or key is None:
+            return None
+        born = details.key_created_at or details.created_at
+        if (datetime.now(UTC) - born).total_seconds() < every:
+            return None
+        try:
+            return await self._rotate(key, self._renew_grace)
+        except SessionNotFound:
+            return None  # renewed by another request (or ended) meanwhile
+
+    async def _rotate(self, key: str, grace: float) -> str:
         loop = self._bind()
         record = None
         if is_key_like(key):
             fresh = self._store.rotated_key(key)
-            record = await self._changed(self._store.rotate(key, fresh))
+            record = await self._changed(self._store.rotate(key, fresh, grace=grace))
         if record is None:
             raise _not_found(key)
         self._expiry.rotated(

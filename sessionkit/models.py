@@ -74,7 +74,9 @@ class SessionDetails:
     (``delete_user_session``); it changes when the key rotates. ``client`` is the
     :class:`ClientInfo` recorded at login, or ``None``. ``authenticated_at`` is when the user
     last entered a credential: the login (:meth:`SessionManager.load_new_session`), or the
-    latest :meth:`SessionManager.mark_authenticated`; it survives key rotations. Times are
+    latest :meth:`SessionManager.mark_authenticated`; it survives key rotations.
+    ``key_created_at`` is when the session got its current key: its creation, or its latest
+    rotation (what ``SessionManager(renew_every=...)`` counts from). Times are
     UTC-aware wall-clock datetimes (the manager always sets every one; ``authenticated_at``
     defaults to ``None`` only so that code building details by hand keeps working); ``data``
     is a copy of the session's data. The ``repr()`` leaves the key out.
@@ -89,6 +91,7 @@ class SessionDetails:
     data: Any
     client: ClientInfo | None = None
     authenticated_at: datetime | None = None
+    key_created_at: datetime | None = None
 
 
 class SessionRecord(NamedTuple):
@@ -115,6 +118,8 @@ class SessionRecord(NamedTuple):
     client: str | None = None  # the ClientInfo recorded at login, as JSON text
     # When the user last entered a credential; None: at creation (never marked since).
     authenticated_at: float | None = None
+    # When the session got its current key; None: at creation (never rotated).
+    rotated_at: float | None = None
 
     @property
     def reached_absolute_timeout(self) -> bool:
@@ -138,6 +143,9 @@ class SessionRecord(NamedTuple):
             client=ClientInfo.decode(self.client),
             authenticated_at=datetime.fromtimestamp(
                 self.created_at if self.authenticated_at is None else self.authenticated_at, UTC
+            ),
+            key_created_at=datetime.fromtimestamp(
+                self.created_at if self.rotated_at is None else self.rotated_at, UTC
             ),
         )
 

@@ -71,6 +71,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from sessionkit._guard import (
+    RENEWED_COOKIE,
     SOURCES,
     STATE_KEY,
     SessionCheck,
@@ -248,7 +249,7 @@ class RequireSession(SessionCheck):
             await self.app(scope, receive, send)
             return
         try:
-            await self._check(HTTPConnection(scope))
+            await self._check(HTTPConnection(scope), renew=kind == "http")
         except SessionRequired as exc:
             if kind == "websocket":
                 await send(
@@ -261,7 +262,7 @@ class RequireSession(SessionCheck):
         if kind == "websocket":
             await self._websocket_app(scope, receive, send)
         else:
-            await self.app(scope, receive, sending_no_store(send))
+            await self.app(scope, receive, sending_no_store(send, scope.get(RENEWED_COOKIE)))
 
 
 def _as_asgi(app: Any, kind: str) -> ASGIApp:
@@ -360,14 +361,18 @@ class SessionDependency(SessionCheck):
         :raises starlette.exceptions.WebSocketException: instead, on a WebSocket: code 1008
             (1013 when the store is down), which closes the handshake.
         """
+        renew = response is not None and request.scope["type"] == "http"
         try:
-            details = await self._check(request)
+            details = await self._check(request, renew=renew)
         except SessionRequired as exc:
             if request.scope["type"] == "websocket":
                 raise WebSocketException(close_code(exc), exc.detail) from None
             raise
         if response is not None:
             no_store(response.headers)
+            renewed = request.scope.get(RENEWED_COOKIE)
+            if renewed is not None:
+                response.headers.append("set-cookie", renewed)
         return details
 
 
@@ -513,7 +518,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
             credential is older than ``max_auth_age`` (:meth:`on_error` answers each).
         """
         try:
-            details = await self._check(conn)
+            details = await self._check(conn, renew=bool(conn.scope.get(_CAN_RENEW)))
         except SessionRequired as exc:
             if exc.status_code == 503:
                 raise AuthenticationError(exc.detail) from exc
@@ -550,6 +555,7 @@ class _Reauthenticate(AuthenticationError):
 
 
 _CLEAR_COOKIE = "sessionkit.clear_cookie"  # the scope key where the backend leaves it
+_CAN_RENEW = "sessionkit.can_renew"  # set by SessionAuthMiddleware, which sets a renewed cookie
 
 
 class SessionAuthMiddleware(AuthenticationMiddleware):
@@ -590,12 +596,14 @@ class SessionAuthMiddleware(AuthenticationMiddleware):
             await super().__call__(scope, receive, send)
             return
 
+        scope[_CAN_RENEW] = True
+
         async def send_answered(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                clear = scope.get(_CLEAR_COOKIE)
-                if clear is not None:
-                    headers.append("set-cookie", clear)
+                for cookie in (scope.get(_CLEAR_COOKIE), scope.get(RENEWED_COOKIE)):
+                    if cookie is not None:
+                        headers.append("set-cookie", cookie)
                 user = scope.get("user")
                 if user is not None and user.is_authenticated:
                     no_store(headers)

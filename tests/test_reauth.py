@@ -91,17 +91,18 @@ def test_a_bad_max_auth_age_is_refused_when_the_guard_is_built(
 
 def sensitive_app(sm: SessionManager) -> Any:
     """One route behind each guard, each with ``max_auth_age``."""
-    fastapi = pytest.importorskip("fastapi")
+    pytest.importorskip("fastapi")
+    from fastapi import Depends, FastAPI
 
     async def guarded(request: Request) -> Response:
         return JSONResponse({"user": get_session(request).username})
 
     live = SessionDependency(sm, cookie=COOKIE, max_auth_age=MAX_AGE)
-    api = fastapi.FastAPI(exception_handlers={SessionRequired: session_required_handler})
+    api = FastAPI(exception_handlers={SessionRequired: session_required_handler})
 
     @api.get("/")
     async def by_dependency(
-        session: SessionDetails = fastapi.Depends(live),  # noqa: B008
+        session: SessionDetails = Depends(live),  # noqa: B008
     ) -> dict[str, str]:
         return {"user": session.username}
 

@@ -7,7 +7,7 @@
 -- Members are split as text, never decoded: cjson would turn an integer over 2^53 into a
 -- float and an empty list into {}. A member whose key is already there keeps its place, as
 -- Python's dict.update() keeps it; the others follow in their order.
-local S, changes = skey(ARGV[4]), ARGV[5]
+local changes = ARGV[5]
 -- The index just past the JSON string that starts (with its quote) at i.
 local function past_string(s, i)
   local p = i + 1
@@ -49,16 +49,16 @@ local function members(s, order, values)
     i = v_end + 1
   end
 end
-local v = redis.call('HMGET', S, 'd', 'x')
-if not v[1] or tonumber(v[1]) <= now then return false end
+local h, f = load_via(ARGV[4])
+if not live(f) then return false end
 local order, values = {}, {}
-if v[2] then
-  if string.sub(v[2], 1, 1) ~= '{' then return -1 end
-  members(v[2], order, values)
+if f.x then
+  if string.sub(f.x, 1, 1) ~= '{' then return -1 end
+  members(f.x, order, values)
 end
 members(changes, order, values)
 local parts = {}
 for i, key in ipairs(order) do parts[i] = key .. ':' .. values[key] end
 local data = '{' .. table.concat(parts, ',') .. '}'
-redis.call('HSET', S, 'x', data)
+redis.call('HSET', skey(h), 'x', data)
 return data
