@@ -353,8 +353,10 @@ class SessionDependency(SessionCheck):
 
         :param request: the incoming request or WebSocket.
         :param response: FastAPI's response for the route: marked ``Cache-Control:
-            no-store`` unless the route sets its own (FastAPI drops it when the route
-            returns a ``Response`` object of its own: mark that one yourself).
+            no-store`` unless the route sets its own, and given the new cookie when the
+            manager's ``renew_every`` renews the key (FastAPI drops it when the route returns
+            a ``Response`` object of its own: mark that one yourself, and copy its
+            ``Set-Cookie``, or the browser keeps a key that stops working after the grace).
         :return: the live session's details (also put in ``request.state.session``).
         :raises SessionRequired: if the key is missing or dead (401), the request is
             cross-site with the cookie (403) or the store is down (503).

@@ -395,13 +395,15 @@ async def test_a_renewal_changes_the_cookie_and_the_page_keeps_working() -> None
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page()
-            tables: list[int] = []  # the status of every table call the page made
 
-            def keep_status(response: Any) -> None:
-                if "get_table_data" in response.url:
-                    tables.append(response.status)
+            async def load_table() -> int:
+                # Click "load" and wait for that table call's answer: its status.
+                async with page.expect_response(lambda r: "get_table_data" in r.url) as called:
+                    await page.click("#load")
+                response = await called.value
+                await expect(page.locator("#table tbody tr")).to_have_count(5)
+                return response.status
 
-            page.on("response", keep_status)
             await page.goto(url)
             await page.fill("#username", "Luca")
             await page.fill("#password", "sessionkit")
@@ -411,8 +413,7 @@ async def test_a_renewal_changes_the_cookie_and_the_page_keeps_working() -> None
             first = cookie["value"]
 
             await page.wait_for_timeout((every + 0.3) * 1000)
-            await page.click("#load")  # the first call past renew_every renews the key
-            await expect(page.locator("#table tbody tr")).to_have_count(5)
+            assert await load_table() == 200  # the first call past renew_every renews the key
             [cookie] = await page.context.cookies()
             second = cookie["value"]
             assert second != first
@@ -425,9 +426,7 @@ async def test_a_renewal_changes_the_cookie_and_the_page_keeps_working() -> None
 
             await page.wait_for_timeout((grace + 0.3) * 1000)  # the old key's grace is over
             assert await demo.sm.check_session_status(first) is False
-            await page.click("#load")
-            await expect(page.locator("#table tbody tr")).to_have_count(5)
-            assert tables == [200, 200]
+            assert await load_table() == 200  # under the new cookie
             # The socket followed the session to its new key: a logout still reaches the page.
             assert await demo.sm.delete_session(second) is True
             await expect(page.locator("#login-form")).to_be_visible(timeout=10_000)
