@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -209,3 +211,23 @@ async def test_a_guard_renews_a_key_older_than_renew_every(
     assert "set-cookie" not in api.headers
     assert late.status_code in (401, 403)  # the grace is over (403: @requires)
     assert [(e.name, e.key) for e in recorder.events] == [("session_rotated", fresh)]
+
+
+async def test_of_two_requests_that_find_the_key_due_one_renews(
+    make_store: Callable[[], SessionStore],
+) -> None:
+    async with SessionManager(store=make_store(), renew_every=60, renew_grace=30) as sm:
+        recorder = Recorder(sm, "session_rotated", "session_deleted")
+        key = await sm.load_new_session("Luca")
+        details = await sm.get_session_details(key)
+        due = replace(details, key_created_at=details.created_at - timedelta(seconds=61))
+        results = await asyncio.gather(sm.renew_if_due(due), sm.renew_if_due(due))
+        [fresh] = [r for r in results if r is not None]
+        assert results.count(None) == 1
+        assert [(e.name, e.key) for e in recorder.events] == [("session_rotated", fresh)]
+        assert await sm.check_session_status(fresh) is True
+        assert await sm.check_session_status(key) is True  # in its grace
+        # Not due: a fresh key, or a request still carrying the old one.
+        assert await sm.renew_if_due(await sm.get_session_details(fresh)) is None
+        assert await sm.renew_if_due(await sm.get_session_details(key)) is None
+        assert await sm.count_sessions() == 1
