@@ -4,9 +4,12 @@ is answered. Import the public names from :mod:`sessionkit.starlette`."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import math
 import re
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.datastructures import MutableHeaders
@@ -15,7 +18,8 @@ from starlette.requests import HTTPConnection
 
 from sessionkit.cookies import SessionCookie, read_cookie
 from sessionkit.exceptions import SessionError, SessionNotFound, StoreUnavailable
-from sessionkit.models import SessionDetails
+from sessionkit.keys import hash_key
+from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
     from starlette.types import Message, Send
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "DOWN",
+    "RENEWED_COOKIE",
     "RETRY_AFTER",
     "SOURCES",
     "STATE_KEY",
@@ -36,6 +41,7 @@ __all__ = (
     "close_code",
     "find_key",
     "no_store",
+    "request_client",
     "resolve",
     "same_origin",
     "sending_no_store",
@@ -47,6 +53,9 @@ __all__ = (
 SOURCES: Final = ("header", "bearer", "cookie")
 #: The ``request.state`` attribute that holds the :class:`SessionDetails` of a checked request.
 STATE_KEY: Final = "session"
+#: The scope key where a check leaves the ``Set-Cookie`` header of a renewed key, for the
+#: guard to add to its response.
+RENEWED_COOKIE: Final = "sessionkit.renewed_cookie"
 
 _MISSING = "no session key: log in first"
 # A client (a browser, httpx, Starlette's TestClient) keeps a Secure cookie to itself over plain
@@ -63,6 +72,8 @@ _DEAD = "session expired or unknown: log in again"
 #: retried at once would only add load to it.
 DOWN: Final = "the session store is unavailable: try again"
 RETRY_AFTER: Final = 5  # seconds
+_SUSPICIOUS = "session ended: it is being used from another browser or network; log in again"
+_STALE = "this needs a fresh login: enter your credentials again"
 _CROSS_SITE = "cross-site request refused: the session cookie works from this site's pages only"
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 # scheme://host[:port] as a browser writes an Origin: a DNS name (ASCII, punycode for others),
@@ -85,13 +96,20 @@ class SessionRequired(SessionError, HTTPException):
     answers with that status; register :func:`session_required_handler` to answer with the
     seed's ``{"logout": true, ...}`` body (``"logout"`` is true for 401 only). A 401 to a key
     that came from the session cookie carries the ``Set-Cookie`` header that clears it.
+
+    With ``reauthenticate`` (a guard's ``max_auth_age`` passed: the session lives, only the
+    credential is stale) it is a 401 whose body is ``{"reauthenticate": true, "logout":
+    false, ...}``, and the cookie is kept.
     """
 
-    def __init__(self, message: str, *, status_code: int = 401) -> None:
+    def __init__(
+        self, message: str, *, status_code: int = 401, reauthenticate: bool = False
+    ) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
         if status_code == 503:
             headers = {"Retry-After": str(RETRY_AFTER)}
         HTTPException.__init__(self, status_code=status_code, detail=message, headers=headers)
+        self.reauthenticate = reauthenticate
 
 
 def find_key(
@@ -163,11 +181,15 @@ def no_store(headers: MutableHeaders) -> None:
     headers.setdefault("cache-control", _NO_STORE)
 
 
-def sending_no_store(send: Send) -> Send:
-    # The ASGI send of a response that a guard let through: marked no-store on its way out.
+def sending_no_store(send: Send, renewed: str | None = None) -> Send:
+    # The ASGI send of a response that a guard let through: marked no-store on its way out,
+    # with the cookie of a renewed key.
     async def send_marked(message: Message) -> None:
         if message["type"] == "http.response.start":
-            no_store(MutableHeaders(scope=message))
+            headers = MutableHeaders(scope=message)
+            no_store(headers)
+            if renewed is not None:
+                headers.append("set-cookie", renewed)
         await send(message)
 
     return send_marked
@@ -224,7 +246,26 @@ def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
 
 
 def body(exc: SessionRequired) -> dict[str, Any]:
+    if exc.reauthenticate:
+        return {"reauthenticate": True, "logout": False, "message": exc.detail}
     return {"logout": exc.status_code == 401, "message": exc.detail}
+
+
+def request_client(conn: HTTPConnection) -> ClientInfo:
+    # What sessionkit.starlette.client_info returns (see there).
+    ip = conn.client.host if conn.client is not None else None
+    agent = conn.headers.get("user-agent")
+    return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
+
+
+def check_auth_age(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"max_auth_age must be a number of seconds, not {type(value).__name__}")
+    if not 0 < value < math.inf:
+        raise ValueError(f"max_auth_age must be a positive finite number of seconds, not {value}")
+    return float(value)
 
 
 class SessionCheck:
@@ -239,15 +280,18 @@ class SessionCheck:
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         self.manager = manager
+        self.max_auth_age = check_auth_age(max_auth_age)
         self.sources = check_sources(sources)
         self.header = header.lower()
         self.cookie = SessionCookie.of(cookie)
         self.restart = restart
         self.trusted_origins = check_origins(trusted_origins)
 
-    async def _check(self, conn: HTTPConnection) -> SessionDetails:
+    async def _check(self, conn: HTTPConnection, *, renew: bool = False) -> SessionDetails:
+        # ``renew``: the guard can set a cookie on its response (a renewal needs that).
         headers = conn.headers
         key, source = find_key(headers, self.sources, header=self.header, cookie=self.cookie.name)
         from_cookie = source == "cookie"
@@ -260,9 +304,45 @@ class SessionCheck:
                 raise SessionRequired(_MISSING + hint)
         try:
             details = await resolve(self.manager, key, self.restart)
+            if details.client is not None:
+                await self._check_client(conn, details)
         except SessionRequired as exc:
             if from_cookie and exc.status_code == 401:
                 exc.headers = {**(exc.headers or {}), "set-cookie": self.cookie.clear_header()}
             raise
+        if self.max_auth_age is not None:
+            # By this process's clock, against the store's: NTP keeps them within far less
+            # than any sensible max_auth_age (minutes).
+            authenticated = details.authenticated_at or details.created_at
+            age = (datetime.now(UTC) - authenticated).total_seconds()
+            if age > self.max_auth_age:
+                # The session lives: the 401 keeps the cookie (no clearing header).
+                raise SessionRequired(_STALE, reauthenticate=True)
+        if renew and from_cookie and self.manager.renew_every is not None:
+            # Only a cookie-borne key: a client that sent its key in a header would not learn
+            # the new one, and would lose its session when the grace ends.
+            details = await self._renew(conn, details)
         conn.scope.setdefault("state", {})[STATE_KEY] = details
         return details
+
+    async def _renew(self, conn: HTTPConnection, details: SessionDetails) -> SessionDetails:
+        try:
+            fresh = await self.manager.renew_if_due(details)
+        except StoreUnavailable:
+            # The request is served under its key (which works, whatever the store did);
+            # the next request tries again.
+            return details
+        if fresh is None:
+            return details
+        conn.scope[RENEWED_COOKIE] = self.cookie.header(fresh)
+        return dataclasses.replace(
+            details, key=fresh, id=hash_key(fresh), key_created_at=datetime.now(UTC)
+        )
+
+    async def _check_client(self, conn: HTTPConnection, details: SessionDetails) -> None:
+        try:
+            alive = await self.manager.check_client(details, request_client(conn))
+        except StoreUnavailable as exc:
+            raise SessionRequired(DOWN, status_code=503) from exc
+        if not alive:
+            raise SessionRequired(_SUSPICIOUS)

@@ -34,12 +34,14 @@ EventName: TypeAlias = Literal[
     "session_expired",
     "session_expiring",
     "session_rotated",
+    "session_suspicious",
     "notify_client_to_logout",
     "error",
 ]
 
 #: Why a session ended: :attr:`SessionEvent.reason` of ``session_deleted``, ``session_expired``
-#: and ``notify_client_to_logout``, and the ``reason`` of the pushed ``logout``.
+#: and ``notify_client_to_logout``, and the ``reason`` of the pushed ``logout`` (and
+#: ``"client_changed"``, the reason of ``session_suspicious``).
 Reason: TypeAlias = Literal[
     "logout",
     "expired",
@@ -47,6 +49,8 @@ Reason: TypeAlias = Literal[
     "delete_all",
     "logout_all",
     "evicted",
+    "suspicious",
+    "client_changed",
 ]
 #: Every :data:`Reason`, for checks at run time.
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
@@ -61,6 +65,7 @@ EVENTS: Final[dict[EventName, str | None]] = {
     "session_expired": None,
     "session_expiring": None,
     "session_rotated": None,
+    "session_suspicious": None,
     "notify_client_to_logout": "notifyClientToLogout",
     "error": "error",
 }
@@ -75,7 +80,8 @@ class SessionEvent:
     claiming the session of a dead process). ``key_hash`` is the SHA-256 hex digest of the key,
     or ``""`` for an ``error`` that concerns no single session. ``reason`` says why a session
     ended (``"logout"``, ``"expired"``, ``"absolute_timeout"``, ``"delete_all"``,
-    ``"logout_all"``, ``"evicted"``); ``data`` is a copy of the session's data; ``error`` is the
+    ``"logout_all"``, ``"evicted"``, ``"suspicious"``), or, on ``session_suspicious``, what
+    looked wrong (``"client_changed"``); ``data`` is a copy of the session's data; ``error`` is the
     exception an ``error`` event reports. ``created_at`` (UTC) is when the session began, on
     every event about one session, so that a handler can tell how long it lived. Its
     ``repr()`` leaves the raw key out.

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar, cast, get_args, overload
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain, session_event
 from sessionkit._tasks import LoopTasks
+from sessionkit.clients import client_changed
 from sessionkit.events import (
     Dispatcher,
     EventHandler,
@@ -85,6 +86,14 @@ def _on_limit(value: object) -> SessionLimitPolicy:
     return cast(SessionLimitPolicy, value)
 
 
+def _on_suspicious(value: object) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"on_suspicious must be a str, not {type(value).__name__}")
+    if value not in ("event", "end"):
+        raise ValueError(f"on_suspicious must be 'event' or 'end', not {value!r}")
+    return value
+
+
 def _describe_key(key: object) -> str:
     # How messages and logs name a key: never the key itself.
     return f"key {short_hash(key)}" if isinstance(key, str) else f"a {type(key).__name__} key"
@@ -115,6 +124,15 @@ class SessionManager:
     :param on_session_limit: what a login over ``max_sessions_per_user`` does: ``"evict"``
         ends the user's oldest session; ``"refuse"`` makes :meth:`load_new_session` raise
         :class:`~sessionkit.SessionLimitReached` and change nothing.
+    :param renew_every: rotate the key of a session whose key is older than this (seconds,
+        counted from its creation or last rotation) on the next request a guard of
+        :mod:`sessionkit.starlette` checks (OWASP's renewal timeout; see
+        :meth:`renew_if_due`); ``None`` (default): never.
+    :param renew_grace: seconds a key replaced by a renewal keeps working, so that requests
+        already in flight with it do not fail (less than ``renew_every``).
+    :param on_suspicious: what a changed client (see :meth:`check_client`) does besides the
+        ``session_suspicious`` event: ``"event"`` (default) nothing more; ``"end"`` also ends
+        the session (reason ``"suspicious"``).
     :raises TypeError: for an option of the wrong type.
     :raises ValueError: for an option out of range.
     """
@@ -130,6 +148,9 @@ class SessionManager:
         max_sessions_per_user: int | None = None,
         warn_before: float | None = None,  # seconds
         on_session_limit: SessionLimitPolicy = "evict",
+        on_suspicious: str = "event",
+        renew_every: float | None = None,  # seconds
+        renew_grace: float = 30,  # seconds
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
         self._longest = self._timeout  # the longest idle timeout this manager ever applied
@@ -145,6 +166,11 @@ class SessionManager:
                 raise ValueError("max_sessions_per_user must be at least 1")
         self._max_per_user = max_sessions_per_user
         self._refuse = _on_limit(on_session_limit) == "refuse"
+        self._end_suspicious = _on_suspicious(on_suspicious) == "end"
+        self._renew_every = None if renew_every is None else _seconds(renew_every, "renew_every")
+        self._renew_grace = _seconds(renew_grace, "renew_grace", 0)
+        if self._renew_every is not None and self._renew_grace >= self._renew_every:
+            raise ValueError("renew_grace must be less than renew_every")
         warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
         _warns_in_time(self._timeout, warn, "timeout")
         if store is not None and not isinstance(store, SessionStore):
@@ -180,6 +206,11 @@ class SessionManager:
     def absolute_timeout(self) -> float | None:
         """The hard cap in seconds from a session's creation, or ``None``."""
         return self._absolute
+
+    @property
+    def renew_every(self) -> float | None:
+        """Seconds after which a guarded request renews a session's key, or ``None``."""
+        return self._renew_every
 
     @property
     def warn_before(self) -> float | None:
@@ -436,6 +467,57 @@ class SessionManager:
             raise _not_found(key)
         return True
 
+    async def update_session_data(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``changes`` into a session's data at the top level, in one atomic store step,
+        and return the result: two requests that set different fields at once both land
+        (:meth:`set_session_data` replaces the whole value, so one of them would be lost)::
+
+            await sm.update_session_data(key, {"theme": "dark"})
+
+        A field in ``changes`` replaces the field of that name (nested values are replaced
+        whole, not merged); data never set counts as ``{}``. If the call raises
+        :class:`~sessionkit.StoreUnavailable` (or times out, or is cancelled) the merge may
+        or may not have landed; it ends nothing, so there is nothing to report, and sending
+        it again gives the same result.
+
+        :param changes: a dict with str keys and JSON-serialisable values.
+        :return: a copy of the session's data after the merge.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises TypeError: if ``changes`` is not such a dict, or the session's data is not a
+            dict (a list, a str...): nothing changes.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        if not isinstance(changes, dict):
+            raise TypeError(f"changes must be a dict, not {type(changes).__name__}")
+        for field in changes:
+            if not isinstance(field, str):
+                raise TypeError(f"the keys of changes must be str, not {type(field).__name__}")
+        text = encode_data(changes)
+        assert text is not None
+        self._bind()
+        merged = await self._store.update_data(key, text) if is_key_like(key) else None
+        if merged is None:
+            raise _not_found(key)
+        result: dict[str, Any] = decode_data(merged)
+        return result
+
+    async def mark_authenticated(self, key: str) -> bool:
+        """Record that the session's user has just entered a credential again (a password,
+        a second factor): the session's ``authenticated_at`` becomes now, which the guards'
+        ``max_auth_age`` checks (see :mod:`sessionkit.starlette`).
+
+        It ends nothing and is idempotent: a call that raised may or may not have landed, and
+        can simply be made again.
+
+        :return: ``True``.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        self._bind()
+        if not is_key_like(key) or not await self._store.mark_authenticated(key):
+            raise _not_found(key)
+        return True
+
     async def get_session_data(self, key: str) -> Any:
         """Return a copy of a session's data (``None`` if never set).
 
@@ -574,11 +656,44 @@ class SessionManager:
         :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
             live under ``key`` again, or ended and reported.
         """
+        return await self._rotate(key, 0.0)
+
+    async def renew_if_due(self, details: SessionDetails) -> str | None:
+        """Renew the key of a session whose key is older than ``renew_every`` (counted from
+        ``details.key_created_at``): a rotation, as :meth:`rotate_session_key` does (sockets
+        follow, ``session_rotated`` fires), after which the old key keeps working for
+        ``renew_grace`` seconds, so that requests already in flight with it do not fail. The
+        guards of :mod:`sessionkit.starlette` call it for keys that came from the session
+        cookie, and set the new cookie on the response.
+
+        Of several requests that find the key due at once, one renews it; the others (their
+        key is now the replaced one, still working) get ``None``. A renewal that raised
+        :class:`~sessionkit.StoreUnavailable` is settled as a rotation is: once the store
+        answers, the session is under the old key again (or ended and reported); meanwhile
+        the old key works, being the session's or its alias.
+
+        :param details: the session, as a guard's :meth:`touch_session` returned it.
+        :return: the new key, or ``None`` if no renewal is due (or another request renewed).
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        every = self._renew_every
+        key = details.key
+        if every is None or key is None:
+            return None
+        born = details.key_created_at or details.created_at
+        if (datetime.now(UTC) - born).total_seconds() < every:
+            return None
+        try:
+            return await self._rotate(key, self._renew_grace)
+        except SessionNotFound:
+            return None  # renewed by another request (or ended) meanwhile
+
+    async def _rotate(self, key: str, grace: float) -> str:
         loop = self._bind()
         record = None
         if is_key_like(key):
             fresh = self._store.rotated_key(key)
-            record = await self._changed(self._store.rotate(key, fresh))
+            record = await self._changed(self._store.rotate(key, fresh, grace=grace))
         if record is None:
             raise _not_found(key)
         self._expiry.rotated(
@@ -592,6 +707,52 @@ class SessionManager:
         if self._events.wants("session_rotated"):
             await fanout.run(self._events.calls(session_event("session_rotated", fresh, record)))
         return fresh
+
+    async def check_client(self, details: SessionDetails, client: ClientInfo) -> bool:
+        """Compare a request's client with the one the session recorded at login (the
+        guards of :mod:`sessionkit.starlette` call this on every request they check).
+
+        When the browser family or the network (/24 for IPv4, /48 for IPv6) changed (see
+        :func:`sessionkit.clients.client_changed`), ``session_suspicious`` fires (reason
+        ``"client_changed"``), and with ``on_suspicious="end"`` the session ends (reason
+        ``"suspicious"``; its sockets are told ``logout``). A session with no recorded
+        client, or a side that does not know a value, compares nothing.
+
+        :param details: the session, as :meth:`touch_session` or
+            :meth:`get_session_details` returned it (with its key).
+        :param client: the request's client (:func:`sessionkit.starlette.client_info`).
+        :return: ``False`` if the session ended for it, else ``True``.
+        :raises TypeError: for details without a key, or a client that is not a
+            :class:`~sessionkit.ClientInfo`.
+        :raises StoreUnavailable: with ``on_suspicious="end"``, if the store cannot be
+            reached (the ending, if it landed, is reported once it can).
+        """
+        key = details.key
+        if not isinstance(key, str):
+            raise TypeError("check_client needs the details of a session with its key")
+        if not isinstance(client, ClientInfo):
+            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
+        if details.client is None or not client_changed(details.client, client):
+            return True
+        self._bind()
+        logger.info("session %s: the client changed", short_hash(key))
+        if self._events.wants("session_suspicious"):
+            event = SessionEvent(
+                "session_suspicious",
+                key,
+                details.id,
+                details.username,
+                "client_changed",
+                details.data,
+                created_at=details.created_at,
+            )
+            await self._fanout.run(self._events.calls(event))
+        if not self._end_suspicious:
+            return True
+        record = await self._changed(self._store.delete(key))
+        if record is not None:
+            await self._expiry.end([record], "suspicious", True)
+        return False
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
         """List a user's live sessions, oldest first: what a "your devices" page shows.

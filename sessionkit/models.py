@@ -72,8 +72,14 @@ class SessionDetails:
     out another session's key. ``id`` is public and not secret: the key's SHA-256 hex digest,
     what a "your devices" page shows and sends back to end a session
     (``delete_user_session``); it changes when the key rotates. ``client`` is the
-    :class:`ClientInfo` recorded at login, or ``None``. Times are UTC-aware wall-clock
-    datetimes; ``data`` is a copy of the session's data. The ``repr()`` leaves the key out.
+    :class:`ClientInfo` recorded at login, or ``None``. ``authenticated_at`` is when the user
+    last entered a credential: the login (:meth:`SessionManager.load_new_session`), or the
+    latest :meth:`SessionManager.mark_authenticated`; it survives key rotations.
+    ``key_created_at`` is when the session got its current key: its creation, or its latest
+    rotation (what ``SessionManager(renew_every=...)`` counts from). Times are
+    UTC-aware wall-clock datetimes (the manager always sets every one; ``authenticated_at``
+    defaults to ``None`` only so that code building details by hand keeps working); ``data``
+    is a copy of the session's data. The ``repr()`` leaves the key out.
     """
 
     key: str | None = field(repr=False)
@@ -84,6 +90,8 @@ class SessionDetails:
     expires_at: datetime
     data: Any
     client: ClientInfo | None = None
+    authenticated_at: datetime | None = None
+    key_created_at: datetime | None = None
 
 
 class SessionRecord(NamedTuple):
@@ -108,6 +116,10 @@ class SessionRecord(NamedTuple):
     remaining: float
     data: str | None
     client: str | None = None  # the ClientInfo recorded at login, as JSON text
+    # When the user last entered a credential; None: at creation (never marked since).
+    authenticated_at: float | None = None
+    # When the session got its current key; None: at creation (never rotated).
+    rotated_at: float | None = None
 
     @property
     def reached_absolute_timeout(self) -> bool:
@@ -129,6 +141,12 @@ class SessionRecord(NamedTuple):
             expires_at=datetime.fromtimestamp(self.expires_at, UTC),
             data=decode_data(self.data),
             client=ClientInfo.decode(self.client),
+            authenticated_at=datetime.fromtimestamp(
+                self.created_at if self.authenticated_at is None else self.authenticated_at, UTC
+            ),
+            key_created_at=datetime.fromtimestamp(
+                self.created_at if self.rotated_at is None else self.rotated_at, UTC
+            ),
         )
 
 

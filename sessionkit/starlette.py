@@ -72,6 +72,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from sessionkit._guard import (
     DOWN,
+    RENEWED_COOKIE,
     RETRY_AFTER,
     SOURCES,
     STATE_KEY,
@@ -81,6 +82,7 @@ from sessionkit._guard import (
     close_code,
     find_key,
     no_store,
+    request_client,
     sending_no_store,
 )
 from sessionkit._login import log_in, log_out, same_origin
@@ -148,9 +150,7 @@ def client_info(conn: HTTPConnection) -> ClientInfo:
     :return: the client's IP address and ``User-Agent`` (cut to the lengths
         :class:`~sessionkit.ClientInfo` accepts), each ``None`` where unknown.
     """
-    ip = conn.client.host if conn.client is not None else None
-    agent = conn.headers.get("user-agent")
-    return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
+    return request_client(conn)
 
 
 def get_session(request: HTTPConnection) -> SessionDetails:
@@ -220,6 +220,10 @@ class RequireSession(SessionCheck):
     :param trusted_origins: other origins (``"https://app.example.com"``) whose pages may
         send the cookie on unsafe methods, besides the site's own: ``scheme://host[:port]``
         as browsers write an ``Origin``, the default port folded (``:443`` for https).
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
@@ -243,6 +247,7 @@ class RequireSession(SessionCheck):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         super().__init__(
             manager,
@@ -251,6 +256,7 @@ class RequireSession(SessionCheck):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         self.app: ASGIApp = _as_asgi(app, "http")
         self._websocket_app: ASGIApp = _as_asgi(app, "websocket")
@@ -267,7 +273,7 @@ class RequireSession(SessionCheck):
             await self.app(scope, receive, send)
             return
         try:
-            await self._check(HTTPConnection(scope))
+            await self._check(HTTPConnection(scope), renew=kind == "http")
         except SessionRequired as exc:
             if kind == "websocket":
                 await send(
@@ -280,7 +286,7 @@ class RequireSession(SessionCheck):
         if kind == "websocket":
             await self._websocket_app(scope, receive, send)
         else:
-            await self.app(scope, receive, sending_no_store(send))
+            await self.app(scope, receive, sending_no_store(send, scope.get(RENEWED_COOKIE)))
 
 
 def _as_asgi(app: Any, kind: str) -> ASGIApp:
@@ -311,6 +317,10 @@ class SessionDependency(SessionCheck):
     :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :param restart: restart the session's idle timer on each request.
     :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
     Example::
@@ -334,6 +344,7 @@ class SessionDependency(SessionCheck):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
     ) -> None:
         super().__init__(
             manager,
@@ -342,6 +353,7 @@ class SessionDependency(SessionCheck):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         # FastAPI reads a dependency's parameters from its signature: the connection (a
         # Request or a WebSocket: it works on @app.websocket routes too), the response whose
@@ -365,22 +377,28 @@ class SessionDependency(SessionCheck):
 
         :param request: the incoming request or WebSocket.
         :param response: FastAPI's response for the route: marked ``Cache-Control:
-            no-store`` unless the route sets its own (FastAPI drops it when the route
-            returns a ``Response`` object of its own: mark that one yourself).
+            no-store`` unless the route sets its own, and given the new cookie when the
+            manager's ``renew_every`` renews the key (FastAPI drops it when the route returns
+            a ``Response`` object of its own: mark that one yourself, and copy its
+            ``Set-Cookie``, or the browser keeps a key that stops working after the grace).
         :return: the live session's details (also put in ``request.state.session``).
         :raises SessionRequired: if the key is missing or dead (401), the request is
             cross-site with the cookie (403) or the store is down (503).
         :raises starlette.exceptions.WebSocketException: instead, on a WebSocket: code 1008
             (1013 when the store is down), which closes the handshake.
         """
+        renew = response is not None and request.scope["type"] == "http"
         try:
-            details = await self._check(request)
+            details = await self._check(request, renew=renew)
         except SessionRequired as exc:
             if request.scope["type"] == "websocket":
                 raise WebSocketException(close_code(exc), exc.detail) from None
             raise
         if response is not None:
             no_store(response.headers)
+            renewed = request.scope.get(RENEWED_COOKIE)
+            if renewed is not None:
+                response.headers.append("set-cookie", renewed)
         return details
 
 
@@ -473,6 +491,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
     :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :param restart: restart the session's idle timer on each request.
     :param trusted_origins: other origins whose pages may send the cookie on unsafe methods.
+    :param max_auth_age: seconds since the user last entered a credential (at login, or
+        :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
+        answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
+        and the cookie is kept. ``None`` (default): no limit.
     :param scopes: the credentials a live session grants (``@requires`` checks them).
     :raises ValueError: for an unknown source or a malformed origin or cookie.
 
@@ -498,6 +520,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         cookie: str | SessionCookie = "session_key",
         restart: bool = True,
         trusted_origins: Iterable[str] = (),
+        max_auth_age: float | None = None,  # seconds
         scopes: Iterable[str] = ("authenticated",),
     ) -> None:
         super().__init__(
@@ -507,6 +530,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
             cookie=cookie,
             restart=restart,
             trusted_origins=trusted_origins,
+            max_auth_age=max_auth_age,
         )
         self.scopes = tuple(scopes)
 
@@ -516,13 +540,16 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         :param conn: the incoming request or WebSocket.
         :return: the credentials and :class:`SessionUser` of a live session, or ``None``
             (anonymous).
-        :raises AuthenticationError: if the session store cannot be reached.
+        :raises AuthenticationError: if the session store cannot be reached, or the session's
+            credential is older than ``max_auth_age`` (:meth:`on_error` answers each).
         """
         try:
-            details = await self._check(conn)
+            details = await self._check(conn, renew=bool(conn.scope.get(_CAN_RENEW)))
         except SessionRequired as exc:
             if exc.status_code == 503:
                 raise AuthenticationError(exc.detail) from exc
+            if exc.reauthenticate:
+                raise _Reauthenticate(exc.detail) from exc
             clear = (exc.headers or {}).get("set-cookie")
             if clear is not None:  # a dead key from the cookie: SessionAuthMiddleware clears it
                 conn.scope[_CLEAR_COOKIE] = clear
@@ -531,19 +558,33 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
 
     @staticmethod
     def on_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
-        """Answer an unreachable store with ``503 {"logout": false, "message": ...}``.
+        """Answer an unreachable store with ``503 {"logout": false, "message": ...}``, and a
+        credential older than ``max_auth_age`` with ``401 {"reauthenticate": true, "logout":
+        false, "message": ...}`` (the cookie kept).
 
         :param conn: the request that failed.
         :param exc: the error :meth:`authenticate` raised.
         :return: the response.
         """
+        if isinstance(exc, _Reauthenticate):
+            return JSONResponse(
+                {"reauthenticate": True, "logout": False, "message": str(exc)},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         headers = {"Retry-After": str(RETRY_AFTER)}
         return JSONResponse(
             {"logout": False, "message": str(exc)}, status_code=503, headers=headers
         )
 
 
+class _Reauthenticate(AuthenticationError):
+    # A live session whose credential is older than the backend's max_auth_age.
+    pass
+
+
 _CLEAR_COOKIE = "sessionkit.clear_cookie"  # the scope key where the backend leaves it
+_CAN_RENEW = "sessionkit.can_renew"  # set by SessionAuthMiddleware, which sets a renewed cookie
 
 
 class SessionAuthMiddleware(AuthenticationMiddleware):
@@ -584,12 +625,14 @@ class SessionAuthMiddleware(AuthenticationMiddleware):
             await super().__call__(scope, receive, send)
             return
 
+        scope[_CAN_RENEW] = True
+
         async def send_answered(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                clear = scope.get(_CLEAR_COOKIE)
-                if clear is not None:
-                    headers.append("set-cookie", clear)
+                for cookie in (scope.get(_CLEAR_COOKIE), scope.get(RENEWED_COOKIE)):
+                    if cookie is not None:
+                        headers.append("set-cookie", cookie)
                 user = scope.get("user")
                 if user is not None and user.is_authenticated:
                     no_store(headers)

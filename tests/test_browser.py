@@ -448,3 +448,54 @@ async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
 
 
 PHONE_WIDTH = 375  # CSS pixels: an iPhone's, the narrowest common phone
+
+
+@pytest.mark.usefixtures("browser_parts")
+async def test_a_renewal_changes_the_cookie_and_the_page_keeps_working() -> None:
+    from playwright.async_api import async_playwright, expect
+
+    from examples.webapp.app import create_app
+
+    every, grace = 3.0, 1.0  # seconds
+    demo = create_app(timeout=30, warn_before=None, renew_every=every, renew_grace=grace)
+    async with serve(demo.app) as url, async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+
+            async def load_table() -> int:
+                # Click "load" and wait for that table call's answer: its status.
+                async with page.expect_response(lambda r: "get_table_data" in r.url) as called:
+                    await page.click("#load")
+                response = await called.value
+                await expect(page.locator("#table tbody tr")).to_have_count(5)
+                return response.status
+
+            await page.goto(url)
+            await page.fill("#username", "Luca")
+            await page.fill("#password", "sessionkit")
+            await page.click("#login")
+            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            [cookie] = await page.context.cookies()
+            first = cookie["value"]
+
+            await page.wait_for_timeout((every + 0.3) * 1000)
+            assert await load_table() == 200  # the first call past renew_every renews the key
+            [cookie] = await page.context.cookies()
+            second = cookie["value"]
+            assert second != first
+            assert (cookie["name"], cookie["httpOnly"], cookie["secure"]) == (
+                "__Host-session",
+                True,
+                True,
+            )
+            assert await demo.sm.check_session_status(second) is True
+
+            await page.wait_for_timeout((grace + 0.3) * 1000)  # the old key's grace is over
+            assert await demo.sm.check_session_status(first) is False
+            assert await load_table() == 200  # under the new cookie
+            # The socket followed the session to its new key: a logout still reaches the page.
+            assert await demo.sm.delete_session(second) is True
+            await expect(page.locator("#login-form")).to_be_visible(timeout=10_000)
+        finally:
+            await browser.close()

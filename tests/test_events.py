@@ -231,6 +231,7 @@ def test_events_table_matches_the_seed() -> None:
         "session_expired",
         "session_expiring",
         "session_rotated",
+        "session_suspicious",
         "notify_client_to_logout",
         "error",
     }

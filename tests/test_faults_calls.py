@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -51,7 +52,7 @@ class Scenario:
 
 
 async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
-    """The six mutating calls, each set up on its own manager, not yet called."""
+    """The seven mutating calls, each set up on its own manager, not yet called."""
     # Each call once, fault-free, so that the server holds every script: a first use answers
     # NOSCRIPT (nothing applied), which is not the fault under test.
     store = RedisStore(client, prefix=fresh_prefix(), sweep_interval=3600)
@@ -159,6 +160,34 @@ async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
         return await orphans(s, set())
 
     s.check = check_rotate
+
+    # renew_if_due: a rotation leaving an alias for the grace; settled as a rotation is.
+    s = new("renew_if_due", renew_every=60, renew_grace=30)
+    key = await s.sm.load_new_session("u")
+    due = replace(
+        await s.sm.get_session_details(key), key_created_at=datetime(2000, 1, 1, tzinfo=UTC)
+    )
+    s.call = partial(s.sm.renew_if_due, due)
+
+    async def check_renew(s: Scenario = s, key: str = key) -> str | None:
+        deleted = s.rec.of("session_deleted")
+        if isinstance(s.result, str):  # renewed: the new key and, in its grace, the old one
+            if deleted or not await s.sm.check_session_status(s.result):
+                return f"renewal returned, yet its key is dead ({len(deleted)} session_deleted)"
+            if not await s.sm.check_session_status(key):
+                return "renewal returned, yet the old key stopped before its grace"
+            return await orphans(s, {hash_key(s.result), hash_key(key)})
+        if await s.sm.check_session_status(key):
+            if deleted:
+                return f"old key live yet {len(deleted)} session_deleted"
+            if (await s.sm.get_session_details(key)).id != hash_key(key):
+                return "the old key works only as an alias: the renewal was not undone"
+            return await orphans(s, {hash_key(key)})
+        if len(deleted) != 1:
+            return f"old key dead, {len(deleted)} session_deleted for the session (want 1)"
+        return await orphans(s, set())
+
+    s.check = check_renew
 
     # The bulk calls: every session they removed reported once.
     for name, reason in (

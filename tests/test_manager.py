@@ -405,6 +405,8 @@ async def test_bad_keys_are_unknown_keys_and_change_nothing(sm: SessionManager, 
         sm.restart_session_timer(bad),
         sm.get_session_details(bad),
         sm.rotate_session_key(bad),
+        sm.update_session_data(bad, {"n": 2}),
+        sm.mark_authenticated(bad),
     ):
         with pytest.raises(SessionNotFound) as raised:
             await call

@@ -154,6 +154,7 @@ def _verdict(storm: Storm, kills: int, least: float) -> None:
     assert seen["right"] > 1000, seen  # the storm let calls through
     assert kills > least, kills
     assert seen["reconnections"] > kills / 2, seen  # and the kills reached the store
+    print(f"{kills} kills: {dict(seen)}")  # shown with -s: what the storm did
     assert wrong == {}, f"wrong answers under {kills} kills: {wrong} (of {dict(seen)})"
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
@@ -382,7 +384,7 @@ async def test_a_10_mb_argument_travels_among_small_calls(redis_client: Redis) -
 async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> None:
     """The key names built in Lua (core.lua, the only Lua that builds them) are those of the
     schema module, on a live server."""
-    probe = lua_text("core") + "return {skey(ARGV[4]), D, ukey(ARGV[5]), okey(OP)}"
+    probe = lua_text("core") + "return {skey(ARGV[4]), D, ukey(ARGV[5]), okey(OP), akey(ARGV[4])}"
     bucket, h, username, op = "sktest:{7}", "ab" * 32, "Luca é {x}", "0123abcd"
     names = await redis_client.eval(probe, 0, bucket, "1000", op, h, username)
     assert [n.decode() for n in names] == [
@@ -390,6 +392,7 @@ async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> Non
         schema.deadlines(bucket),
         schema.user(bucket, username),
         schema.outcome(bucket, op),
+        schema.alias(bucket, h),
     ]
 
 
@@ -631,3 +634,26 @@ async def test_a_dead_workers_10000_sessions_are_reported_within_5_s_of_their_de
             await everyone.wait()
     assert len(ended) == count
     assert max(ended) - deadline <= 5, max(ended) - deadline
+
+
+async def test_a_renewal_alias_lives_for_the_grace_and_goes_with_its_session(
+    redis_client: Redis,
+) -> None:
+    prefix = fresh_prefix()
+    store = RedisStore(redis_client, prefix=prefix)
+    async with SessionManager(store=store, renew_every=60, renew_grace=30) as sm:
+        for end_with in ("old", "new", "expiry"):
+            key = await sm.load_new_session("Luca", timeout=2 if end_with == "expiry" else None)
+            details = await sm.get_session_details(key)
+            due = replace(details, key_created_at=details.created_at - timedelta(seconds=61))
+            fresh = await sm.renew_if_due(due)
+            assert fresh is not None
+            alias = schema.alias(prefix, hash_key(key))
+            assert 29_000 < await redis_client.pttl(alias) <= 30_000
+            assert schema.text(await redis_client.get(alias)) == hash_key(fresh)
+            if end_with == "expiry":
+                await asyncio.sleep(2.5)  # the manager's timer claims it
+            else:
+                assert await sm.delete_session(key if end_with == "old" else fresh)
+            assert await redis_client.exists(alias) == 0, end_with
+            assert await sm.check_session_status(key) is False

@@ -139,6 +139,8 @@ def create_app(
     *,
     timeout: float = 30.0,  # seconds of idleness before the server logs a session out
     warn_before: float | None = 10.0,  # seconds; the page shows a warning then
+    renew_every: float | None = 60.0,  # seconds: a key older than this is renewed (rotated)
+    renew_grace: float = 30.0,  # seconds a renewed key keeps working for requests in flight
     users: Mapping[str, str] = DEMO_USERS,
     store: SessionStore | None = None,
     client_manager: Any = None,
@@ -147,6 +149,10 @@ def create_app(
 
     :param timeout: the sessions' idle timeout in seconds.
     :param warn_before: push ``session_expiring`` this many seconds before a deadline.
+    :param renew_every: renew a session's key on the first guarded call after this many
+        seconds (the new cookie comes with that call's response; the socket follows), or
+        ``None`` never.
+    :param renew_grace: seconds the replaced key keeps working.
     :param users: username -> password of the accounts that can log in.
     :param store: where sessions live (the in-memory store by default; a ``RedisStore`` when
         several workers share them, as ``make demo-workers`` runs it).
@@ -154,7 +160,13 @@ def create_app(
         ``socketio.AsyncRedisManager`` relays each ``logout`` to the worker holding the socket).
     :return: the ASGI app and its parts.
     """
-    sm = SessionManager(timeout=timeout, warn_before=warn_before, store=store)
+    sm = SessionManager(
+        timeout=timeout,
+        warn_before=warn_before,
+        store=store,
+        renew_every=renew_every,
+        renew_grace=renew_grace,
+    )
     registry = CollectorRegistry()
     instrument(sm, registry)
     passwords = PasswordBook(users)
@@ -336,8 +348,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     parser.add_argument("--timeout", type=float, default=30.0, help="idle timeout, seconds")
     parser.add_argument("--warn-before", type=float, default=10.0, help="seconds")
+    parser.add_argument(
+        "--renew-every", type=float, default=60.0, help="key renewal, seconds (0: never)"
+    )
     args = parser.parse_args(argv)
-    demo = create_app(timeout=args.timeout, warn_before=args.warn_before or None)
+    demo = create_app(
+        timeout=args.timeout,
+        warn_before=args.warn_before or None,
+        renew_every=args.renew_every or None,
+        renew_grace=min(30.0, (args.renew_every or 60.0) / 2),
+    )
     url = f"http://127.0.0.1:{args.port}"
     print(f"sessionkit demo: {url}")
     print("log in as Luca or Fabio, password: sessionkit")

@@ -167,6 +167,28 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
+    async def update_data(self, key: str, changes: str) -> str | None:
+        """Merge ``changes`` into a live session's data at the top level, in one atomic step:
+        two updates of different fields at once both land. Never brings back an ended session.
+
+        :param changes: a JSON object as ``json.dumps`` writes one with compact separators; its
+            members replace the data's members of the same name, the others are added after
+            the data's own, in their order.
+        :return: the session's data after the merge (JSON text, as ``json.dumps`` of the merged
+            dict would write it), or ``None`` if the session is not live.
+        :raises TypeError: if the session's data is neither a JSON object nor ``None`` (then
+            nothing changes).
+        """
+
+    @abstractmethod
+    async def mark_authenticated(self, key: str) -> bool:
+        """Record that the user of a live session has just entered a credential again: its
+        records' ``authenticated_at`` becomes now, by the store's clock.
+
+        :return: ``True`` if the session was live, else ``False`` (nothing changes).
+        """
+
+    @abstractmethod
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
 
@@ -184,10 +206,22 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
-        """Move a live session to a new key: the old key stops working in the same step.
+    async def rotate(self, key: str, new_key: str, *, grace: float = 0.0) -> SessionRecord | None:
+        """Move a live session to a new key: the old key stops working in the same step, or,
+        with a ``grace`` (a renewal), names the session for ``grace`` more seconds.
 
-        :return: the session under its new key, or ``None`` if ``key`` was not live.
+        During the grace :meth:`check`, :meth:`touch`, :meth:`touch_get`, :meth:`get`,
+        :meth:`set_data`, :meth:`update_data`, :meth:`mark_authenticated` and :meth:`delete`
+        given the old key act on the session under its new key (a record they return is the
+        session's: its ``key_hash`` is the new key's). Nothing else follows the old key:
+        :meth:`rotate` itself (a key replaced cannot be rotated again), the claims, the
+        listings. Only the key just replaced keeps working (a rotation ends the grace of the
+        one before), the grace never outlives the session, and ending the session by either
+        key ends it.
+
+        :param grace: seconds the old key keeps naming the session; 0 for none.
+        :return: the session under its new key (``rotated_at`` now), or ``None`` if ``key``
+            was not live.
         """
 
     @abstractmethod

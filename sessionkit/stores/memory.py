@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
@@ -21,12 +22,28 @@ __all__ = ("MemoryStore",)
 # slower at that size). A change builds a new tuple. Times are on the store's clock (monotonic by
 # default), so a wall-clock jump never expires or revives sessions; they become wall-clock
 # datetimes only when read. ``timeout`` is set only for a session created with its own timeout;
-# ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one.
-_Entry = tuple[str, float, float | None, float | None, str | None, float, float, str | None]
+# ``client`` (the ClientInfo of the login, as JSON text) only for a login that gave one;
+# ``authenticated`` only once mark_authenticated was called, ``rotated`` only once the key was
+# rotated (before that, each is the creation time).
+_Entry = tuple[
+    str,
+    float,
+    float | None,
+    float | None,
+    str | None,
+    float,
+    float,
+    str | None,
+    float | None,
+    float | None,
+]
 USERNAME: Final = 0
 CREATED: Final = 1
 ABSOLUTE: Final = 2
-DEADLINE: Final = 6  # (TIMEOUT 3, DATA 4, LAST_ACTIVE 5, CLIENT 7 are only ever unpacked)
+DATA: Final = 4
+DEADLINE: Final = 6
+AUTHENTICATED: Final = 8
+ROTATED: Final = 9  # (TIMEOUT 3, LAST_ACTIVE 5 and CLIENT 7 are only ever unpacked)
 
 
 # A user's keys: the bare key for the usual one session, else a dict used as an ordered set
@@ -74,6 +91,25 @@ class MemoryStore(SessionStore):
         self._to_wall: float | None = None
         # Dict order is creation order until a rotation moves a session to the end.
         self._in_creation_order = True
+        # A renewal's grace: the replaced key names the session under its new key until a
+        # deadline (old key -> (new key, until)), and the way back (new key -> old key), so
+        # that an alias goes with its session, or with the session's next rotation.
+        self._aliases: dict[str, tuple[str, float]] = {}
+        self._alias_of: dict[str, str] = {}
+
+    def _resolve(self, key: str, now: float) -> str:
+        # The key a session is stored under: ``key``, or its new key during a renewal's grace.
+        alias = self._aliases.get(key)
+        if alias is None:
+            return key
+        if alias[1] <= now:
+            self._drop_alias(key)
+            return key
+        return alias[0]
+
+    def _drop_alias(self, old: str) -> None:
+        new, _ = self._aliases.pop(old)
+        del self._alias_of[new]
 
     def _users(self) -> dict[str, _UserKeys]:
         # Built on first use, not kept from the start: most applications never ask by user,
@@ -102,7 +138,7 @@ class MemoryStore(SessionStore):
         if self._to_wall is None:
             self._to_wall = time.time() - now
         to_wall = self._to_wall
-        username, created, absolute, _, data, last_active, deadline, client = entry
+        username, created, absolute, _, data, last_active, deadline, client, auth, rotated = entry
         return SessionRecord(
             key=key,
             key_hash=hash_key(key),
@@ -114,6 +150,8 @@ class MemoryStore(SessionStore):
             remaining=deadline - now,
             data=data,
             client=client,
+            authenticated_at=None if auth is None else auth + to_wall,
+            rotated_at=None if rotated is None else rotated + to_wall,
         )
 
     def _live(self, key: str, now: float) -> _Entry | None:
@@ -124,6 +162,10 @@ class MemoryStore(SessionStore):
 
     def _remove(self, key: str, entry: _Entry) -> None:
         del self._sessions[key]
+        if self._alias_of:
+            old = self._alias_of.pop(key, None)
+            if old is not None:  # the alias dies with its session
+                del self._aliases[old]
         index = self._by_user
         if index is None:
             return
@@ -165,7 +207,18 @@ class MemoryStore(SessionStore):
         absolute = None if absolute_timeout is None else now + absolute_timeout
         deadline = now + timeout if absolute is None else min(now + timeout, absolute)
         own = timeout if fixed_timeout else None
-        self._sessions[key] = (username, now, absolute, own, data, now, deadline, client)
+        self._sessions[key] = (
+            username,
+            now,
+            absolute,
+            own,
+            data,
+            now,
+            deadline,
+            client,
+            None,
+            None,
+        )
         if self._by_user is not None:
             _index_add(self._by_user, username, key)
         return evicted
@@ -176,22 +229,42 @@ class MemoryStore(SessionStore):
     def check_sync(self, key: str) -> float | None:
         entry = self._sessions.get(key)
         if entry is None:
-            return None
+            if not self._aliases:
+                return None
+            entry = self._sessions.get(self._resolve(key, self._clock()))
+            if entry is None:
+                return None
         remaining = entry[DEADLINE] - self._clock()
         return remaining if remaining > 0 else None
 
     def touch_sync(self, key: str, timeout: float) -> float | None:
         entry = self._sessions.get(key)
         if entry is None:
-            return None
+            if not self._aliases:
+                return None
+            key = self._resolve(key, self._clock())
+            entry = self._sessions.get(key)
+            if entry is None:
+                return None
         now = self._clock()
-        username, created, absolute, own, data, _, deadline, client = entry
+        username, created, absolute, own, data, _, deadline, client, auth, rotated = entry
         if deadline <= now:
             return None
         deadline = now + (own or timeout)
         if absolute is not None and absolute < deadline:
             deadline = absolute
-        self._sessions[key] = (username, created, absolute, own, data, now, deadline, client)
+        self._sessions[key] = (
+            username,
+            created,
+            absolute,
+            own,
+            data,
+            now,
+            deadline,
+            client,
+            auth,
+            rotated,
+        )
         return deadline - now
 
     async def check(self, key: str) -> float | None:
@@ -202,28 +275,50 @@ class MemoryStore(SessionStore):
 
     async def get(self, key: str) -> SessionRecord | None:
         now = self._clock()
+        key = self._resolve(key, now)
         entry = self._live(key, now)
         return None if entry is None else self._record(key, entry, now)
 
     async def set_data(self, key: str, data: str | None) -> bool:
-        entry = self._live(key, self._clock())
+        now = self._clock()
+        key = self._resolve(key, now)
+        entry = self._live(key, now)
         if entry is None:
             return False
-        username, created, absolute, own, _, last_active, deadline, client = entry
-        self._sessions[key] = (
-            username,
-            created,
-            absolute,
-            own,
-            data,
-            last_active,
-            deadline,
-            client,
-        )
+        self._sessions[key] = (*entry[:DATA], data, *entry[DATA + 1 :])  # type: ignore[assignment]
+        return True
+
+    async def update_data(self, key: str, changes: str) -> str | None:
+        now = self._clock()
+        key = self._resolve(key, now)
+        entry = self._live(key, now)
+        if entry is None:
+            return None
+        # No await from the read to the write: one step, whoever else is updating.
+        text = entry[DATA]
+        merged = {} if text is None else json.loads(text)
+        if not isinstance(merged, dict):
+            raise TypeError(
+                f"the session's data is a {type(merged).__name__}, not a dict: only a dict "
+                "can be updated (set_session_data replaces data of any kind)"
+            )
+        merged.update(json.loads(changes))
+        data = json.dumps(merged, separators=(",", ":"))
+        self._sessions[key] = (*entry[:DATA], data, *entry[DATA + 1 :])  # type: ignore[assignment]
+        return data
+
+    async def mark_authenticated(self, key: str) -> bool:
+        now = self._clock()
+        key = self._resolve(key, now)
+        entry = self._live(key, now)
+        if entry is None:
+            return False
+        self._sessions[key] = (*entry[:AUTHENTICATED], now, entry[ROTATED])
         return True
 
     async def delete(self, key: str) -> SessionRecord | None:
         now = self._clock()
+        key = self._resolve(key, now)  # a logout with either key ends the session
         entry = self._live(key, now)
         if entry is None:
             return None
@@ -241,13 +336,24 @@ class MemoryStore(SessionStore):
                 return self._record(key, entry, now)
         return None
 
-    async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
+    async def rotate(self, key: str, new_key: str, *, grace: float = 0.0) -> SessionRecord | None:
         now = self._clock()
-        entry = self._live(key, now)
+        entry = self._live(key, now)  # never through an alias: a key replaced stays replaced
         if entry is None:
             return None
         del self._sessions[key]
+        entry = (*entry[:ROTATED], now)
         self._sessions[new_key] = entry
+        aliases = self._aliases
+        if aliases:
+            older = self._alias_of.get(key)
+            if older is not None:  # only the key just replaced keeps working
+                self._drop_alias(older)
+            for old in [old for old, (_, until) in aliases.items() if until <= now]:
+                self._drop_alias(old)
+        if grace > 0:
+            aliases[key] = (new_key, now + grace)
+            self._alias_of[new_key] = key
         self._in_creation_order = False
         index = self._by_user
         if index is not None:

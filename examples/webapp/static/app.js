@@ -140,7 +140,8 @@ function connectSocket() {
   socket.on("logout", ({ reason }) => {
     const why = { expired: "your session expired", logout_all: "you logged out everywhere",
                   delete_all: "the server ended every session", evicted: "you logged in elsewhere",
-                  absolute_timeout: "your session reached its time limit", logout: "the server logged you out" };
+                  absolute_timeout: "your session reached its time limit", logout: "the server logged you out",
+                  suspicious: "your session was used from another browser or network" };
     showLogin("Logged out by the server: " + (why[reason] || reason) + ".", "bad");
   });
 }

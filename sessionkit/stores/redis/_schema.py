@@ -14,7 +14,9 @@ Under a bucket ``P`` (``h`` is the SHA-256 hex digest of a session key):
 - ``P d`` (:func:`deadlines`): a sorted set of every session's ``h``, scored by its indexed
   deadline (:attr:`Field.INDEXED`), which may lag behind the real one;
 - ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
-- ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard.
+- ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard;
+- ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
+  renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back).
 
 Times are microseconds on the server's clock (``TIME``).
 """
@@ -49,6 +51,11 @@ def user(bucket: str, username: str) -> str:
     return f"{bucket}u:{username}"
 
 
+def alias(bucket: str, key_hash: str) -> str:
+    """The name of a renewed key's alias: the new hash of its session, during the grace."""
+    return f"{bucket}a:{key_hash}"
+
+
 def outcome(bucket: str, op: str) -> str:
     """The name of an operation's outcome record."""
     return f"{bucket}o:{op}"
@@ -66,11 +73,14 @@ class Field(StrEnum):
     INDEXED = "k"  # the deadline the index holds: moved only when less than half a timeout is left
     DATA = "x"  # JSON text
     CLIENT = "i"  # the client recorded at login, JSON text
+    AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
+    ROTATED = "g"  # when the session got its current key (absent: at creation)
+    ALIAS = "p"  # the hash of the key it had before a renewal, while that alias may live
 
 
 #: A session record as a script returns it: these, in this order (``remaining``: microseconds
 #: left until the deadline; ``h``: the key's digest). Absent fields are nil (false in Lua).
-RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i")
+RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i", "r", "g")
 
 
 def text(value: Any) -> str | None:
@@ -86,8 +96,14 @@ def us(seconds: float) -> int:
 
 
 def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
-    """Decode a session record (in :data:`RECORD` order), naming it by ``key``."""
-    key_hash, username, created, last, deadline, absolute, data, remaining, client = map(text, raw)
+    """Decode a session record (in :data:`RECORD` order), naming it by ``key``.
+
+    A shorter record (an outcome kept by a previous version, during a rolling deploy) reads
+    its missing trailing fields as absent."""
+    padded = [*raw, *(None,) * (len(RECORD) - len(raw))]
+    (key_hash, username, created, last, deadline, absolute, data, remaining, client, auth, rot) = (
+        map(text, padded)
+    )
     assert key_hash is not None and username is not None
     assert created is not None and last is not None and deadline is not None
     assert remaining is not None
@@ -102,6 +118,8 @@ def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
         remaining=int(remaining) / US,
         data=data,
         client=client,
+        authenticated_at=None if auth is None else int(auth) / US,
+        rotated_at=None if rot is None else int(rot) / US,
     )
 
 

@@ -48,7 +48,15 @@ class Script:
 
 
 _HOT = ("CHECK", "TOUCH")  # core.lua only: each function defined is a closure made on every run
-_READS = ("GET", "SET_DATA", "USERNAMES", "COUNT", "USER_SESSIONS")
+_READS = (
+    "GET",
+    "SET_DATA",
+    "UPDATE_DATA",
+    "MARK_AUTHENTICATED",
+    "USERNAMES",
+    "COUNT",
+    "USER_SESSIONS",
+)
 _ONCE = (  # run once per operation id
     "CREATE",
     "DELETE",

@@ -419,6 +419,43 @@ class RedisStore(SessionStore):
         names = (session(bucket, key_hash),)
         return bool(await self._run("SET_DATA", bucket, names, key_hash, has, data or ""))
 
+    async def update_data(self, key: str, changes: str) -> str | None:
+        """Merge ``changes`` (a JSON object) into a live session's data, in one script: the
+        merge is done on the JSON text, never decoded in Lua, so every value comes back as it
+        was written (cjson would turn integers over 2**53 into floats and ``[]`` into ``{}``).
+
+        Sent again after a dropped connection, it merges the same members again: the same
+        result, unless another update of the same member landed in between (then the later
+        of the two wins, as if they had come in that order). It ends nothing, so a caller that
+        never hears leaves nothing to settle.
+
+        :return: the merged data (JSON text), or ``None`` if the session is not live.
+        :raises TypeError: if the session's data is not a JSON object (nothing changes).
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (session(bucket, key_hash),)
+        merged = await self._run("UPDATE_DATA", bucket, names, key_hash, changes)
+        if merged == -1:
+            raise TypeError(
+                "the session's data is not a dict: only a dict can be updated "
+                "(set_session_data replaces data of any kind)"
+            )
+        return text(merged)
+
+    async def mark_authenticated(self, key: str) -> bool:
+        """Set a live session's ``authenticated_at`` to now, by the server's clock.
+
+        Idempotent (sent twice, the later time wins), and it ends nothing: a caller that never
+        hears leaves nothing to settle.
+
+        :return: ``True`` if the session was live.
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        bucket, key_hash = self._of_key(key), hash_key(key)
+        names = (session(bucket, key_hash),)
+        return bool(await self._run("MARK_AUTHENTICATED", bucket, names, key_hash))
+
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
 
@@ -431,7 +468,12 @@ class RedisStore(SessionStore):
             "DELETE", "delete", bucket, names, (key_hash,), known={key_hash: key}
         )
         self._known.pop(key_hash, None)
-        return None if raw is None else schema.record(raw, key)
+        if raw is None:
+            return None
+        found = text(raw[0]) or ""
+        if found != key_hash:  # a renewed key, in its grace: the session under its new key
+            key = self._known.pop(found, key)
+        return schema.record(raw, key)
 
     async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
         """End one live session of one user, named by its id (its key's hash).
@@ -446,9 +488,15 @@ class RedisStore(SessionStore):
         raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
         return None if raw is None else self._ended([raw])[0]
 
-    async def rotate(self, key: str, new_key: str) -> SessionRecord | None:
+    async def rotate(self, key: str, new_key: str, *, grace: float = 0.0) -> SessionRecord | None:
         """Move a live session to ``new_key``; of two rotations of one key, one wins.
 
+        With a ``grace`` (a renewal), the old key's hash stays an alias of the new one for that
+        long: a string key with that TTL, deleted with the session (see
+        :meth:`SessionStore.rotate`). A rotation whose reply is lost is settled as any other:
+        moved back to the old key, its alias deleted.
+
+        :param grace: seconds the old key keeps naming the session; 0 for none.
         :return: the session under ``new_key``, or ``None`` if ``key`` was not live.
         :raises ValueError: on a cluster, for a ``new_key`` not made by :meth:`rotated_key`.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
@@ -459,7 +507,8 @@ class RedisStore(SessionStore):
         old_hash, new_hash = hash_key(key), hash_key(new_key)
         context = (old_hash, new_hash)
         names = (session(bucket, old_hash), session(bucket, new_hash), deadlines(bucket))
-        raw = await self._change("ROTATE", "rotate", bucket, names, context, context=context)
+        args = (*context, max(0, math.ceil(grace * 1000)))
+        raw = await self._change("ROTATE", "rotate", bucket, names, args, context=context)
         self._known.pop(old_hash, None)
         if raw is None:
             return None

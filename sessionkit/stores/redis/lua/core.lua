@@ -14,3 +14,4 @@ local D = P .. 'd'
 local function skey(h) return P .. 's:' .. h end
 local function ukey(u) return P .. 'u:' .. u end
 local function okey(op) return P .. 'o:' .. op end
+local function akey(h) return P .. 'a:' .. h end

@@ -2,10 +2,10 @@
 -- KEYS: the session's hash, the deadline index, the outcome key.
 -- ARGV[4...]: h.
 -- Returns the record as it was, or nil if it was not live. Runs once per operation id.
-local h = ARGV[4]
+-- A key replaced by a renewal ends the session it moved to, during the grace.
 local function KEEP(out) if out then return slim(out) end end
 local function run()
-  local f = load(h)
+  local h, f = load_via(ARGV[4])
   if not live(f) then return false end
   drop(h, f)
   return record(h, f)

@@ -2,7 +2,6 @@
 -- KEYS: the session's hash.
 -- ARGV[4...]: h.
 -- Returns its record, or nil.
-local h = ARGV[4]
-local f = load(h)
+local h, f = load_via(ARGV[4])
 if not live(f) then return false end
 return record(h, f)

@@ -15,13 +15,25 @@ local function load(h)
   return f
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
+-- A session by its key's hash, or, during a renewal's grace, by the hash of the key it had:
+-- the hash it is under, and its fields (nil if neither names one).
+local function load_via(h)
+  local f = load(h)
+  if f ~= nil then return h, f end
+  local nh = redis.call('GET', akey(h))
+  if not nh then return h, nil end
+  return nh, load(nh)
+end
 -- A session record, in schema.RECORD's order.
 local function record(h, f)
-  return {h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false}
+  return {
+    h, f.u, f.c, f.l, f.d, f.a or false, f.x or false, fmt(tonumber(f.d) - now), f.i or false,
+    f.r or false, f.g or false,
+  }
 end
 -- What an outcome keeps of a record, or of a list of them: no data, no client.
 local function slim(r)
-  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false}
+  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false, false}
 end
 local function slims(rs)
   local out = {}
@@ -30,6 +42,7 @@ local function slims(rs)
 end
 local function drop(h, f)
   redis.call('DEL', skey(h))
+  if f.p then redis.call('DEL', akey(f.p)) end  -- the alias dies with its session
   redis.call('ZREM', D, h)
   redis.call('ZREM', ukey(f.u), h)
 end

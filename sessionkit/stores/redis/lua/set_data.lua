@@ -2,9 +2,9 @@
 -- KEYS: the session's hash.
 -- ARGV[4...]: h, has data ('1'/'0'), data.
 -- Returns 1 if the session was live and now holds the data, else 0.
-local S, has_data, data = skey(ARGV[4]), ARGV[5], ARGV[6]
-local d = redis.call('HGET', S, 'd')
-if not d or tonumber(d) <= now then return 0 end
+local h, f = load_via(ARGV[4])
+local S, has_data, data = skey(h), ARGV[5], ARGV[6]
+if not live(f) then return 0 end
 if has_data == '1' then
   redis.call('HSET', S, 'x', data)
 else

@@ -27,7 +27,11 @@ local function run()
     return {1, out}
   elseif call == 'rotate' then
     local f = load(ctx2)
-    if out and f ~= nil then move(f, ctx2, ctx1) end
+    if out and f ~= nil then
+      move(f, ctx2, ctx1)
+      redis.call('DEL', akey(ctx1))  -- a renewal's alias: its key is the session's again
+      redis.call('HDEL', skey(ctx1), 'p')
+    end
     return {1, {}}
   elseif call == 'delete' or call == 'delete_user_session' then
     if out then return {1, {out}} end

@@ -5,13 +5,22 @@
 -- KEYS: the session's hash, the deadline index.
 -- ARGV[4...]: h, the timeout (us) unless the session has its own, and '1' to read it back.
 -- Returns the microseconds left until the new deadline (or, when asked, the session's record),
--- or nil if the session is not live.
+-- or nil if the session is not live. During a renewal's grace, the old key touches the session
+-- under its new key.
 local S, h, timeout_arg, read_back = KEYS[1], ARGV[4], ARGV[5], ARGV[6] == '1'
-local v
-if read_back then
-  v = redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i')
-else
-  v = redis.call('HMGET', S, 'd', 'a', 't', 'k')
+local function read()
+  if read_back then
+    return redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i', 'r', 'g')
+  end
+  return redis.call('HMGET', S, 'd', 'a', 't', 'k')
+end
+local v = read()
+if not v[1] then
+  local nh = redis.call('GET', akey(h))
+  if nh then
+    S, h = skey(nh), nh
+    v = read()
+  end
 end
 if not v[1] or tonumber(v[1]) <= now then return false end
 local timeout = tonumber(v[3] or timeout_arg)
@@ -31,6 +40,6 @@ else
   redis.call('HSET', S, 'l', l, 'd', d)
 end
 if read_back then  -- schema.RECORD's order
-  return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8]}
+  return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8], v[9], v[10]}
 end
 return fmt(deadline - now)
