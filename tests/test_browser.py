@@ -31,6 +31,16 @@ CHROMIUM_ARGS = [
 ]
 
 
+async def log_in_as_luca(page: Any) -> None:
+    """Log the demo's page in as Luca, and wait for its socket to connect."""
+    from playwright.async_api import expect
+
+    await page.fill("#username", "Luca")
+    await page.fill("#password", "sessionkit")
+    await page.click("#login")
+    await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+
+
 def _missing() -> list[str]:
     missing = []
     if not CHROMIUM.exists():
@@ -160,10 +170,7 @@ async def test_log_out_everywhere_returns_every_tab_to_login() -> None:
             tabs = [await browser.new_page(), await (await browser.new_context()).new_page()]
             for tab in tabs:
                 await tab.goto(url)
-                await tab.fill("#username", "Luca")
-                await tab.fill("#password", "sessionkit")
-                await tab.click("#login")
-                await expect(tab.locator("#socket-state")).to_have_text("Socket: connected")
+                await log_in_as_luca(tab)
             assert await demo.sm.count_sessions() == 2
             await tabs[0].click("#logout-all")
             for tab in tabs:
@@ -194,10 +201,7 @@ async def test_ending_another_device_from_the_sessions_panel(tmp_path: Path) -> 
                 )
                 page = await context.new_page()
                 await page.goto(url)
-                await page.fill("#username", "Luca")
-                await page.fill("#password", "sessionkit")
-                await page.click("#login")
-                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                await log_in_as_luca(page)
                 devices[name] = page
             laptop, phone = devices["laptop"], devices["phone"]
             assert await demo.sm.count_sessions() == 2
@@ -248,7 +252,7 @@ PHONE_AGENT = (
 
 @pytest.mark.usefixtures("browser_parts")
 async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
-    from playwright.async_api import async_playwright, expect
+    from playwright.async_api import async_playwright
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import HTMLResponse
@@ -285,10 +289,7 @@ async def test_a_cross_site_page_cannot_log_the_browser_in() -> None:
             page = await browser.new_page()
             # The victim is logged in as herself, in this browser.
             await page.goto(url)
-            await page.fill("#username", "Luca")
-            await page.fill("#password", "sessionkit")
-            await page.click("#login")
-            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            await log_in_as_luca(page)
             [before] = await page.context.cookies()
             async with page.expect_response("**/api/try_login") as login:
                 await page.goto(evil_url)
@@ -323,10 +324,7 @@ async def test_a_logout_in_one_tab_returns_the_other_tab_to_login() -> None:
             context = await browser.new_context()  # one browser: both tabs share its cookie
             first = await context.new_page()
             await first.goto(url)
-            await first.fill("#username", "Luca")
-            await first.fill("#password", "sessionkit")
-            await first.click("#login")
-            await expect(first.locator("#socket-state")).to_have_text("Socket: connected")
+            await log_in_as_luca(first)
             second = await context.new_page()
             await second.goto(url)  # the cookie's session: logged in, with its own socket
             await expect(second.locator("#who")).to_have_text("Luca")
@@ -366,10 +364,7 @@ async def test_end_all_other_sessions_keeps_this_device_only() -> None:
                 context = await browser.new_context(user_agent=agent)
                 page = await context.new_page()
                 await page.goto(url)
-                await page.fill("#username", "Luca")
-                await page.fill("#password", "sessionkit")
-                await page.click("#login")
-                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                await log_in_as_luca(page)
                 pages.append(page)
             laptop, *others = pages
             await laptop.click("#refresh-sessions")
@@ -410,10 +405,7 @@ async def test_the_page_fits_a_phone(tmp_path: Path) -> None:
             ):
                 page = await context.new_page()
                 await page.goto(url)
-                await page.fill("#username", "Luca")
-                await page.fill("#password", "sessionkit")
-                await page.click("#login")
-                await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+                await log_in_as_luca(page)
                 pages.append(page)
             phone = pages[1]
             await phone.click("#load")
@@ -472,10 +464,7 @@ async def test_a_renewal_changes_the_cookie_and_the_page_keeps_working() -> None
                 return response.status
 
             await page.goto(url)
-            await page.fill("#username", "Luca")
-            await page.fill("#password", "sessionkit")
-            await page.click("#login")
-            await expect(page.locator("#socket-state")).to_have_text("Socket: connected")
+            await log_in_as_luca(page)
             [cookie] = await page.context.cookies()
             first = cookie["value"]
 
