@@ -61,9 +61,10 @@ docs: setup
 test: lint vendor
 	$(BIN)/pytest -n 2
 
-# The reply-echo chaos tests at full length (60 s each; the suite runs them for 15 s).
+# The reply-echo chaos tests at full length (60 s each; the suite runs them for 15 s), printing
+# what each storm did (kills, reconnections, calls answered and failed).
 chaos: setup
-	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 tests/test_redis_chaos.py
+	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 -rP tests/test_redis_chaos.py
 
 # The suite at the floors, less the parts that need what only the dev lock brings (playwright for
 # the browser test, the bench group for the benchmarks' smoke run, mypy for the typing test).
