@@ -67,9 +67,10 @@ chaos: setup
 	SESSIONKIT_CHAOS_SECONDS=60 $(BIN)/pytest -n 2 -rP tests/test_redis_chaos.py
 
 # The suite at the floors, less the parts that need what only the dev lock brings (playwright for
-# the browser test, the bench group for the benchmarks' smoke run, mypy for the typing test).
+# the browser tests, the bench group for the benchmarks' smoke run, mypy for the typing test).
 test-lowest: $(LOWEST_VENV)/bin/.installed vendor
-	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_benchmarks.py --ignore=tests/test_typing.py
+	$(LOWEST_VENV)/bin/pytest -n 2 --ignore=tests/test_browser.py --ignore=tests/test_demo_workers.py \
+		--ignore=tests/test_benchmarks.py --ignore=tests/test_typing.py
 
 # What a maintainer uploads: the sdist and the wheel, built with the locked hatchling (no
 # fetched backend), checked by twine; the sdist's own suite must collect where it is unpacked.

@@ -53,7 +53,7 @@ def require_redis() -> None:
         ("redis", "redis-py is the client"),
     ):
         if importlib.util.find_spec(module) is None:
-            reason = f"{module} is not installed ({hint}): pip install -e '.[dev,redis]'"
+            reason = f"{module} is not installed ({hint}): make setup installs it"
             if os.environ.get("CI") == "true":
                 pytest.fail(reason)
             pytest.skip(reason)

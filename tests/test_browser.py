@@ -50,7 +50,7 @@ def _missing() -> list[str]:
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
-        missing.append("playwright (pip install -e '.[dev]')")
+        missing.append("playwright (the dev group: make setup installs it)")
     return missing
 
 
