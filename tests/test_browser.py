@@ -1,7 +1,7 @@
 """The demo in a real browser: Debian's headless Chromium, driven by Playwright for Python.
 
 Needs ``chromium`` (apt), the npm package ``socket.io-client`` (``make vendor``) and
-``playwright`` (the dev extra; its own browser downloads are never used). Missing any of them
+``playwright`` (the dev group; its own browser downloads are never used). Missing any of them
 skips the test, except under CI (``CI=true``), where it fails: CI installs them all.
 """
 
