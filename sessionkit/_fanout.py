@@ -71,16 +71,25 @@ class Fanout:
         self.bridge: SocketBridge | None = None
 
     async def run(self, steps: Steps) -> None:
-        """Run ``steps``; if the caller is cancelled, the manager's task runs the rest."""
-        try:
+        """Run ``steps``; if the caller is cancelled, the step it was in finishes and the
+        manager's task runs the rest."""
+        if self._tasks.inside():  # the manager's own task: only aclose() stops it
             for step in steps:
                 await step
-        except asyncio.CancelledError:
-            if not self._tasks.inside():
-                self._tasks.spawn(self._finish, steps)
-            raise
+            return
+        for step in steps:
+            # A task of its own, which the caller's cancellation does not reach: a handler
+            # that was running when its caller went away still runs to its end, once.
+            current = asyncio.ensure_future(step)
+            try:
+                await asyncio.shield(current)
+            except asyncio.CancelledError:
+                self._tasks.spawn(self._finish, None if current.done() else current, steps)
+                raise
 
-    async def _finish(self, steps: Steps) -> None:
+    async def _finish(self, current: asyncio.Future[None] | None, steps: Steps) -> None:
+        if current is not None:
+            await current
         for step in steps:
             await step
 

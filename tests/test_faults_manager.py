@@ -244,6 +244,32 @@ async def test_logouts_of_one_user_with_40000_sessions_cost_o1_each() -> None:
     )
 
 
+async def test_a_handler_running_when_its_caller_is_cancelled_runs_to_its_end(
+    make_store: Callable[[], SessionStore],
+) -> None:
+    """``delete_all_sessions`` cancelled while a ``session_deleted`` handler is part-way: that
+    handler still runs to its end, once, and so does every later one."""
+    sm = SessionManager(timeout=60, store=make_store())
+    started: list[str] = []
+    finished: list[str] = []
+
+    @sm.on("session_deleted")
+    async def slow(event: SessionEvent) -> None:
+        started.append(event.key_hash)
+        await asyncio.sleep(0.001)
+        finished.append(event.key_hash)
+
+    async with sm:
+        for i in range(1000):
+            await sm.load_new_session(f"u{i % 7}")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(sm.delete_all_sessions(), 0.1)
+        assert 0 < len(started) < 1000  # the cancel came while handlers were running
+    # aclose() waited for the rest.
+    assert sorted(finished) == sorted(started)
+    assert len(set(finished)) == len(finished) == 1000
+
+
 async def test_a_login_cancelled_before_it_returned_its_key_ends_that_session(
     make_store: Callable[[], SessionStore],
 ) -> None:
