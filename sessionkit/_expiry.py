@@ -19,13 +19,14 @@ import asyncio
 
 import anyio
 
-from sessionkit._fanout import TIMED_OUT, Fanout, Steps, session_event
+from sessionkit._deliveries import Deliveries
+from sessionkit._fanout import TIMED_OUT, Fanout, Steps, chain, session_event
 from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import DeadlineTimers
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import LostCall, SessionStore
+from sessionkit.stores.base import LostCall, Outcome, SessionStore
 
 _BATCH = 256  # expired sessions claimed per store call
 # What each kind of background work is called in the log (one WARNING line a minute each).
@@ -71,6 +72,7 @@ class Expiry:
         self._settling = False
         self._asking = anyio.Lock()  # one store.settle() at a time: the background one, aclose's
         self._outage = Outage()  # logs and paces the retries while the store is down
+        self.deliveries = Deliveries(store, tasks, self._events, self._outage)
 
     # -- lifecycle (the manager's) -------------------------------------------------------
 
@@ -82,6 +84,7 @@ class Expiry:
         self._due.clear()
         self._draining = self._settling = False
         self._asking = anyio.Lock()
+        self.deliveries.bind()
         interval = self._store.sweep_interval
         if interval:
             self._tasks.spawn(self._sweep_forever, interval)
@@ -131,12 +134,16 @@ class Expiry:
     def endings(self, records: list[SessionRecord], reason: str | None, *, notify: bool) -> Steps:
         """Disarm the keys of sessions that ended; return the steps that report them."""
         warned = self._warned
+        held = []
         for record in records:
             if record.key is not None:
                 self.timers.disarm(record.key)
                 if warned:
                     warned.discard(record.key)
-        return self._fanout.endings(records, reason, notify=notify)
+            if record.event_id is not None:
+                held.append(record.event_id)
+        steps = self._fanout.endings(records, reason, notify=notify)
+        return chain(steps, self.deliveries.take(held)) if held else steps
 
     def settle_soon(self) -> None:
         """Find out, from the manager's own task, what calls that lost their reply did."""
@@ -216,7 +223,7 @@ class Expiry:
         while not stop.is_set():
             wait = interval
             try:
-                records = await self._store.sweep()
+                outcomes = await self._store.sweep()
             except Exception as exc:
                 wait = self._outage.failed(_SWEEP, exc, first=interval)
                 if self._store.unsettled:
@@ -224,8 +231,7 @@ class Expiry:
                 await self._events.report(exc, _SWEEP, log=False)
             else:
                 self._outage.worked(_SWEEP)
-                if records:
-                    self._tasks.spawn(self.end, records, TIMED_OUT, True)
+                self._report_late(outcomes)
             with anyio.move_on_after(wait):
                 await stop.wait()
 
@@ -258,6 +264,9 @@ class Expiry:
     async def _settle_once(self) -> None:
         async with self._asking:
             outcomes = await self._store.settle()
+        self._report_late(outcomes)
+
+    def _report_late(self, outcomes: list[Outcome]) -> None:
         for call, records in outcomes:
             # A name the manager does not know (a store of someone else's) still ends its
             # sessions: as a logout, with the push. In a task of its own: a handler that blocks

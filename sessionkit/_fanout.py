@@ -23,6 +23,7 @@ from sessionkit.events import (
     Reason,
     SessionEvent,
     SocketBridge,
+    new_event_id,
 )
 from sessionkit.models import SessionRecord, decode_data
 
@@ -38,13 +39,25 @@ Steps = Iterator[Awaitable[None]]
 
 
 def session_event(
-    name: EventName, key: str | None, record: SessionRecord, reason: Reason | None = None
+    name: EventName,
+    key: str | None,
+    record: SessionRecord,
+    reason: Reason | None = None,
+    event_id: str | None = None,
 ) -> SessionEvent:
-    """Build the event ``name`` about ``record``'s session, with its own copy of the data."""
+    """Build the event ``name`` about ``record``'s session, with its own copy of the data
+    (and ``event_id``, or a new id)."""
     created = datetime.fromtimestamp(record.created_at, UTC)
     data = decode_data(record.data)
     return SessionEvent(
-        name, key, record.key_hash, record.username, reason, data, created_at=created
+        name,
+        key,
+        record.key_hash,
+        record.username,
+        reason,
+        data,
+        created_at=created,
+        id=event_id or new_event_id(),
     )
 
 
@@ -109,12 +122,17 @@ class Fanout:
             )
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)
+            # One id per ending (the store's, where it keeps an outbox): each event of it
+            # carries it, so that every delivery of one ending carries the same ids.
+            ending = record.event_id or new_event_id()
             if events.wants("session_deleted"):
-                yield from events.calls(session_event("session_deleted", key, record, why))
+                event = session_event("session_deleted", key, record, why, ending)
+                yield from events.calls(event)
             if reason is TIMED_OUT and events.wants("session_expired"):
-                yield from events.calls(session_event("session_expired", key, record, why))
+                event = session_event("session_expired", key, record, why, f"{ending}:expired")
+                yield from events.calls(event)
             if notify:
-                yield from self.notices(key, record.key_hash, record.username, why, record)
+                yield from self.notices(key, record.key_hash, record.username, why, record, ending)
             if time.monotonic() - started > _SLICE:
                 yield asyncio.sleep(0)  # a burst of endings must not stall the loop
                 started = time.monotonic()
@@ -126,13 +144,16 @@ class Fanout:
         username: str | None,
         reason: Reason,
         record: SessionRecord | None,
+        ending: str | None = None,
     ) -> Steps:
-        """The steps that tell a session's client to log out."""
+        """The steps that tell a session's client to log out (``ending``: the id of the
+        ending that does, if one does)."""
         if self.events.wants("notify_client_to_logout"):
+            event_id = None if ending is None else f"{ending}:notify"
             if record is None:
                 event = SessionEvent("notify_client_to_logout", key, key_hash, username, reason)
             else:
-                event = session_event("notify_client_to_logout", key, record, reason)
+                event = session_event("notify_client_to_logout", key, record, reason, event_id)
             yield from self.events.calls(event)
         if self.bridge is not None:
             yield self._push(self.bridge.logout, key_hash, reason)

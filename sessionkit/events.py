@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import logging
+import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,7 @@ __all__ = (
     "SessionEvent",
     "SessionLimitPolicy",
     "SocketBridge",
+    "new_event_id",
 )
 
 logger = logging.getLogger("sessionkit")
@@ -83,8 +86,12 @@ class SessionEvent:
     ``"logout_all"``, ``"evicted"``, ``"suspicious"``), or, on ``session_suspicious``, what
     looked wrong (``"client_changed"``); ``data`` is a copy of the session's data; ``error`` is the
     exception an ``error`` event reports. ``created_at`` (UTC) is when the session began, on
-    every event about one session, so that a handler can tell how long it lived. Its
-    ``repr()`` leaves the raw key out.
+    every event about one session, so that a handler can tell how long it lived. ``id`` names
+    this occurrence: the events of one ending (``session_deleted``, ``session_expired``,
+    ``notify_client_to_logout``) carry the same ids on every delivery of it (a store shared by
+    processes delivers an ending again when the worker that had it died before it was
+    reported), so that a handler that must act once can skip one it has seen; every other
+    event's id is new. Its ``repr()`` leaves the raw key out.
     """
 
     name: EventName
@@ -95,6 +102,16 @@ class SessionEvent:
     data: Any = None
     error: BaseException | None = None
     created_at: datetime | None = None
+    id: str = field(default_factory=lambda: new_event_id())
+
+
+_RUN = secrets.token_hex(6)  # this process's part of every new event id
+_SERIAL = itertools.count()
+
+
+def new_event_id() -> str:
+    """A new event id, unique across processes (see :attr:`SessionEvent.id`)."""
+    return f"{_RUN}.{next(_SERIAL)}"
 
 
 EventHandler: TypeAlias = Callable[[SessionEvent], Awaitable[object] | object]

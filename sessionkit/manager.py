@@ -242,6 +242,9 @@ class SessionManager:
         if self._loop is asyncio.get_running_loop() and not self._tasks.inside():
             await self._expiry.settle_before_close(2 * self._store.op_timeout)
         await self._tasks.aclose()
+        if self._loop is asyncio.get_running_loop():
+            # Endings reported by the tasks just ended: acknowledged, or delivered again.
+            await self._expiry.deliveries.flush(self._store.op_timeout)
         # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
         # the bridge's own aclose() ends it, so none of it outlives the manager.
         close_bridge = getattr(self._fanout.bridge, "aclose", None)

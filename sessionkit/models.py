@@ -101,6 +101,9 @@ class SessionRecord(NamedTuple):
     session of another process). Times are POSIX timestamps (seconds, wall clock);
     ``remaining`` is the time left until ``expires_at`` by the store's own clock, and is
     zero or negative for a session past its deadline. ``data`` is JSON text or ``None``.
+    ``event_id``, on a record a store call returns for a session it ended, names that ending
+    in the store's outbox (see :attr:`SessionStore.redelivery_after
+    <sessionkit.stores.SessionStore.redelivery_after>`).
     """
 
     # A NamedTuple, not a frozen dataclass: every read and every ending builds one, and a
@@ -120,6 +123,9 @@ class SessionRecord(NamedTuple):
     authenticated_at: float | None = None
     # When the session got its current key; None: at creation (never rotated).
     rotated_at: float | None = None
+    # On a record of an ending: the ending's id in the store's outbox (a store shared by
+    # processes), the same on every delivery of it; None where the store keeps none.
+    event_id: str | None = None
 
     @property
     def reached_absolute_timeout(self) -> bool:

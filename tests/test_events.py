@@ -10,8 +10,9 @@ import weakref
 import anyio
 import pytest
 
-from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager, SessionRecord
+from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager
 from sessionkit.keys import hash_key
+from sessionkit.stores.base import Outcome
 from tests.clock import LATE, LoopClockStore, manager
 
 
@@ -246,7 +247,7 @@ class SweptStore(MemoryStore):
         super().__init__()
         self.sweeps = 0
 
-    async def sweep(self) -> list[SessionRecord]:
+    async def sweep(self) -> list[Outcome]:
         self.sweeps += 1
         return []
 

@@ -285,6 +285,25 @@ async def test_delete_all_sessions(sm: SessionManager) -> None:
     assert {e.reason for e in seen.events} == {"delete_all"}
 
 
+async def test_every_event_has_an_id_of_its_own(sm: SessionManager) -> None:
+    """docs: the contract, "A worker that dies loses nothing": ``SessionEvent.id`` names each
+    occurrence (the same on every delivery of one ending, which tests/test_outbox.py checks on
+    Redis): every event here is a different occurrence, so every id differs."""
+    seen = Recorder(sm)
+    keys = [await sm.load_new_session(n) for n in ["Luca", "Fabio"]]
+    await sm.rotate_session_key(keys[0])
+    await sm.delete_all_sessions()
+    ids = [e.id for e in seen.events]
+    assert seen.names() == [
+        "session_created",
+        "session_created",
+        "session_rotated",
+        *["session_deleted", "notify_client_to_logout"] * 2,
+    ]
+    assert all(isinstance(i, str) and i for i in ids)
+    assert len(set(ids)) == len(ids)
+
+
 async def test_send_logout_message_without_socket_server(sm: SessionManager) -> None:
     seen = Recorder(sm, "notify_client_to_logout")
     key = await sm.load_new_session("Luca")

@@ -259,14 +259,41 @@ class SessionStore(ABC):
         """
         return []
 
-    async def sweep(self) -> list[SessionRecord]:
-        """Remove sessions past their deadline that no live process has claimed.
+    async def sweep(self) -> list[Outcome]:
+        """Remove sessions past their deadline that no live process has claimed, and take
+        the endings whose delivery is overdue (see :attr:`redelivery_after`).
 
         Called every :attr:`sweep_interval` seconds by each manager using the store.
 
-        :return: the sessions this call removed.
+        :return: the sessions this call removed (as the call ``"sweep"``), and the endings it
+            took again, each under the call that ended it.
         """
         return []
+
+    # -- the outbox: endings delivered at least once, across crashes -----------------------
+
+    #: Seconds an ending may stay unacknowledged before a :meth:`sweep` (of any process) takes
+    #: it and delivers it again, or ``None`` for a store that keeps no outbox (one process
+    #: only: nothing it ended can outlive the process that must report it).
+    #:
+    #: A store with an outbox records every ending, in the same atomic step that ended the
+    #: session, under an id it returns as the record's ``event_id``. The manager reports the
+    #: ending, then calls :meth:`acknowledge`; while reporting takes long it calls
+    #: :meth:`hold` every third of this time. An ending never acknowledged (its process died,
+    #: or its call lost the reply) is delivered again, under the same ``event_id``.
+    redelivery_after: float | None = None
+
+    async def acknowledge(self, event_ids: Sequence[str]) -> None:  # noqa: B027 - optional
+        """The endings named were reported: forget them (a store with an outbox).
+
+        :raises StoreUnavailable: if the store cannot be reached (the manager tries again).
+        """
+
+    async def hold(self, event_ids: Sequence[str]) -> None:  # noqa: B027 - optional
+        """The endings named are still being reported: deliver none of them again yet.
+
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
 
     @abstractmethod
     async def usernames(self) -> list[str]:

@@ -16,7 +16,10 @@ Under a bucket ``P`` (``h`` is the SHA-256 hex digest of a session key):
 - ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
 - ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard;
 - ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
-  renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back).
+  renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back);
+- ``P x`` (:func:`outbox`): a stream, each ending not yet acknowledged (fields ``c``: the
+  store call that ended it, ``r``: its record as JSON, in :data:`RECORD` order), read through
+  one consumer group ``g`` whose consumers are the stores using it.
 
 Times are microseconds on the server's clock (``TIME``).
 """
@@ -56,6 +59,11 @@ def alias(bucket: str, key_hash: str) -> str:
     return f"{bucket}a:{key_hash}"
 
 
+def outbox(bucket: str) -> str:
+    """The name of a bucket's outbox: a stream of its endings."""
+    return f"{bucket}x"
+
+
 def outcome(bucket: str, op: str) -> str:
     """The name of an operation's outcome record."""
     return f"{bucket}o:{op}"
@@ -80,7 +88,10 @@ class Field(StrEnum):
 
 #: A session record as a script returns it: these, in this order (``remaining``: microseconds
 #: left until the deadline; ``h``: the key's digest). Absent fields are nil (false in Lua).
+#: A record of an ending adds its entry id in the outbox (``e``), and, delivered again, the
+#: store call that ended it (``call``).
 RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i", "r", "g")
+ENDING = (*RECORD, "e", "call")
 
 
 def text(value: Any) -> str | None:
@@ -95,15 +106,29 @@ def us(seconds: float) -> int:
     return round(seconds * US)
 
 
-def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
-    """Decode a session record (in :data:`RECORD` order), naming it by ``key``.
+def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord:
+    """Decode a session record (in :data:`RECORD` order, or :data:`ENDING`'s), naming it by
+    ``key``; an ending's ``event_id`` is ``"<where>/<entry id>"``, ``where`` the index of the
+    bucket whose outbox holds it.
 
     A shorter record (an outcome kept by a previous version, during a rolling deploy) reads
     its missing trailing fields as absent."""
-    padded = [*raw, *(None,) * (len(RECORD) - len(raw))]
-    (key_hash, username, created, last, deadline, absolute, data, remaining, client, auth, rot) = (
-        map(text, padded)
-    )
+    padded = [*raw, *(None,) * (len(ENDING) - len(raw))]
+    (
+        key_hash,
+        username,
+        created,
+        last,
+        deadline,
+        absolute,
+        data,
+        remaining,
+        client,
+        auth,
+        rot,
+        entry,
+        _,
+    ) = map(text, padded)
     assert key_hash is not None and username is not None
     assert created is not None and last is not None and deadline is not None
     assert remaining is not None
@@ -120,7 +145,13 @@ def record(raw: Sequence[Any], key: str | None) -> SessionRecord:
         client=client,
         authenticated_at=None if auth is None else int(auth) / US,
         rotated_at=None if rot is None else int(rot) / US,
+        event_id=None if entry is None else f"{where}/{entry}",
     )
+
+
+def ended_by(raw: Sequence[Any]) -> str | None:
+    """The store call that ended an ending delivered again (see :data:`ENDING`), or ``None``."""
+    return text(raw[12]) if len(raw) > 12 else None
 
 
 # The cluster layout: 64 buckets, one per character a key can start with (URL-safe base64).

@@ -17,6 +17,11 @@ applying twice. ``SETTLE`` asks what an operation did, for a caller that never h
 the kept outcome, or stops the operation from ever applying if it has not run yet (a script
 still on its way).
 
+Every script that ends sessions records each ending in the bucket's outbox (``lua/outbox.lua``:
+a stream read through one consumer group) and delivers it to the calling store before it
+returns; ``ACK`` deletes what was reported, ``HOLD`` keeps what is still being reported from
+being delivered again, and ``SWEEP`` delivers again what was left too long.
+
 Every key carries a TTL: a session's hash lives until its deadline plus the retention (at
 least: its TTL moves with the indexed deadline, plus a timeout), and an index at least as long
 as the longest-lived member it was last given. Indexes may hold members whose hash has already
@@ -56,6 +61,8 @@ _READS = (
     "USERNAMES",
     "COUNT",
     "USER_SESSIONS",
+    "ACK",
+    "HOLD",
 )
 _ONCE = (  # run once per operation id
     "CREATE",
@@ -72,9 +79,10 @@ _ONCE = (  # run once per operation id
 
 def _build() -> dict[str, Script]:
     core, prelude, once = lua_text("core"), lua_text("prelude"), lua_text("once")
+    ending = core + prelude + lua_text("outbox")
     texts = {name: core + lua_text(name.lower()) for name in _HOT}
     texts |= {name: core + prelude + lua_text(name.lower()) for name in _READS}
-    texts |= {name: core + prelude + lua_text(name.lower()) + once for name in _ONCE}
+    texts |= {name: ending + lua_text(name.lower()) + once for name in _ONCE}
     return {name: Script(text) for name, text in texts.items()}
 
 

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter, itemgetter
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
@@ -35,10 +35,17 @@ _LIST_BATCH = 1000  # sessions one listing round trip reads at most (a few ms of
 _USER_BATCH = 250  # sessions of one user listed per round trip (each read whole: ~1.5 ms)
 _END_BATCH = 100  # sessions of one user ended per round trip (each also unindexed: ~2.5 ms)
 _RETRIES = 3  # sends of one call after a broken connection or a missing script, at most
+_ACK_BATCH = 500  # endings acknowledged (or held) per round trip
 
 
-def _op_id() -> str:
-    return secrets.token_hex(12)
+def _by_call(
+    raws: Sequence[Sequence[Any]], records: list[SessionRecord], call: LostCall
+) -> list[Outcome]:
+    # Endings, each under the call that ended it (``call``, for those that do not say).
+    by_call: dict[LostCall, list[SessionRecord]] = {}
+    for raw, record in zip(raws, records, strict=True):
+        by_call.setdefault(cast(LostCall, schema.ended_by(raw) or call), []).append(record)
+    return [Outcome(c, ended) for c, ended in by_call.items()]
 
 
 @dataclass(slots=True)
@@ -86,7 +93,11 @@ class RedisStore(SessionStore):
 
     A session past its deadline is kept (not live) for an hour so that a manager can claim it
     and report its end; each manager sweeps every ``sweep_interval`` seconds for sessions that
-    no live process claimed (their process died).
+    no live process claimed (their process died). Every ending is recorded in an outbox (a
+    stream per bucket) by the script that ends the session, and delivered again by a sweep if
+    the manager that had it does not acknowledge it within :attr:`redelivery_after`
+    (``op_timeout`` + 1 s): a worker killed between ending sessions and reporting them loses
+    nothing (see :attr:`SessionStore.redelivery_after`).
 
     Given a ``redis.asyncio.RedisCluster``, the store spreads sessions over every primary: 64
     buckets, each under a hash tag of its own (``prefix{tag}``), hold the sessions of the
@@ -113,6 +124,8 @@ class RedisStore(SessionStore):
         or timeout that is not a positive finite number.
     """
 
+    redelivery_after: float  # seconds: op_timeout + 1
+
     def __init__(
         self,
         client: Redis | RedisCluster,
@@ -138,6 +151,13 @@ class RedisStore(SessionStore):
         self._prefix = prefix
         self.op_timeout = float(op_timeout)
         self._retain_ms = str(_RETAIN * 1000)
+        # This store's consumer in the outbox's group (lua/outbox.lua): the first part of every
+        # operation id it sends, so that the endings its scripts record are delivered to it.
+        self._me = secrets.token_hex(6)
+        # Past the longest a reply may take to reach its caller: an ending unacknowledged for
+        # this long was never received, or its receiver stopped holding it.
+        self.redelivery_after = self.op_timeout + 1.0
+        self._redeliver_ms = str(round(self.redelivery_after * 1000))
         # An owner's timer fires within a few tens of ms of the deadline; the sweep leaves it
         # that much room (more, up to a second) so that the owner, who knows the raw key, wins.
         self._sweep_lag_us = str(us(min(1.0, self.sweep_interval)))
@@ -152,6 +172,7 @@ class RedisStore(SessionStore):
         # and the slot of each bucket's keys (on a cluster, where calls are routed by it).
         self._buckets: list[str]
         self._slots: dict[str, int] = {}
+        self._where: dict[str, int] = {}  # each bucket's index: the first part of an event id
         self._cluster: ClusterCalls | None = None
         self._pipe: Pipeline | None = None
         if isinstance(client, RedisCluster):
@@ -169,6 +190,7 @@ class RedisStore(SessionStore):
             self._pipe = Pipeline(
                 dial(pool.connection_class, pool.connection_kwargs), self.op_timeout
             )
+        self._where = {bucket: i for i, bucket in enumerate(self._buckets)}
         # Arguments are encoded as the client would encode them, before a call is queued.
         encoder = client.get_encoder()
         self._encoding: tuple[str, str] = (encoder.encoding, encoder.encoding_errors)
@@ -238,13 +260,16 @@ class RedisStore(SessionStore):
     ) -> Any:
         # A script that ends or makes sessions, sent with an operation id: if the caller never
         # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
-        op = _op_id()
+        op = self._op()
         command = self._command(name, bucket, names, args, op)
         try:
             return await self._send(command)
         except BaseException:
-            self._lost.append(_Lost(call, bucket, op, context, known or {}, _op_id()))
+            self._lost.append(_Lost(call, bucket, op, context, known or {}, self._op()))
             raise
+
+    def _op(self) -> str:
+        return f"{self._me}.{secrets.token_hex(12)}"
 
     async def _run(self, name: str, bucket: str, names: tuple[str, ...], *args: str | int) -> Any:
         return await self._send(self._command(name, bucket, names, args, ""))
@@ -313,10 +338,10 @@ class RedisStore(SessionStore):
             raise
         return ended
 
-    def _ended(self, raws: Sequence[Sequence[Any]]) -> list[SessionRecord]:
+    def _ended(self, raws: Sequence[Sequence[Any]], bucket: str) -> list[SessionRecord]:
         # Sessions removed by hash: name each by its key where this process knows it.
-        known = self._known
-        return [schema.record(raw, known.pop(text(raw[0]) or "", None)) for raw in raws]
+        known, where = self._known, self._where[bucket]
+        return [schema.record(raw, known.pop(text(raw[0]) or "", None), where) for raw in raws]
 
     async def create(
         self,
@@ -364,7 +389,7 @@ class RedisStore(SessionStore):
                 f"{username!r} already has {max_per_user} live session(s), the most allowed"
             )
         self._known[key_hash] = key
-        return self._ended(evicted)
+        return self._ended(evicted, bucket)
 
     async def check(self, key: str) -> float | None:
         """Tell whether a session is live, in one round trip.
@@ -473,7 +498,7 @@ class RedisStore(SessionStore):
         found = text(raw[0]) or ""
         if found != key_hash:  # a renewed key, in its grace: the session under its new key
             key = self._known.pop(found, key)
-        return schema.record(raw, key)
+        return schema.record(raw, key, self._where[bucket])
 
     async def delete_user_session(self, username: str, key_hash: str) -> SessionRecord | None:
         """End one live session of one user, named by its id (its key's hash).
@@ -486,7 +511,7 @@ class RedisStore(SessionStore):
         names = (user(bucket, username), session(bucket, key_hash), deadlines(bucket))
         args = (username, key_hash)
         raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
-        return None if raw is None else self._ended([raw])[0]
+        return None if raw is None else self._ended([raw], bucket)[0]
 
     async def rotate(self, key: str, new_key: str, *, grace: float = 0.0) -> SessionRecord | None:
         """Move a live session to ``new_key``; of two rotations of one key, one wins.
@@ -534,7 +559,8 @@ class RedisStore(SessionStore):
             raws, pending = await self._change(
                 "CLAIM", "claim_expired", bucket, names, list(by_hash), known=by_hash
             )
-            claimed.extend(schema.record(raw, by_hash[text(raw[0]) or ""]) for raw in raws)
+            where = self._where[bucket]
+            claimed.extend(schema.record(raw, by_hash[text(raw[0]) or ""], where) for raw in raws)
             live = {text(h) or "": (left, capped) for h, left, capped in pending}
             waiting.extend(
                 Pending(by_hash[h], int(text(left) or 0) / schema.US, bool(capped))
@@ -546,31 +572,74 @@ class RedisStore(SessionStore):
         await self._ending("claim_expired", claimed, self._each(groups, claim))
         return claimed, waiting
 
-    async def sweep(self) -> list[SessionRecord]:
-        """Claim sessions past their deadline that no process claimed (their process died).
+    async def sweep(self) -> list[Outcome]:
+        """Claim sessions past their deadline that no process claimed (their process died),
+        and take the endings left unacknowledged for :attr:`redelivery_after` seconds (their
+        process died, or their call lost its reply), 250 per bucket, to deliver them again.
 
         A session is left to its owner's timer for up to a second past its deadline. One call
         claims 250 sessions per round trip (a short script), and goes on while pages come back
         full, up to 100,000 sessions (per bucket, on a cluster): a dead worker's sessions are
         reported together, not a page per sweep interval.
 
-        :return: the sessions this call removed, with ``key=None`` where this process does not
-            know the key.
+        :return: the sessions this call removed (``"sweep"``), with ``key=None`` where this
+            process does not know the key, and the endings taken again, by the call that
+            ended them.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         ended: list[SessionRecord] = []
-        args = (self._sweep_lag_us, _SWEEP_BATCH)
+        again: list[Outcome] = []
 
         async def sweep(bucket: str) -> None:
+            idle = self._redeliver_ms
             for _ in range(_SWEEP_PAGES):
-                raws, seen = await self._change(
+                args = (self._sweep_lag_us, _SWEEP_BATCH, idle)
+                raws, seen, taken = await self._change(
                     "SWEEP", "sweep", bucket, (deadlines(bucket),), args
                 )
-                ended.extend(self._ended(raws))
+                ended.extend(self._ended(raws, bucket))
+                again.extend(_by_call(taken, self._ended(taken, bucket), "sweep"))
+                idle = ""  # the first page takes them all (as many as one page claims)
                 if seen < _SWEEP_BATCH:
                     return
 
-        return await self._ending("sweep", ended, self._each(self._buckets, sweep))
+        await self._ending("sweep", ended, self._each(self._buckets, sweep))
+        return [Outcome("sweep", ended), *again] if ended else again
+
+    async def acknowledge(self, event_ids: Sequence[str]) -> None:
+        """Delete the endings named from the outbox: they were reported.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        await self._outbox("ACK", event_ids)
+
+    async def hold(self, event_ids: Sequence[str]) -> None:
+        """Restart the idle time of the endings named, still being reported here, so that no
+        sweep takes them meanwhile.
+
+        :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
+        """
+        await self._outbox("HOLD", event_ids, self._me, "0")
+
+    async def _outbox(self, name: str, event_ids: Iterable[str], *head: str) -> set[str]:
+        # Script ``name`` on the endings named, bucket by bucket, 500 per round trip; the event
+        # ids it returns.
+        by_bucket: dict[str, list[str]] = {}
+        for event_id in event_ids:
+            where, _, entry = event_id.partition("/")
+            by_bucket.setdefault(self._buckets[int(where)], []).append(entry)
+        done: set[str] = set()
+
+        async def run(bucket: str) -> None:
+            entries, where = by_bucket[bucket], self._where[bucket]
+            for i in range(0, len(entries), _ACK_BATCH):
+                chunk = entries[i : i + _ACK_BATCH]
+                got = await self._run(name, bucket, (schema.outbox(bucket),), *head, *chunk)
+                if isinstance(got, list):
+                    done.update(f"{where}/{text(e)}" for e in got)
+
+        await self._each(by_bucket, run)
+        return done
 
     async def usernames(self) -> list[str]:
         """List the username of every live session, oldest session first.
@@ -643,7 +712,7 @@ class RedisStore(SessionStore):
                 raws, seen, score, member, upto = await self._change(
                     "DELETE_ALL", "delete_all", bucket, (deadlines(bucket),), args
                 )
-                ended.extend(self._ended(raws))
+                ended.extend(self._ended(raws, bucket))
                 if seen < _LIST_BATCH:
                     return
 
@@ -670,7 +739,7 @@ class RedisStore(SessionStore):
                 raws, seen, score, member, upto = await self._change(
                     "DELETE_USER", "delete_user", bucket, names, args
                 )
-                ended.extend(self._ended(raws))
+                ended.extend(self._ended(raws, bucket))
                 if seen < _END_BATCH:
                     return
 
@@ -688,7 +757,6 @@ class RedisStore(SessionStore):
         :return: each such call that ended sessions, with those sessions.
         :raises StoreUnavailable: if Redis cannot be reached and nothing was settled.
         """
-        outcomes, self._late = self._late, []
         while self._lost:
             lost = self._lost[0]
             bucket = lost.bucket
@@ -703,18 +771,34 @@ class RedisStore(SessionStore):
                     self._command("SETTLE", bucket, names, args, lost.settle_op)
                 )
             except Exception:
-                if outcomes:  # what is known now is reported now; the rest waits
-                    return outcomes
-                raise
-            except BaseException:
-                self._late[:0] = outcomes
-                raise
+                if not self._late:
+                    raise
+                break  # what is known now is reported now; the rest waits
             del self._lost[0]
+            known, where = lost.keys, self._where[bucket]
             records = [
-                schema.record(raw, lost.keys.get(h) or self._known.pop(h, None))
+                schema.record(raw, known.get(h) or self._known.pop(h, None), where)
                 for raw in raws
                 if (h := text(raw[0]) or "")
             ]
-            if records:
-                outcomes.append(Outcome(lost.call, records))
-        return outcomes
+            self._late.extend(_by_call(raws, records, lost.call))
+        late, self._late = self._late, []
+        try:
+            return await self._taken(late)
+        except BaseException:
+            self._late[:0] = late
+            raise
+
+    async def _taken(self, outcomes: list[Outcome]) -> list[Outcome]:
+        # Of the endings in ``outcomes`` (calls whose reply this process never used), those it
+        # still holds in the outbox, held afresh: any other was delivered again by a sweep, and
+        # is reported there.
+        ids = [r.event_id for o in outcomes for r in o.ended if r.event_id is not None]
+        if not ids:
+            return outcomes
+        held = await self._outbox("HOLD", ids, self._me, "1")
+        kept = [
+            Outcome(o.call, [r for r in o.ended if r.event_id is None or r.event_id in held])
+            for o in outcomes
+        ]
+        return [o for o in kept if o.ended]

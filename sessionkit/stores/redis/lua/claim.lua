@@ -15,7 +15,7 @@ local function run()
     if f ~= nil then
       local d = tonumber(f.d)
       if d <= now then
-        claimed[#claimed + 1] = record(h, f)
+        claimed[#claimed + 1] = ended(record(h, f), 'claim_expired')
         drop(h, f)
       else
         local capped = 0

@@ -28,7 +28,7 @@ local function run()
     if refuse == '1' and #alive >= tonumber(cap) then return -1 end
     for i = 1, #alive - tonumber(cap) + 1 do
       local m, f = alive[i][1], alive[i][2]
-      evicted[#evicted + 1] = record(m, f)
+      evicted[#evicted + 1] = ended(record(m, f), 'create')
       drop(m, f)
     end
   end

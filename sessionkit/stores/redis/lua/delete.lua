@@ -8,5 +8,5 @@ local function run()
   local h, f = load_via(ARGV[4])
   if not live(f) then return false end
   drop(h, f)
-  return record(h, f)
+  return ended(record(h, f), 'delete')
 end

@@ -15,7 +15,7 @@ local function run()
   for _, h in ipairs(members) do
     local f = load(h)
     if live(f) and tonumber(f.c) <= tonumber(upto) then
-      out[#out + 1] = record(h, f)
+      out[#out + 1] = ended(record(h, f), 'delete_all')
       drop(h, f)
     elseif f == nil then
       redis.call('ZREM', D, h)

@@ -16,7 +16,7 @@ local function run()
   for _, h in ipairs(members) do
     local f = load(h)
     if live(f) and tonumber(f.c) <= tonumber(upto) then
-      out[#out + 1] = record(h, f)
+      out[#out + 1] = ended(record(h, f), 'delete_user')
       drop(h, f)
     end
   end

@@ -9,5 +9,5 @@ local function run()
   local f = load(h)
   if not live(f) or f.u ~= username then return false end
   drop(h, f)
-  return record(h, f)
+  return ended(record(h, f), 'delete_user_session')
 end

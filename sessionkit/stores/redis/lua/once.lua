@@ -8,6 +8,7 @@ if prior then
   return false
 end
 local out = run()
+deliver()
 local kept = KEEP(out)
 if kept then redis.call('SET', okey(OP), cjson.encode({kept}), 'PX', OUTCOME_MS) end
 return out

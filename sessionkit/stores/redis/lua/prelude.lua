@@ -1,4 +1,6 @@
 -- Shared by every script but the hot ones (after core.lua).
+local X = P .. 'x'  -- the outbox: a stream of endings (outbox.lua)
+local GROUP = 'g'  -- its one consumer group
 local function ttl_for(deadline)
   local left = math.ceil((deadline - now) / 1000)
   if left < 0 then left = 0 end
@@ -31,9 +33,10 @@ local function record(h, f)
     f.r or false, f.g or false,
   }
 end
--- What an outcome keeps of a record, or of a list of them: no data, no client.
+-- What an outcome keeps of a record, or of a list of them: no data, no client; its ending's
+-- entry id and call (r[12], r[13]; outbox.lua) where it has them.
 local function slim(r)
-  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false, false}
+  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false, false, r[12], r[13]}
 end
 local function slims(rs)
   local out = {}

@@ -5,7 +5,8 @@
 --   this settle's own outcome key.
 -- ARGV[4...]: the lost operation's id, the store call it was (a LostCall), that call's context
 --   (create: h; rotate: h, new h).
--- Returns {1 if it had applied else 0, the records it ended}. Runs once per operation id.
+-- Returns {1 if it had applied else 0, the records it ended, each with its ending's entry id
+-- (outbox.lua)}. Runs once per operation id.
 local lost_op, call, ctx1, ctx2 = ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local function KEEP(out)
   if #out[2] > 0 then return {out[1], slims(out[2])} end
@@ -36,7 +37,10 @@ local function run()
   elseif call == 'delete' or call == 'delete_user_session' then
     if out then return {1, {out}} end
     return {1, {}}
-  elseif call == 'claim_expired' or call == 'delete_all' or call == 'delete_user' or call == 'sweep' then
+  elseif call == 'sweep' then
+    for _, r in ipairs(out[3] or {}) do out[1][#out[1] + 1] = r end
+    return {1, out[1]}
+  elseif call == 'claim_expired' or call == 'delete_all' or call == 'delete_user' then
     return {1, out[1]}
   end
   return {1, out}

@@ -1,10 +1,14 @@
 -- SWEEP: claim sessions that no process claimed (their process died), those at least a lag
--- past their deadline (their owners' timers had their chance).
+-- past their deadline (their owners' timers had their chance); and take the endings that
+-- were taken and left unacknowledged for `idle` ms (outbox.lua), to deliver them again.
 -- KEYS: the deadline index, the outcome key.
--- ARGV[4...]: lag (us), the most sessions to claim.
--- Returns {the claimed records, how many index members it read}. Runs once per operation id.
-local lag, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
-local function KEEP(out) if #out[1] > 0 then return {slims(out[1]), out[2]} end end
+-- ARGV[4...]: lag (us), the most sessions to claim, idle (ms; '' to take none).
+-- Returns {the claimed records, how many index members it read, the endings taken again}.
+-- Runs once per operation id.
+local lag, limit, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local function KEEP(out)
+  if #out[1] > 0 or #out[3] > 0 then return {slims(out[1]), out[2], slims(out[3])} end
+end
 local function run()
   local claimed = {}
   local due = redis.call('ZRANGEBYSCORE', D, '-inf', fmt(now - lag), 'LIMIT', 0, limit)
@@ -13,12 +17,17 @@ local function run()
     if f == nil then
       redis.call('ZREM', D, h)
     elseif tonumber(f.d) <= now then
-      claimed[#claimed + 1] = record(h, f)
+      claimed[#claimed + 1] = ended(record(h, f), 'sweep')
       drop(h, f)
     else  -- restarted since the index last moved: bring it up to date
       redis.call('ZADD', D, f.d, h)
       redis.call('HSET', skey(h), 'k', f.d)
     end
   end
-  return {claimed, #due}
+  local again = {}
+  if idle ~= '' then
+    again = recover(idle, limit)
+    forget_consumers()
+  end
+  return {claimed, #due, again}
 end
