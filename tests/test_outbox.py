@@ -125,7 +125,11 @@ async def test_a_lost_logout_reply_is_reported_once_with_other_workers_sweeping(
             await caller.delete_session(key)
         if first == "swept":
             proxy.stall()  # the caller's settle cannot reach Redis until the sweep took it
-            await asyncio.sleep(redelivery + 3 * SWEEP)
+
+            async def not_swept() -> str | None:
+                return None if sweeper_saw else "the other worker has not delivered it yet"
+
+            assert await eventually(not_swept, redelivery + 3.0) is None
             assert [e.username for e in sweeper_saw] == ["ada"]
             proxy.release()
         proxy.delay(0)

@@ -9,10 +9,19 @@ from typing import Any
 
 from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import ClusterDownError, MovedError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sessionkit.stores.redis._pipeline import Pipeline, dial
+
+_ASKS = 5  # times one call that must not go through the client asks who serves its slot, at most
+_MOVING = 0.05  # seconds between sends of such a call while its slot moves
 
 
 class ClusterCalls:
@@ -44,21 +53,65 @@ class ClusterCalls:
             node = client.nodes_manager.get_node_from_slot(slot)
         except (KeyError, SlotNotCoveredError):  # no slot table yet (or any more)
             return await self._redirected(deadline, command)
-        name = node.name
-        entry = self._pipes.get(name)
-        if entry is None or entry[0] is not node:  # a new node, or the client remade it
-            if entry is not None:
-                self._retire(entry[1])
-            pipe = Pipeline(dial(node.connection_class, node.connection_kwargs), self._timeout)
-            entry = self._pipes[name] = (node, pipe)
         try:
-            return await entry[1].call(deadline, packed)
+            return await self._pipe(node).call(deadline, packed)
         except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
             return await self._redirected(deadline, command)  # MovedError covers ASK too
         except TimeoutError:
-            if self._asking is None or self._asking.done():  # one at a time
-                self._asking = asyncio.get_running_loop().create_task(self._ask_slots())
+            self._ask()
             raise
+
+    async def call_together(self, deadline: float, slot: int, packed: bytes, replies: int) -> Any:
+        """Send ``packed``, ``replies`` commands that must go down one connection back to back
+        (a script and the ``WAIT`` that follows it), to the primary that serves ``slot``; the
+        list of their replies.
+
+        Never through the client, which would pick a connection per command. Redirected (a
+        failover, a slot that moved), the call goes again to the slot's primary once the nodes
+        have been asked who serves it. While the slot is moving (ASK, TRYAGAIN) it is sent
+        again in a moment, until the slot has moved: every such script declares its operation's
+        outcome key, which exists nowhere yet, so the node importing the slot would refuse it
+        even after ``ASKING``. The script did not run where it was refused. A call whose
+        connection broke is not sent again: its script may have run.
+        """
+        loop = asyncio.get_running_loop()
+        nodes = self._client.nodes_manager
+        asked = 0
+        while True:
+            try:
+                node = nodes.get_node_from_slot(slot)
+                return await self._pipe(node).call(deadline, packed, replies)
+            except (MovedError, ClusterDownError, KeyError, SlotNotCoveredError):
+                if asked >= _ASKS:
+                    raise
+                asked += 1
+                async with asyncio.timeout_at(deadline):  # who serves the slot now?
+                    await self._client.initialize()  # learns the slots first (once)
+                    await asyncio.shield(self._ask())
+            except (AskError, TryAgainError):  # MovedError is an AskError: caught above
+                if loop.time() + _MOVING > deadline:
+                    raise
+                await asyncio.sleep(_MOVING)
+            except (RedisConnectionError, TimeoutError):
+                self._ask()  # the primary may have died, or hung and been failed over
+                raise
+
+    def _pipe(self, node: ClusterNode) -> Pipeline:
+        # The pipeline to ``node``: made for a new node, or one the client made again.
+        entry = self._pipes.get(node.name)
+        if entry is None or entry[0] is not node:
+            if entry is not None:
+                self._retire(entry[1])
+            pipe = Pipeline(dial(node.connection_class, node.connection_kwargs), self._timeout)
+            entry = self._pipes[node.name] = (node, pipe)
+        return entry[1]
+
+    def _ask(self) -> asyncio.Task[None]:
+        # The nodes are asked which slots they serve, once at a time: after a timeout, or a
+        # redirection of a call that must not go through the client.
+        if self._asking is None or self._asking.done():
+            self._asking = asyncio.get_running_loop().create_task(self._ask_slots())
+        return self._asking
 
     async def _ask_slots(self) -> None:
         # Ask the nodes which of them serve which slots (the client's own refresh, as after a

@@ -18,6 +18,10 @@ oldest pending call's deadline needs a timer: one handle, not one per call. A co
 answered nothing for a whole timeout while a call on it is overdue is taken as dead: later calls
 go out on a new one, while the calls already on it keep their own deadlines (and a write held
 up on it, by a server that stopped reading, is left behind).
+
+A call may carry several commands, written back to back on one connection (a script and the
+``WAIT`` that must follow it there): it takes as many replies, in order, and is answered by the
+list of them, or by the first error among them.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-# A command encoded, its reply, when it must be answered by and when it was issued (loop time).
-_Call = tuple[bytes, "asyncio.Future[Any]", float, float]
+# Commands encoded, their reply, when they must be answered by, when they were issued (loop
+# time) and how many replies they take (1: the future gets the reply itself, else their list).
+_Call = tuple[bytes, "asyncio.Future[Any]", float, float, int]
 
 #: Makes a new connection, not yet open, with a client's settings.
 Dial = Callable[[], AbstractConnection]
@@ -71,11 +76,12 @@ def pack(command: Sequence[str | bytes | int], encoding: str, errors: str) -> by
 
 class _Link:
     # One connection and the calls written to it, in order. Dropped once: then closed.
-    __slots__ = ("conn", "dead", "heard", "reader", "sent")
+    __slots__ = ("conn", "dead", "heard", "parts", "reader", "sent")
 
     def __init__(self, conn: AbstractConnection, now: float) -> None:
         self.conn = conn
         self.sent: deque[_Call] = deque()
+        self.parts: list[Any] = []  # replies heard so far for the oldest call, if it takes more
         self.heard = now  # when it last answered (or was opened)
         self.reader: asyncio.Task[None] | None = None
         self.dead = False
@@ -101,14 +107,19 @@ class Pipeline:
         self._watchdog: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    def call(self, deadline: float, packed: bytes) -> asyncio.Future[Any]:
+    def call(self, deadline: float, packed: bytes, replies: int = 1) -> asyncio.Future[Any]:
         """Issue a command encoded by :func:`pack`, to be answered by loop time ``deadline``;
-        its reply (or error) arrives in the returned future."""
+        its reply (or error) arrives in the returned future.
+
+        :param replies: how many commands ``packed`` holds: written together, on one connection,
+            with nothing between them; the future then gets the list of their replies, or the
+            first error among them (once all have come).
+        """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._start(loop)
         reply: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((packed, reply, deadline, loop.time()))
+        self._queue.append((packed, reply, deadline, loop.time(), replies))
         if self._watchdog is None:
             self._watchdog = loop.call_at(deadline, self._watch)
         assert self._wake is not None
@@ -224,6 +235,15 @@ class Pipeline:
                 # connection can be trusted any more.
                 self._drop(link, RedisConnectionError("a reply nobody asked for"))
                 return
+            wanted = sent[0][4]
+            if wanted > 1:
+                parts = link.parts
+                parts.append(reply)
+                if len(parts) < wanted:
+                    continue
+                link.parts = []
+                errors = [part for part in parts if isinstance(part, ResponseError)]
+                reply = errors[0] if errors else parts
             future = sent.popleft()[1]
             if future.done():
                 pass  # its caller gave up, or its deadline passed
@@ -246,7 +266,7 @@ class Pipeline:
         expired = TimeoutError("Redis did not answer in time")
         links = [*self._draining, *([self._link] if self._link else [])]
         for link in links:
-            for _, future, deadline, _ in link.sent:
+            for _, future, deadline, *_ in link.sent:
                 if deadline <= now and not future.done():
                     future.set_exception(expired)
             overdue = any(call[2] <= now for call in link.sent)
@@ -261,7 +281,7 @@ class Pipeline:
                     self._writing = None
                     self._writer = loop.create_task(self._write(), name="sessionkit redis writer")
         queue = self._queue
-        for _, future, deadline, _ in queue:
+        for _, future, deadline, *_ in queue:
             if deadline <= now and not future.done():
                 future.set_exception(expired)
         self._queue = [call for call in queue if not call[1].done()]
@@ -269,7 +289,7 @@ class Pipeline:
             if all(call[1].done() for call in link.sent):
                 self._drop(link, expired)
         calls = [*self._queue, *(call for link in links for call in link.sent)]
-        pending = [deadline for _, future, deadline, _ in calls if not future.done()]
+        pending = [deadline for _, future, deadline, *_ in calls if not future.done()]
         if pending:
             self._watchdog = loop.call_at(min(pending), self._watch)
 

@@ -119,9 +119,21 @@ class RedisStore(SessionStore):
     :param sweep_interval: seconds between sweeps for sessions of dead processes.
     :param op_timeout: seconds each call may take, whatever the client's own timeouts, before
         it raises :class:`~sessionkit.StoreUnavailable`.
-    :raises TypeError: if ``client`` is neither.
-    :raises ValueError: for an empty prefix (or one with braces, on a cluster), or an interval
-        or timeout that is not a positive finite number.
+    :param wait_replicas: with ``n`` > 0, every script that makes or ends sessions (and every
+        settling) is followed, on the same connection, by ``WAIT n``: the call succeeds only
+        once ``n`` replicas have acknowledged its writes (and every write before them). Fewer
+        within ``wait_timeout`` and it raises :class:`~sessionkit.StoreUnavailable`, its
+        outcome unknown, as after a lost reply: it is settled later (see :meth:`settle`). Reads
+        and restarts (checks, touches, data) do not wait. The server holds the connection
+        while a WAIT blocks, so every call queued behind it on the store's connection (to
+        that primary, on a cluster), reads included, waits too: about a round trip to the
+        replicas while they keep up, up to ``wait_timeout`` per waiting call while they do not.
+        ``WAIT`` is not consensus: see the operations guide for what it does and does not hold.
+    :param wait_timeout: seconds a ``WAIT`` may block, shorter than ``op_timeout``.
+    :raises TypeError: if ``client`` is neither, or ``wait_replicas`` is not an int.
+    :raises ValueError: for an empty prefix (or one with braces, on a cluster), an interval
+        or timeout that is not a positive finite number, a negative ``wait_replicas``, or
+        (with ``wait_replicas``) a ``wait_timeout`` not shorter than ``op_timeout``.
     """
 
     redelivery_after: float  # seconds: op_timeout + 1
@@ -133,6 +145,8 @@ class RedisStore(SessionStore):
         prefix: str = "sessionkit:",
         sweep_interval: float = 5.0,  # seconds
         op_timeout: float = 2.0,  # seconds
+        wait_replicas: int = 0,
+        wait_timeout: float = 0.5,  # seconds
     ) -> None:
         if not isinstance(client, Redis | RedisCluster):
             raise TypeError(
@@ -142,14 +156,26 @@ class RedisStore(SessionStore):
             raise ValueError("prefix must be a non-empty str")
         if isinstance(client, RedisCluster) and ("{" in prefix or "}" in prefix):
             raise ValueError("on a cluster, the prefix must not hold { or }: hash tags follow it")
-        for name, value in (("sweep_interval", sweep_interval), ("op_timeout", op_timeout)):
+        for name, value in (
+            ("sweep_interval", sweep_interval),
+            ("op_timeout", op_timeout),
+            ("wait_timeout", wait_timeout),
+        ):
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number of seconds")
             if not (0 < value < math.inf):
                 raise ValueError(f"{name} must be a positive finite number of seconds")
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int):
+            raise TypeError("wait_replicas must be an int (a number of replicas)")
+        if wait_replicas < 0:
+            raise ValueError("wait_replicas must be 0 (no WAIT) or more")
+        if wait_replicas and wait_timeout >= op_timeout:
+            raise ValueError("wait_timeout must be shorter than op_timeout, which bounds each call")
         self.sweep_interval = float(sweep_interval)
         self._prefix = prefix
         self.op_timeout = float(op_timeout)
+        self.wait_replicas = wait_replicas
+        self.wait_timeout = float(wait_timeout)
         self._retain_ms = str(_RETAIN * 1000)
         # This store's consumer in the outbox's group (lua/outbox.lua): the first part of every
         # operation id it sends, so that the endings its scripts record are delivered to it.
@@ -194,6 +220,10 @@ class RedisStore(SessionStore):
         # Arguments are encoded as the client would encode them, before a call is queued.
         encoder = client.get_encoder()
         self._encoding: tuple[str, str] = (encoder.encoding, encoder.encoding_errors)
+        # Sent after each script that makes or ends sessions, on its connection: WAIT counts
+        # the replicas that have the writes made on the connection it is sent on, and no other.
+        wait = ("WAIT", wait_replicas, math.ceil(self.wait_timeout * 1000))  # 0 ms: for good
+        self._wait = pack(wait, *self._encoding) if wait_replicas else b""
 
     async def aclose(self) -> None:
         """Close the store's own connections (the client stays open: it is the caller's)."""
@@ -263,7 +293,7 @@ class RedisStore(SessionStore):
         op = self._op()
         command = self._command(name, bucket, names, args, op)
         try:
-            return await self._send(command)
+            return await self._send(command, wait=True)
         except BaseException:
             self._lost.append(_Lost(call, bucket, op, context, known or {}, self._op()))
             raise
@@ -274,17 +304,21 @@ class RedisStore(SessionStore):
     async def _run(self, name: str, bucket: str, names: tuple[str, ...], *args: str | int) -> Any:
         return await self._send(self._command(name, bucket, names, args, ""))
 
-    async def _send(self, command: _Command) -> Any:
+    async def _send(self, command: _Command, *, wait: bool = False) -> Any:
         # EVALSHA, not redis-py's register_script (its Script object re-builds the arguments
         # on every call), down a pipeline (one per primary on a cluster), whose watchdog bounds
         # each call by its deadline. Whatever fails on the way reaches the caller as
-        # StoreUnavailable, the cause chained.
+        # StoreUnavailable, the cause chained. With ``wait`` (and wait_replicas), the script
+        # and its WAIT go as one call, back to back on one connection, answered by both replies.
         deadline = asyncio.get_running_loop().time() + self.op_timeout
         packed, args = command.packed, command.args
+        wait = wait and bool(self._wait)
         retries = 0  # a broken connection or a missing script, a few times, within the deadline
         try:
             while True:
                 try:
+                    if wait:
+                        return await self._waited(deadline, command, packed)
                     if self._cluster is not None:
                         return await self._cluster.call(deadline, command.slot, packed, args)
                     assert self._pipe is not None
@@ -301,19 +335,40 @@ class RedisStore(SessionStore):
                     # The connection broke before the reply (a CLIENT KILL, a restart): send it
                     # again on a new one, as redis-py's own retry would (and load the script
                     # again if that new connection's server lost it). Operation ids make that
-                    # safe for the scripts that change sessions.
-                    if retries >= _RETRIES:
+                    # safe for the scripts that change sessions. Not one that waits: sent again
+                    # after it ran, it answers its kept outcome and writes nothing, so a WAIT on
+                    # the new connection would vouch for writes made on the old one; settle()
+                    # asks instead (SETTLE writes, and waits).
+                    if wait or retries >= _RETRIES:
                         raise
                     retries += 1
         except TimeoutError as exc:
             raise StoreUnavailable(
                 f"Redis did not answer within {self.op_timeout:g} s ({command.name.lower()})"
             ) from exc
+        except StoreUnavailable:
+            raise  # too few replicas acknowledged it
         except Exception as exc:
             # Anything the client library raised, expected or not: never a raw error of its own.
             raise StoreUnavailable(
                 f"Redis failed ({command.name.lower()}): {type(exc).__name__}"
             ) from exc
+
+    async def _waited(self, deadline: float, command: _Command, packed: bytes) -> Any:
+        # The script and its WAIT, as one call of two commands back to back on one connection:
+        # the script's reply, once enough replicas have its writes.
+        together = packed + self._wait
+        if self._cluster is not None:
+            reply, acks = await self._cluster.call_together(deadline, command.slot, together, 2)
+        else:
+            assert self._pipe is not None
+            reply, acks = await self._pipe.call(deadline, together, 2)
+        if acks < self.wait_replicas:
+            raise StoreUnavailable(
+                f"{acks} of {self.wait_replicas} replica(s) acknowledged"
+                f" {command.name.lower()} within {self.wait_timeout:g} s: its outcome is unknown"
+            )
+        return reply
 
     async def _each(self, buckets: Iterable[str], one: Callable[[str], Awaitable[None]]) -> None:
         # one(bucket) for each bucket, all at once; once every one is done, its first error.
@@ -768,7 +823,7 @@ class RedisStore(SessionStore):
             try:
                 args = (lost.op, lost.call, *lost.context)
                 _, raws = await self._send(
-                    self._command("SETTLE", bucket, names, args, lost.settle_op)
+                    self._command("SETTLE", bucket, names, args, lost.settle_op), wait=True
                 )
             except Exception:
                 if not self._late:
