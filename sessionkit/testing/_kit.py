@@ -147,13 +147,13 @@ class Kit:
         await store.aclose()
 
     @staticmethod
-    def shared(store: SessionStore) -> float:
+    def _require_shared(store: SessionStore) -> float:
         """The store's sweep interval; skips the rule where the store is not shared."""
         if store.sweep_interval is None:
             pytest.skip("a store only one process uses (sweep_interval is None)")
         return store.sweep_interval
 
     @staticmethod
-    async def past_deadline() -> None:
+    async def _past_deadline() -> None:
         """Wait until sessions made with the ``SHORT`` timeout are past their deadline."""
         await asyncio.sleep(PAST)

@@ -156,7 +156,7 @@ class Lifetime(Kit):
         ended = [await login(store, "Luca", '{"n":1}', timeout=SHORT) for _ in range(2)]
         ended.append(await login(store, "Luca", timeout=60, absolute_timeout=SHORT))
         live = await login(store, "Fabio", timeout=60)
-        await self.past_deadline()
+        await self._past_deadline()
         for key in ended:
             found = {
                 "check": await store.check(key),
@@ -177,7 +177,7 @@ class Lifetime(Kit):
     @rule("a session past its deadline is ended by a claim only, once")
     async def test_only_a_claim_ends_a_session_past_its_deadline(self, store: SessionStore) -> None:
         key = await login(store, "Luca", '{"n":1}', timeout=SHORT)
-        await self.past_deadline()
+        await self._past_deadline()
         ending = {
             "delete": await store.delete(key),
             "delete_user_session": await store.delete_user_session("Luca", hash_key(key)),
@@ -209,7 +209,7 @@ class Lifetime(Kit):
     @rule("each session ends once")
     async def test_claims_end_each_session_once(self, store: SessionStore) -> None:
         keys = [await login(store, f"u{i % 3}", timeout=SHORT) for i in range(20)]
-        await self.past_deadline()
+        await self._past_deadline()
         results = await asyncio.gather(*(store.claim_expired(keys) for _ in range(3)))
         ended = Counter(r.key_hash for claimed, _ in results for r in claimed)
         twice = max(ended.values(), default=0)

@@ -93,10 +93,10 @@ class Shared(Kit):
     async def test_a_shared_store_sweeps_each_expired_session_once(
         self, store: SessionStore
     ) -> None:
-        interval = self.shared(store)
+        interval = self._require_shared(store)
         expired = [await login(store, f"u{i % 2}", timeout=SHORT) for i in range(6)]
         live = await login(store, "u0", timeout=60)
-        await self.past_deadline()
+        await self._past_deadline()
         # A sweep leaves a session a moment for its own worker's claim: the sweeps go on until
         # each expired session is ended, a claim racing them.
         swept: list[SessionRecord] = []
