@@ -33,6 +33,8 @@ from sessionkit.testing._shared import Shared
 
 __all__ = ("RuleBroken", "StoreContract")
 
+RuleBroken.__module__ = __name__  # where users import it from, as tracebacks name it
+
 
 class StoreContract(Lifetime, Shared, Calls, Devices):
     """The contract of :class:`~sessionkit.stores.SessionStore`, as tests: subclass it in a test
@@ -45,7 +47,7 @@ class StoreContract(Lifetime, Shared, Calls, Devices):
     manager's calls are the contract (devices, the per-user cap, data updates,
     re-authentication, renewal). The rules of a store shared by processes (``sweep``) skip
     where ``sweep_interval`` is ``None``. A few rules wait for short real timeouts (under a
-    second each): about ten seconds in all on a store that answers within a millisecond.
+    second each): under ten seconds in all on a store that answers within a millisecond.
 
     The ``store`` fixture calls :meth:`make_store` for each rule and closes the store
     (``aclose()``) after it. To build the store from fixtures of your own, take them in an

@@ -32,12 +32,14 @@ class RuleBroken(AssertionError):
 
 def expect(ok: object, found: str) -> None:
     """Fail the rule under way with ``found`` (what the store did) unless ``ok``."""
+    __tracebackhide__ = True  # pytest shows the rule's line, not this one
     if not ok:
         raise AssertionError(found)
 
 
 async def refused(call: Awaitable[object], error: type[BaseException], what: str) -> BaseException:
     """Fail the rule under way unless awaiting ``call`` raises ``error``; return what it raised."""
+    __tracebackhide__ = True
     try:
         answer = await call
     except error as exc:
@@ -47,11 +49,13 @@ async def refused(call: Awaitable[object], error: type[BaseException], what: str
 
 def same(actual: object, expected: object, what: str) -> None:
     """Fail the rule under way unless ``actual == expected``, naming ``what`` was compared."""
+    __tracebackhide__ = True
     expect(actual == expected, f"{what} was {actual!r}, not {expected!r}")
 
 
 def near_now(timestamp: float | None, what: str) -> None:
     """Fail unless ``timestamp`` is a POSIX timestamp close to the present."""
+    __tracebackhide__ = True
     expect(
         timestamp is not None and abs(timestamp - time.time()) < SKEW,
         f"{what} was {timestamp!r}, not a wall-clock timestamp near now ({time.time():.0f})",
