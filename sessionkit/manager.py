@@ -176,10 +176,12 @@ class SessionManager:
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
-        # The hot path's answers without an await, bound once (a store in this process).
-        synchronous = self._store.synchronous
-        self._check_now = self._store.check_sync if synchronous else None
-        self._touch_now = self._store.touch_sync if synchronous else None
+        # The hot path's answers without an await, bound once: MemoryStore's own (unless a
+        # subclass answers check or touch its own way).
+        memory = self._store if isinstance(self._store, MemoryStore) else None
+        kind = type(self._store)
+        self._check_now = memory.check_sync if memory and kind.check is MemoryStore.check else None
+        self._touch_now = memory.touch_sync if memory and kind.touch is MemoryStore.touch else None
         self._events = Dispatcher()
         self._tasks = LoopTasks()
         self._fanout = Fanout(self._events, self._tasks)

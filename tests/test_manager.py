@@ -1,27 +1,22 @@
-"""The calls of docs/guides/quickstart.md ("From users-session-manager") and the rules of
-docs/contract.md, on every store kind (the store-contract suite)."""
+"""The manager's own behaviour, on every store kind: checks of its arguments and options,
+timeouts, events, the singleton, and MemoryStore's costs. The rules a store must keep (the
+calls of docs/guides/quickstart.md and the rules of docs/contract.md through the manager) are
+the contract suite, :mod:`sessionkit.testing`, run by tests/test_store_contract.py."""
 
 from __future__ import annotations
 
 import gc
-import re
-from datetime import UTC, timedelta
 from typing import Any
 
 import pytest
 
 from sessionkit import (
     MIN_SESSION_TIMEOUT,
-    SessionDetails,
     SessionManager,
-    SessionNotFound,
     SessionRejected,
 )
-from sessionkit.keys import hash_key, new_key
-from tests.conftest import BAD_KEYS
+from sessionkit.keys import hash_key
 from tests.recorder import Recorder
-
-URL_SAFE = re.compile(r"^[A-Za-z0-9_-]{43,}$")
 
 
 def ids(*keys: str) -> list[str]:
@@ -36,15 +31,6 @@ async def snapshot(sm: SessionManager, keys: list[str]) -> tuple[Any, ...]:
 
 
 # -- creation and timeouts -------------------------------------------------------------------
-
-
-async def test_load_new_session_returns_a_url_safe_key(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    assert isinstance(key, str)
-    assert URL_SAFE.match(key)
-    assert await sm.check_session_status(key)
-    assert await sm.get_username_from_session_key(key) == "Luca"
-    assert await sm.count_sessions() == 1
 
 
 @pytest.mark.parametrize(
@@ -165,31 +151,6 @@ async def test_per_session_timeout_is_validated(sm: SessionManager) -> None:
 # -- reading and writing ---------------------------------------------------------------------
 
 
-async def test_logged_users_one_per_session_oldest_first(sm: SessionManager) -> None:
-    keys = [await sm.load_new_session(name) for name in ["Luca", "Fabio", "Luca", "Gino"]]
-    assert await sm.get_logged_users() == ["Luca", "Fabio", "Luca", "Gino"]
-    await sm.rotate_session_key(keys[1])  # a new key, the same age
-    assert await sm.get_logged_users() == ["Luca", "Fabio", "Luca", "Gino"]
-
-
-async def test_session_data_round_trip_is_a_copy(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca", {"actions": ["logged in"]})
-    assert await sm.get_session_data(key) == {"actions": ["logged in"]}
-    data = {"actions": ["logged in", "read"]}
-    assert await sm.set_session_data(key, data) is True
-    data["actions"].append("changed after set")
-    read = await sm.get_session_data(key)
-    assert read == {"actions": ["logged in", "read"]}
-    read["actions"].clear()
-    assert await sm.get_session_data(key) == {"actions": ["logged in", "read"]}
-
-
-async def test_data_is_none_until_set(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    assert await sm.get_session_data(key) is None
-    assert (await sm.get_session_details(key)).data is None
-
-
 async def test_set_session_data_rejects_non_json_and_keeps_old_data(sm: SessionManager) -> None:
     key = await sm.load_new_session("Luca", {"a": 1})
     with pytest.raises(TypeError):
@@ -197,92 +158,7 @@ async def test_set_session_data_rejects_non_json_and_keeps_old_data(sm: SessionM
     assert await sm.get_session_data(key) == {"a": 1}
 
 
-async def test_session_details(sm: SessionManager) -> None:
-    sm.set_session_timeout(60)
-    key = await sm.load_new_session("Luca", [1, 2])
-    details = await sm.get_session_details(key)
-    assert isinstance(details, SessionDetails)
-    assert details.key == key
-    assert details.username == "Luca"
-    assert details.data == [1, 2]
-    assert details.created_at.tzinfo is UTC
-    assert details.created_at <= details.last_active_at < details.expires_at
-    lifetime = details.expires_at - details.created_at
-    assert timedelta(seconds=59) < lifetime <= timedelta(seconds=60.5)
-    with pytest.raises(AttributeError):
-        details.username = "Fabio"  # type: ignore[misc]
-
-
-async def test_restart_moves_the_deadline(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    before = await sm.get_session_details(key)
-    assert await sm.restart_session_timer(key) is True
-    after = await sm.get_session_details(key)
-    assert after.expires_at >= before.expires_at
-    assert after.last_active_at >= before.last_active_at
-    assert after.created_at == before.created_at
-
-
-async def test_touch_session_is_a_restart_then_the_details(sm: SessionManager) -> None:
-    # What sessionkit.starlette does per request, in one store call.
-    key = await sm.load_new_session("Luca", {"n": 1})
-    sm.set_session_timeout(10)
-    details = await sm.touch_session(key)
-    assert details == await sm.get_session_details(key)
-    assert (details.key, details.username, details.data) == (key, "Luca", {"n": 1})
-    assert details.expires_at - details.last_active_at <= timedelta(seconds=10.01)
-    for unknown in (new_key(), "", None, 42):
-        with pytest.raises(SessionNotFound):
-            await sm.touch_session(unknown)  # type: ignore[arg-type]
-
-
-async def test_set_session_timeout_applies_to_restarted_sessions(sm: SessionManager) -> None:
-    sm.set_session_timeout(3000)
-    key = await sm.load_new_session("Luca")
-    sm.set_session_timeout(10)
-    unchanged = await sm.get_session_details(key)
-    assert unchanged.expires_at - unchanged.created_at > timedelta(seconds=2999)
-    await sm.restart_session_timer(key)
-    restarted = await sm.get_session_details(key)
-    assert restarted.expires_at - restarted.last_active_at <= timedelta(seconds=10.01)
-
-
-async def test_own_timeout_survives_restarts(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca", timeout=30)
-    sm.set_session_timeout(3000)
-    await sm.restart_session_timer(key)
-    details = await sm.get_session_details(key)
-    assert details.expires_at - details.last_active_at <= timedelta(seconds=30.01)
-
-
 # -- ending sessions -------------------------------------------------------------------------
-
-
-async def test_delete_session(sm: SessionManager) -> None:
-    seen = Recorder(sm, "session_deleted", "notify_client_to_logout")
-    key = await sm.load_new_session("Luca", {"cart": 3})
-    assert await sm.delete_session(key) is True
-    assert await sm.delete_session(key) is False
-    assert not await sm.check_session_status(key)
-    assert seen.names() == ["session_deleted"]  # the client logged itself out: no push
-    event = seen.events[0]
-    assert (event.key, event.username, event.reason, event.data) == (
-        key,
-        "Luca",
-        "logout",
-        {"cart": 3},
-    )
-
-
-async def test_delete_all_sessions(sm: SessionManager) -> None:
-    seen = Recorder(sm, "session_deleted", "notify_client_to_logout")
-    keys = [await sm.load_new_session(n) for n in ["Luca", "Fabio", "Gino"]]
-    assert await sm.delete_all_sessions() == 3
-    assert await sm.count_sessions() == 0
-    assert await sm.delete_all_sessions() == 0
-    assert seen.names() == ["session_deleted", "notify_client_to_logout"] * 3
-    assert {e.key for e in seen.events} == set(keys)
-    assert {e.reason for e in seen.events} == {"delete_all"}
 
 
 async def test_every_event_has_an_id_of_its_own(sm: SessionManager) -> None:
@@ -332,45 +208,6 @@ async def test_check_session_status_rejects_with_an_error_event(sm: SessionManag
     assert len(event.key_hash) == 64
 
 
-async def test_rotate_session_key(sm: SessionManager) -> None:
-    seen = Recorder(sm, "session_rotated", "session_deleted")
-    old = await sm.load_new_session("Luca", {"role": "user"})
-    before = await sm.get_session_details(old)
-    new = await sm.rotate_session_key(old)
-    assert new != old
-    assert URL_SAFE.match(new)
-    assert not await sm.check_session_status(old)
-    with pytest.raises(SessionNotFound):
-        await sm.rotate_session_key(old)
-    after = await sm.get_session_details(new)
-    assert (after.username, after.data, after.created_at) == (
-        "Luca",
-        {"role": "user"},
-        before.created_at,
-    )
-    assert await sm.count_sessions() == 1
-    assert [(e.name, e.key) for e in seen.events] == [("session_rotated", new)]
-
-
-async def test_user_sessions_and_logout_everywhere(sm: SessionManager) -> None:
-    seen = Recorder(sm, "session_deleted", "notify_client_to_logout")
-    first = await sm.load_new_session("Luca")
-    other = await sm.load_new_session("Fabio")
-    second = await sm.load_new_session("Luca", {"device": "phone"})
-    sessions = await sm.get_user_sessions("Luca")
-    assert [s.username for s in sessions] == ["Luca", "Luca"]
-    assert sessions[0].created_at <= sessions[1].created_at
-    assert sessions[1].data == {"device": "phone"}
-    assert await sm.get_user_sessions("nobody") == []
-    assert await sm.delete_user_sessions("Luca") == 2
-    assert await sm.delete_user_sessions("Luca") == 0
-    assert not await sm.check_session_status(first)
-    assert not await sm.check_session_status(second)
-    assert await sm.check_session_status(other)
-    assert {e.reason for e in seen.events} == {"logout_all"}
-    assert seen.names().count("notify_client_to_logout") == 2
-
-
 @pytest.mark.parametrize(
     ("username", "error"), [(None, TypeError), ("", ValueError), ("\ud800", ValueError)]
 )
@@ -383,57 +220,12 @@ async def test_user_calls_reject_bad_usernames(
         await sm.delete_user_sessions(username)
 
 
-async def test_max_sessions_per_user_evicts_the_oldest(
-    make_store: Any,
-) -> None:
-    async with SessionManager(store=make_store(), max_sessions_per_user=2) as sm:
-        seen = Recorder(sm, "session_deleted", "notify_client_to_logout", "session_created")
-        first = await sm.load_new_session("Luca")
-        second = await sm.load_new_session("Luca")
-        await sm.load_new_session("Fabio")
-        third = await sm.load_new_session("Luca")
-        assert not await sm.check_session_status(first)
-        assert await sm.check_session_status(second)
-        assert await sm.check_session_status(third)
-        assert await sm.count_sessions() == 3
-        ended = [(e.name, e.key, e.reason) for e in seen.events if e.name != "session_created"]
-        assert ended == [
-            ("session_deleted", first, "evicted"),
-            ("notify_client_to_logout", first, "evicted"),
-        ]
-
-
 async def test_shared_is_one_instance() -> None:
     assert SessionManager.shared() is SessionManager.shared()
     assert isinstance(SessionManager.shared(), SessionManager)
 
 
 # -- keys that are not keys ------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("bad", BAD_KEYS, ids=lambda k: type(k).__name__ + str(len(repr(k))))
-async def test_bad_keys_are_unknown_keys_and_change_nothing(sm: SessionManager, bad: Any) -> None:
-    keys = [await sm.load_new_session("Luca", {"n": 1}), await sm.load_new_session("Fabio")]
-    before = await snapshot(sm, keys)
-    assert await sm.check_session_status(bad) is False
-    assert await sm.get_username_from_session_key(bad) is None
-    assert await sm.delete_session(bad) is False
-    for call in (
-        sm.get_session_data(bad),
-        sm.set_session_data(bad, {"n": 2}),
-        sm.restart_session_timer(bad),
-        sm.get_session_details(bad),
-        sm.rotate_session_key(bad),
-        sm.update_session_data(bad, {"n": 2}),
-        sm.mark_authenticated(bad),
-    ):
-        with pytest.raises(SessionNotFound) as raised:
-            await call
-        assert isinstance(raised.value, KeyError)
-        if isinstance(bad, str) and bad:
-            assert bad not in str(raised.value)
-    await sm.send_logout_message(bad)
-    assert await snapshot(sm, keys) == before
 
 
 # -- MemoryStore -----------------------------------------------------------------------------

@@ -78,7 +78,7 @@ def test_importing_sessionkit_pulls_in_no_optional_dependency() -> None:
     code = (
         "import sys, sessionkit, sessionkit.stores; "
         "print(sorted(m for m in ('redis', 'socketio', 'engineio', 'starlette', "
-        "'prometheus_client') if m in sys.modules))"
+        "'prometheus_client', 'pytest', 'pytest_asyncio') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,6 +1,7 @@
-"""Re-authentication (docs/security.md, ASVS 3.7.1 / 7.5.x): ``authenticated_at``,
-``mark_authenticated`` on every store kind, and the guards' ``max_auth_age`` answering
-``401 {"reauthenticate": true}`` with the cookie kept, over real HTTP (uvicorn)."""
+"""Re-authentication (docs/security.md, ASVS 3.7.1 / 7.5.x):
+the guards' ``max_auth_age`` answering ``401 {"reauthenticate": true}`` with the cookie kept,
+over real HTTP (uvicorn). ``authenticated_at`` and ``mark_authenticated`` on a store are rules of
+the contract suite, :mod:`sessionkit.testing`."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from sessionkit import SessionDetails, SessionManager, SessionNotFound, SessionStore
-from sessionkit.keys import new_key
+from sessionkit import SessionDetails, SessionManager, SessionStore
 from sessionkit.starlette import (
     RequireSession,
     SessionAuthBackend,
@@ -33,36 +33,6 @@ from tests.servers import serve
 
 COOKIE = SessionCookie()
 MAX_AGE = 2.0  # seconds: the guards' max_auth_age in these tests
-
-
-async def test_authenticated_at_is_the_login_until_marked(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    details = await sm.get_session_details(key)
-    assert details.authenticated_at == details.created_at
-    await asyncio.sleep(0.05)
-    assert await sm.mark_authenticated(key) is True
-    marked = (await sm.get_session_details(key)).authenticated_at
-    assert marked is not None and details.authenticated_at is not None
-    assert marked > details.authenticated_at
-    assert (await sm.get_session_details(key)).created_at == details.created_at
-    # Carried by every read: the guards' touch, a listing, and across a rotation.
-    assert (await sm.touch_session(key)).authenticated_at == marked
-    [listed] = await sm.get_user_sessions("Luca")
-    assert listed.authenticated_at == marked
-    rotated = await sm.rotate_session_key(key)
-    assert (await sm.get_session_details(rotated)).authenticated_at == marked
-
-
-async def test_mark_authenticated_on_a_dead_key_is_not_found_and_revives_nothing(
-    sm: SessionManager,
-) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
-    for dead in (key, new_key()):
-        with pytest.raises(SessionNotFound):
-            await sm.mark_authenticated(dead)
-    assert await sm.check_session_status(key) is False
-    assert await sm.count_sessions() == 0
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
-"""Renewal timeout (docs/security.md, Cheat Sheet "Renewal Timeout"): a renewal is a rotation
-after which the old key keeps working for a grace, on every store kind; and the guards renew a
-cookie-borne key older than ``renew_every``, over real HTTP (uvicorn)."""
+"""Renewal timeout (docs/security.md, Cheat Sheet "Renewal Timeout"): the guards renew a
+cookie-borne key older than ``renew_every``, over real HTTP (uvicorn). That the old key keeps
+working for the grace, on every store, is a rule of the contract suite,
+:mod:`sessionkit.testing`."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from sessionkit import SessionDetails, SessionManager, SessionNotFound, SessionStore
-from sessionkit.keys import hash_key
+from sessionkit import SessionDetails, SessionManager, SessionStore
 from sessionkit.starlette import (
     RequireSession,
     SessionAuthBackend,
@@ -33,80 +33,6 @@ from tests.recorder import Recorder
 from tests.servers import serve
 
 COOKIE = SessionCookie()
-
-
-async def renewed(sm: SessionManager, key: str, grace: float) -> str:
-    """Renew ``key`` at the store, as ``renew_if_due`` does, with ``grace``."""
-    fresh = sm.store.rotated_key(key)
-    record = await sm.store.rotate(key, fresh, grace=grace)
-    assert record is not None
-    assert record.key_hash == hash_key(fresh)
-    assert record.rotated_at is not None and record.rotated_at >= record.created_at
-    return fresh
-
-
-async def test_the_old_key_works_during_the_grace_and_acts_on_the_session(
-    sm: SessionManager,
-) -> None:
-    key = await sm.load_new_session("Luca", {"a": 1})
-    before = await sm.get_session_details(key)
-    assert before.key_created_at == before.created_at
-    fresh = await renewed(sm, key, grace=1.5)
-    # The old key names the session as it is now: every call on it acts on it.
-    assert await sm.check_session_status(key) is True
-    assert await sm.restart_session_timer(key) is True
-    touched = await sm.touch_session(key)
-    assert touched.id == hash_key(fresh)
-    assert touched.key_created_at is not None and touched.key_created_at > before.created_at
-    assert await sm.update_session_data(key, {"b": 2}) == {"a": 1, "b": 2}
-    assert await sm.get_session_data(fresh) == {"a": 1, "b": 2}
-    assert await sm.mark_authenticated(key) is True
-    assert await sm.count_sessions() == 1
-    # A key replaced is never rotated again through its alias.
-    with pytest.raises(SessionNotFound):
-        await sm.rotate_session_key(key)
-    await asyncio.sleep(1.7)
-    assert await sm.check_session_status(key) is False  # the grace is over
-    with pytest.raises(SessionNotFound):
-        await sm.touch_session(key)
-    assert await sm.check_session_status(fresh) is True
-
-
-@pytest.mark.parametrize("by", ["old", "new"])
-async def test_a_logout_with_either_key_ends_the_session_and_its_alias(
-    sm: SessionManager, by: str
-) -> None:
-    recorder = Recorder(sm, "session_deleted")
-    key = await sm.load_new_session("Luca")
-    fresh = await renewed(sm, key, grace=30)
-    assert await sm.delete_session(key if by == "old" else fresh) is True
-    assert [(e.key_hash, e.reason) for e in recorder.events] == [(hash_key(fresh), "logout")]
-    for either in (key, fresh):
-        assert await sm.check_session_status(either) is False
-        assert await sm.delete_session(either) is False
-        for call in (
-            sm.touch_session(either),
-            sm.update_session_data(either, {"back": True}),
-            sm.set_session_data(either, {"back": True}),
-            sm.mark_authenticated(either),
-        ):
-            with pytest.raises(SessionNotFound):
-                await call
-    assert await sm.count_sessions() == 0
-    assert len(recorder.events) == 1
-
-
-async def test_a_rotation_ends_the_grace_of_the_key_before(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    fresh = await renewed(sm, key, grace=30)
-    newest = await sm.rotate_session_key(fresh)  # a privilege change: no grace
-    assert await sm.check_session_status(key) is False
-    assert await sm.check_session_status(fresh) is False
-    assert await sm.check_session_status(newest) is True
-    again = await renewed(sm, newest, grace=30)
-    assert await sm.check_session_status(newest) is True  # only the key just replaced
-    assert await sm.check_session_status(key) is False
-    assert await sm.check_session_status(again) is True
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,16 @@ class SessionStore(ABC):
     Sessions past their deadline are never returned as live by any method, even before
     :meth:`claim_expired` has removed them, and no method but :meth:`claim_expired` and
     :meth:`sweep` ends such a session: its end is reported once, as an expiry.
+
+    The abstract methods are the core contract, enough for a store that one process uses.
+    The others have defaults, and two optional capabilities override them:
+
+    - a store shared by processes sets :attr:`sweep_interval` and implements :meth:`sweep`
+      (and, where a call can fail half-way, :attr:`unsettled` and :meth:`settle`);
+    - a store that places sessions (by user, say) makes their keys: :meth:`new_key` and
+      :meth:`rotated_key`.
+
+    :mod:`sessionkit.testing` holds the contract's own tests: run them against your store.
     """
 
     #: Seconds between calls of :meth:`sweep`, or ``None`` where nothing needs sweeping
@@ -113,19 +123,6 @@ class SessionStore(ABC):
         """Make the key a session moves to from ``key`` (the manager asks at each rotation);
         the default: :func:`sessionkit.keys.new_key`."""
         return keys.new_key()
-
-    #: Whether :meth:`check_sync` and :meth:`touch_sync` answer (a store that keeps sessions
-    #: in this process): the manager then calls them, without an await, on the hot path of
-    #: every request.
-    synchronous: bool = False
-
-    def check_sync(self, key: str) -> float | None:
-        """:meth:`check`, answered at once; only where :attr:`synchronous` is true."""
-        raise NotImplementedError(f"{type(self).__name__} answers check() only when awaited")
-
-    def touch_sync(self, key: str, timeout: float) -> float | None:
-        """:meth:`touch`, answered at once; only where :attr:`synchronous` is true."""
-        raise NotImplementedError(f"{type(self).__name__} answers touch() only when awaited")
 
     @abstractmethod
     async def check(self, key: str) -> float | None:

@@ -223,10 +223,12 @@ class MemoryStore(SessionStore):
             _index_add(self._by_user, username, key)
         return evicted
 
-    #: Sessions are in this process: check and touch answer at once (see SessionStore).
-    synchronous = True
+    # Sessions are in this process: check and touch answer at once. These two are
+    # MemoryStore's own, not the store contract's: the manager calls them, without an await,
+    # on the hot path of every request.
 
     def check_sync(self, key: str) -> float | None:
+        """:meth:`check`, answered without an await (the manager's hot path)."""
         entry = self._sessions.get(key)
         if entry is None:
             if not self._aliases:
@@ -238,6 +240,7 @@ class MemoryStore(SessionStore):
         return remaining if remaining > 0 else None
 
     def touch_sync(self, key: str, timeout: float) -> float | None:
+        """:meth:`touch`, answered without an await (the manager's hot path)."""
         entry = self._sessions.get(key)
         if entry is None:
             if not self._aliases:
