@@ -236,3 +236,37 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
         complaint = await eventually(kept, 2 + 1.5)
         assert complaint is None, f"{time.monotonic() - ended:.1f} s after the end: {complaint}"
     assert await stored_digests(redis_client, prefix) == set()
+
+
+async def test_a_rotation_at_a_page_boundary_leaves_a_user_s_listing_one_entry_per_session(
+    redis_client: Redis, proxy: FaultProxy, connect: Callable[..., Redis]
+) -> None:
+    """docs: the contract, "listings are snapshots": a user's 251 sessions are listed 250 a
+    page; the 250th (the first page's last, its cursor) is rotated between the pages, to a key
+    whose digest sorts after the old one. The listing names each session once (not the old
+    digest on the first page and the new one on the second)."""
+    prefix = fresh_prefix()
+    lister = _manager(connect(proxy.port), prefix, sweep=3600, op_timeout=5)
+    async with _manager(redis_client, prefix, sweep=3600, op_timeout=5) as owner:
+        keys = [await owner.load_new_session("ada", timeout=60) for _ in range(251)]
+        await lister.get_user_sessions("ada")  # its script loaded, its connection open
+        boundary = keys[249]
+        rotated = owner.store.rotated_key(boundary)
+        while hash_key(rotated) <= hash_key(boundary):
+            rotated = owner.store.rotated_key(boundary)
+
+        async def rotate_after_first_page() -> None:
+            sent = proxy.commands["EVALSHA"]
+            while proxy.commands["EVALSHA"] == sent:  # noqa: ASYNC110 - the proxy counts
+                await asyncio.sleep(0.001)
+            assert await owner.store.rotate(boundary, rotated) is not None
+
+        proxy.delay(0.05)  # the first page's reply comes after the rotation
+        listed, _ = await asyncio.gather(
+            lister.get_user_sessions("ada"), rotate_after_first_page()
+        )
+        proxy.delay(0)
+        ids = [d.id for d in listed]
+        assert len(ids) == len(set(ids)) == 251, f"{len(ids)} listed, {len(set(ids))} distinct"
+        assert hash_key(rotated) in ids or hash_key(boundary) in ids
+    await lister.aclose()

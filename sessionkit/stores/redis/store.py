@@ -725,18 +725,24 @@ class RedisStore(SessionStore):
     async def user_sessions(self, username: str) -> list[SessionRecord]:
         """List a user's live sessions, oldest first, with ``key=None``, 250 per round trip.
 
+        A session rotated while the listing pages, at the page's end, is met twice (under its
+        old digest, then its new one, both scored by its creation): it is listed once, under
+        the later.
+
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
         names = (user(bucket, username), deadlines(bucket))
-        found: list[SessionRecord] = []
+        found: dict[float, SessionRecord] = {}  # by creation: one user's never share a microsecond
         score, member = "-inf", ""
         while True:  # a page a round trip: no call holds the server for long
             args = (username, score, member, _USER_BATCH)
             raws, seen, score, member = await self._run("USER_SESSIONS", bucket, names, *args)
-            found.extend(schema.record(raw, None) for raw in raws)
+            for raw in raws:
+                record = schema.record(raw, None)
+                found[record.created_at] = record
             if seen < _USER_BATCH:
-                return found
+                return list(found.values())
 
     async def count(self) -> int:
         """Count the live sessions.
