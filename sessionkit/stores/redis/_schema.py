@@ -106,7 +106,8 @@ class Field(StrEnum):
     DEADLINE = "d"  # the real one: min(last active + timeout, absolute)
     ABSOLUTE = "a"  # the absolute deadline, when there is one
     TIMEOUT = "t"  # the session's own idle timeout, when it is fixed at creation
-    INDEXED = "k"  # the deadline the index holds: moved only when less than half a timeout is left
+    INDEXED = "k"  # the deadline the index holds (absent: DEADLINE's), moved only when less
+    # than half a timeout is left
     DATA = "x"  # JSON text
     CLIENT = "i"  # the client recorded at login, JSON text
     AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
