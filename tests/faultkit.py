@@ -12,12 +12,14 @@ from redis.asyncio import Redis
 
 from sessionkit import EventName, SessionDetails, SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
+from sessionkit.stores.redis import _schema as schema
 
 #: A Lua script that loops ARGV[1] times, holding the server: every other client waits. (A
 #: loop on redis.call('TIME') would never end: the server freezes TIME while a script runs.)
 SPIN_LUA = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i % 7 end return 1"
 
 _DIGEST = re.compile(rb"[0-9a-f]{64}")
+_STORED = re.compile(rb"[sa]:([A-Za-z0-9_-]{43})$")  # a session's or alias's key name
 
 
 def session_id(details: SessionDetails) -> str:
@@ -90,7 +92,7 @@ async def stored_digests(client: Redis, prefix: str) -> set[str]:
     found: set[str] = set()
     async for name in client.scan_iter(match=prefix + "*", count=1000):
         raw = name if isinstance(name, bytes) else str(name).encode()
-        found.update(m.decode() for m in _DIGEST.findall(raw))
+        found.update(schema.hex_hash(m) for m in _STORED.findall(raw))
     return found
 
 

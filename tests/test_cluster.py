@@ -19,6 +19,7 @@ from redis.crc import key_slot
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
+from sessionkit.stores.redis import _schema as schema
 from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
 from tests.conftest import cluster_client, fresh_prefix, started_cluster
@@ -225,7 +226,7 @@ def _migrate_slot(servers: RedisClusterServers, slot: int, source: int, target: 
 
 async def stored_on(node: AsyncRedis, prefix: str, keys: Iterable[str]) -> list[str]:
     """Those of ``keys`` whose session (under ``prefix``) the primary ``node`` holds."""
-    return [k for k in keys if await node.keys(f"{prefix}*s:{hash_key(k)}")]
+    return [k for k in keys if await node.keys(f"{prefix}*s:{schema.stored_key_hash(k)}")]
 
 
 async def _evalsha_seen(node: AsyncRedis) -> int:
@@ -249,7 +250,9 @@ async def test_a_moved_slot_is_followed_and_its_sessions_keep_working(tmp_path: 
         found = []
         for i, port in enumerate(servers.ports):
             async with AsyncRedis(host="127.0.0.1", port=port) as node:
-                found += [(i, k) for k in await node.keys(f"{prefix}*s:{hash_key(keys[0])}")]
+                found += [
+                    (i, k) for k in await node.keys(f"{prefix}*s:{schema.stored_key_hash(keys[0])}")
+                ]
         [(source, name)] = found
         slot = key_slot(name if isinstance(name, bytes) else name.encode())
         target = (source + 1) % 3

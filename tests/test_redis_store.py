@@ -220,7 +220,7 @@ async def test_set_data_races_delete_without_resurrection(clients: tuple[Redis, 
         assert record is not None  # the delete always finds it: set_data never ends a session
         assert written == (record.data == '"new"')
         assert await writer.get(key) is None
-        assert await clients[0].exists(f"{prefix}s:{hash_key(key)}") == 0
+        assert await clients[0].exists(schema.session(prefix, schema.stored_key_hash(key))) == 0
     assert await writer.count() == 0
     # Through the manager: set_session_data either lands before the logout or fails.
     sm1 = SessionManager(timeout=60, store=writer)
@@ -268,7 +268,7 @@ async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]
     # Past the deadline the record waits (not live) for a claim, with a TTL.
     await asyncio.sleep(1.1)
     assert await owner.check(keys[0]) is None
-    ttl = await clients[0].pttl(f"{prefix}s:{hash_key(keys[0])}")
+    ttl = await clients[0].pttl(schema.session(prefix, schema.stored_key_hash(keys[0])))
     assert 0 < ttl <= (3600 + 1.0) * 1000  # the retention, plus at most one timeout of lag
     assert await other.sweep() == []  # owners' timers get up to a second first
     await asyncio.sleep(1.0)
@@ -320,7 +320,7 @@ async def test_a_restart_between_index_moves_is_still_counted_listed_and_not_swe
     key = await _create(store, "lagging", idle=2.0)
     await asyncio.sleep(0.4)
     assert await store.touch(key, 2.0) is not None  # 1.6 s to the indexed deadline: left as is
-    indexed = await clients[0].zscore(f"{prefix}d", hash_key(key))
+    indexed = await clients[0].zscore(f"{prefix}d", schema.stored_key_hash(key))
     await asyncio.sleep(1.7)  # past the indexed deadline, before the session's own (2.4 s)
     record = await store.get(key)
     assert record is not None and indexed is not None
@@ -329,7 +329,7 @@ async def test_a_restart_between_index_moves_is_still_counted_listed_and_not_swe
     assert await other.usernames() == ["lagging"]
     assert await other.count() == 1  # counted though its index says it is past
     assert await other.sweep() == []  # found past its index, but live: brought up to date
-    moved = await clients[0].zscore(f"{prefix}d", hash_key(key))
+    moved = await clients[0].zscore(f"{prefix}d", schema.stored_key_hash(key))
     assert moved is not None and moved > indexed
     await asyncio.sleep(0.9)  # now past its own deadline too
     assert await other.count() == 0
@@ -650,9 +650,9 @@ async def test_a_renewal_alias_lives_for_the_grace_and_goes_with_its_session(
             due = replace(details, key_created_at=details.created_at - timedelta(seconds=61))
             fresh = await sm.renew_if_due(due)
             assert fresh is not None
-            alias = schema.alias(prefix, hash_key(key))
+            alias = schema.alias(prefix, schema.stored_key_hash(key))
             assert 29_000 < await redis_client.pttl(alias) <= 30_000
-            assert schema.text(await redis_client.get(alias)) == hash_key(fresh)
+            assert schema.text(await redis_client.get(alias)) == schema.stored_key_hash(fresh)
             if end_with == "expiry":
                 await asyncio.sleep(2.5)  # the manager's timer claims it
             else:

@@ -8,7 +8,9 @@ names each key as :func:`session`, :func:`deadlines`, :func:`user` and :func:`ou
 Every key starts with a *bucket*: the store's prefix on a single server; on a cluster, the
 prefix and one of 64 hash tags (``prefix{tag}``), so that all of one bucket's keys share a slot.
 A user's sessions all live in one bucket, named by the first character of each of their keys.
-Under a bucket ``P`` (``h`` is the SHA-256 hex digest of a session key):
+Under a bucket ``P`` (``h`` is the SHA-256 digest of a session key in 43 characters of URL-safe
+base64, :func:`stored_hash`: a third shorter than its hex, and written three times per session;
+replies are turned back into the hex digest, the public id, by :func:`hex_hash`):
 
 - ``P s:<h>`` (:func:`session`): a hash, one session, with the fields of :class:`Field`;
 - ``P d`` (:func:`deadlines`): a sorted set of every session's ``h``, scored by its indexed
@@ -26,6 +28,9 @@ Times are microseconds on the server's clock (``TIME``).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 import string
 import zlib
 from collections.abc import Sequence
@@ -39,9 +44,32 @@ from sessionkit.models import SessionRecord
 US = 1_000_000  # microseconds per second: the scripts count time in them
 
 
-def session(bucket: str, key_hash: str) -> str:
-    """The name of a session's hash."""
-    return f"{bucket}s:{key_hash}"
+_HEX_DIGEST = re.compile("[0-9a-f]{64}")
+
+
+def stored_hash(key_hash: str) -> str:
+    """How Redis names a session: its key's SHA-256 hex digest as URL-safe base64, unpadded.
+
+    :raises ValueError: for anything but 64 lowercase hex digits (no session has that id)."""
+    if not _HEX_DIGEST.fullmatch(key_hash):
+        raise ValueError("not a session id")
+    return base64.urlsafe_b64encode(bytes.fromhex(key_hash))[:43].decode("ascii")
+
+
+def stored_key_hash(key: str) -> str:
+    """:func:`stored_hash` of a session key's digest, straight from the key (the hot path)."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    return base64.urlsafe_b64encode(digest)[:43].decode("ascii")
+
+
+def hex_hash(value: Any) -> str:
+    """The hex digest (``SessionDetails.id``) back from a reply's :func:`stored_hash`."""
+    return base64.urlsafe_b64decode(f"{text(value)}=").hex()
+
+
+def session(bucket: str, h: str) -> str:
+    """The name of a session's hash (``h``: its :func:`stored_hash`)."""
+    return f"{bucket}s:{h}"
 
 
 def deadlines(bucket: str) -> str:
@@ -54,9 +82,9 @@ def user(bucket: str, username: str) -> str:
     return f"{bucket}u:{username}"
 
 
-def alias(bucket: str, key_hash: str) -> str:
+def alias(bucket: str, h: str) -> str:
     """The name of a renewed key's alias: the new hash of its session, during the grace."""
-    return f"{bucket}a:{key_hash}"
+    return f"{bucket}a:{h}"
 
 
 def outbox(bucket: str) -> str:
@@ -78,7 +106,8 @@ class Field(StrEnum):
     DEADLINE = "d"  # the real one: min(last active + timeout, absolute)
     ABSOLUTE = "a"  # the absolute deadline, when there is one
     TIMEOUT = "t"  # the session's own idle timeout, when it is fixed at creation
-    INDEXED = "k"  # the deadline the index holds: moved only when less than half a timeout is left
+    INDEXED = "k"  # the deadline the index holds (absent: DEADLINE's), moved only when less
+    # than half a timeout is left
     DATA = "x"  # JSON text
     CLIENT = "i"  # the client recorded at login, JSON text
     AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
@@ -130,6 +159,7 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
         _,
     ) = map(text, padded)
     assert key_hash is not None and username is not None
+    key_hash = hex_hash(key_hash)
     assert created is not None and last is not None and deadline is not None
     assert remaining is not None
     return SessionRecord(

@@ -23,7 +23,17 @@ from sessionkit.stores.base import LostCall, Outcome, Pending, SessionStore
 from sessionkit.stores.redis import _schema as schema
 from sessionkit.stores.redis._cluster import ClusterCalls
 from sessionkit.stores.redis._pipeline import Pipeline, dial, pack
-from sessionkit.stores.redis._schema import deadlines, outcome, session, text, us, user
+from sessionkit.stores.redis._schema import (
+    deadlines,
+    hex_hash,
+    outcome,
+    session,
+    stored_hash,
+    stored_key_hash,
+    text,
+    us,
+    user,
+)
 from sessionkit.stores.redis._scripts import SCRIPTS, Script
 
 __all__ = ("RedisStore",)
@@ -396,7 +406,7 @@ class RedisStore(SessionStore):
     def _ended(self, raws: Sequence[Sequence[Any]], bucket: str) -> list[SessionRecord]:
         # Sessions removed by hash: name each by its key where this process knows it.
         known, where = self._known, self._where[bucket]
-        return [schema.record(raw, known.pop(text(raw[0]) or "", None), where) for raw in raws]
+        return [schema.record(raw, known.pop(hex_hash(raw[0]), None), where) for raw in raws]
 
     async def create(
         self,
@@ -425,9 +435,10 @@ class RedisStore(SessionStore):
         if self._of_key(key) != bucket:
             raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
         key_hash = hash_key(key)
-        names = (session(bucket, key_hash), user(bucket, username), deadlines(bucket))
+        h = stored_hash(key_hash)
+        names = (session(bucket, h), user(bucket, username), deadlines(bucket))
         args = (
-            key_hash,
+            h,
             username,
             us(timeout),
             "1" if fixed_timeout else "0",
@@ -438,7 +449,7 @@ class RedisStore(SessionStore):
             client or "",
             "1" if refuse else "0",
         )
-        evicted = await self._change("CREATE", "create", bucket, names, args, context=(key_hash,))
+        evicted = await self._change("CREATE", "create", bucket, names, args, context=(h,))
         if evicted == -1:
             raise SessionLimitReached(
                 f"{username!r} already has {max_per_user} live session(s), the most allowed"
@@ -452,8 +463,8 @@ class RedisStore(SessionStore):
         :return: seconds until its deadline, or ``None``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        left = text(await self._run("CHECK", bucket, (session(bucket, key_hash),), key_hash))
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        left = text(await self._run("CHECK", bucket, (session(bucket, h),), h))
         return None if left is None else int(left) / schema.US
 
     async def touch(self, key: str, timeout: float) -> float | None:
@@ -462,9 +473,9 @@ class RedisStore(SessionStore):
         :return: seconds until the new deadline, or ``None`` if the session is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (session(bucket, key_hash), deadlines(bucket))
-        left = text(await self._run("TOUCH", bucket, names, key_hash, us(timeout)))
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        names = (session(bucket, h), deadlines(bucket))
+        left = text(await self._run("TOUCH", bucket, names, h, us(timeout)))
         return None if left is None else int(left) / schema.US
 
     async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
@@ -473,9 +484,9 @@ class RedisStore(SessionStore):
         :return: the session's record after the restart, or ``None`` if it is not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (session(bucket, key_hash), deadlines(bucket))
-        raw = await self._run("TOUCH", bucket, names, key_hash, us(timeout), "1")
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        names = (session(bucket, h), deadlines(bucket))
+        raw = await self._run("TOUCH", bucket, names, h, us(timeout), "1")
         return None if raw is None else schema.record(raw, key)
 
     async def get(self, key: str) -> SessionRecord | None:
@@ -484,8 +495,8 @@ class RedisStore(SessionStore):
         :return: its record, or ``None``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        raw = await self._run("GET", bucket, (session(bucket, key_hash),), key_hash)
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        raw = await self._run("GET", bucket, (session(bucket, h),), h)
         return None if raw is None else schema.record(raw, key)
 
     async def set_data(self, key: str, data: str | None) -> bool:
@@ -494,10 +505,10 @@ class RedisStore(SessionStore):
         :return: ``True`` if the session was live and now holds ``data``.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
+        bucket, h = self._of_key(key), stored_key_hash(key)
         has = "0" if data is None else "1"
-        names = (session(bucket, key_hash),)
-        return bool(await self._run("SET_DATA", bucket, names, key_hash, has, data or ""))
+        names = (session(bucket, h),)
+        return bool(await self._run("SET_DATA", bucket, names, h, has, data or ""))
 
     async def update_data(self, key: str, changes: str) -> str | None:
         """Merge ``changes`` (a JSON object) into a live session's data, in one script: the
@@ -513,9 +524,9 @@ class RedisStore(SessionStore):
         :raises TypeError: if the session's data is not a JSON object (nothing changes).
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (session(bucket, key_hash),)
-        merged = await self._run("UPDATE_DATA", bucket, names, key_hash, changes)
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        names = (session(bucket, h),)
+        merged = await self._run("UPDATE_DATA", bucket, names, h, changes)
         if merged == -1:
             raise TypeError(
                 "the session's data is not a dict: only a dict can be updated "
@@ -532,9 +543,9 @@ class RedisStore(SessionStore):
         :return: ``True`` if the session was live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
-        bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (session(bucket, key_hash),)
-        return bool(await self._run("MARK_AUTHENTICATED", bucket, names, key_hash))
+        bucket, h = self._of_key(key), stored_key_hash(key)
+        names = (session(bucket, h),)
+        return bool(await self._run("MARK_AUTHENTICATED", bucket, names, h))
 
     async def delete(self, key: str) -> SessionRecord | None:
         """End a live session.
@@ -543,14 +554,13 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket, key_hash = self._of_key(key), hash_key(key)
-        names = (session(bucket, key_hash), deadlines(bucket))
-        raw = await self._change(
-            "DELETE", "delete", bucket, names, (key_hash,), known={key_hash: key}
-        )
+        h = stored_hash(key_hash)
+        names = (session(bucket, h), deadlines(bucket))
+        raw = await self._change("DELETE", "delete", bucket, names, (h,), known={key_hash: key})
         self._known.pop(key_hash, None)
         if raw is None:
             return None
-        found = text(raw[0]) or ""
+        found = hex_hash(raw[0])
         if found != key_hash:  # a renewed key, in its grace: the session under its new key
             key = self._known.pop(found, key)
         return schema.record(raw, key, self._where[bucket])
@@ -563,8 +573,12 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (user(bucket, username), session(bucket, key_hash), deadlines(bucket))
-        args = (username, key_hash)
+        try:
+            h = stored_hash(key_hash)
+        except ValueError:
+            return None  # not a session id: no session has it
+        names = (user(bucket, username), session(bucket, h), deadlines(bucket))
+        args = (username, h)
         raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
         return None if raw is None else self._ended([raw], bucket)[0]
 
@@ -585,8 +599,8 @@ class RedisStore(SessionStore):
         if self._of_key(new_key) != bucket:
             raise ValueError("on a cluster, a rotated key must come from store.rotated_key(key)")
         old_hash, new_hash = hash_key(key), hash_key(new_key)
-        context = (old_hash, new_hash)
-        names = (session(bucket, old_hash), session(bucket, new_hash), deadlines(bucket))
+        context = (stored_hash(old_hash), stored_hash(new_hash))
+        names = (session(bucket, context[0]), session(bucket, context[1]), deadlines(bucket))
         args = (*context, max(0, math.ceil(grace * 1000)))
         raw = await self._change("ROTATE", "rotate", bucket, names, args, context=context)
         self._known.pop(old_hash, None)
@@ -610,13 +624,14 @@ class RedisStore(SessionStore):
 
         async def claim(bucket: str) -> None:
             by_hash = groups[bucket]
-            names = (deadlines(bucket), *(session(bucket, h) for h in by_hash))
+            stored = [stored_hash(h) for h in by_hash]
+            names = (deadlines(bucket), *(session(bucket, h) for h in stored))
             raws, pending = await self._change(
-                "CLAIM", "claim_expired", bucket, names, list(by_hash), known=by_hash
+                "CLAIM", "claim_expired", bucket, names, stored, known=by_hash
             )
             where = self._where[bucket]
-            claimed.extend(schema.record(raw, by_hash[text(raw[0]) or ""], where) for raw in raws)
-            live = {text(h) or "": (left, capped) for h, left, capped in pending}
+            claimed.extend(schema.record(raw, by_hash[hex_hash(raw[0])], where) for raw in raws)
+            live = {hex_hash(h): (left, capped) for h, left, capped in pending}
             waiting.extend(
                 Pending(by_hash[h], int(text(left) or 0) / schema.US, bool(capped))
                 for h, (left, capped) in live.items()
@@ -840,7 +855,7 @@ class RedisStore(SessionStore):
             records = [
                 schema.record(raw, known.get(h) or self._known.pop(h, None), where)
                 for raw in raws
-                if (h := text(raw[0]) or "")
+                if (h := hex_hash(raw[0]))
             ]
             self._late.extend(_by_call(raws, records, lost.call))
         late, self._late = self._late, []

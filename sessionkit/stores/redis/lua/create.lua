@@ -41,9 +41,7 @@ local function run()
     fields[#fields + 1] = fmt(absolute)
   end
   fields[#fields + 1] = 'd'
-  fields[#fields + 1] = fmt(deadline)
-  fields[#fields + 1] = 'k'
-  fields[#fields + 1] = fmt(deadline)
+  fields[#fields + 1] = fmt(deadline)  -- no 'k' yet: the index holds 'd'
   if fixed == '1' then
     fields[#fields + 1] = 't'
     fields[#fields + 1] = fmt(timeout)

@@ -27,7 +27,7 @@ local timeout = tonumber(v[3] or timeout_arg)
 local deadline = now + timeout
 if v[2] and tonumber(v[2]) < deadline then deadline = tonumber(v[2]) end
 local d, l = fmt(deadline), fmt(now)
-local k = tonumber(v[4] or 0)
+local k = tonumber(v[4] or v[1])  -- absent: the index holds 'd'
 if k - now < timeout / 2 or k > deadline then
   redis.call('HSET', S, 'l', l, 'd', d, 'k', d)
   redis.call('ZADD', KEYS[2], d, h)
@@ -36,8 +36,10 @@ if k - now < timeout / 2 or k > deadline then
   for _, key in ipairs({KEYS[2], ukey(v[5] or redis.call('HGET', S, 'u'))}) do
     if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   end
-else
+elseif v[4] then
   redis.call('HSET', S, 'l', l, 'd', d)
+else  -- the index keeps the deadline 'd' held until now
+  redis.call('HSET', S, 'l', l, 'd', d, 'k', v[1])
 end
 if read_back then  -- schema.RECORD's order
   return {h, v[5], v[6], l, d, v[2], v[7], fmt(deadline - now), v[8], v[9], v[10]}
