@@ -17,6 +17,7 @@ from redis.backoff import NoBackoff
 from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
+from sessionkit.stores.redis._schema import stored_key_hash
 from tests.conftest import fresh_prefix, port_of
 from tests.faultkit import Hog, Recorder, eventually, stored_digests
 from tests.faultproxy import FaultProxy
@@ -252,7 +253,7 @@ async def test_a_rotation_at_a_page_boundary_leaves_a_user_s_listing_one_entry_p
         await lister.get_user_sessions("ada")  # its script loaded, its connection open
         boundary = keys[249]
         rotated = owner.store.rotated_key(boundary)
-        while hash_key(rotated) <= hash_key(boundary):
+        while stored_key_hash(rotated) <= stored_key_hash(boundary):  # as Redis orders them
             rotated = owner.store.rotated_key(boundary)
 
         async def rotate_after_first_page() -> None:
