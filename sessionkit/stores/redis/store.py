@@ -42,6 +42,7 @@ _RETAIN = 60 * 60  # seconds a session's record outlives its deadline, waiting f
 _SWEEP_BATCH = 250  # sessions one sweep script claims at most (a few ms of the server)
 _SWEEP_PAGES = 400  # scripts one sweep call runs at most, while their pages come back full
 _LIST_BATCH = 1000  # sessions one listing round trip reads at most (a few ms of the server)
+_END_ALL_BATCH = 250  # sessions delete_all ends per round trip (each unindexed, recorded: ~7 ms)
 _USER_BATCH = 250  # sessions of one user listed per round trip (each read whole: ~1.5 ms)
 _END_BATCH = 100  # sessions of one user ended per round trip (each also unindexed: ~2.5 ms)
 _RETRIES = 3  # sends of one call after a broken connection or a missing script, at most
@@ -773,7 +774,7 @@ class RedisStore(SessionStore):
         return sum(counts)
 
     async def delete_all(self) -> list[SessionRecord]:
-        """End every live session, 1,000 per round trip.
+        """End every live session, 250 per round trip (a script of a few ms).
 
         :return: the sessions this call removed, oldest first, with ``key=None`` where this
             process does not know the key.
@@ -784,12 +785,12 @@ class RedisStore(SessionStore):
         async def delete(bucket: str) -> None:
             score, member, upto = "-inf", "", ""
             while True:
-                args = (score, member, _LIST_BATCH, upto)
+                args = (score, member, _END_ALL_BATCH, upto)
                 raws, seen, score, member, upto = await self._change(
                     "DELETE_ALL", "delete_all", bucket, (deadlines(bucket),), args
                 )
                 ended.extend(self._ended(raws, bucket))
-                if seen < _LIST_BATCH:
+                if seen < _END_ALL_BATCH:
                     return
 
         await self._ending("delete_all", ended, self._each(self._buckets, delete))
