@@ -257,6 +257,27 @@ class SessionManager:
             await self._store.aclose()
         self._loop = None
 
+    async def idle(self) -> None:
+        """Wait until the manager has no background work running: no expiry being claimed or
+        warned about (nor a claim waiting to be tried again after a failure), no call that lost
+        its reply being settled, and no event handler or Socket.IO push running in the
+        manager's own tasks. Work still to come is not waited for: a deadline not yet
+        reached, the next periodic sweep.
+
+        Tests use it to check that something did *not* happen, without sleeping::
+
+            await sm.idle()
+            assert deleted == [key]  # a second report would have come by now
+
+        It returns at once on a manager that is closed or not yet used. While the store is
+        down it waits for the store to answer again; bound it with ``asyncio.timeout()``.
+
+        :raises RuntimeError: if called from one of the manager's own tasks (an event
+            handler it runs), which would wait for itself.
+        """
+        if self._loop is asyncio.get_running_loop():
+            await self._tasks.idle()
+
     def _bind(self) -> asyncio.AbstractEventLoop:
         # Managers made at import time (or shared()) meet their loop at first use, and may
         # meet several loops one after another: the timers follow to the new one.

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from itertools import pairwise
 
 import pytest
 
-from sessionkit import SessionEvent, SessionManager, SessionNotFound
+from sessionkit import SessionEvent, SessionManager, SessionNotFound, StoreUnavailable
+from sessionkit.models import SessionRecord
+from sessionkit.stores.base import Pending
 from tests.clock import LATE, LoopClockStore, jump, late_loop, manager
 from tests.recorder import Recorder
 
@@ -258,3 +261,71 @@ async def test_a_burst_of_expiries_leaves_the_loop_to_others_between_endings() -
     assert any(0 < n < count for n in turns), turns
     longest = max(b - a for a, b in pairwise([*turns, count]))
     assert longest <= 25, f"{longest} endings in a row without a turn for the other task"
+
+
+@pytest.mark.looptime
+async def test_idle_waits_for_a_handler_the_manager_runs_and_not_for_what_is_to_come() -> None:
+    """``sm.idle()`` (docs/guides/testing.md, "Checking that nothing more happens"): an
+    expiry's handler runs in the manager's task, and idle() returns once it has; a deadline
+    still to come is not waited for."""
+    release = asyncio.Event()
+    async with manager(timeout=100) as sm:
+        await sm.idle()  # nothing running yet
+        log = Recorder(sm, "session_expired")
+
+        @sm.on("session_expired")
+        async def slow(event: SessionEvent) -> None:
+            await release.wait()
+
+        await sm.load_new_session("Luca")
+        later = await sm.load_new_session("Ada", timeout=10_000)
+        await asyncio.sleep(101)
+        assert log.names() == ["session_expired"]
+        idle = asyncio.create_task(sm.idle())
+        await asyncio.sleep(50)
+        assert not idle.done()  # the handler still runs
+        release.set()
+        await asyncio.wait_for(idle, 1)
+        assert await sm.check_session_status(later)  # its deadline was not waited for
+
+        @sm.on("session_expired")
+        async def waits_for_itself(event: SessionEvent) -> None:
+            with pytest.raises(RuntimeError, match="wait for itself"):
+                await sm.idle()
+            log.record(event)  # recorded twice: the check above ran
+
+        await sm.load_new_session("Grace")
+        await log.wait_for("session_expired", 3, within=200)
+        assert [e.username for e in log.events] == ["Luca", "Grace", "Grace"]
+
+
+class FailingClaims(LoopClockStore):
+    """Its first ``failures`` claims raise :class:`StoreUnavailable`, changing nothing."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
+        if self.failures:
+            self.failures -= 1
+            self.claims.append((asyncio.get_running_loop().time(), list(keys)))
+            raise StoreUnavailable("the store is down")
+        return await super().claim_expired(keys)
+
+
+@pytest.mark.looptime
+async def test_idle_waits_for_a_claim_to_be_tried_again_after_it_failed() -> None:
+    """A claim that failed is tried again on a timer (RETRY_FIRST, then longer): idle()
+    returns only once a retry has claimed the session and its ending is reported."""
+    store = FailingClaims(failures=2)
+    async with SessionManager(timeout=10, store=store) as sm:
+        log = Recorder(sm, "session_expired")
+        await sm.load_new_session("Luca")
+        await asyncio.sleep(10.1)
+        assert len(store.claims) == 1 and log.events == []  # failed once, retry armed
+        started = asyncio.get_running_loop().time()
+        await sm.idle()
+        assert len(store.claims) == 3  # two failures, then the claim that worked
+        assert [e.username for e in log.events] == ["Luca"]
+        assert asyncio.get_running_loop().time() - started >= 1  # a retry waits a while

@@ -214,7 +214,8 @@ async def _scenarios(client: Redis, direct: Redis) -> list[Scenario]:
     await asyncio.gather(*(client.ping() for _ in range(2 * len(made))))
     for s in made:
         await s.sm.count_sessions()  # binds the manager: its first sweep runs now, not later
-    await asyncio.sleep(0.1)  # each manager's first sweep has run: only the faulted call is left
+    for s in made:
+        await s.sm.idle()  # each manager's first sweep has run: only the faulted call is left
     return made
 
 
@@ -242,7 +243,8 @@ async def _settle_and_judge(scenarios: list[Scenario]) -> None:
         return found
 
     await eventually(complaints, SETTLE)
-    await asyncio.sleep(0.5)  # a late report arriving twice would show by now
+    for s in scenarios:
+        await s.sm.idle()  # nothing is being settled or reported: a second report would be in
     broken = await complaints()
     for s in scenarios:
         doubled = s.rec.doubled()

@@ -93,7 +93,9 @@ async def test_lost_expiry_claims_and_sweeps_are_reported_once(
         return complaints()
 
     await eventually(check, 5.0)
-    await asyncio.sleep(1.2)  # a retried claim or a later sweep would report twice by now
+    for sm in cases.values():
+        await sm.idle()  # no claim left to try again, nothing being settled or reported
+        assert await sm.store.sweep() == []  # and a later sweep would find nothing to report
     broken = complaints()
     assert proxy.dropped == 3, f"{proxy.dropped} replies dropped of 3 armed"
     for name, sm in cases.items():
