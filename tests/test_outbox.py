@@ -16,8 +16,9 @@ from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis import _schema as schema
 from tests.conftest import fresh_prefix
-from tests.faultkit import Recorder, eventually
+from tests.faultkit import eventually
 from tests.faultproxy import FaultProxy
+from tests.recorder import Recorder
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster

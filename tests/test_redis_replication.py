@@ -256,7 +256,7 @@ def test_wait_options_are_checked() -> None:
 async def test_a_logout_no_replica_acknowledged_fails_and_is_settled_once(pair: Pair) -> None:
     waited = store(pair.client(pair.primary), fresh_prefix(), wait_replicas=1, wait_timeout=WAIT_S)
     async with SessionManager(timeout=60, store=waited) as sm:
-        seen = Recorder(sm, "session_deleted")
+        seen = Recorder(sm, names=("session_deleted",))
         key = await sm.load_new_session("Luca")
         pair.replica.signal(signal.SIGSTOP)
         try:
@@ -268,7 +268,7 @@ async def test_a_logout_no_replica_acknowledged_fails_and_is_settled_once(pair: 
         finally:
             pair.replica.signal(signal.SIGCONT)
         await seen.wait_for("session_deleted", within=10)  # settled once the replica is back
-        assert [(u, r) for _, u, r in seen.of("session_deleted")] == [("Luca", "logout")]
+        assert [(u, r) for _, u, r in seen.timeline("session_deleted")] == [("Luca", "logout")]
         assert not await sm.check_session_status(key)
         await sm.aclose()  # settles whatever is left: nothing ends twice
         assert len(seen.of("session_deleted")) == 1
