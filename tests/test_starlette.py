@@ -36,13 +36,6 @@ async def whoami(request: Request) -> JSONResponse:
     return JSONResponse({"user": session.username, "same": request.state.session is session})
 
 
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30)
-    yield manager
-    await manager.aclose()
-
-
 def app_for(sm: SessionManager) -> Starlette:
     return Starlette(
         routes=[
@@ -54,8 +47,8 @@ def app_for(sm: SessionManager) -> Starlette:
 
 
 @pytest.fixture
-async def http(sm: SessionManager) -> AsyncIterator[Any]:
-    async with serve(app_for(sm)) as url, httpx.AsyncClient(base_url=url) as client:
+async def http(memory_sm: SessionManager) -> AsyncIterator[Any]:
+    async with serve(app_for(memory_sm)) as url, httpx.AsyncClient(base_url=url) as client:
         yield client
 
 
@@ -70,23 +63,23 @@ async def http(sm: SessionManager) -> AsyncIterator[Any]:
     ids=["session_key header", "bearer", "bearer lower case", "cookie"],
 )
 async def test_each_key_source_lets_a_live_session_in(
-    sm: SessionManager, http: Any, how: Any
+    memory_sm: SessionManager, http: Any, how: Any
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     response = await http.get("/any", **how(key))
     assert response.status_code == 200
     assert response.json() == {"user": "Luca", "same": True}
 
 
-async def test_sources_are_configurable(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
+async def test_sources_are_configurable(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
     assert (await http.get("/cookie-only", headers={"session_key": key})).status_code == 401
     response = await http.get("/cookie-only", headers={"cookie": f"sid={key}"})
     assert response.json()["user"] == "Luca"
     with pytest.raises(ValueError):
-        RequireSession(whoami, sm, sources=("query",))
+        RequireSession(whoami, memory_sm, sources=("query",))
     with pytest.raises(ValueError):
-        SessionDependency(sm, sources=())
+        SessionDependency(memory_sm, sources=())
 
 
 @pytest.mark.parametrize(
@@ -109,25 +102,25 @@ async def test_missing_or_dead_keys_get_401_with_logout(http: Any, headers: dict
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_an_ended_session_gets_401(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
+async def test_an_ended_session_gets_401(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(key)
     response = await http.get("/any", headers={"session_key": key})
     assert response.status_code == 401
     assert response.json()["logout"] is True
     assert key not in response.text
 
 
-async def test_a_call_restarts_the_timer(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
-    before = (await sm.get_session_details(key)).expires_at
+async def test_a_call_restarts_the_timer(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    before = (await memory_sm.get_session_details(key)).expires_at
     await asyncio.sleep(0.2)
     assert (await http.get("/no-restart", headers={"session_key": key})).status_code == 200
     # The memory store maps its monotonic clock to wall time on each read: a few µs of jitter.
-    unmoved = (await sm.get_session_details(key)).expires_at - before
+    unmoved = (await memory_sm.get_session_details(key)).expires_at - before
     assert abs(unmoved.total_seconds()) < 0.01
     assert (await http.get("/any", headers={"session_key": key})).status_code == 200
-    moved = (await sm.get_session_details(key)).expires_at
+    moved = (await memory_sm.get_session_details(key)).expires_at
     assert (moved - before).total_seconds() >= 0.15
 
 
@@ -203,8 +196,8 @@ async def test_get_session_without_the_wrapper_is_a_lookup_error() -> None:
         assert (await client.get("/", headers={"session_key": "k"})).status_code == 200
 
 
-async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
-    live = SessionDependency(sm, sources=("bearer",))
+async def test_the_dependency_form_with_starlette(memory_sm: SessionManager) -> None:
+    live = SessionDependency(memory_sm, sources=("bearer",))
 
     async def table(request: Request) -> JSONResponse:
         session = await live(request)
@@ -214,7 +207,7 @@ async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
         routes=[Route("/table", table)],
         exception_handlers={SessionRequired: session_required_handler},
     )
-    key = await sm.load_new_session("Fabio")
+    key = await memory_sm.load_new_session("Fabio")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.get("/table", headers={"Authorization": f"Bearer {key}"})
         refused = await client.get("/table", headers={"session_key": key})
@@ -223,18 +216,18 @@ async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
     assert refused.json()["logout"] is True
 
 
-async def test_the_dependency_form_with_fastapi(sm: SessionManager) -> None:
+async def test_the_dependency_form_with_fastapi(memory_sm: SessionManager) -> None:
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
 
-    live = SessionDependency(sm)
+    live = SessionDependency(memory_sm)
     app = FastAPI(exception_handlers={SessionRequired: session_required_handler})
 
     @app.post("/api/get_table_data")
     async def table(session: SessionDetails = Depends(live)) -> dict[str, str]:  # noqa: B008
         return {"user": session.username}
 
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.post("/api/get_table_data", headers={"session_key": key})
         refused = await client.post("/api/get_table_data", headers={"session_key": "gone"})
