@@ -19,10 +19,10 @@ from redis.crc import key_slot
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
 from tests.conftest import cluster_client, fresh_prefix, started_cluster
 from tests.faultkit import eventually
+from tests.internals import bucket_tags
 from tests.recorder import ALL_EVENTS, Recorder
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix, port_of
 from tests.faultkit import Hog, eventually, stored_digests
 from tests.faultproxy import FaultProxy
+from tests.internals import known_keys, warned_keys
 from tests.recorder import Recorder
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
     """A worker that only restarts sessions another worker created, and a ``warn_before``
     worker that warned about a session that then ended elsewhere, keep nothing about those
     sessions one timeout after they ended. What a process keeps is private; the test reads it
-    (``RedisStore._known``, ``SessionManager._warned``) because no public call tells."""
+    through tests/internals.py (``known_keys``, ``warned_keys``) because no public call tells."""
     prefix = fresh_prefix()
     owner = _manager(redis_client, prefix)
     toucher = _manager(connect(port_of(redis_server)), prefix)
@@ -219,17 +220,17 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
         warned = await warner.load_new_session("w")  # its warning is due at once
 
         async def not_warned() -> bool:
-            return warned not in warner._expiry._warned
+            return warned not in warned_keys(warner)
 
         await eventually(not_warned, 1.2)
-        assert warned in warner._expiry._warned  # the rule is about releasing what was kept
+        assert warned in warned_keys(warner)  # the rule is about releasing what was kept
         for key in [*keys, warned]:
             assert await owner.delete_session(key)
         ended = time.monotonic()
 
         async def kept() -> str | None:
-            known = len(toucher.store._known)  # type: ignore[attr-defined]
-            still = warned in warner._expiry._warned
+            known = known_keys(toucher.store)
+            still = warned in warned_keys(warner)
             return (
                 f"toucher keeps {known} raw keys; warner keeps its warning: {still}"
                 if known or still

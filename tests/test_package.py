@@ -1,7 +1,9 @@
-"""The package as a whole: its public names, and what importing it pulls in."""
+"""The package as a whole: its public names, what importing it pulls in, and that the suite
+reads its private state in one place only (tests/internals.py)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -110,3 +112,59 @@ def test_the_version_is_written_once() -> None:
     ]
     assert holders == ["sessionkit/__init__.py"]
     assert literal not in (root / "pyproject.toml").read_text(encoding="utf-8")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def private_reach_ins(source: str) -> list[str]:
+    """What ``source`` imports from a private module of sessionkit (or a private name of a
+    public one), and every ``obj._name`` it reads but on ``self`` or ``cls``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("sessionkit")
+        ):
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            found += [name for name in names if "._" in name]
+        elif isinstance(node, ast.Import):
+            found += [
+                a.name for a in node.names if a.name.startswith("sessionkit") and "._" in a.name
+            ]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            owner = node.value
+            mine = isinstance(owner, ast.Name) and owner.id in ("self", "cls", "os")  # os._exit
+            if mine or node.attr.startswith("__"):
+                continue
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_the_reach_in_finder_finds_each_kind() -> None:
+    source = (
+        "from sessionkit._guard import RETRY_AFTER\n"
+        "from sessionkit.stores.redis import _schema\n"
+        "import sessionkit._timers\n"
+        "sm._expiry._warned\n"
+        "self._mine, cls._ours, os._exit\n"
+    )
+    assert private_reach_ins(source) == [
+        "sessionkit._guard",
+        "sessionkit._guard.RETRY_AFTER",
+        "sessionkit.stores.redis._schema",
+        "sessionkit._timers",
+        "sm._expiry._warned",
+        "sm._expiry",
+    ]
+
+
+def test_only_tests_internals_reaches_into_private_state() -> None:
+    found = {
+        path.name: reach_ins
+        for path in sorted(TESTS.glob("*.py"))
+        if path.name != "internals.py"
+        and (reach_ins := private_reach_ins(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}, "read these through tests/internals.py"

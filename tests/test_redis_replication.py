@@ -32,11 +32,10 @@ from redis.crc import key_slot
 
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis._schema import bucket_of_user
-from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import cluster, slot_ranges
 from tests.conftest import fresh_prefix, require_redis, started_cluster
 from tests.faultkit import eventually
+from tests.internals import bucket_of_user, bucket_tags
 from tests.recorder import Recorder
 from tests.servers import free_port
 

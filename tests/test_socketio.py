@@ -17,6 +17,7 @@ import socketio
 from sessionkit import SessionManager
 from sessionkit.keys import KEY_LENGTH
 from sessionkit.socketio import KeyRedactingFilter, bind_socketio, redact, room_for
+from tests.internals import socketio_compat
 from tests.servers import serve
 
 Served = Callable[..., AbstractAsyncContextManager[str]]
@@ -340,17 +341,15 @@ def test_what_the_adapter_uses_of_python_socketio_is_checked_at_import(
     import engineio
     from socketio.base_manager import BaseManager
 
-    from sessionkit import _socketio_compat
-
-    _socketio_compat.check()
+    socketio_compat.check()
 
     def changed(self: BaseManager, sid: str, namespace: str, room: str) -> None:
         pass  # a release without eio_sid
 
     monkeypatch.setattr(BaseManager, "basic_enter_room", changed)
     with pytest.raises(ImportError, match="basic_enter_room to take eio_sid"):
-        _socketio_compat.check()
+        socketio_compat.check()
     monkeypatch.undo()
     monkeypatch.delattr(engineio.AsyncServer, "send_packet")
     with pytest.raises(ImportError, match="send_packet"):
-        _socketio_compat.check()
+        socketio_compat.check()

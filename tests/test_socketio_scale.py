@@ -16,9 +16,8 @@ from engineio import packet as eio_packet
 from socketio.async_manager import AsyncManager
 
 from sessionkit import SessionEvent, SessionManager
-from sessionkit._socketio_rooms import is_indexed
-from sessionkit._timers import RESOLUTION
 from sessionkit.socketio import bind_socketio, index_rooms
+from tests.internals import RESOLUTION, generate_ack_id, is_indexed
 from tests.servers import serve
 
 SOCKETS = 300  # more than the manager claims in one batch: the burst yields to the loop
@@ -210,7 +209,7 @@ async def test_the_indexed_manager_keeps_python_socketios_state() -> None:
             elif op < 0.7:
                 await m.close_room(room, ns)
             elif op < 0.75:
-                m._generate_ack_id(sid, print)
+                generate_ack_id(m, sid, print)
             elif op < 0.8:
                 m.pre_disconnect(sid, ns)
             else:

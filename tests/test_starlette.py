@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
-from sessionkit._guard import RETRY_AFTER
 from sessionkit.starlette import (
     RequireSession,
     SessionCookie,
@@ -28,6 +27,7 @@ from sessionkit.starlette import (
     store_unavailable_handler,
 )
 from tests.conftest import require_redis
+from tests.internals import RETRY_AFTER
 from tests.servers import free_port, serve
 
 
