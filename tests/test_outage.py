@@ -1,4 +1,4 @@
-"""Outages are quiet (DESIGN): while the store is down, each kind of background failure is
+"""Outages are quiet (docs/guides/operations.md, "Logs"): while the store is down, each kind of background failure is
 logged as one WARNING line a minute with a count (tracebacks at DEBUG), the retries back off,
 and one INFO line says when the store answers again."""
 

@@ -18,8 +18,8 @@ import pytest
 import sessionkit
 
 #: Public-named helpers that a public module defines for the package's own use and does not
-#: export, to be made private (``_``) where the modules that import them change anyway (the
-#: manager's split, issue 9). Each entry must still be true: fix one, then delete it here.
+#: export, to be made private (``_``) where the modules that import them change anyway. Each
+#: entry must still be true: fix one, then delete it here.
 NOT_YET_PRIVATE = {"sessionkit.events": {"Dispatcher", "check_event_name"}}
 
 
