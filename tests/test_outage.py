@@ -1,6 +1,6 @@
-"""Outages are quiet (docs/guides/operations.md, "Logs"): while the store is down, each kind of background failure is
-logged as one WARNING line a minute with a count (tracebacks at DEBUG), the retries back off,
-and one INFO line says when the store answers again."""
+"""Outages are quiet (docs/guides/operations.md, "Logs"): while the store is down, each kind
+of background failure is logged as one WARNING line a minute with a count (tracebacks at
+DEBUG), the retries back off, and one INFO line says when the store answers again."""
 
 from __future__ import annotations
 
