@@ -148,9 +148,8 @@ async def test_a_manager_bound_again_tells_each_socket_once(memory_sm: SessionMa
     tab = Client()
     try:
         async with server(memory_sm) as (url, sio):  # binds sm to this second server
-            bind_socketio(
-                memory_sm, sio
-            )  # and once more (init_socket_reference after bind_socketio)
+            # And once more (init_socket_reference after bind_socketio).
+            bind_socketio(memory_sm, sio)
             assert memory_sm.get_socket_reference() is sio
             await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
             await memory_sm.delete_user_sessions("Luca")  # an ending that also notifies
