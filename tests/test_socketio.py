@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -107,6 +109,27 @@ async def test_bind_needs_an_async_server(memory_sm: SessionManager) -> None:
     sio = socketio.AsyncServer(async_mode="asgi")
     assert memory_sm.init_socket_reference(sio) is True
     assert memory_sm.get_socket_reference() is sio
+
+
+def test_init_socket_reference_binds_through_the_adapter_once_it_is_imported() -> None:
+    """The manager never imports the adapter (tests/test_package.py): importing it registers
+    its binding, and before that ``init_socket_reference`` says what to import."""
+    code = (
+        "import socketio\n"
+        "from sessionkit import SessionManager\n"
+        "try:\n"
+        "    SessionManager().init_socket_reference(socketio.AsyncServer())\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+        "import sessionkit.socketio\n"
+        "print(SessionManager.socket_binder is sessionkit.socketio.bind_socketio)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.splitlines() == [
+        "init_socket_reference binds through sessionkit.socketio: import it first"
+        " (it needs python-socketio: pip install 'sessionkit[socketio]')",
+        "True",
+    ]
 
 
 async def test_logout_arrives_within_a_second_of_the_deadline(
