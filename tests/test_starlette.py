@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -17,6 +17,7 @@ from starlette.routing import Route
 from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
 from sessionkit.starlette import (
     RequireSession,
+    SessionAuthBackend,
     SessionCookie,
     SessionDependency,
     SessionRequired,
@@ -306,3 +307,54 @@ async def test_the_withheld_cookie_hint_is_for_plain_http_to_other_hosts_only() 
         assert hinted.startswith(plain + "; this request came over plain http:// to app.example")
         assert await message(host="app.example", cookie="theme=dark") == plain  # some cookie came
         assert await message(host="app.example", session_key="") == hinted
+
+
+#: A bad value of each guard option, and what every guard raises for it (the first bad option
+#: is reported when there are several: max_auth_age, then sources, header, cookie, origins).
+BAD_OPTIONS = [
+    (
+        {"sources": ("query",)},
+        ValueError,
+        "sources must be some of ('header', 'bearer', 'cookie'), not ('query',)",
+    ),
+    ({"sources": ()}, ValueError, "sources must be some of ('header', 'bearer', 'cookie'), not ()"),
+    ({"header": 7}, AttributeError, "'int' object has no attribute 'lower'"),
+    ({"cookie": 7}, TypeError, "cookie must be a SessionCookie or a name, not int"),
+    ({"cookie": "a b"}, ValueError, "cookie name must be a non-empty token, not 'a b'"),
+    (
+        {"trusted_origins": "https://a.example"},
+        TypeError,
+        "trusted_origins must be a collection of origins, not one str",
+    ),
+    (
+        {"trusted_origins": ["https://*.example"]},
+        ValueError,
+        "a trusted origin is scheme://host[:port]",
+    ),
+    ({"max_auth_age": "60"}, TypeError, "max_auth_age must be a number of seconds, not str"),
+    (
+        {"max_auth_age": -1},
+        ValueError,
+        "max_auth_age must be a positive finite number of seconds, not -1",
+    ),
+    ({"max_auth_age": 0, "sources": ()}, ValueError, "max_auth_age must be a positive finite"),
+    ({"sources": (), "trusted_origins": "x"}, ValueError, "sources must be some of"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_OPTIONS)
+@pytest.mark.parametrize("guard", ["RequireSession", "SessionDependency", "SessionAuthBackend"])
+def test_every_guard_refuses_a_bad_option_alike(
+    guard: str, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """The guards share their options (docs/guides/starlette.md): each refuses the same bad
+    value with the same error, whichever guard is built."""
+    sm = SessionManager()
+    build: dict[str, Callable[[], object]] = {
+        "RequireSession": lambda: RequireSession(whoami, sm, **options),
+        "SessionDependency": lambda: SessionDependency(sm, **options),
+        "SessionAuthBackend": lambda: SessionAuthBackend(sm, **options),
+    }
+    with pytest.raises(error) as raised:
+        build[guard]()
+    assert str(raised.value).startswith(message)
