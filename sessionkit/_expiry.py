@@ -68,6 +68,7 @@ class Expiry:
         self.timers = DeadlineTimers(self._on_due, exact=warn_before is not None)
         self._warned: set[str] = set()  # keys told of their coming idle deadline
         self._due: list[str] = []  # fired, not yet claimed
+        self._retrying: set[str] = set()  # armed again after a claim that failed
         self._draining = False
         self._settling = False
         self._asking = anyio.Lock()  # one store.settle() at a time: the background one, aclose's
@@ -82,6 +83,8 @@ class Expiry:
         for key in self._due:
             self.timers.arm(key, loop.time())
         self._due.clear()
+        if self._retrying:  # still armed: idle() waits for their claim on this loop too
+            self._tasks.hold()
         self._draining = self._settling = False
         self._asking = anyio.Lock()
         self.deliveries.bind()
@@ -117,7 +120,8 @@ class Expiry:
 
     def rotated(self, old: str, new: str, now: float, remaining: float, capped: bool) -> None:
         """A session moved from key ``old`` to ``new`` with the same deadline."""
-        self.timers.disarm(old)
+        if self.timers.disarm(old) and self._retrying:
+            self._claimed([old])
         if old in self._warned:  # the same deadline: no second warning
             self._warned.discard(old)
             self._warned.add(new)
@@ -137,7 +141,8 @@ class Expiry:
         held = []
         for record in records:
             if record.key is not None:
-                self.timers.disarm(record.key)
+                if self.timers.disarm(record.key) and self._retrying:
+                    self._claimed([record.key])  # it will not fire: no retry of its claim comes
                 if warned:
                     warned.discard(record.key)
             if record.event_id is not None:
@@ -177,11 +182,16 @@ class Expiry:
             retry = loop.time() + self._outage.failed(_CLAIM, exc)
             for key in keys:
                 self.timers.arm(key, retry)
+            if not self._retrying:
+                self._tasks.hold()  # idle() waits for the retry
+            self._retrying.update(keys)
             if self._store.unsettled:
                 self.settle_soon()
             await self._events.report(exc, _CLAIM, log=False)
             return
         self._outage.worked(_CLAIM)
+        if self._retrying:
+            self._claimed(keys)
         now = loop.time()
         warn = self.warn_before
         warnings = []
@@ -202,6 +212,12 @@ class Expiry:
             self._tasks.spawn(self._warn_all, warnings)
         if claimed:
             self._tasks.spawn(self.end, claimed, TIMED_OUT, True)
+
+    def _claimed(self, keys: list[str]) -> None:
+        # These keys need no retry of their claim (any more): once none does, idle() may return.
+        self._retrying.difference_update(keys)
+        if not self._retrying:
+            self._tasks.release()
 
     async def _warn_all(self, warnings: list[tuple[str, float]]) -> None:
         fanout = self._fanout
@@ -232,8 +248,7 @@ class Expiry:
             else:
                 self._outage.worked(_SWEEP)
                 self._report_late(outcomes)
-            with anyio.move_on_after(wait):
-                await stop.wait()
+            await self._tasks.rest(wait)  # idle() does not wait for the next sweep
 
     async def settle_before_close(self, within: float) -> None:
         """Ask the store, for at most ``within`` seconds, what the calls that lost their reply

@@ -32,6 +32,7 @@ __all__ = (
     "RETRY_AFTER",
     "SOURCES",
     "STATE_KEY",
+    "GuardOptions",
     "SessionCheck",
     "SessionRequired",
     "body",
@@ -268,54 +269,75 @@ def check_auth_age(value: object) -> float | None:
     return float(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class GuardOptions:
+    # What a guard (RequireSession, SessionDependency, SessionAuthBackend) was given, checked
+    # once by checked(): each guard's public signature names the options and their defaults
+    # (and documents them), then hands them here, and the check reads them from here only.
+    sources: tuple[str, ...]
+    header: str  # lower case, as Starlette's headers are read
+    cookie: SessionCookie
+    restart: bool
+    trusted_origins: frozenset[str]
+    max_auth_age: float | None  # seconds
+
+    @classmethod
+    def checked(
+        cls,
+        sources: Iterable[str],
+        header: str,
+        cookie: str | SessionCookie,
+        restart: bool,
+        trusted_origins: Iterable[str],
+        max_auth_age: float | None,
+    ) -> GuardOptions:
+        # In this order, as the guards always checked them: the first bad option is the one
+        # reported.
+        max_age = check_auth_age(max_auth_age)
+        return cls(
+            sources=check_sources(sources),
+            header=header.lower(),
+            cookie=SessionCookie.of(cookie),
+            restart=restart,
+            trusted_origins=check_origins(trusted_origins),
+            max_auth_age=max_age,
+        )
+
+
 class SessionCheck:
     # What the route guards and the auth backend share: their options, and the check itself.
 
-    def __init__(
-        self,
-        manager: SessionManager,
-        *,
-        sources: Iterable[str] = SOURCES,
-        header: str = "session_key",
-        cookie: str | SessionCookie = "session_key",
-        restart: bool = True,
-        trusted_origins: Iterable[str] = (),
-        max_auth_age: float | None = None,  # seconds
-    ) -> None:
+    def __init__(self, manager: SessionManager, options: GuardOptions) -> None:
         self.manager = manager
-        self.max_auth_age = check_auth_age(max_auth_age)
-        self.sources = check_sources(sources)
-        self.header = header.lower()
-        self.cookie = SessionCookie.of(cookie)
-        self.restart = restart
-        self.trusted_origins = check_origins(trusted_origins)
+        self.options = options
 
     async def _check(self, conn: HTTPConnection, *, renew: bool = False) -> SessionDetails:
         # ``renew``: the guard can set a cookie on its response (a renewal needs that).
-        headers = conn.headers
-        key, source = find_key(headers, self.sources, header=self.header, cookie=self.cookie.name)
+        options = self.options
+        sources, cookie = options.sources, options.cookie
+        key, source = find_key(conn.headers, sources, header=options.header, cookie=cookie.name)
         from_cookie = source == "cookie"
         # Before the store is asked: a forged request must not even restart the timer.
-        if from_cookie and unsafe(conn) and not same_origin(conn, self.trusted_origins):
+        if from_cookie and unsafe(conn) and not same_origin(conn, options.trusted_origins):
             raise SessionRequired(_CROSS_SITE, status_code=403)
-        if key is None and "cookie" in self.sources:
-            hint = withheld_cookie_hint(conn, self.cookie)
+        if key is None and "cookie" in sources:
+            hint = withheld_cookie_hint(conn, cookie)
             if hint:
                 raise SessionRequired(_MISSING + hint)
         try:
-            details = await resolve(self.manager, key, self.restart)
+            details = await resolve(self.manager, key, options.restart)
             if details.client is not None:
                 await self._check_client(conn, details)
         except SessionRequired as exc:
             if from_cookie and exc.status_code == 401:
-                exc.headers = {**(exc.headers or {}), "set-cookie": self.cookie.clear_header()}
+                exc.headers = {**(exc.headers or {}), "set-cookie": cookie.clear_header()}
             raise
-        if self.max_auth_age is not None:
+        if options.max_auth_age is not None:
             # By this process's clock, against the store's: NTP keeps them within far less
             # than any sensible max_auth_age (minutes).
             authenticated = details.authenticated_at or details.created_at
             age = (datetime.now(UTC) - authenticated).total_seconds()
-            if age > self.max_auth_age:
+            if age > options.max_auth_age:
                 # The session lives: the 401 keeps the cookie (no clearing header).
                 raise SessionRequired(_STALE, reauthenticate=True)
         if renew and from_cookie and self.manager.renew_every is not None:
@@ -334,7 +356,7 @@ class SessionCheck:
             return details
         if fresh is None:
             return details
-        conn.scope[RENEWED_COOKIE] = self.cookie.header(fresh)
+        conn.scope[RENEWED_COOKIE] = self.options.cookie.header(fresh)
         return dataclasses.replace(
             details, key=fresh, id=hash_key(fresh), key_created_at=datetime.now(UTC)
         )

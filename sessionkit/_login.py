@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
-from sessionkit._guard import check_origins
+from sessionkit._guard import check_origins, request_client
 from sessionkit._guard import same_origin as _same_origin
 from sessionkit.cookies import SessionCookie
 from sessionkit.models import ClientInfo, encode_data
@@ -185,6 +185,4 @@ async def log_out(
 
 
 def _client(request: HTTPConnection) -> ClientInfo:
-    from sessionkit.starlette import client_info  # the public builder, defined there
-
-    return client_info(request)
+    return request_client(request)  # what sessionkit.starlette.client_info returns

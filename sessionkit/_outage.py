@@ -1,5 +1,5 @@
 """Quiet outages: how a manager logs and paces background work that fails while its store is
-down (DESIGN, "Outages are quiet").
+down (docs/guides/operations.md, "Logs").
 
 Each kind of work (claiming expired sessions, sweeping, settling lost replies) logs its first
 failure as one WARNING line, then one line a minute with how many failed since; every

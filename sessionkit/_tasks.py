@@ -1,5 +1,6 @@
 """The manager's own tasks: one anyio task group on the loop the manager meets first, closed by
-``aclose()``, so that no task outlives the manager."""
+``aclose()``, so that no task outlives the manager; and whether any of them is at work
+(:meth:`LoopTasks.idle`), which ``SessionManager.idle()`` tells its callers."""
 
 from __future__ import annotations
 
@@ -32,6 +33,11 @@ class LoopTasks:
         self._runner: asyncio.Task[None] | None = None
         self._backlog: list[tuple[Job, tuple[Any, ...]]] = []
         self.stop = asyncio.Event()  # set when the manager closes; long jobs wait on it
+        # Jobs queued or running, less those resting between turns, plus work held for later
+        # (a retry on a timer); ``_quiet`` is set whenever that count is zero.
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a runner on ``loop`` (the previous loop's runner, if any, is left behind)."""
@@ -39,6 +45,9 @@ class LoopTasks:
         self._task_group = None
         self._backlog.clear()
         self.stop = asyncio.Event()
+        self._busy = 0
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         self._runner = loop.create_task(self._run(), name="sessionkit")
 
     @property
@@ -53,13 +62,50 @@ class LoopTasks:
     def spawn(self, job: Job, *args: Any) -> None:
         """Run ``job(*args)`` in the group (queued until the runner begins)."""
         if self._task_group is not None:
+            self.hold()
             self._task_group.start_soon(self._guard, job, args)
         elif self._runner is not None:
+            self.hold()
             self._backlog.append((job, args))
+
+    def hold(self) -> None:
+        """Count one piece of work that is not a running job yet will become one (a retry
+        armed on a timer): :meth:`idle` waits until :meth:`release` is called for it."""
+        self._busy += 1
+        self._quiet.clear()
+
+    def release(self) -> None:
+        """The work counted by one :meth:`hold` is done (or now runs as a job)."""
+        self._busy -= 1
+        if self._busy <= 0:
+            self._busy = 0
+            self._quiet.set()
+
+    async def rest(self, seconds: float) -> None:
+        """Wait ``seconds``, or until the manager closes, as a job between two turns (a sweep
+        waiting for the next): :meth:`idle` does not wait for a job that rests."""
+        self.release()
+        try:
+            with anyio.move_on_after(seconds):
+                await self.stop.wait()
+        finally:
+            self.hold()
+
+    async def idle(self) -> None:
+        """Return once no job is queued or running (resting ones aside) and no held work is
+        left, or once these tasks stop.
+
+        :raises RuntimeError: if called from one of these jobs, which would wait for itself.
+        """
+        if self.inside():
+            raise RuntimeError("idle() from the manager's own task would wait for itself")
+        while self._busy and self._runner is not None:
+            await self._quiet.wait()
 
     async def aclose(self) -> None:
         """Signal the jobs to stop and wait for them, unless called from one of them."""
         runner, self._runner = self._runner, None
+        self._quiet.set()  # idle() returns: nothing more runs
         if runner is not None and self.loop is asyncio.get_running_loop():
             self.stop.set()
             if not self.inside():
@@ -83,3 +129,5 @@ class LoopTasks:
             await job(*args)
         except Exception:  # jobs report their own failures; this is the last line
             logger.exception("sessionkit background job %s failed", getattr(job, "__name__", job))
+        finally:
+            self.release()

@@ -99,13 +99,19 @@ class DeadlineTimers:
         if old is None or int(when * _PER_SECOND) + 1 < old:
             self.arm(key, when)
 
-    def disarm(self, key: str) -> None:
-        """Forget ``key`` (exact mode); its places in buckets are dropped lazily."""
+    def disarm(self, key: str) -> bool:
+        """Forget ``key`` (exact mode); its places in buckets are dropped lazily.
+
+        :return: whether ``key`` was armed and will now not fire (only in exact mode: elsewhere
+            a key fires from its bucket all the same).
+        """
         armed = self._armed
         if armed is not None and armed.pop(key, None) is not None:
             self._stale += 1
             if self._stale > 1024 and self._stale > len(armed):
                 self._compact(armed)
+            return True
+        return False
 
     def _compact(self, armed: dict[str, int]) -> None:
         # Drop stale places once they outnumber live ones, so churn cannot grow memory.

@@ -139,6 +139,11 @@ class SessionManager:
 
     _shared: ClassVar[dict[type[SessionManager], SessionManager]] = {}
 
+    #: What :meth:`init_socket_reference` calls, ``socket_binder(manager, sio)``: importing
+    #: :mod:`sessionkit.socketio` sets it to that adapter's
+    #: :func:`~sessionkit.socketio.bind_socketio` (the manager never imports the adapter).
+    socket_binder: ClassVar[Callable[[SessionManager, Any], None] | None] = None
+
     def __init__(
         self,
         *,
@@ -257,6 +262,27 @@ class SessionManager:
             await self._store.aclose()
         self._loop = None
 
+    async def idle(self) -> None:
+        """Wait until the manager has no background work running: no expiry being claimed or
+        warned about (nor a claim waiting to be tried again after a failure), no call that lost
+        its reply being settled, and no event handler or Socket.IO push running in the
+        manager's own tasks. Work still to come is not waited for: a deadline not yet
+        reached, the next periodic sweep.
+
+        Tests use it to check that something did *not* happen, without sleeping::
+
+            await sm.idle()
+            assert deleted == [key]  # a second report would have come by now
+
+        It returns at once on a manager that is closed or not yet used. While the store is
+        down it waits for the store to answer again; bound it with ``asyncio.timeout()``.
+
+        :raises RuntimeError: if called from one of the manager's own tasks (an event
+            handler it runs), which would wait for itself.
+        """
+        if self._loop is asyncio.get_running_loop():
+            await self._tasks.idle()
+
     def _bind(self) -> asyncio.AbstractEventLoop:
         # Managers made at import time (or shared()) meet their loop at first use, and may
         # meet several loops one after another: the timers follow to the new one.
@@ -337,20 +363,26 @@ class SessionManager:
         return self._timeout
 
     def init_socket_reference(self, sio: Any) -> bool:
-        """Bind a ``socketio.AsyncServer``: the manager then pushes ``logout`` to each session's
-        room (see :func:`sessionkit.socketio.bind_socketio` for the options).
+        """Bind a ``socketio.AsyncServer`` with the defaults of
+        :func:`sessionkit.socketio.bind_socketio` (the seed's call): the manager then pushes
+        ``logout`` to each session's room. The binding is the adapter's, registered in
+        :attr:`socket_binder` when :mod:`sessionkit.socketio` is imported::
+
+            from sessionkit.socketio import bind_socketio  # or just: import sessionkit.socketio
+
+            sm.init_socket_reference(sio)  # the same as bind_socketio(sm, sio)
 
         :return: ``True``.
-        :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
+        :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``, or if
+            :mod:`sessionkit.socketio` was never imported.
         """
-        try:
-            from sessionkit.socketio import bind_socketio
-        except ImportError as exc:
+        binder = SessionManager.socket_binder
+        if binder is None:
             raise TypeError(
-                "init_socket_reference needs a socketio.AsyncServer; "
-                "install python-socketio with: pip install 'sessionkit[socketio]'"
-            ) from exc
-        bind_socketio(self, sio)
+                "init_socket_reference binds through sessionkit.socketio: import it first"
+                " (it needs python-socketio: pip install 'sessionkit[socketio]')"
+            )
+        binder(self, sio)
         return True
 
     def get_socket_reference(self) -> Any:

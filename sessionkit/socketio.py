@@ -29,7 +29,7 @@ import inspect
 import logging
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 try:
     import socketio
@@ -49,11 +49,9 @@ from sessionkit.cookies import SessionCookie
 from sessionkit.events import Reason, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
+from sessionkit.manager import SessionManager
 
 check()  # what the adapter uses of python-socketio beyond its documented API is still there
-
-if TYPE_CHECKING:
-    from sessionkit.manager import SessionManager
 
 __all__ = (
     "KeyRedactingFilter",
@@ -505,3 +503,8 @@ def bind_socketio(
         sm.off("session_deleted", previous_bridge.ended)
     _bound[sm] = bridge
     sm.on("session_deleted", bridge.ended)
+
+
+# sm.init_socket_reference(sio), the seed's call, binds through this adapter: the manager
+# never imports it (it imports the manager), so the adapter hands it its binding.
+SessionManager.socket_binder = bind_socketio

@@ -76,6 +76,7 @@ from sessionkit._guard import (
     RETRY_AFTER,
     SOURCES,
     STATE_KEY,
+    GuardOptions,
     SessionCheck,
     SessionRequired,
     body,
@@ -249,15 +250,10 @@ class RequireSession(SessionCheck):
         trusted_origins: Iterable[str] = (),
         max_auth_age: float | None = None,  # seconds
     ) -> None:
-        super().__init__(
-            manager,
-            sources=sources,
-            header=header,
-            cookie=cookie,
-            restart=restart,
-            trusted_origins=trusted_origins,
-            max_auth_age=max_auth_age,
+        options = GuardOptions.checked(
+            sources, header, cookie, restart, trusted_origins, max_auth_age
         )
+        super().__init__(manager, options)
         self.app: ASGIApp = _as_asgi(app, "http")
         self._websocket_app: ASGIApp = _as_asgi(app, "websocket")
 
@@ -346,15 +342,10 @@ class SessionDependency(SessionCheck):
         trusted_origins: Iterable[str] = (),
         max_auth_age: float | None = None,  # seconds
     ) -> None:
-        super().__init__(
-            manager,
-            sources=sources,
-            header=header,
-            cookie=cookie,
-            restart=restart,
-            trusted_origins=trusted_origins,
-            max_auth_age=max_auth_age,
+        options = GuardOptions.checked(
+            sources, header, cookie, restart, trusted_origins, max_auth_age
         )
+        super().__init__(manager, options)
         # FastAPI reads a dependency's parameters from its signature: the connection (a
         # Request or a WebSocket: it works on @app.websocket routes too), the response whose
         # headers FastAPI merges into the route's (where no-store goes), and the key sources
@@ -416,9 +407,10 @@ def _security_parameters(check: SessionCheck) -> list[inspect.Parameter]:
         from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
     except ImportError:  # plain Starlette: nothing to declare
         return []
+    options = check.options
     schemes: dict[str, Callable[..., Any]] = {
         "header": APIKeyHeader(
-            name=check.header,
+            name=options.header,
             scheme_name="sessionKeyHeader",
             description="The session key, in a header (API clients).",
             auto_error=False,
@@ -429,7 +421,7 @@ def _security_parameters(check: SessionCheck) -> list[inspect.Parameter]:
             auto_error=False,
         ),
         "cookie": APIKeyCookie(
-            name=check.cookie.name,
+            name=options.cookie.name,
             scheme_name="sessionCookie",
             description="The session cookie that the login response sets (browsers).",
             auto_error=False,
@@ -439,7 +431,7 @@ def _security_parameters(check: SessionCheck) -> list[inspect.Parameter]:
         inspect.Parameter(
             f"_{source}", inspect.Parameter.KEYWORD_ONLY, default=Security(schemes[source])
         )
-        for source in check.sources
+        for source in options.sources
     ]
 
 
@@ -523,15 +515,10 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         max_auth_age: float | None = None,  # seconds
         scopes: Iterable[str] = ("authenticated",),
     ) -> None:
-        super().__init__(
-            manager,
-            sources=sources,
-            header=header,
-            cookie=cookie,
-            restart=restart,
-            trusted_origins=trusted_origins,
-            max_auth_age=max_auth_age,
+        options = GuardOptions.checked(
+            sources, header, cookie, restart, trusted_origins, max_auth_age
         )
+        super().__init__(manager, options)
         self.scopes = tuple(scopes)
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:

@@ -180,9 +180,24 @@ async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[Callable[[
 
 @pytest.fixture
 async def sm(make_store: Callable[[], SessionStore]) -> AsyncIterator[SessionManager]:
-    """A manager on a fresh store of each kind, entered for the test and closed after it."""
+    """A manager on a fresh store of each kind, entered for the test and closed after it (the
+    test runs once per kind; :func:`memory_sm` is one on memory only)."""
     async with SessionManager(store=make_store()) as manager:
         yield manager
+
+
+@pytest.fixture
+async def memory_sm(request: pytest.FixtureRequest) -> AsyncIterator[SessionManager]:
+    """A manager on a ``MemoryStore`` of its own, ``timeout=30``, closed after the test: for
+    the tests of an integration (Starlette, Socket.IO), which need no store of each kind. A
+    module changes its options with ``pytestmark = pytest.mark.sm_options(...)``."""
+    marker = request.node.get_closest_marker("sm_options")
+    options: dict[str, Any] = {"timeout": 30, **(marker.kwargs if marker else {})}
+    # Not ``async with``: pytest-asyncio may set a fixture up and tear it down in different
+    # tasks; aclose() works from any task.
+    manager = SessionManager(**options)
+    yield manager
+    await manager.aclose()
 
 
 @pytest.fixture

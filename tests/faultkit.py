@@ -1,18 +1,18 @@
-"""Helpers for the fault-injection tests (issue 10): event recording, polling, Redis reads."""
+"""Helpers for the fault-injection tests: polling, Redis reads, a server kept busy (the events
+they record: tests/recorder.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from redis.asyncio import Redis
 
-from sessionkit import EventName, SessionDetails, SessionEvent, SessionManager, StoreUnavailable
+from sessionkit import SessionDetails, StoreUnavailable
 from sessionkit.keys import hash_key
-from sessionkit.stores.redis import _schema as schema
+from tests.internals import schema
 
 #: A Lua script that loops ARGV[1] times, holding the server: every other client waits. (A
 #: loop on redis.call('TIME') would never end: the server freezes TIME while a script runs.)
@@ -32,44 +32,6 @@ def session_id(details: SessionDetails) -> str:
     key = details.key
     assert key is not None
     return key if _DIGEST.fullmatch(key.encode()) else hash_key(key)
-
-
-class Recorder:
-    """Records the events of one or more managers, in the order they fired."""
-
-    NAMES: tuple[EventName, ...] = (
-        "session_created",
-        "session_deleted",
-        "session_expired",
-        "session_rotated",
-        "error",
-    )
-
-    def __init__(self, *managers: SessionManager) -> None:
-        self.events: list[SessionEvent] = []
-        for sm in managers:
-            for name in self.NAMES:
-                sm.on(name, self.events.append)
-
-    def of(
-        self, name: str, *, user: str | None = None, key_hash: str | None = None
-    ) -> list[SessionEvent]:
-        """The events called ``name``, of one user or one session if given."""
-        return [
-            e
-            for e in self.events
-            if e.name == name
-            and (user is None or e.username == user)
-            and (key_hash is None or e.key_hash == key_hash)
-        ]
-
-    def doubled(self, name: str = "session_deleted") -> dict[str, int]:
-        """Sessions (by hash) that got ``name`` more than once."""
-        counts = Counter(e.key_hash for e in self.of(name))
-        return {h[:12]: n for h, n in counts.items() if n > 1}
-
-    def errors(self) -> list[BaseException]:
-        return [e.error for e in self.of("error") if e.error is not None]
 
 
 async def eventually(check: Callable[[], Awaitable[object]], within: float) -> object:

@@ -171,7 +171,7 @@ async def test_a_changed_client_fires_session_suspicious(
     make_store: Callable[[], SessionStore],
 ) -> None:
     async with SessionManager(store=make_store()) as sm:
-        recorder = Recorder(sm, "session_suspicious", "session_deleted")
+        recorder = Recorder(sm, names=("session_suspicious", "session_deleted"))
         async with serve(app_of(sm)) as url:
             key, cookie = await logged_in(url)
             statuses: list[int] = []
@@ -185,7 +185,7 @@ async def test_a_changed_client_fires_session_suspicious(
                     if len(statuses) == 1:
                         assert recorder.events == []
         assert statuses == [200, 200, 200]  # "event" (the default) lets them through
-        assert recorder.of("session_suspicious") == [
+        assert recorder.timeline("session_suspicious") == [
             (recorder.times[0], "Luca", "client_changed"),
             (recorder.times[1], "Luca", "client_changed"),
         ]
@@ -197,7 +197,7 @@ async def test_on_suspicious_end_ends_the_session_and_clears_the_cookie(
     make_store: Callable[[], SessionStore],
 ) -> None:
     async with SessionManager(store=make_store(), on_suspicious="end") as sm:
-        recorder = Recorder(sm, "session_suspicious", "session_deleted")
+        recorder = Recorder(sm, names=("session_suspicious", "session_deleted"))
         async with serve(app_of(sm)) as url:
             key, cookie = await logged_in(url)
             async with client_from(url, "127.0.0.1", CHROME) as home:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from itertools import pairwise
 
 import pytest
 
-from sessionkit import SessionEvent, SessionManager, SessionNotFound
+from sessionkit import SessionEvent, SessionManager, SessionNotFound, StoreUnavailable
+from sessionkit.models import SessionRecord
+from sessionkit.stores.base import Pending
 from tests.clock import LATE, LoopClockStore, jump, late_loop, manager
 from tests.recorder import Recorder
 
@@ -24,7 +27,7 @@ async def test_idle_expiry_fires_once_at_the_deadline() -> None:
         assert await sm.check_session_status(key)
         await asyncio.sleep(1)
         assert not await sm.check_session_status(key)
-        [(when, user, reason)] = log.of("session_expired")
+        [(when, user, reason)] = log.timeline("session_expired")
         assert 3000 <= when <= 3000 + LATE
         assert (user, reason) == ("Luca", "expired")
         assert log.names() == [
@@ -34,7 +37,7 @@ async def test_idle_expiry_fires_once_at_the_deadline() -> None:
             "notify_client_to_logout",
         ]
         await asyncio.sleep(10_000)
-        assert len(log.of("session_deleted")) == 1
+        assert len(log.timeline("session_deleted")) == 1
 
 
 @pytest.mark.looptime
@@ -48,9 +51,9 @@ async def test_restart_extends_the_session() -> None:
         # Last restart at t=300: the session lives until t=400.
         await asyncio.sleep(99)
         assert await sm.check_session_status(key)
-        assert log.of("session_expired") == []
+        assert log.timeline("session_expired") == []
         await asyncio.sleep(2)
-        [(when, _, _)] = log.of("session_expired")
+        [(when, _, _)] = log.timeline("session_expired")
         assert 400 <= when <= 400 + LATE
 
 
@@ -67,9 +70,9 @@ async def test_new_timeout_applies_only_to_later_sessions_and_restarts() -> None
         assert await sm.check_session_status(old)
         assert not await sm.check_session_status(new)
         assert not await sm.check_session_status(restarted)
-        assert {user for _, user, _ in log.of("session_expired")} == {"new", "restarted"}
+        assert {user for _, user, _ in log.timeline("session_expired")} == {"new", "restarted"}
         await asyncio.sleep(1000)
-        assert [user for _, user, _ in log.of("session_expired")][-1] == "old"
+        assert [user for _, user, _ in log.timeline("session_expired")][-1] == "old"
 
 
 @pytest.mark.looptime
@@ -81,10 +84,10 @@ async def test_absolute_timeout_caps_an_active_session() -> None:
             await asyncio.sleep(30)
             if await sm.check_session_status(key):
                 await sm.restart_session_timer(key)
-        [(when, user, reason)] = log.of("session_expired")
+        [(when, user, reason)] = log.timeline("session_expired")
         assert 250 <= when <= 250 + LATE
         assert (user, reason) == ("Luca", "absolute_timeout")
-        assert log.of("session_deleted")[0][2] == "absolute_timeout"
+        assert log.timeline("session_deleted")[0][2] == "absolute_timeout"
 
 
 @pytest.mark.looptime
@@ -95,11 +98,11 @@ async def test_warn_before_fires_once_per_idle_deadline() -> None:
         await asyncio.sleep(90)  # warned at t=80
         await sm.restart_session_timer(key)  # new deadline t=190, next warning t=170
         await asyncio.sleep(200)
-        warnings = [t for t, _, _ in log.of("session_expiring")]
+        warnings = [t for t, _, _ in log.timeline("session_expiring")]
         assert len(warnings) == 2
         assert 80 <= warnings[0] <= 80 + LATE
         assert 170 <= warnings[1] <= 170 + LATE
-        [(when, _, _)] = log.of("session_expired")
+        [(when, _, _)] = log.timeline("session_expired")
         assert 190 <= when <= 190 + LATE
 
 
@@ -109,8 +112,8 @@ async def test_no_warning_for_an_absolute_deadline() -> None:
         log = Recorder(sm)
         await sm.load_new_session("Luca")
         await asyncio.sleep(60)
-        assert log.of("session_expiring") == []
-        assert [r for _, _, r in log.of("session_expired")] == ["absolute_timeout"]
+        assert log.timeline("session_expiring") == []
+        assert [r for _, _, r in log.timeline("session_expired")] == ["absolute_timeout"]
 
 
 @late_loop
@@ -130,10 +133,10 @@ async def test_a_late_loop_never_reports_an_expired_session_live() -> None:
                 await call
         assert await sm.delete_session(key) is False
         assert await sm.check_session_status(other)
-        assert log.of("session_deleted") == []  # the loop has not caught up yet
+        assert log.timeline("session_deleted") == []  # the loop has not caught up yet
         # The timer catches up, and the session ends once, as an expiry.
         await log.wait_for("session_expired")
-    assert [(u, r) for _, u, r in log.of("session_deleted")] == [("Luca", "expired")]
+    assert [(u, r) for _, u, r in log.timeline("session_deleted")] == [("Luca", "expired")]
 
 
 OPS = ["delete", "restart", "rotate"]
@@ -159,9 +162,9 @@ async def test_an_op_in_the_last_moment_before_the_deadline_wins(op: str) -> Non
         await asyncio.sleep(9.9999)  # the op lands in the last moment before the deadline
         result = await _op(sm, op, key)
         await asyncio.sleep(100)
-    ended = log.of("session_deleted")
+    ended = log.timeline("session_deleted")
     assert len(ended) == 1, log.events
-    expired = log.of("session_expired")
+    expired = log.timeline("session_expired")
     if op == "delete":
         assert result is True
         assert [r for _, _, r in ended] == ["logout"]
@@ -176,7 +179,7 @@ async def test_an_op_in_the_last_moment_before_the_deadline_wins(op: str) -> Non
         assert isinstance(result, str)
         assert len(expired) == 1
         assert 10 <= expired[0][0] <= 10 + LATE
-        assert len(log.of("session_rotated")) == 1
+        assert len(log.timeline("session_rotated")) == 1
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -192,9 +195,9 @@ async def test_a_due_timer_wins_over_an_op_that_comes_late(op: str) -> None:
         await log.wait_for("session_expired")
         jump(100)  # whatever else was armed is due now too, and runs before the close
         await asyncio.sleep(0.05)
-    assert [r for _, _, r in log.of("session_deleted")] == ["expired"]
-    assert len(log.of("session_expired")) == 1
-    assert log.of("session_rotated") == []
+    assert [r for _, _, r in log.timeline("session_deleted")] == ["expired"]
+    assert len(log.timeline("session_expired")) == 1
+    assert log.timeline("session_rotated") == []
 
 
 @pytest.mark.looptime
@@ -212,8 +215,8 @@ async def test_sessions_ended_early_leave_no_timer_behind() -> None:
         for key in keys[500:]:
             await sm.rotate_session_key(key)
         await asyncio.sleep(61)
-        assert len(log.of("session_deleted")) == 1000
-        assert len(log.of("session_expired")) == 500
+        assert len(log.timeline("session_deleted")) == 1000
+        assert len(log.timeline("session_expired")) == 500
         assert await sm.count_sessions() == 0
         asked = {key for _, batch in store.claims for key in batch}
         assert len(asked) == 1500  # every key ever armed, old and rotated
@@ -221,7 +224,7 @@ async def test_sessions_ended_early_leave_no_timer_behind() -> None:
         claims = len(store.claims)
         await asyncio.sleep(10 * 60)  # ten timeouts: a timer left armed would have fired
         assert len(store.claims) == claims
-        assert len(log.of("session_deleted")) == 1000
+        assert len(log.timeline("session_deleted")) == 1000
 
 
 @late_loop
@@ -232,7 +235,7 @@ async def test_a_burst_of_expiries_leaves_the_loop_to_others_between_endings() -
     # no time would pass while the handlers run.
     count = 100
     async with manager(timeout=60) as sm:
-        log = Recorder(sm, "session_deleted")
+        log = Recorder(sm, names=("session_deleted",))
 
         def busy(event: SessionEvent) -> None:
             until = time.perf_counter() + 0.001
@@ -258,3 +261,71 @@ async def test_a_burst_of_expiries_leaves_the_loop_to_others_between_endings() -
     assert any(0 < n < count for n in turns), turns
     longest = max(b - a for a, b in pairwise([*turns, count]))
     assert longest <= 25, f"{longest} endings in a row without a turn for the other task"
+
+
+@pytest.mark.looptime
+async def test_idle_waits_for_a_handler_the_manager_runs_and_not_for_what_is_to_come() -> None:
+    """``sm.idle()`` (docs/guides/testing.md, "Checking that nothing more happens"): an
+    expiry's handler runs in the manager's task, and idle() returns once it has; a deadline
+    still to come is not waited for."""
+    release = asyncio.Event()
+    async with manager(timeout=100) as sm:
+        await sm.idle()  # nothing running yet
+        log = Recorder(sm, names=("session_expired",))
+
+        @sm.on("session_expired")
+        async def slow(event: SessionEvent) -> None:
+            await release.wait()
+
+        await sm.load_new_session("Luca")
+        later = await sm.load_new_session("Ada", timeout=10_000)
+        await asyncio.sleep(101)
+        assert log.names() == ["session_expired"]
+        idle = asyncio.create_task(sm.idle())
+        await asyncio.sleep(50)
+        assert not idle.done()  # the handler still runs
+        release.set()
+        await asyncio.wait_for(idle, 1)
+        assert await sm.check_session_status(later)  # its deadline was not waited for
+
+        @sm.on("session_expired")
+        async def waits_for_itself(event: SessionEvent) -> None:
+            with pytest.raises(RuntimeError, match="wait for itself"):
+                await sm.idle()
+            log.record(event)  # recorded twice: the check above ran
+
+        await sm.load_new_session("Grace")
+        await log.wait_for("session_expired", 3, within=200)
+        assert [e.username for e in log.events] == ["Luca", "Grace", "Grace"]
+
+
+class FailingClaims(LoopClockStore):
+    """Its first ``failures`` claims raise :class:`StoreUnavailable`, changing nothing."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def claim_expired(self, keys: Sequence[str]) -> tuple[list[SessionRecord], list[Pending]]:
+        if self.failures:
+            self.failures -= 1
+            self.claims.append((asyncio.get_running_loop().time(), list(keys)))
+            raise StoreUnavailable("the store is down")
+        return await super().claim_expired(keys)
+
+
+@pytest.mark.looptime
+async def test_idle_waits_for_a_claim_to_be_tried_again_after_it_failed() -> None:
+    """A claim that failed is tried again on a timer (RETRY_FIRST, then longer): idle()
+    returns only once a retry has claimed the session and its ending is reported."""
+    store = FailingClaims(failures=2)
+    async with SessionManager(timeout=10, store=store) as sm:
+        log = Recorder(sm, names=("session_expired",))
+        await sm.load_new_session("Luca")
+        await asyncio.sleep(10.1)
+        assert len(store.claims) == 1 and log.events == []  # failed once, retry armed
+        started = asyncio.get_running_loop().time()
+        await sm.idle()
+        assert len(store.claims) == 3  # two failures, then the claim that worked
+        assert [e.username for e in log.events] == ["Luca"]
+        assert asyncio.get_running_loop().time() - started >= 1  # a retry waits a while

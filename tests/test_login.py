@@ -3,7 +3,6 @@ SessionAuthMiddleware, over real HTTP (uvicorn) and Starlette's TestClient for W
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -36,11 +35,8 @@ SAME = {"sec-fetch-site": "same-origin"}
 CLEARED = COOKIE.clear_header()
 
 
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30, absolute_timeout=3600)
-    yield manager
-    await manager.aclose()
+# The options of the memory_sm fixture (tests/conftest.py) in this module.
+pytestmark = pytest.mark.sm_options(absolute_timeout=3600)
 
 
 def login_app(sm: SessionManager, **options: Any) -> Starlette:
@@ -98,9 +94,9 @@ def carrying(key: str, **headers: str) -> dict[str, str]:
     ids=["sibling port", "cross-site", "foreign origin", "null", "neither"],
 )
 async def test_log_in_refuses_a_cross_site_request_whatever_its_content_type(
-    sm: SessionManager, headers: dict[str, str]
+    memory_sm: SessionManager, headers: dict[str, str]
 ) -> None:
-    async with serve(login_app(sm)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(login_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as http:
         for content_type in ("text/plain", "application/json"):
             forged = await http.post(
                 "/login",
@@ -109,11 +105,13 @@ async def test_log_in_refuses_a_cross_site_request_whatever_its_content_type(
             )
             assert forged.status_code == 403
             assert "set-cookie" not in forged.headers
-    assert await sm.count_sessions() == 0
+    assert await memory_sm.count_sessions() == 0
 
 
-async def test_log_in_sets_the_cookie_no_store_and_records_the_client(sm: SessionManager) -> None:
-    async with serve(login_app(sm)) as url, httpx.AsyncClient(base_url=url) as http:
+async def test_log_in_sets_the_cookie_no_store_and_records_the_client(
+    memory_sm: SessionManager,
+) -> None:
+    async with serve(login_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as http:
         by_origin = await http.post(
             "/login", json={"username": "Luca"}, headers={"origin": url, "user-agent": "T/1"}
         )
@@ -124,7 +122,7 @@ async def test_log_in_sets_the_cookie_no_store_and_records_the_client(sm: Sessio
         key = key_of(response)
         assert key not in response.text
         assert response.headers["set-cookie"] == COOKIE.header(key)  # no Max-Age: session
-    details = await sm.get_session_details(key_of(by_origin))
+    details = await memory_sm.get_session_details(key_of(by_origin))
     assert details.username == "Luca"
     assert details.client is not None
     assert (details.client.ip, details.client.user_agent) == ("127.0.0.1", "T/1")
@@ -154,9 +152,12 @@ async def test_log_in_ends_the_session_the_browser_carries() -> None:
 
 
 async def test_remember_sets_a_persistent_cookie_of_the_absolute_timeout(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
-    async with serve(login_app(sm, remember=True)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with (
+        serve(login_app(memory_sm, remember=True)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
         response = await http.post("/login", json={"username": "Luca"}, headers=SAME)
     key = key_of(response)
     assert response.headers["set-cookie"] == COOKIE.header(key, max_age=3600)
@@ -181,15 +182,17 @@ async def test_remember_sets_a_persistent_cookie_of_the_absolute_timeout(
 # -- log_out --------------------------------------------------------------------------------------
 
 
-async def test_log_out_ends_clears_and_asks_the_browser_to_forget(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    other = await sm.load_new_session("Luca")
-    async with serve(login_app(sm)) as url, httpx.AsyncClient(base_url=url) as http:
+async def test_log_out_ends_clears_and_asks_the_browser_to_forget(
+    memory_sm: SessionManager,
+) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    other = await memory_sm.load_new_session("Luca")
+    async with serve(login_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as http:
         forged = await http.post("/logout", headers=carrying(key, origin="https://evil.example"))
         by_link = await http.get(
             "/logout", headers=carrying(key, **{"sec-fetch-site": "same-site"})
         )
-        assert await sm.check_session_status(key)  # neither a form nor a link logged out
+        assert await memory_sm.check_session_status(key)  # neither a form nor a link logged out
         bye = await http.post("/logout", headers=carrying(key, origin=url))
         again = await http.post("/logout", headers=carrying(key, origin=url))
         nothing = await http.post("/logout")
@@ -206,19 +209,19 @@ async def test_log_out_ends_clears_and_asks_the_browser_to_forget(sm: SessionMan
         "False",
         "True",
     ]
-    assert await sm.count_sessions() == 0
+    assert await memory_sm.count_sessions() == 0
 
 
-async def test_log_out_everywhere_ends_every_session_of_the_user(sm: SessionManager) -> None:
+async def test_log_out_everywhere_ends_every_session_of_the_user(memory_sm: SessionManager) -> None:
     reasons: list[str | None] = []
-    sm.on("session_deleted", lambda e: reasons.append(e.reason))
-    keys = [await sm.load_new_session("Luca") for _ in range(3)]
-    fabio = await sm.load_new_session("Fabio")
-    async with serve(login_app(sm)) as url, httpx.AsyncClient(base_url=url) as http:
+    memory_sm.on("session_deleted", lambda e: reasons.append(e.reason))
+    keys = [await memory_sm.load_new_session("Luca") for _ in range(3)]
+    fabio = await memory_sm.load_new_session("Fabio")
+    async with serve(login_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as http:
         response = await http.post("/logout?everywhere=1", headers=carrying(keys[1], **SAME))
     assert response.headers["x-ended"] == "True"
     assert reasons == ["logout_all"] * 3
-    assert await sm.check_session_status(fabio)
+    assert await memory_sm.check_session_status(fabio)
 
 
 # -- same_origin and trusted origins --------------------------------------------------------------
@@ -240,9 +243,9 @@ async def test_log_out_everywhere_ends_every_session_of_the_user(sm: SessionMana
     ],
 )
 async def test_same_origin_is_public(
-    sm: SessionManager, headers: dict[str, str], expected: bool
+    memory_sm: SessionManager, headers: dict[str, str], expected: bool
 ) -> None:
-    async with serve(login_app(sm)) as url, httpx.AsyncClient(base_url=url) as http:
+    async with serve(login_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as http:
         if headers.get("origin") == "own":
             headers = {"origin": url}
         response = await http.post("/check", headers=headers)
@@ -280,14 +283,19 @@ def test_an_origin_that_can_never_match_is_refused_when_the_guard_is_built(origi
             build()
 
 
-async def test_a_default_port_is_folded_and_a_real_origin_matches(sm: SessionManager) -> None:
+async def test_a_default_port_is_folded_and_a_real_origin_matches(
+    memory_sm: SessionManager,
+) -> None:
     async def me(request: Request) -> Response:
         return JSONResponse({"user": get_session(request).username})
 
     guard = RequireSession(
-        me, sm, cookie=COOKIE, trusted_origins=["HTTPS://App.Example.com:443", "http://[::1]:80"]
+        me,
+        memory_sm,
+        cookie=COOKIE,
+        trusted_origins=["HTTPS://App.Example.com:443", "http://[::1]:80"],
     )
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     app = Starlette(routes=[Route("/me", guard, methods=["POST"])])
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         real = await http.post("/me", headers=carrying(key, origin="https://app.example.com"))
@@ -300,7 +308,7 @@ async def test_a_default_port_is_folded_and_a_real_origin_matches(sm: SessionMan
 # -- no-store on what the guards let through -------------------------------------------------------
 
 
-async def test_guards_mark_what_they_let_through_no_store(sm: SessionManager) -> None:
+async def test_guards_mark_what_they_let_through_no_store(memory_sm: SessionManager) -> None:
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
 
@@ -310,7 +318,7 @@ async def test_guards_mark_what_they_let_through_no_store(sm: SessionManager) ->
     async def cached(request: Request) -> Response:
         return JSONResponse({}, headers={"cache-control": "private, max-age=60"})
 
-    live = SessionDependency(sm)
+    live = SessionDependency(memory_sm)
     api = FastAPI()
 
     @api.get("/api/me")
@@ -327,11 +335,11 @@ async def test_guards_mark_what_they_let_through_no_store(sm: SessionManager) ->
 
     app = Starlette(
         routes=[
-            Route("/me", RequireSession(me, sm)),
-            Route("/cached", RequireSession(cached, sm)),
+            Route("/me", RequireSession(me, memory_sm)),
+            Route("/cached", RequireSession(cached, memory_sm)),
         ]
     )
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         ok = await http.get("/me", headers={"session_key": key})
         own = await http.get("/cached", headers={"session_key": key})
@@ -419,16 +427,16 @@ def require_fastapi_websockets() -> None:
 
 @pytest.mark.parametrize("kind", ["RequireSession", "FastAPI dependency"])
 async def test_a_websocket_handshake_is_guarded_and_refused_with_1008(
-    sm: SessionManager, kind: str
+    memory_sm: SessionManager, kind: str
 ) -> None:
     if kind == "FastAPI dependency":
         require_fastapi_websockets()
-        app = fastapi_websocket_app(sm)
+        app = fastapi_websocket_app(memory_sm)
     else:
-        app = websocket_app(sm)
-    key = await sm.load_new_session("Luca")
-    dead = await sm.load_new_session("Luca")
-    await sm.delete_session(dead)
+        app = websocket_app(memory_sm)
+    key = await memory_sm.load_new_session("Luca")
+    dead = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(dead)
     own = "http://127.0.0.1:8000"
     for headers in (carrying(key, origin=own), {"session_key": key}):
         accepted = await handshake(app, headers)
@@ -453,17 +461,17 @@ async def test_a_websocket_handshake_is_guarded_and_refused_with_1008(
 
 @pytest.mark.parametrize("kind", ["RequireSession", "FastAPI dependency"])
 async def test_a_refused_websocket_handshake_is_a_403_over_uvicorn(
-    sm: SessionManager, kind: str
+    memory_sm: SessionManager, kind: str
 ) -> None:
     import websockets
     from websockets.typing import Origin
 
     if kind == "FastAPI dependency":
         require_fastapi_websockets()
-        app = fastapi_websocket_app(sm)
+        app = fastapi_websocket_app(memory_sm)
     else:
-        app = websocket_app(sm)
-    key = await sm.load_new_session("Luca")
+        app = websocket_app(memory_sm)
+    key = await memory_sm.load_new_session("Luca")
     cookie = {"cookie": f"{COOKIE.name}={key}"}
     async with serve(app) as url:
         ws_url = url.replace("http", "ws") + "/ws"
@@ -485,16 +493,16 @@ async def profile(request: Request) -> JSONResponse:
 
 
 async def test_the_auth_middleware_clears_a_dead_cookie_and_marks_no_store(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
-    backend = SessionAuthBackend(sm, cookie=COOKIE)
+    backend = SessionAuthBackend(memory_sm, cookie=COOKIE)
     app = Starlette(
         routes=[Route("/profile", profile)],
         middleware=[Middleware(SessionAuthMiddleware, backend=backend)],
     )
-    key = await sm.load_new_session("Luca")
-    dead = await sm.load_new_session("Luca")
-    await sm.delete_session(dead)
+    key = await memory_sm.load_new_session("Luca")
+    dead = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(dead)
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         ok = await http.get("/profile", headers=carrying(key))
         gone = await http.get("/profile", headers=carrying(dead))
@@ -512,11 +520,11 @@ async def test_the_auth_middleware_clears_a_dead_cookie_and_marks_no_store(
 
 
 async def test_a_login_that_cannot_happen_leaves_the_carried_session_alone(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
     from starlette.requests import Request as StarletteRequest
 
-    carried = await sm.load_new_session("Luca")
+    carried = await memory_sm.load_new_session("Luca")
     scope = {
         "type": "http",
         "method": "POST",
@@ -529,10 +537,10 @@ async def test_a_login_that_cannot_happen_leaves_the_carried_session_alone(
     }
     request = StarletteRequest(scope)
     with pytest.raises(ValueError):
-        await log_in(sm, request, Response(), "Luca\ud800")  # a lone surrogate
+        await log_in(memory_sm, request, Response(), "Luca\ud800")  # a lone surrogate
     with pytest.raises(TypeError):
-        await log_in(sm, request, Response(), "Luca", data={"when": object()})
-    assert await sm.check_session_status(carried)
+        await log_in(memory_sm, request, Response(), "Luca", data={"when": object()})
+    assert await memory_sm.check_session_status(carried)
     # A huge cookie is simply no key: the login goes ahead and the carried one is untouched.
     huge = StarletteRequest(
         {
@@ -541,9 +549,9 @@ async def test_a_login_that_cannot_happen_leaves_the_carried_session_alone(
         }
     )
     response = Response()
-    key = await log_in(sm, huge, response, "Luca")
+    key = await log_in(memory_sm, huge, response, "Luca")
     assert response.headers["set-cookie"] == COOKIE.header(key)
-    assert await sm.count_sessions() == 2
+    assert await memory_sm.count_sessions() == 2
 
 
 async def test_the_auth_middleware_answers_an_unreachable_store_with_503() -> None:
@@ -575,7 +583,7 @@ async def test_the_auth_middleware_answers_an_unreachable_store_with_503() -> No
 
 
 async def test_log_in_and_log_out_on_fastapi_with_the_injected_response(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
     pytest.importorskip("fastapi")
     from fastapi import FastAPI
@@ -584,12 +592,12 @@ async def test_log_in_and_log_out_on_fastapi_with_the_injected_response(
 
     @app.post("/login")
     async def login(request: Request, response: Response) -> dict[str, bool]:
-        await log_in(sm, request, response, "Luca", cookie=COOKIE)
+        await log_in(memory_sm, request, response, "Luca", cookie=COOKIE)
         return {"accepted": True}
 
     @app.post("/logout")
     async def logout(request: Request, response: Response) -> dict[str, bool]:
-        return {"ended": await log_out(sm, request, response, cookie=COOKIE)}
+        return {"ended": await log_out(memory_sm, request, response, cookie=COOKIE)}
 
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as http:
         forged = await http.post("/login", headers={"origin": "https://evil.example"})
@@ -602,4 +610,4 @@ async def test_log_in_and_log_out_on_fastapi_with_the_injected_response(
     assert bye.json() == {"ended": True}
     assert bye.headers["clear-site-data"] == '"cache", "storage"'
     assert bye.headers.get_list("set-cookie") == [CLEARED]
-    assert await sm.count_sessions() == 0
+    assert await memory_sm.count_sessions() == 0

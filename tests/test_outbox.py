@@ -14,10 +14,11 @@ import pytest
 from sessionkit import SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis import _schema as schema
 from tests.conftest import fresh_prefix
-from tests.faultkit import Recorder, eventually
+from tests.faultkit import eventually
 from tests.faultproxy import FaultProxy
+from tests.internals import bucket_of_key, schema
+from tests.recorder import Recorder
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
@@ -32,7 +33,7 @@ def _store(client: Redis | RedisCluster, prefix: str, *, sweep: float = SWEEP) -
 
 async def _entries(client: Redis | RedisCluster, store: RedisStore, key: str) -> int:
     """How many endings the outbox of ``key``'s bucket still holds."""
-    return int(await client.xlen(schema.outbox(store._of_key(key))))
+    return int(await client.xlen(schema.outbox(bucket_of_key(store, key))))
 
 
 @pytest.fixture(params=["redis", "redis-cluster"])

@@ -1,7 +1,9 @@
-"""The package as a whole: its public names, and what importing it pulls in."""
+"""The package as a whole: its public names, what importing it pulls in, and that the suite
+reads its private state in one place only (tests/internals.py)."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import pkgutil
@@ -16,8 +18,8 @@ import pytest
 import sessionkit
 
 #: Public-named helpers that a public module defines for the package's own use and does not
-#: export, to be made private (``_``) where the modules that import them change anyway (the
-#: manager's split, issue 9). Each entry must still be true: fix one, then delete it here.
+#: export, to be made private (``_``) where the modules that import them change anyway. Each
+#: entry must still be true: fix one, then delete it here.
 NOT_YET_PRIVATE = {"sessionkit.events": {"Dispatcher", "check_event_name"}}
 
 
@@ -110,3 +112,148 @@ def test_the_version_is_written_once() -> None:
     ]
     assert holders == ["sessionkit/__init__.py"]
     assert literal not in (root / "pyproject.toml").read_text(encoding="utf-8")
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def private_reach_ins(source: str) -> list[str]:
+    """What ``source`` imports from a private module of sessionkit (or a private name of a
+    public one), and every ``obj._name`` it reads but on ``self`` or ``cls``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("sessionkit")
+        ):
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+            found += [name for name in names if "._" in name]
+        elif isinstance(node, ast.Import):
+            found += [
+                a.name for a in node.names if a.name.startswith("sessionkit") and "._" in a.name
+            ]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            owner = node.value
+            mine = isinstance(owner, ast.Name) and owner.id in ("self", "cls", "os")  # os._exit
+            if mine or node.attr.startswith("__"):
+                continue
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_the_reach_in_finder_finds_each_kind() -> None:
+    source = (
+        "from sessionkit._guard import RETRY_AFTER\n"
+        "from sessionkit.stores.redis import _schema\n"
+        "import sessionkit._timers\n"
+        "sm._expiry._warned\n"
+        "self._mine, cls._ours, os._exit\n"
+    )
+    assert private_reach_ins(source) == [
+        "sessionkit._guard",
+        "sessionkit._guard.RETRY_AFTER",
+        "sessionkit.stores.redis._schema",
+        "sessionkit._timers",
+        "sm._expiry._warned",
+        "sm._expiry",
+    ]
+
+
+def test_only_tests_internals_reaches_into_private_state() -> None:
+    found = {
+        path.name: reach_ins
+        for path in sorted(TESTS.glob("*.py"))
+        if path.name != "internals.py"
+        and (reach_ins := private_reach_ins(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}, "read these through tests/internals.py"
+
+
+PACKAGE = Path(sessionkit.__file__).resolve().parent
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the package, by dotted name, from its source files."""
+    found = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Which modules of the package each one imports, wherever the import stands (at the top,
+    inside a function, under ``TYPE_CHECKING``): a lazy import is an edge all the same.
+
+    ``from P import name`` imports ``P.name`` when that is a module, and ``P`` itself too,
+    but for a module reaching a sibling through its own package (``P`` is its parent).
+    """
+    files = module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names if alias.name in files)
+            elif isinstance(node, ast.ImportFrom):
+                source = node.module or ""
+                if node.level:  # relative: from the package, up level - 1
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    source = ".".join([*base, source] if source else base)
+                if source not in files:
+                    continue
+                submodules = {f"{source}.{a.name}" for a in node.names} & files.keys()
+                edges.update(submodules)
+                if len(submodules) < len(node.names) or source != package:
+                    edges.add(source)
+        edges.discard(name)
+        graph[name] = edges
+    return graph
+
+
+def a_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of ``graph`` (its modules in import order, the first again at the end), or
+    ``None`` if it has none."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        if node in path:
+            return [*path[path.index(node) :], node]
+        if node in done:
+            return None
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            found = visit(target)
+            if found:
+                return found
+        path.pop()
+        done.add(node)
+        return None
+
+    for start in sorted(graph):
+        found = visit(start)
+        if found:
+            return found
+    return None
+
+
+def test_the_import_graph_sees_lazy_imports_and_cycles() -> None:
+    graph = import_graph()
+    assert "sessionkit.manager" in graph["sessionkit"]
+    assert "sessionkit.manager" in graph["sessionkit.socketio"]  # the adapter registers itself
+    assert "sessionkit.keys" in graph["sessionkit.stores.base"]
+    assert "sessionkit.stores.redis._schema" in graph["sessionkit.stores.redis.store"]
+    assert a_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert a_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_the_package_imports_itself_in_no_circle() -> None:
+    """No module imports, even lazily or for types only, one that imports it back: the
+    manager does not import the Socket.IO adapter (the adapter registers its binding with
+    it), and nothing inside the package imports the package root, which imports them all."""
+    assert a_cycle(import_graph()) is None

@@ -32,11 +32,10 @@ from redis.crc import key_slot
 
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis._schema import bucket_of_user
-from sessionkit.stores.redis._schema import tags as bucket_tags
 from tests.cluster import cluster, slot_ranges
 from tests.conftest import fresh_prefix, require_redis, started_cluster
 from tests.faultkit import eventually
+from tests.internals import bucket_of_user, bucket_tags
 from tests.recorder import Recorder
 from tests.servers import free_port
 
@@ -256,7 +255,7 @@ def test_wait_options_are_checked() -> None:
 async def test_a_logout_no_replica_acknowledged_fails_and_is_settled_once(pair: Pair) -> None:
     waited = store(pair.client(pair.primary), fresh_prefix(), wait_replicas=1, wait_timeout=WAIT_S)
     async with SessionManager(timeout=60, store=waited) as sm:
-        seen = Recorder(sm, "session_deleted")
+        seen = Recorder(sm, names=("session_deleted",))
         key = await sm.load_new_session("Luca")
         pair.replica.signal(signal.SIGSTOP)
         try:
@@ -268,7 +267,7 @@ async def test_a_logout_no_replica_acknowledged_fails_and_is_settled_once(pair: 
         finally:
             pair.replica.signal(signal.SIGCONT)
         await seen.wait_for("session_deleted", within=10)  # settled once the replica is back
-        assert [(u, r) for _, u, r in seen.of("session_deleted")] == [("Luca", "logout")]
+        assert [(u, r) for _, u, r in seen.timeline("session_deleted")] == [("Luca", "logout")]
         assert not await sm.check_session_status(key)
         await sm.aclose()  # settles whatever is left: nothing ends twice
         assert len(seen.of("session_deleted")) == 1

@@ -18,9 +18,8 @@ from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
-from sessionkit.stores.redis import _schema as schema
-from sessionkit.stores.redis._scripts import SCRIPTS, lua_text
 from tests.conftest import fresh_prefix
+from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
 
 if TYPE_CHECKING:
@@ -501,8 +500,6 @@ async def test_a_login_sent_again_after_its_session_ended_stays_ended(
     """A client library's retry sends a login's script again, with its operation id, after the
     session it made was ended ("log out everywhere" in between): it must not make the session
     again. Whether it ran is told by the operation's own record, not by the session's."""
-    from sessionkit.stores.redis._pipeline import Pipeline
-
     store = RedisStore(redis_client, prefix=fresh_prefix())
     await _create(store, "warm", idle=60)  # the scripts are loaded: calls go as EVALSHA
     sent: list[bytes] = []
@@ -530,9 +527,7 @@ def test_what_the_store_uses_of_redis_py_is_checked_at_import(
     loudly, naming it (here simulated on this release); this release has them all."""
     from redis.asyncio.connection import AbstractConnection
 
-    from sessionkit.stores.redis import _compat
-
-    _compat.check()
+    redis_compat.check()
     read = AbstractConnection.read_response
 
     async def changed(self: AbstractConnection, disable_decoding: bool = False) -> Any:
@@ -540,10 +535,10 @@ def test_what_the_store_uses_of_redis_py_is_checked_at_import(
 
     monkeypatch.setattr(AbstractConnection, "read_response", changed)
     with pytest.raises(ImportError, match="read_response to take timeout, disconnect_on_error"):
-        _compat.check()
+        redis_compat.check()
     monkeypatch.delattr(AbstractConnection, "send_packed_command")
     with pytest.raises(ImportError, match="send_packed_command"):
-        _compat.check()
+        redis_compat.check()
 
 
 async def test_a_listing_names_each_live_session_once_while_they_restart(

@@ -107,7 +107,7 @@ async def test_a_guard_renews_a_key_older_than_renew_every(
         serve(renewing_app(sm)) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
-        recorder = Recorder(sm, "session_rotated", "session_deleted")
+        recorder = Recorder(sm, names=("session_rotated", "session_deleted"))
 
         async def get(key: str, **headers: str) -> httpx.Response:
             sent = {"cookie": f"{COOKIE.name}={key}", **headers}
@@ -143,7 +143,7 @@ async def test_of_two_requests_that_find_the_key_due_one_renews(
     make_store: Callable[[], SessionStore],
 ) -> None:
     async with SessionManager(store=make_store(), renew_every=60, renew_grace=30) as sm:
-        recorder = Recorder(sm, "session_rotated", "session_deleted")
+        recorder = Recorder(sm, names=("session_rotated", "session_deleted"))
         key = await sm.load_new_session("Luca")
         details = await sm.get_session_details(key)
         due = replace(details, key_created_at=details.created_at - timedelta(seconds=61))

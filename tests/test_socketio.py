@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -17,6 +19,7 @@ import socketio
 from sessionkit import SessionManager
 from sessionkit.keys import KEY_LENGTH
 from sessionkit.socketio import KeyRedactingFilter, bind_socketio, redact, room_for
+from tests.internals import socketio_compat
 from tests.servers import serve
 
 Served = Callable[..., AbstractAsyncContextManager[str]]
@@ -76,26 +79,17 @@ async def clients() -> AsyncIterator[Callable[[], Client]]:
 
 
 @pytest.fixture
-def served(sm: SessionManager) -> Served:
+def served(memory_sm: SessionManager) -> Served:
     """Start a python-socketio server bound to ``sm``; yields its URL."""
 
     @contextlib.asynccontextmanager
     async def start(**options: Any) -> AsyncIterator[str]:
         sio = socketio.AsyncServer(async_mode="asgi", **options.pop("server", {}))
-        bind_socketio(sm, sio, **options)
+        bind_socketio(memory_sm, sio, **options)
         async with serve(socketio.ASGIApp(sio)) as url:
             yield url
 
     return start
-
-
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    # Not ``async with``: pytest-asyncio sets a fixture up and tears it down in different
-    # tasks, and the manager's task group must be left in the task that entered it.
-    manager = SessionManager(timeout=30)
-    yield manager
-    await manager.aclose()
 
 
 async def connect(client: Client, url: str, key: str | None = None) -> None:
@@ -107,26 +101,47 @@ def test_room_for_is_the_hash_of_the_key() -> None:
     assert room_for("abc") == "session:" + hashlib.sha256(b"abc").hexdigest()
 
 
-async def test_bind_needs_an_async_server(sm: SessionManager) -> None:
+async def test_bind_needs_an_async_server(memory_sm: SessionManager) -> None:
     with pytest.raises(TypeError):
-        bind_socketio(sm, object())
+        bind_socketio(memory_sm, object())
     with pytest.raises(TypeError):
-        sm.init_socket_reference(socketio.Server())
+        memory_sm.init_socket_reference(socketio.Server())
     sio = socketio.AsyncServer(async_mode="asgi")
-    assert sm.init_socket_reference(sio) is True
-    assert sm.get_socket_reference() is sio
+    assert memory_sm.init_socket_reference(sio) is True
+    assert memory_sm.get_socket_reference() is sio
+
+
+def test_init_socket_reference_binds_through_the_adapter_once_it_is_imported() -> None:
+    """The manager never imports the adapter (tests/test_package.py): importing it registers
+    its binding, and before that ``init_socket_reference`` says what to import."""
+    code = (
+        "import socketio\n"
+        "from sessionkit import SessionManager\n"
+        "try:\n"
+        "    SessionManager().init_socket_reference(socketio.AsyncServer())\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+        "import sessionkit.socketio\n"
+        "print(SessionManager.socket_binder is sessionkit.socketio.bind_socketio)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.splitlines() == [
+        "init_socket_reference binds through sessionkit.socketio: import it first"
+        " (it needs python-socketio: pip install 'sessionkit[socketio]')",
+        "True",
+    ]
 
 
 async def test_logout_arrives_within_a_second_of_the_deadline(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    doomed = await sm.load_new_session("Luca", timeout=2)
-    other = await sm.load_new_session("Fabio")  # 30 s: outlives the test
+    doomed = await memory_sm.load_new_session("Luca", timeout=2)
+    other = await memory_sm.load_new_session("Fabio")  # 30 s: outlives the test
     async with served() as url:
         first, second = clients(), clients()
         await connect(first, url, doomed)
         await connect(second, url, other)
-        deadline = (await sm.get_session_details(doomed)).expires_at.timestamp()
+        deadline = (await memory_sm.get_session_details(doomed)).expires_at.timestamp()
         data, received = await first.wait_for("logout", within=6)
         delay = received - deadline
         print(f"\nlogout received {delay * 1000:.1f} ms after the deadline")
@@ -135,15 +150,15 @@ async def test_logout_arrives_within_a_second_of_the_deadline(
         async with asyncio.timeout(3):
             await first.disconnected.wait()  # disconnect_on_logout
         # The other socket got nothing of that: the first push it receives is a later one.
-        assert await sm.send_logout_message(other)
+        assert await memory_sm.send_logout_message(other)
         await second.wait_for("logout")
         assert second.received() == [("logout", {"reason": "logout"})]
-    assert await sm.check_session_status(other)
+    assert await memory_sm.check_session_status(other)
 
 
 @pytest.mark.parametrize("auth", [None, {}, {"session_key": "not-a-key"}, {"session_key": 42}, "x"])
 async def test_missing_or_invalid_auth_is_refused(
-    sm: SessionManager, served: Served, clients: Callable[[], Client], auth: Any
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client], auth: Any
 ) -> None:
     async with served() as url:
         client = clients()
@@ -153,19 +168,19 @@ async def test_missing_or_invalid_auth_is_refused(
 
 
 async def test_a_dead_key_is_refused(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
+    key = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(key)
     async with served() as url:
         with pytest.raises(socketio.exceptions.ConnectionError):
             await connect(clients(), url, key)
 
 
 async def test_the_seeds_session_key_event_flow(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with served(require_auth=False) as url:
         honest, intruder = clients(), clients()
         await connect(honest, url)
@@ -176,64 +191,64 @@ async def test_the_seeds_session_key_event_flow(
         guess = {"session_key": room_for(key), "user": "Luca"}  # the room's name is no key
         assert await intruder.sio.call("session_key", guess) == {"joined": False}
         assert await intruder.sio.call("session_key", "garbage") == {"joined": False}
-        assert await sm.send_logout_message(key) is True
+        assert await memory_sm.send_logout_message(key) is True
         data, _ = await honest.wait_for("logout")
         assert data == {"reason": "logout"}
         # The intruder got nothing of that: the first push it receives is its own, later one.
-        own = await sm.load_new_session("Mallory")
+        own = await memory_sm.load_new_session("Mallory")
         assert await intruder.sio.call("session_key", {"session_key": own}) == {"joined": True}
-        assert await sm.delete_user_sessions("Mallory") == 1
+        assert await memory_sm.delete_user_sessions("Mallory") == 1
         await intruder.wait_for("logout")
         assert intruder.received() == [("logout", {"reason": "logout_all"})]
 
 
 async def test_rotation_keeps_the_socket_subscribed(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with served() as url:
         client = clients()
         await connect(client, url, key)
-        fresh = await sm.rotate_session_key(key)
-        await sm.send_logout_message(key)  # the old key no longer reaches anyone...
-        assert await sm.delete_user_sessions("Luca") == 1  # ...the new one does
+        fresh = await memory_sm.rotate_session_key(key)
+        await memory_sm.send_logout_message(key)  # the old key no longer reaches anyone...
+        assert await memory_sm.delete_user_sessions("Luca") == 1  # ...the new one does
         await client.wait_for("logout")
         assert client.received() == [("logout", {"reason": "logout_all"})]
-        assert not await sm.check_session_status(fresh)
+        assert not await memory_sm.check_session_status(fresh)
 
 
 async def test_delete_user_sessions_logs_out_every_tab(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    laptop = await sm.load_new_session("Luca")
-    phone = await sm.load_new_session("Luca")
-    bystander = await sm.load_new_session("Fabio")
+    laptop = await memory_sm.load_new_session("Luca")
+    phone = await memory_sm.load_new_session("Luca")
+    bystander = await memory_sm.load_new_session("Fabio")
     async with served() as url:
         tabs = [clients() for _ in range(3)]
         for tab, key in zip(tabs, (laptop, laptop, phone), strict=True):
             await connect(tab, url, key)
         other = clients()
         await connect(other, url, bystander)
-        assert await sm.delete_user_sessions("Luca") == 2
+        assert await memory_sm.delete_user_sessions("Luca") == 2
         for tab in tabs:
             data, _ = await tab.wait_for("logout")
             assert data == {"reason": "logout_all"}
             async with asyncio.timeout(3):
                 await tab.disconnected.wait()
         # The bystander got nothing of that: the first push it receives is a later one.
-        assert await sm.send_logout_message(bystander)
+        assert await memory_sm.send_logout_message(bystander)
         await other.wait_for("logout")
         assert other.received() == [("logout", {"reason": "logout"})]
 
 
 async def test_sockets_stay_connected_when_told_not_to_disconnect(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with served(disconnect_on_logout=False) as url:
         client = clients()
         await connect(client, url, key)
-        await sm.delete_all_sessions()  # a disconnect, if any, is sent before this returns
+        await memory_sm.delete_all_sessions()  # a disconnect, if any, is sent before this returns
         data, _ = await client.wait_for("logout")
         assert data == {"reason": "delete_all"}
         # A later call on the same connection is answered: the server did not disconnect it.
@@ -260,27 +275,27 @@ async def test_session_expiring_is_pushed_before_logout(
 
 
 async def test_touch_on_event_restarts_the_timer(
-    sm: SessionManager, served: Served, clients: Callable[[], Client]
+    memory_sm: SessionManager, served: Served, clients: Callable[[], Client]
 ) -> None:
-    key = await sm.load_new_session("Luca", timeout=2)
+    key = await memory_sm.load_new_session("Luca", timeout=2)
     async with served(touch_on_event=True) as url:
         client = clients()
         await connect(client, url, key)
-        before = (await sm.get_session_details(key)).expires_at
+        before = (await memory_sm.get_session_details(key)).expires_at
         for _ in range(5):  # 2.5 s of activity: past the 2 s idle timeout
             await asyncio.sleep(0.5)
             await client.sio.emit("anything", {"n": 1})
         await client.sio.call("session_key", None, timeout=5)  # answered after all of them
-        after = await sm.get_session_details(key)  # still live
+        after = await memory_sm.get_session_details(key)  # still live
         assert after.expires_at > before
-        fresh = await sm.rotate_session_key(key)  # the socket now touches the new key
-        moved = (await sm.get_session_details(fresh)).expires_at
+        fresh = await memory_sm.rotate_session_key(key)  # the socket now touches the new key
+        moved = (await memory_sm.get_session_details(fresh)).expires_at
         await asyncio.sleep(0.1)
         await client.sio.emit("anything")
         await client.sio.call("session_key", None, timeout=5)
-        assert (await sm.get_session_details(fresh)).expires_at > moved
+        assert (await memory_sm.get_session_details(fresh)).expires_at > moved
         # Nothing was pushed all along (no expiry): the first push is a later logout.
-        await sm.send_logout_message(fresh)
+        await memory_sm.send_logout_message(fresh)
         await client.wait_for("logout")
         assert client.received() == [("logout", {"reason": "logout"})]
 
@@ -299,7 +314,7 @@ def test_redact_blanks_keys_in_packets() -> None:
 
 
 async def test_no_raw_key_in_any_log_at_debug(
-    sm: SessionManager, clients: Callable[[], Client]
+    memory_sm: SessionManager, clients: Callable[[], Client]
 ) -> None:
     records: list[logging.LogRecord] = []
 
@@ -315,18 +330,18 @@ async def test_no_raw_key_in_any_log_at_debug(
     for name in (*names, ""):
         logging.getLogger(name).setLevel(logging.DEBUG)
     try:
-        keys = [await sm.load_new_session("Luca", timeout=2) for _ in range(2)]
+        keys = [await memory_sm.load_new_session("Luca", timeout=2) for _ in range(2)]
         sio = socketio.AsyncServer(async_mode="asgi", logger=True, engineio_logger=True)
         sio.logger.setLevel(logging.DEBUG)
         sio.eio.logger.setLevel(logging.DEBUG)
-        bind_socketio(sm, sio, require_auth=False, touch_on_event=True)
+        bind_socketio(memory_sm, sio, require_auth=False, touch_on_event=True)
         async with serve(socketio.ASGIApp(sio)) as url:
             by_auth, by_event = clients(), clients()
             await connect(by_auth, url, keys[0])  # polling first: the packet is in a URL body
             await connect(by_event, url)
             await by_event.sio.call("session_key", {"session_key": keys[1], "user": "Luca"})
             await by_event.sio.emit("echo", {"session_key": keys[1]})
-            await sm.rotate_session_key(keys[0])
+            await memory_sm.rotate_session_key(keys[0])
             await by_event.wait_for("logout", within=6)  # expiry, pushed
     finally:
         root.removeHandler(capture)
@@ -349,17 +364,15 @@ def test_what_the_adapter_uses_of_python_socketio_is_checked_at_import(
     import engineio
     from socketio.base_manager import BaseManager
 
-    from sessionkit import _socketio_compat
-
-    _socketio_compat.check()
+    socketio_compat.check()
 
     def changed(self: BaseManager, sid: str, namespace: str, room: str) -> None:
         pass  # a release without eio_sid
 
     monkeypatch.setattr(BaseManager, "basic_enter_room", changed)
     with pytest.raises(ImportError, match="basic_enter_room to take eio_sid"):
-        _socketio_compat.check()
+        socketio_compat.check()
     monkeypatch.undo()
     monkeypatch.delattr(engineio.AsyncServer, "send_packet")
     with pytest.raises(ImportError, match="send_packet"):
-        _socketio_compat.check()
+        socketio_compat.check()

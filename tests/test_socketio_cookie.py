@@ -20,13 +20,6 @@ from tests.servers import serve
 COOKIE = SessionCookie()
 
 
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30)
-    yield manager
-    await manager.aclose()
-
-
 @contextlib.asynccontextmanager
 async def cookie_server(
     sm: SessionManager, cookie: SessionCookie | str = COOKIE, **server: Any
@@ -93,60 +86,60 @@ class Tab:
     "transports", [["websocket"], None], ids=["websocket handshake", "polling handshake"]
 )
 async def test_a_cookie_authenticated_socket_receives_logout(
-    sm: SessionManager, transports: list[str] | None
+    memory_sm: SessionManager, transports: list[str] | None
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    other = await sm.load_new_session("Fabio")
-    async with cookie_server(sm) as (url, tab):
+    key = await memory_sm.load_new_session("Luca")
+    other = await memory_sm.load_new_session("Fabio")
+    async with cookie_server(memory_sm) as (url, tab):
         cookie = f'prefs={{"a": 1}}; name=John Doe; a=1;; {COOKIE.name}={key}'
         await tab.connect(url, cookie=cookie, transports=transports)
         assert tab.connected
-        await sm.delete_session(other)  # another session's ending reaches nobody here
-        assert await sm.send_logout_message(key) is True
+        await memory_sm.delete_session(other)  # another session's ending reaches nobody here
+        assert await memory_sm.send_logout_message(key) is True
         async with asyncio.timeout(5):
             await tab.got.wait()
     assert tab.events[0] == ("logout", {"reason": "logout"})
 
 
-async def test_an_auth_key_still_wins_in_cookie_mode(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    dead = await sm.load_new_session("Fabio")
-    await sm.delete_session(dead)
-    async with cookie_server(sm) as (url, tab):
+async def test_an_auth_key_still_wins_in_cookie_mode(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    dead = await memory_sm.load_new_session("Fabio")
+    await memory_sm.delete_session(dead)
+    async with cookie_server(memory_sm) as (url, tab):
         # The auth payload is read first; the stale cookie beside it is not consulted.
         await tab.connect(url, auth={"session_key": key}, cookie=f"{COOKIE.name}={dead}")
-        await sm.delete_user_sessions("Luca")
+        await memory_sm.delete_user_sessions("Luca")
         async with asyncio.timeout(5):
             await tab.got.wait()
     assert tab.events[0] == ("logout", {"reason": "logout_all"})
 
 
 @pytest.mark.parametrize("cookie", ["dead", "none", "other name"])
-async def test_a_dead_or_missing_cookie_is_refused(sm: SessionManager, cookie: str) -> None:
-    key = await sm.load_new_session("Luca")
+async def test_a_dead_or_missing_cookie_is_refused(memory_sm: SessionManager, cookie: str) -> None:
+    key = await memory_sm.load_new_session("Luca")
     header = {
         "dead": f"{COOKIE.name}={key}",
         "none": None,
         "other name": f"session_key={key}",
     }[cookie]
     if cookie == "dead":
-        await sm.delete_session(key)
-    async with cookie_server(sm) as (url, tab):
+        await memory_sm.delete_session(key)
+    async with cookie_server(memory_sm) as (url, tab):
         with pytest.raises(socketio.exceptions.ConnectionError):
             await tab.connect(url, cookie=header)
         assert not tab.connected
 
 
 async def test_a_foreign_page_cannot_open_a_socket_with_the_cookie(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    async with cookie_server(sm) as (url, tab):
+    key = await memory_sm.load_new_session("Luca")
+    async with cookie_server(memory_sm) as (url, tab):
         with pytest.raises(socketio.exceptions.ConnectionError):
             await tab.connect(url, cookie=f"{COOKIE.name}={key}", origin="https://evil.example")
         assert not tab.connected
     # A listed origin may.
-    async with cookie_server(sm, cors_allowed_origins=["https://app.example"]) as (url, tab):
+    async with cookie_server(memory_sm, cors_allowed_origins=["https://app.example"]) as (url, tab):
         await tab.connect(url, cookie=f"{COOKIE.name}={key}", origin="https://app.example")
         assert tab.connected
 
@@ -165,39 +158,39 @@ async def test_a_foreign_page_cannot_open_a_socket_with_the_cookie(
     ids=["star", "list star", "empty", "tuple star", "callable", "null", "list null"],
 )
 async def test_cookie_mode_refuses_a_server_that_accepts_any_origin(
-    sm: SessionManager, origins: Any
+    memory_sm: SessionManager, origins: Any
 ) -> None:
     sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins=origins)
     with pytest.raises(ValueError, match="cors_allowed_origins"):
-        bind_socketio(sm, sio, cookie=COOKIE)
+        bind_socketio(memory_sm, sio, cookie=COOKIE)
     # Nothing changed: the manager is not bound and the server has no handler of ours.
-    assert sm.get_socket_reference() is None
+    assert memory_sm.get_socket_reference() is None
     assert "connect" not in sio.handlers.get("/", {})
-    bind_socketio(sm, sio)  # without cookie mode the same server binds as before
-    assert sm.get_socket_reference() is sio
+    bind_socketio(memory_sm, sio)  # without cookie mode the same server binds as before
+    assert memory_sm.get_socket_reference() is sio
 
 
-async def test_cookie_mode_takes_a_cookie_name(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    async with cookie_server(sm, cookie="sid") as (url, tab):
+async def test_cookie_mode_takes_a_cookie_name(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    async with cookie_server(memory_sm, cookie="sid") as (url, tab):
         await tab.connect(url, cookie=f"sid={key}")
         assert tab.connected
 
 
-async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -> None:
-    phone = await sm.load_new_session("Luca")
-    laptop = await sm.load_new_session("Luca")
-    async with cookie_server(sm) as (url, phone_tab):
+async def test_ending_one_device_logs_out_that_socket_only(memory_sm: SessionManager) -> None:
+    phone = await memory_sm.load_new_session("Luca")
+    laptop = await memory_sm.load_new_session("Luca")
+    async with cookie_server(memory_sm) as (url, phone_tab):
         laptop_tab = Tab()
         try:
             await phone_tab.connect(url, cookie=f"{COOKIE.name}={phone}")
             await laptop_tab.connect(url, cookie=f"{COOKIE.name}={laptop}")
-            [listed_phone, listed_laptop] = await sm.get_user_sessions("Luca")
-            assert await sm.delete_user_session("Luca", listed_phone.id) is True
+            [listed_phone, listed_laptop] = await memory_sm.get_user_sessions("Luca")
+            assert await memory_sm.delete_user_session("Luca", listed_phone.id) is True
             async with asyncio.timeout(5):
                 await phone_tab.got.wait()
             # The laptop's first push is the one sent now: it was not told to log out before.
-            await sm.send_logout_message(laptop)
+            await memory_sm.send_logout_message(laptop)
             async with asyncio.timeout(5):
                 await laptop_tab.got.wait()
         finally:
@@ -205,7 +198,7 @@ async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -
     assert phone_tab.events == [("logout", {"reason": "logout"})]
     assert laptop_tab.events == [("logout", {"reason": "logout"})]
     assert listed_laptop.id != listed_phone.id
-    assert await sm.check_session_status(laptop)
+    assert await memory_sm.check_session_status(laptop)
 
 
 @pytest.mark.parametrize(
@@ -217,11 +210,11 @@ async def test_ending_one_device_logs_out_that_socket_only(sm: SessionManager) -
     ids=["jsonp", "jsonp same-site"],
 )
 async def test_a_jsonp_handshake_opens_no_engineio_session(
-    sm: SessionManager, headers: dict[str, str]
+    memory_sm: SessionManager, headers: dict[str, str]
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     sio = socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio, cookie=COOKIE)
+    bind_socketio(memory_sm, sio, cookie=COOKIE)
     handshake = "/socket.io/?EIO=4&transport=polling"
     cookie = {"cookie": f"{COOKIE.name}={key}"}
     async with serve(socketio.ASGIApp(sio)) as url, httpx.AsyncClient(base_url=url) as http:
@@ -238,11 +231,11 @@ async def test_a_jsonp_handshake_opens_no_engineio_session(
 
 @pytest.mark.parametrize("fetch_site", ["same-site", "cross-site"])
 async def test_a_handshake_from_another_site_without_an_origin_is_refused(
-    sm: SessionManager, fetch_site: str
+    memory_sm: SessionManager, fetch_site: str
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     sio = socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio, cookie=COOKIE)
+    bind_socketio(memory_sm, sio, cookie=COOKIE)
     handshake = "/socket.io/?EIO=4&transport=polling"
     headers = {"cookie": f"{COOKIE.name}={key}", "sec-fetch-site": fetch_site}
     async with serve(socketio.ASGIApp(sio)) as url, httpx.AsyncClient(base_url=url) as http:

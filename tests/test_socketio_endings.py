@@ -39,11 +39,8 @@ async def _log_in_twice(sm: SessionManager) -> None:
     await sm.load_new_session("Luca")  # the third of two allowed: the oldest goes
 
 
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30, max_sessions_per_user=2)
-    yield manager
-    await manager.aclose()
+# The options of the memory_sm fixture (tests/conftest.py) in this module.
+pytestmark = pytest.mark.sm_options(max_sessions_per_user=2)
 
 
 @contextlib.asynccontextmanager
@@ -65,20 +62,20 @@ async def held_keys(sio: Any) -> list[str]:
 
 @pytest.mark.parametrize("ending", list(ENDINGS))
 async def test_every_ending_tells_and_disconnects_every_tab_of_the_session(
-    sm: SessionManager, ending: str
+    memory_sm: SessionManager, ending: str
 ) -> None:
     end, reason = ENDINGS[ending]
-    key = await sm.load_new_session("Luca")
-    bystander = await sm.load_new_session("Fabio")
+    key = await memory_sm.load_new_session("Luca")
+    bystander = await memory_sm.load_new_session("Fabio")
     tabs = [Client(), Client()]
     other = Client()
     try:
-        async with server(sm) as (url, sio):
+        async with server(memory_sm) as (url, sio):
             for tab in tabs:
                 await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
             await other.sio.connect(url, auth={"session_key": bystander}, wait_timeout=5)
             assert key in await held_keys(sio)
-            await end(sm, key)
+            await end(memory_sm, key)
             for tab in tabs:
                 async with asyncio.timeout(5):
                     await tab.disconnected.wait()
@@ -88,7 +85,7 @@ async def test_every_ending_tells_and_disconnects_every_tab_of_the_session(
             assert key not in await held_keys(sio)
             if ending != "delete_all_sessions":
                 # The other user's socket heard nothing: its first push is this one.
-                assert await sm.send_logout_message(bystander)
+                assert await memory_sm.send_logout_message(bystander)
                 await other.wait_for("logout")
                 assert other.received() == [("logout", {"reason": "logout"})]
     finally:
@@ -97,11 +94,11 @@ async def test_every_ending_tells_and_disconnects_every_tab_of_the_session(
             await client.sio.shutdown()
 
 
-async def test_an_expiry_tells_and_disconnects_every_tab(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca", timeout=2)
+async def test_an_expiry_tells_and_disconnects_every_tab(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca", timeout=2)
     tabs = [Client(), Client()]
     try:
-        async with server(sm) as (url, sio):
+        async with server(memory_sm) as (url, sio):
             for tab in tabs:
                 await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
             for tab in tabs:
@@ -115,11 +112,11 @@ async def test_an_expiry_tells_and_disconnects_every_tab(sm: SessionManager) -> 
             await client.sio.shutdown()
 
 
-async def test_a_socket_kept_connected_no_longer_holds_the_key(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
+async def test_a_socket_kept_connected_no_longer_holds_the_key(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca")
     tab = Client()
     try:
-        async with server(sm, disconnect_on_logout=False) as (url, sio):
+        async with server(memory_sm, disconnect_on_logout=False) as (url, sio):
             await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
             assert await held_keys(sio) == [key]
             closed = asyncio.Event()
@@ -129,7 +126,7 @@ async def test_a_socket_kept_connected_no_longer_holds_the_key(sm: SessionManage
                     closed.set()
 
             watch_closing(sio.manager, on_closing)
-            await sm.delete_session(key)
+            await memory_sm.delete_session(key)
             data, _ = await tab.wait_for("logout")
             assert data == {"reason": "logout"}
             # The room closes once its sockets forgot the key, after the logouts went out.
@@ -144,17 +141,18 @@ async def test_a_socket_kept_connected_no_longer_holds_the_key(sm: SessionManage
         await tab.sio.shutdown()
 
 
-async def test_a_manager_bound_again_tells_each_socket_once(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
+async def test_a_manager_bound_again_tells_each_socket_once(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca")
     other = socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, other)
+    bind_socketio(memory_sm, other)
     tab = Client()
     try:
-        async with server(sm) as (url, sio):  # binds sm to this second server
-            bind_socketio(sm, sio)  # and once more (init_socket_reference after bind_socketio)
-            assert sm.get_socket_reference() is sio
+        async with server(memory_sm) as (url, sio):  # binds sm to this second server
+            # And once more (init_socket_reference after bind_socketio).
+            bind_socketio(memory_sm, sio)
+            assert memory_sm.get_socket_reference() is sio
             await tab.sio.connect(url, auth={"session_key": key}, wait_timeout=5)
-            await sm.delete_user_sessions("Luca")  # an ending that also notifies
+            await memory_sm.delete_user_sessions("Luca")  # an ending that also notifies
             async with asyncio.timeout(5):
                 await tab.disconnected.wait()
             assert tab.received() == [("logout", {"reason": "logout_all"})]

@@ -16,30 +16,29 @@ from engineio import packet as eio_packet
 from socketio.async_manager import AsyncManager
 
 from sessionkit import SessionEvent, SessionManager
-from sessionkit._socketio_rooms import is_indexed
-from sessionkit._timers import RESOLUTION
 from sessionkit.socketio import bind_socketio, index_rooms
+from tests.internals import RESOLUTION, generate_ack_id, is_indexed
 from tests.servers import serve
 
 SOCKETS = 300  # more than the manager claims in one batch: the burst yields to the loop
 
 
-class Recorder:
+class SentPackets:
     """Every packet the server hands engine.io, in order: (engine.io sid, Socket.IO text)."""
 
     def __init__(self, sio: Any) -> None:
-        self.sent: list[tuple[str, str]] = []
+        self.packets: list[tuple[str, str]] = []
         send = sio.eio.send_packet
 
         async def recording(eio_sid: str, pkt: Any) -> None:
             if pkt.packet_type == eio_packet.MESSAGE and isinstance(pkt.data, str):
-                self.sent.append((eio_sid, pkt.data))
+                self.packets.append((eio_sid, pkt.data))
             await send(eio_sid, pkt)
 
         sio.eio.send_packet = recording
 
     def indices(self, prefix: str) -> list[int]:
-        return [i for i, (_, data) in enumerate(self.sent) if data.startswith(prefix)]
+        return [i for i, (_, data) in enumerate(self.packets) if data.startswith(prefix)]
 
 
 class Crowd:
@@ -116,12 +115,12 @@ async def test_a_burst_sends_every_logout_once_and_before_any_disconnect(
 
     sio = socketio.AsyncServer(async_mode="asgi")
     bind_socketio(sm, sio)
-    recorder = Recorder(sio)
+    sent = SentPackets(sio)
     keys = [await sm.load_new_session(f"user{i}") for i in range(SOCKETS)]
     try:
         async with serve(socketio.ASGIApp(sio)) as url:
             await crowd.connect(url, keys)
-            recorder.sent.clear()
+            sent.packets.clear()
             await burst(sm, keys)
             if burst is burst_by_delete_all:
                 # Every logout has been sent; aclose() returns once every disconnect has
@@ -141,9 +140,9 @@ async def test_a_burst_sends_every_logout_once_and_before_any_disconnect(
     ][:3]
     # The server: every logout of the burst went out before the first disconnect (the
     # Socket.IO DISCONNECT packet of namespace "/" is "1").
-    logouts, disconnects = recorder.indices('2["logout"'), recorder.indices("1")
+    logouts, disconnects = sent.indices('2["logout"'), sent.indices("1")
     assert len(logouts) == SOCKETS
-    assert len({recorder.sent[i][0] for i in logouts}) == SOCKETS
+    assert len({sent.packets[i][0] for i in logouts}) == SOCKETS
     assert len(disconnects) == SOCKETS
     assert max(logouts) < min(disconnects)
 
@@ -210,7 +209,7 @@ async def test_the_indexed_manager_keeps_python_socketios_state() -> None:
             elif op < 0.7:
                 await m.close_room(room, ns)
             elif op < 0.75:
-                m._generate_ack_id(sid, print)
+                generate_ack_id(m, sid, print)
             elif op < 0.8:
                 m.pre_disconnect(sid, ns)
             else:

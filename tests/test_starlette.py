@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -15,9 +15,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from sessionkit import MemoryStore, SessionDetails, SessionManager, StoreUnavailable
-from sessionkit._guard import RETRY_AFTER
 from sessionkit.starlette import (
     RequireSession,
+    SessionAuthBackend,
     SessionCookie,
     SessionDependency,
     SessionRequired,
@@ -28,19 +28,13 @@ from sessionkit.starlette import (
     store_unavailable_handler,
 )
 from tests.conftest import require_redis
+from tests.internals import RETRY_AFTER
 from tests.servers import free_port, serve
 
 
 async def whoami(request: Request) -> JSONResponse:
     session = get_session(request)
     return JSONResponse({"user": session.username, "same": request.state.session is session})
-
-
-@pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30)
-    yield manager
-    await manager.aclose()
 
 
 def app_for(sm: SessionManager) -> Starlette:
@@ -54,8 +48,8 @@ def app_for(sm: SessionManager) -> Starlette:
 
 
 @pytest.fixture
-async def http(sm: SessionManager) -> AsyncIterator[Any]:
-    async with serve(app_for(sm)) as url, httpx.AsyncClient(base_url=url) as client:
+async def http(memory_sm: SessionManager) -> AsyncIterator[Any]:
+    async with serve(app_for(memory_sm)) as url, httpx.AsyncClient(base_url=url) as client:
         yield client
 
 
@@ -70,23 +64,23 @@ async def http(sm: SessionManager) -> AsyncIterator[Any]:
     ids=["session_key header", "bearer", "bearer lower case", "cookie"],
 )
 async def test_each_key_source_lets_a_live_session_in(
-    sm: SessionManager, http: Any, how: Any
+    memory_sm: SessionManager, http: Any, how: Any
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     response = await http.get("/any", **how(key))
     assert response.status_code == 200
     assert response.json() == {"user": "Luca", "same": True}
 
 
-async def test_sources_are_configurable(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
+async def test_sources_are_configurable(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
     assert (await http.get("/cookie-only", headers={"session_key": key})).status_code == 401
     response = await http.get("/cookie-only", headers={"cookie": f"sid={key}"})
     assert response.json()["user"] == "Luca"
     with pytest.raises(ValueError):
-        RequireSession(whoami, sm, sources=("query",))
+        RequireSession(whoami, memory_sm, sources=("query",))
     with pytest.raises(ValueError):
-        SessionDependency(sm, sources=())
+        SessionDependency(memory_sm, sources=())
 
 
 @pytest.mark.parametrize(
@@ -109,25 +103,25 @@ async def test_missing_or_dead_keys_get_401_with_logout(http: Any, headers: dict
     assert response.headers["www-authenticate"] == "Bearer"
 
 
-async def test_an_ended_session_gets_401(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
+async def test_an_ended_session_gets_401(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(key)
     response = await http.get("/any", headers={"session_key": key})
     assert response.status_code == 401
     assert response.json()["logout"] is True
     assert key not in response.text
 
 
-async def test_a_call_restarts_the_timer(sm: SessionManager, http: Any) -> None:
-    key = await sm.load_new_session("Luca")
-    before = (await sm.get_session_details(key)).expires_at
+async def test_a_call_restarts_the_timer(memory_sm: SessionManager, http: Any) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    before = (await memory_sm.get_session_details(key)).expires_at
     await asyncio.sleep(0.2)
     assert (await http.get("/no-restart", headers={"session_key": key})).status_code == 200
     # The memory store maps its monotonic clock to wall time on each read: a few µs of jitter.
-    unmoved = (await sm.get_session_details(key)).expires_at - before
+    unmoved = (await memory_sm.get_session_details(key)).expires_at - before
     assert abs(unmoved.total_seconds()) < 0.01
     assert (await http.get("/any", headers={"session_key": key})).status_code == 200
-    moved = (await sm.get_session_details(key)).expires_at
+    moved = (await memory_sm.get_session_details(key)).expires_at
     assert (moved - before).total_seconds() >= 0.15
 
 
@@ -203,8 +197,8 @@ async def test_get_session_without_the_wrapper_is_a_lookup_error() -> None:
         assert (await client.get("/", headers={"session_key": "k"})).status_code == 200
 
 
-async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
-    live = SessionDependency(sm, sources=("bearer",))
+async def test_the_dependency_form_with_starlette(memory_sm: SessionManager) -> None:
+    live = SessionDependency(memory_sm, sources=("bearer",))
 
     async def table(request: Request) -> JSONResponse:
         session = await live(request)
@@ -214,7 +208,7 @@ async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
         routes=[Route("/table", table)],
         exception_handlers={SessionRequired: session_required_handler},
     )
-    key = await sm.load_new_session("Fabio")
+    key = await memory_sm.load_new_session("Fabio")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.get("/table", headers={"Authorization": f"Bearer {key}"})
         refused = await client.get("/table", headers={"session_key": key})
@@ -223,18 +217,18 @@ async def test_the_dependency_form_with_starlette(sm: SessionManager) -> None:
     assert refused.json()["logout"] is True
 
 
-async def test_the_dependency_form_with_fastapi(sm: SessionManager) -> None:
+async def test_the_dependency_form_with_fastapi(memory_sm: SessionManager) -> None:
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
 
-    live = SessionDependency(sm)
+    live = SessionDependency(memory_sm)
     app = FastAPI(exception_handlers={SessionRequired: session_required_handler})
 
     @app.post("/api/get_table_data")
     async def table(session: SessionDetails = Depends(live)) -> dict[str, str]:  # noqa: B008
         return {"user": session.username}
 
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.post("/api/get_table_data", headers={"session_key": key})
         refused = await client.post("/api/get_table_data", headers={"session_key": "gone"})
@@ -313,3 +307,54 @@ async def test_the_withheld_cookie_hint_is_for_plain_http_to_other_hosts_only() 
         assert hinted.startswith(plain + "; this request came over plain http:// to app.example")
         assert await message(host="app.example", cookie="theme=dark") == plain  # some cookie came
         assert await message(host="app.example", session_key="") == hinted
+
+
+#: A bad value of each guard option, and what every guard raises for it (the first bad option
+#: is reported when there are several: max_auth_age, then sources, header, cookie, origins).
+BAD_OPTIONS = [
+    (
+        {"sources": ("query",)},
+        ValueError,
+        "sources must be some of ('header', 'bearer', 'cookie'), not ('query',)",
+    ),
+    ({"sources": ()}, ValueError, "sources must be some of ('header', 'bearer', 'cookie'), not ()"),
+    ({"header": 7}, AttributeError, "'int' object has no attribute 'lower'"),
+    ({"cookie": 7}, TypeError, "cookie must be a SessionCookie or a name, not int"),
+    ({"cookie": "a b"}, ValueError, "cookie name must be a non-empty token, not 'a b'"),
+    (
+        {"trusted_origins": "https://a.example"},
+        TypeError,
+        "trusted_origins must be a collection of origins, not one str",
+    ),
+    (
+        {"trusted_origins": ["https://*.example"]},
+        ValueError,
+        "a trusted origin is scheme://host[:port]",
+    ),
+    ({"max_auth_age": "60"}, TypeError, "max_auth_age must be a number of seconds, not str"),
+    (
+        {"max_auth_age": -1},
+        ValueError,
+        "max_auth_age must be a positive finite number of seconds, not -1",
+    ),
+    ({"max_auth_age": 0, "sources": ()}, ValueError, "max_auth_age must be a positive finite"),
+    ({"sources": (), "trusted_origins": "x"}, ValueError, "sources must be some of"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_OPTIONS)
+@pytest.mark.parametrize("guard", ["RequireSession", "SessionDependency", "SessionAuthBackend"])
+def test_every_guard_refuses_a_bad_option_alike(
+    guard: str, options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    """The guards share their options (docs/guides/starlette.md): each refuses the same bad
+    value with the same error, whichever guard is built."""
+    sm = SessionManager()
+    build: dict[str, Callable[[], object]] = {
+        "RequireSession": lambda: RequireSession(whoami, sm, **options),
+        "SessionDependency": lambda: SessionDependency(sm, **options),
+        "SessionAuthBackend": lambda: SessionAuthBackend(sm, **options),
+    }
+    with pytest.raises(error) as raised:
+        build[guard]()
+    assert str(raised.value).startswith(message)

@@ -47,19 +47,12 @@ async def whereami(request: Request) -> JSONResponse:
 
 
 @pytest.fixture
-async def sm() -> AsyncIterator[SessionManager]:
-    manager = SessionManager(timeout=30)
-    yield manager
-    await manager.aclose()
-
-
-@pytest.fixture
-async def http(sm: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
-    guard = RequireSession(whoami, sm, cookie=COOKIE, trusted_origins=[TRUSTED])
+async def http(memory_sm: SessionManager) -> AsyncIterator[httpx.AsyncClient]:
+    guard = RequireSession(whoami, memory_sm, cookie=COOKIE, trusted_origins=[TRUSTED])
     app = Starlette(
         routes=[
             Route("/api/me", guard, methods=["GET", "POST", "DELETE"]),
-            Route("/api/seed", RequireSession(whoami, sm), methods=["GET", "POST"]),
+            Route("/api/seed", RequireSession(whoami, memory_sm), methods=["GET", "POST"]),
             Route("/where", whereami),
         ]
     )
@@ -94,10 +87,10 @@ def with_cookie(key: str, **headers: str) -> dict[str, str]:
     ],
 )
 async def test_a_cross_site_unsafe_request_with_the_cookie_is_403(
-    sm: SessionManager, http: httpx.AsyncClient, headers: dict[str, str]
+    memory_sm: SessionManager, http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    before = await sm.get_session_details(key)
+    key = await memory_sm.load_new_session("Luca")
+    before = await memory_sm.get_session_details(key)
     for method in ("POST", "DELETE"):
         response = await http.request(method, "/api/me", headers=with_cookie(key, **headers))
         assert response.status_code == 403
@@ -108,8 +101,8 @@ async def test_a_cross_site_unsafe_request_with_the_cookie_is_403(
         }
         assert "set-cookie" not in response.headers  # the session itself is fine
     # Refused before the store was asked: the forged request did not even restart the timer.
-    assert (await sm.get_session_details(key)).last_active_at == before.last_active_at
-    assert await sm.check_session_status(key)
+    assert (await memory_sm.get_session_details(key)).last_active_at == before.last_active_at
+    assert await memory_sm.check_session_status(key)
 
 
 @pytest.mark.parametrize(
@@ -124,9 +117,9 @@ async def test_a_cross_site_unsafe_request_with_the_cookie_is_403(
     ids=["same-origin", "user-initiated", "own origin", "trusted", "trusted cross-site"],
 )
 async def test_a_same_origin_or_trusted_unsafe_request_with_the_cookie_passes(
-    sm: SessionManager, http: httpx.AsyncClient, headers: dict[str, str]
+    memory_sm: SessionManager, http: httpx.AsyncClient, headers: dict[str, str]
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     if headers.get("origin") == "own":
         headers = {"origin": str(http.base_url).rstrip("/")}
     response = await http.post("/api/me", headers=with_cookie(key, **headers))
@@ -135,9 +128,9 @@ async def test_a_same_origin_or_trusted_unsafe_request_with_the_cookie_passes(
 
 
 async def test_safe_methods_with_the_cookie_skip_the_check(
-    sm: SessionManager, http: httpx.AsyncClient
+    memory_sm: SessionManager, http: httpx.AsyncClient
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     response = await http.get("/api/me", headers=with_cookie(key, origin=FOREIGN))
     assert response.status_code == 200
 
@@ -151,9 +144,9 @@ async def test_safe_methods_with_the_cookie_skip_the_check(
     ids=["header key", "bearer"],
 )
 async def test_header_and_bearer_keys_skip_the_check(
-    sm: SessionManager, http: httpx.AsyncClient, how: Any
+    memory_sm: SessionManager, http: httpx.AsyncClient, how: Any
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     hostile = {"origin": FOREIGN, "sec-fetch-site": "cross-site"}
     response = await http.post("/api/me", headers={**how(key), **hostile})
     assert response.status_code == 200
@@ -184,9 +177,9 @@ def test_trusted_origins_are_checked() -> None:
     ['prefs={"a": 1}', "name=John Doe", "a=1;;", 'prefs={"a": 1}; name=John Doe; a=1;;'],
 )
 async def test_malformed_neighbouring_cookies_still_authenticate(
-    sm: SessionManager, http: httpx.AsyncClient, neighbours: str
+    memory_sm: SessionManager, http: httpx.AsyncClient, neighbours: str
 ) -> None:
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     same_origin = {"sec-fetch-site": "same-origin"}
     cookie = f"{neighbours}; {COOKIE.name}={key}"
     response = await http.post("/api/me", headers={"cookie": cookie, **same_origin})
@@ -197,10 +190,10 @@ async def test_malformed_neighbouring_cookies_still_authenticate(
 
 
 async def test_a_401_to_a_cookie_borne_key_clears_the_cookie(
-    sm: SessionManager, http: httpx.AsyncClient
+    memory_sm: SessionManager, http: httpx.AsyncClient
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
+    key = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(key)
     response = await http.get("/api/me", headers=with_cookie(key))
     assert response.status_code == 401
     assert response.json()["logout"] is True
@@ -209,10 +202,10 @@ async def test_a_401_to_a_cookie_borne_key_clears_the_cookie(
 
 
 async def test_a_401_to_a_header_key_or_no_key_leaves_cookies_alone(
-    sm: SessionManager, http: httpx.AsyncClient
+    memory_sm: SessionManager, http: httpx.AsyncClient
 ) -> None:
-    key = await sm.load_new_session("Luca")
-    await sm.delete_session(key)
+    key = await memory_sm.load_new_session("Luca")
+    await memory_sm.delete_session(key)
     for headers in ({"session_key": key}, {}, {"cookie": "theme=dark"}):
         response = await http.get("/api/me", headers=headers)
         assert response.status_code == 401
@@ -230,12 +223,12 @@ async def test_client_info_reads_the_peer_and_the_user_agent(http: httpx.AsyncCl
 # -- FastAPI: the security schemes in OpenAPI -------------------------------------------------
 
 
-async def test_the_dependency_declares_its_sources_in_openapi(sm: SessionManager) -> None:
+async def test_the_dependency_declares_its_sources_in_openapi(memory_sm: SessionManager) -> None:
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
 
-    live = SessionDependency(sm, cookie=COOKIE)
-    cookie_only = SessionDependency(sm, sources=("cookie",), cookie=COOKIE)
+    live = SessionDependency(memory_sm, cookie=COOKIE)
+    cookie_only = SessionDependency(memory_sm, sources=("cookie",), cookie=COOKIE)
     app = FastAPI(exception_handlers={SessionRequired: session_required_handler})
 
     @app.post("/api/table")
@@ -246,7 +239,7 @@ async def test_the_dependency_declares_its_sources_in_openapi(sm: SessionManager
     async def mine(session: SessionDetails = Depends(cookie_only)) -> dict[str, str]:  # noqa: B008
         return {"user": session.username}
 
-    key = await sm.load_new_session("Luca")
+    key = await memory_sm.load_new_session("Luca")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         document = (await client.get("/openapi.json")).json()
         # What Swagger UI's "Authorize" sends for each scheme it lists.
@@ -254,7 +247,7 @@ async def test_the_dependency_declares_its_sources_in_openapi(sm: SessionManager
         by_bearer = await client.post("/api/table", headers={"authorization": f"Bearer {key}"})
         by_cookie = await client.get("/api/mine", headers=with_cookie(key))
         forged = await client.post("/api/table", headers=with_cookie(key, origin=FOREIGN))
-        await sm.delete_session(key)
+        await memory_sm.delete_session(key)
         dead = await client.post("/api/table", headers=with_cookie(key, origin=url))
         docs = await client.get("/docs")
 
@@ -287,9 +280,9 @@ async def test_the_dependency_declares_its_sources_in_openapi(sm: SessionManager
 
 
 async def test_the_dependency_without_fastapi_signature_is_a_plain_callable(
-    sm: SessionManager,
+    memory_sm: SessionManager,
 ) -> None:
-    live = SessionDependency(sm)
+    live = SessionDependency(memory_sm)
 
     async def table(request: Request) -> JSONResponse:
         return JSONResponse({"user": (await live(request)).username})
@@ -298,7 +291,7 @@ async def test_the_dependency_without_fastapi_signature_is_a_plain_callable(
         routes=[Route("/table", table, methods=["POST"])],
         exception_handlers={SessionRequired: session_required_handler},
     )
-    key = await sm.load_new_session("Fabio")
+    key = await memory_sm.load_new_session("Fabio")
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         forged = await client.post(
             "/table", headers={"cookie": f"session_key={key}", "origin": FOREIGN}
@@ -340,11 +333,11 @@ def auth_app(sm: SessionManager) -> Starlette:
     )
 
 
-async def test_requires_authenticated_with_the_auth_backend(sm: SessionManager) -> None:
-    key = await sm.load_new_session("Luca")
-    dead = await sm.load_new_session("Fabio")
-    await sm.delete_session(dead)
-    async with serve(auth_app(sm)) as url, httpx.AsyncClient(base_url=url) as client:
+async def test_requires_authenticated_with_the_auth_backend(memory_sm: SessionManager) -> None:
+    key = await memory_sm.load_new_session("Luca")
+    dead = await memory_sm.load_new_session("Fabio")
+    await memory_sm.delete_session(dead)
+    async with serve(auth_app(memory_sm)) as url, httpx.AsyncClient(base_url=url) as client:
         ok = await client.get("/profile", headers=with_cookie(key))
         by_header = await client.post("/profile", headers={"session_key": key, "origin": FOREIGN})
         anonymous = await client.get("/profile")

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-from sessionkit import keys
+from sessionkit.keys import new_key as fresh_key
 from sessionkit.models import SessionRecord
 
 __all__ = ("Outcome", "Pending", "SessionStore")
@@ -117,12 +117,12 @@ class SessionStore(ABC):
         a Redis Cluster) marks the place in the key, so that a call with the key alone finds
         it. The default: :func:`sessionkit.keys.new_key`.
         """
-        return keys.new_key()
+        return fresh_key()
 
     def rotated_key(self, key: str) -> str:
         """Make the key a session moves to from ``key`` (the manager asks at each rotation);
         the default: :func:`sessionkit.keys.new_key`."""
-        return keys.new_key()
+        return fresh_key()
 
     @abstractmethod
     async def check(self, key: str) -> float | None:
