@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import math
 import re
@@ -366,22 +367,19 @@ class SessionManager:
         """Bind a ``socketio.AsyncServer`` with the defaults of
         :func:`sessionkit.socketio.bind_socketio` (the seed's call): the manager then pushes
         ``logout`` to each session's room. The binding is the adapter's, registered in
-        :attr:`socket_binder` when :mod:`sessionkit.socketio` is imported::
-
-            from sessionkit.socketio import bind_socketio  # or just: import sessionkit.socketio
+        :attr:`socket_binder` when :mod:`sessionkit.socketio` is imported (this imports it by
+        name if nothing has: the manager's module never imports the adapter)::
 
             sm.init_socket_reference(sio)  # the same as bind_socketio(sm, sio)
 
         :return: ``True``.
-        :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``, or if
-            :mod:`sessionkit.socketio` was never imported.
+        :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
+        :raises ImportError: if python-socketio is not installed (the ``socketio`` extra).
         """
+        if SessionManager.socket_binder is None:
+            importlib.import_module("sessionkit.socketio")  # registers its binder
         binder = SessionManager.socket_binder
-        if binder is None:
-            raise TypeError(
-                "init_socket_reference binds through sessionkit.socketio: import it first"
-                " (it needs python-socketio: pip install 'sessionkit[socketio]')"
-            )
+        assert binder is not None
         binder(self, sio)
         return True
 

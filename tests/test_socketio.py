@@ -111,25 +111,20 @@ async def test_bind_needs_an_async_server(memory_sm: SessionManager) -> None:
     assert memory_sm.get_socket_reference() is sio
 
 
-def test_init_socket_reference_binds_through_the_adapter_once_it_is_imported() -> None:
-    """The manager never imports the adapter (tests/test_package.py): importing it registers
-    its binding, and before that ``init_socket_reference`` says what to import."""
+def test_init_socket_reference_binds_through_the_adapter_with_no_import_of_it() -> None:
+    """The manager's module never imports the adapter (tests/test_package.py): importing it
+    registers its binding, and the seed's call, made before anything imported it, imports it
+    by name."""
     code = (
-        "import socketio\n"
+        "import sys, socketio\n"
         "from sessionkit import SessionManager\n"
-        "try:\n"
-        "    SessionManager().init_socket_reference(socketio.AsyncServer())\n"
-        "except TypeError as exc:\n"
-        "    print(exc)\n"
+        "print(SessionManager.socket_binder, 'sessionkit.socketio' in sys.modules)\n"
+        "print(SessionManager().init_socket_reference(socketio.AsyncServer()))\n"
         "import sessionkit.socketio\n"
         "print(SessionManager.socket_binder is sessionkit.socketio.bind_socketio)\n"
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.splitlines() == [
-        "init_socket_reference binds through sessionkit.socketio: import it first"
-        " (it needs python-socketio: pip install 'sessionkit[socketio]')",
-        "True",
-    ]
+    assert run.stdout.splitlines() == ["None False", "True", "True"]
 
 
 async def test_logout_arrives_within_a_second_of_the_deadline(
