@@ -36,7 +36,11 @@ FIGURES = (  # (name, unit)
     ("server CPU, N clients leaving at once", "s"),
     ("  leave: of which CPython's cyclic GC", "s"),
     ("connect time per client", "ms"),
+    ("GC-tracked objects per socket + session", "objects"),
 )
+#: Levers to measure, as JSON: {"server": {AsyncServer options}, "bind": {bind_socketio
+#: options}, "uvicorn": {options}}
+LEVERS = json.loads(os.environ.get("SESSIONKIT_BENCH_PUSH") or "{}")
 BOTH = (5_000, 20_000)
 #: The open issue's rows: (figure, target, bound, at sockets, row)
 ISSUE = (
@@ -107,7 +111,7 @@ def run_side(side: str, n: int, scratch: Path) -> list[float | None]:
 
     try:
         leave(connect(WARM_UP)[0])
-        before = server.ask("rss")["rss"]
+        before = server.ask("rss")
         loads, connect_s = connect(n)
         after = server.ask("rss")
         if after["sockets"] != n:
@@ -128,10 +132,11 @@ def run_side(side: str, n: int, scratch: Path) -> list[float | None]:
     finally:
         server.stop()
     once = float(len(counts) == n and all(c == 1 for c in counts))
-    kb, connect_ms = (after["rss"] - before) / n / 1000, connect_s / n * 1000
+    kb, connect_ms = (after["rss"] - before["rss"]) / n / 1000, connect_s / n * 1000
     p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
     burst_ = [pushed["cpu"], pushed["gc"], burst["cpu"]]
-    return [once, p50, p99, *burst_, kb, left["cpu"], left["gc"], connect_ms]
+    objects = after.get("objects") and (after["objects"] - before["objects"]) / n
+    return [once, p50, p99, *burst_, kb, left["cpu"], left["gc"], connect_ms, objects]
 
 
 def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
@@ -182,8 +187,9 @@ async def serve() -> None:
     from sessionkit import SessionManager
     from sessionkit.socketio import bind_socketio
 
-    sm, sio = SessionManager(timeout=HOUR), socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio)
+    sio = socketio.AsyncServer(async_mode="asgi", **LEVERS.get("server", {}))
+    sm = SessionManager(timeout=HOUR)
+    bind_socketio(sm, sio, **LEVERS.get("bind", {}))
     keys: list[str] = []
     cpu, in_gc = 0.0, [0.0, 0.0, 0.0]  # CPU in CPython's cyclic GC: in all, from, at start
 
@@ -195,6 +201,7 @@ async def serve() -> None:
 
     gc.callbacks.append(on_gc)
     options = {"ws": "websockets-sansio", "ws_per_message_deflate": False, "backlog": 4096}
+    options |= LEVERS.get("uvicorn", {})
     async with h.serving(socketio.ASGIApp(sio), lifespan="off", **options), sm:
         while line := await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline):
             command, *args = line.split()
@@ -205,7 +212,7 @@ async def serve() -> None:
                 h.answer(made=len(keys))
             elif command == "rss":
                 gc.collect()
-                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets))
+                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets), objects=len(gc.get_objects()))
             elif command in ("arm", "watch"):
                 # Each measured window starts from a collected heap on both sides, so that it
                 # pays for the garbage it makes, not for what connecting N clients left.
