@@ -52,7 +52,8 @@ def fmt(value: float | str | None, unit: str = "") -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """A bound an issue sets on a figure: on its ratio to the baseline, or on its value."""
+    """A bound an issue sets on a figure: on its ratio to the baseline, or on its value.
+    ``row`` names it in the run's closing summary (the open issue's table), if it is there."""
 
     figure: str
     text: str
@@ -60,8 +61,9 @@ class Target:
     on: str = "ratio"  # or "value"
     at_most: bool = False
     sizes: tuple[int, ...] = ()  # judged at these sizes, or at the largest one a run has
+    row: str = ""
 
-    def met(self, value: float | None, against: float | None) -> bool | None:
+    def met(self, value: float | None, against: float | None = None) -> bool | None:
         x = against if self.on == "ratio" else value
         return None if x is None else x <= self.bound if self.at_most else x >= self.bound
 
@@ -94,16 +96,36 @@ class Table:
 
 @dataclass
 class Report:
-    """What one part of the suite measured: its tables and raw data, or why it could not."""
+    """What one part of the suite measured: its tables and raw data, or why it could not; and
+    its rows of the summary, by :attr:`Target.row`: (the figure as measured, the verdict)."""
 
     part: str
     tables: list[Table] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
     why: str = ""
+    summary: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def show(self, table: Table) -> None:
         self.tables.append(table)
         say(table.text())
+
+    def judge(self, target: Target, value: float | None, shown: str = "") -> str:
+        """Judge ``value`` (a ratio or a value, as the target reads it); its verdict."""
+        verdict = VERDICT[target.met(value, value)]
+        if target.row:
+            self.summary[target.row] = (shown or fmt(value, "x"), verdict)
+        return verdict
+
+
+def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
+    """The closing table: every row of the open issue, as this run measured it."""
+    header = ("figure", "measured", "target", "")
+    table = Table("summary: every row of the issue, from this run", header)
+    found = {row: got for report in reports for row, got in report.summary.items()}
+    for t in rows:
+        shown, verdict = found.get(t.row, ("-", VERDICT[None]))
+        table.rows.append([t.row, shown, t.text, verdict])
+    return table
 
 
 def compare(
@@ -113,9 +135,11 @@ def compare(
     samples: dict[tuple[str, int], dict[str, list[float]]],
     targets: Sequence[Target],
     notes: dict[tuple[str, int], str] | None = None,
+    report: Report | None = None,
 ) -> Table:
     """Medians of each figure (name, unit, sizes) by side, and targets where asked (or at the
-    largest size run)."""
+    largest size run), each judged into ``report``'s summary."""
+    report = report or Report("")
     table = Table(title, ("figure", at, "sessionkit", "seed", "ratio", "target", ""))
     for name, unit, sizes in figures:
         for size in sizes:
@@ -126,11 +150,12 @@ def compare(
             row = [f"{name} ({unit})", f"{size:,}", fmt(ours, unit)]
             row += [(notes or {}).get((name, size)) or fmt(base, unit), fmt(against, "x"), "", ""]
             for t in (t for t in targets if t.figure == name):
-                if not t.sizes or size in t.sizes:
-                    row[5:] = [t.text, VERDICT[t.met(ours, against)]]
-                elif size == max(sizes) and not set(t.sizes) & set(sizes):
-                    asked = ", ".join(f"{n:,}" for n in t.sizes)
-                    row[5:] = [f"{t.text} (asked at {asked})", VERDICT[t.met(ours, against)]]
+                here = not t.sizes or size in t.sizes
+                if here or (size == max(sizes) and not set(t.sizes) & set(sizes)):
+                    asked = "" if here else f" (asked at {', '.join(f'{n:,}' for n in t.sizes)})"
+                    x = against if t.on == "ratio" else ours
+                    shown = f"{fmt(x, unit if t.on == 'value' else 'x')} at {size:,}{asked}"
+                    row[5:] = [t.text + asked, report.judge(t, x, shown)]
             table.rows.append(row)
     return table
 

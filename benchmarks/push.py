@@ -1,6 +1,5 @@
-"""The logout push at scale beside the seed on Node's socket.io (part ``push``: a fresh server,
-``python -m benchmarks.push serve`` or ``seed.js``, and N clients from ``push_load.js``), and
-python-socketio's disconnects with and without ``index_rooms`` (part ``rooms``)."""
+"""The logout push at scale beside the seed on Node's socket.io (part ``push``): a fresh server,
+``python -m benchmarks.push serve`` or ``seed.js``, and N clients from ``push_load.js``."""
 
 from __future__ import annotations
 
@@ -10,6 +9,8 @@ import dataclasses
 import gc
 import json
 import math
+import os
+import resource
 import sys
 import tempfile
 import time
@@ -35,15 +36,43 @@ FIGURES = (  # (name, unit)
     ("server CPU, N clients leaving at once", "s"),
     ("  leave: of which CPython's cyclic GC", "s"),
     ("connect time per client", "ms"),
+    ("GC-tracked objects per socket + session", "objects"),
 )
+#: Levers to measure, as JSON: {"server": {AsyncServer options}, "bind": {bind_socketio
+#: options}, "uvicorn": {options}}
+LEVERS = json.loads(os.environ.get("SESSIONKIT_BENCH_PUSH") or "{}")
 BOTH = (5_000, 20_000)
+#: The open issue's rows: (figure, target, bound, at sockets, row)
+ISSUE = (
+    (
+        2,
+        "p99 <= 1.5x seed busy, 1.2x quiet",
+        1.5,
+        5_000,
+        "5,000 due together: p99 deadline -> logout",
+    ),
+    (5, "burst CPU <= 2x seed", 2, 5_000, "5,000 due together: server CPU, with disconnects"),
+    (6, "memory <= 1.5x seed", 1.5, 5_000, "5,000 due together: memory per socket + session"),
+    (2, "p99 <= 3x seed", 3, 20_000, "19,900 sockets: p99 deadline -> logout"),
+    (3, "burst CPU <= 3x seed", 3, 20_000, "19,900 sockets: server CPU until every logout"),
+)
 TARGETS = (
     h.Target(FIGURES[0][0], "exactly one", 1, "value", sizes=BOTH),
-    h.Target(FIGURES[2][0], "p99 <= 1.5x seed", 1.5, at_most=True, sizes=BOTH),
-    h.Target(FIGURES[3][0], "burst CPU <= 2x seed", 2, at_most=True, sizes=BOTH),
-    h.Target(FIGURES[6][0], "memory <= 1.5x seed", 1.5, at_most=True, sizes=BOTH),
-    h.Target(FIGURES[7][0], "leave CPU <= 2x seed", 2, at_most=True, sizes=(5_000,)),
+    *(
+        h.Target(FIGURES[i][0], text, bound, at_most=True, sizes=(n,), row="logout push, " + row)
+        for i, text, bound, n, row in ISSUE
+    ),
 )
+QUIET = 0.25  # cores: other work on the machine below this during the run, it counts as quiet
+
+
+def others() -> float:
+    """CPU seconds the machine has spent busy so far, less this process's and its children's."""
+    with open("/proc/stat") as stat:  # user nice system idle iowait irq softirq steal
+        ticks = [int(x) for x in stat.readline().split()[1:9]]
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    used = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return busy - sum(u.ru_utime + u.ru_stime for u in used)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -82,7 +111,7 @@ def run_side(side: str, n: int, scratch: Path) -> list[float | None]:
 
     try:
         leave(connect(WARM_UP)[0])
-        before = server.ask("rss")["rss"]
+        before = server.ask("rss")
         loads, connect_s = connect(n)
         after = server.ask("rss")
         if after["sockets"] != n:
@@ -103,10 +132,11 @@ def run_side(side: str, n: int, scratch: Path) -> list[float | None]:
     finally:
         server.stop()
     once = float(len(counts) == n and all(c == 1 for c in counts))
-    kb, connect_ms = (after["rss"] - before) / n / 1000, connect_s / n * 1000
+    kb, connect_ms = (after["rss"] - before["rss"]) / n / 1000, connect_s / n * 1000
     p50, p99 = percentile(delays, 0.50), percentile(delays, 0.99)
     burst_ = [pushed["cpu"], pushed["gc"], burst["cpu"]]
-    return [once, p50, p99, *burst_, kb, left["cpu"], left["gc"], connect_ms]
+    objects = after.get("objects") and (after["objects"] - before["objects"]) / n
+    return [once, p50, p99, *burst_, kb, left["cpu"], left["gc"], connect_ms, objects]
 
 
 def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
@@ -119,6 +149,7 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
         h.say(f"push: at most {most:,} sockets per process here (its limit of open files)")
     sides = ("sessionkit",) if why_no_seed else h.SIDES
     samples: dict[tuple[str, int], dict[str, list[float]]] = {}
+    began, other = time.perf_counter(), others()
     with tempfile.TemporaryDirectory(prefix="sessionkit-push-") as tmp:
         for round_no in range(args.rounds):
             h.say(f"push round {round_no + 1} of {args.rounds}")
@@ -130,51 +161,18 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
                         samples.setdefault((name, n), {}).setdefault(side, []).append(value)
                 spent = time.perf_counter() - started
                 h.say(f"  {side:<10} {n:>7,} sockets: p99 {h.fmt(got[2], 'ms')} ({spent:.0f} s)")
+    # The p99 target is 1.5x on a busy machine, 1.2x on a quiet one: which one this run was.
+    cores = (others() - other) / (time.perf_counter() - began)
+    busy = cores >= QUIET
     figures = [(name, unit, sizes) for name, unit in FIGURES]
-    report.data = {"samples": {str(k): v for k, v in samples.items()}}
+    report.data = {"samples": {str(k): v for k, v in samples.items()}, "other_cores": cores}
     capped = [dataclasses.replace(t, sizes=tuple(min(n, most) for n in t.sizes)) for t in TARGETS]
-    report.show(h.compare("push (ratio = sessionkit / seed)", "sockets", figures, samples, capped))
-    # The shipped manager's O(N^2) takes ~50 s at 20,000 sockets: measured up to 5,000 only.
-    report.show(rooms([n for n in sizes if n <= 5_000] or [min(sizes[0], 5_000)]))
-    return report
-
-
-# -- python-socketio's disconnects, in this process ------------------------------------------------
-
-
-async def disconnect_all(n: int, *, indexed: bool) -> float:
-    """CPU to disconnect ``n`` sockets, each in its sid room and a session room, one by one."""
-    import socketio
-    from socketio.async_manager import AsyncManager
-
-    from sessionkit.socketio import index_rooms
-
-    manager: Any = AsyncManager()
-    socketio.AsyncServer(async_mode="asgi", client_manager=manager)
-    if indexed:
-        index_rooms(manager)
-    for i in range(n):
-        manager.basic_enter_room(f"s{i}", "/", None, eio_sid=f"e{i}")
-        manager.basic_enter_room(f"s{i}", "/", f"s{i}", eio_sid=f"e{i}")
-        manager.basic_enter_room(f"s{i}", "/", f"session:{i}")
-    started = time.process_time()
-    for i in range(n):
-        await manager.disconnect(f"s{i}", "/")
-    return time.process_time() - started
-
-
-def rooms(sizes: list[int]) -> h.Table:
-    title = "python-socketio: CPU to disconnect N sockets one by one (~2N rooms)"
-    table = h.Table(title, ("sockets", "as shipped", "with index_rooms"))
-    for n in sizes:
-        shipped, indexed = (asyncio.run(disconnect_all(n, indexed=i)) for i in (False, True))
-        table.rows.append([f"{n:,}", f"{shipped:.3f} s", f"{indexed:.4f} s"])
-    return table
-
-
-def run_rooms(args: argparse.Namespace, _: str | None) -> h.Report:
-    report = h.Report("rooms")
-    report.show(rooms(list(args.sockets or SOCKETS[args.mode])))
+    capped[1] = dataclasses.replace(capped[1], bound=1.5 if busy else 1.2)
+    title = "push (ratio = sessionkit / seed)"
+    table = h.compare(title, "sockets", figures, samples, capped, report=report)
+    what = ("busy", "p99 <= 1.5x") if busy else ("quiet", "p99 <= 1.2x")
+    table.note = f"other work on the machine: {cores:.2f} cores ({what[0]}: {what[1]} judged)"
+    report.show(table)
     return report
 
 
@@ -189,8 +187,9 @@ async def serve() -> None:
     from sessionkit import SessionManager
     from sessionkit.socketio import bind_socketio
 
-    sm, sio = SessionManager(timeout=HOUR), socketio.AsyncServer(async_mode="asgi")
-    bind_socketio(sm, sio)
+    sio = socketio.AsyncServer(async_mode="asgi", **LEVERS.get("server", {}))
+    sm = SessionManager(timeout=HOUR)
+    bind_socketio(sm, sio, **LEVERS.get("bind", {}))
     keys: list[str] = []
     cpu, in_gc = 0.0, [0.0, 0.0, 0.0]  # CPU in CPython's cyclic GC: in all, from, at start
 
@@ -202,6 +201,7 @@ async def serve() -> None:
 
     gc.callbacks.append(on_gc)
     options = {"ws": "websockets-sansio", "ws_per_message_deflate": False, "backlog": 4096}
+    options |= LEVERS.get("uvicorn", {})
     async with h.serving(socketio.ASGIApp(sio), lifespan="off", **options), sm:
         while line := await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline):
             command, *args = line.split()
@@ -212,7 +212,7 @@ async def serve() -> None:
                 h.answer(made=len(keys))
             elif command == "rss":
                 gc.collect()
-                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets))
+                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets), objects=len(gc.get_objects()))
             elif command in ("arm", "watch"):
                 # Each measured window starts from a collected heap on both sides, so that it
                 # pays for the garbage it makes, not for what connecting N clients left.

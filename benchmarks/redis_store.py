@@ -7,10 +7,7 @@ import argparse
 import asyncio
 import importlib
 import os
-import re
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -32,7 +29,6 @@ OPS = {"full": 20_000, "quick": 3_000, "smoke": 300}  # calls per figure, side a
 #: the rest of the machine (the server shares its cores) lands on both sides alike.
 SLICE = 500
 HOUR = 3600  # seconds
-LIMIT = "redis server limit (benchmark tool)"
 Call = Callable[[int], Awaitable[Any]]
 
 
@@ -113,20 +109,6 @@ async def p50(sides: dict[str, Call], calls: int) -> list[float]:
     return [statistics.median(values) for values in taken.values()]
 
 
-def server_limit(port: int, commands: dict[str, list[Any]], requests: int) -> list[list[str]]:
-    tool = shutil.which("valkey-benchmark") or shutil.which("redis-benchmark")
-    if tool is None:
-        h.say(f"  {LIMIT}: no valkey-benchmark or redis-benchmark on PATH (redis-tools)")
-        return [[LIMIT, "not measured", "", "", "", ""]]
-    rows = []
-    for (name, command), c in ((item, c) for item in commands.items() for c in TARGET_RATIO):
-        args = [tool, "-p", str(port), "-c", str(c), "-n", str(requests), "-q", *command]
-        done = subprocess.run(list(map(str, args)), capture_output=True, text=True, check=False)
-        found = re.findall(r"([\d.]+) requests per second", done.stdout)
-        rows.append([f"{LIMIT}: {name} c={c}", found[-1] if found else "-", "", "", "", ""])
-    return rows
-
-
 async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[str]]:
     """The rows measured on the server (or the cluster of a primary) at ``port``."""
     from redis import asyncio as redis_asyncio
@@ -138,7 +120,7 @@ async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[
     # Two clients made alike (same pool settings), so neither side shares the other's pool.
     client, raw = kind(host="127.0.0.1", port=port), kind(host="127.0.0.1", port=port)
     store = getattr(importlib.import_module(module_name), class_name)(client, prefix="bench:")
-    where, rows, limits = "redis cluster" if cluster else "redis", [], {"PING": ["PING"]}
+    where, rows = "redis cluster" if cluster else "redis", []
     async with SessionManager(timeout=HOUR, store=store) as sm:
         n = min(ops, 5_000)
         keys = [await sm.load_new_session(f"user{i}") for i in range(n)]
@@ -150,7 +132,6 @@ async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[
             commands = commands_for(await capture(call(keys[0])), keys)
             sides: dict[str, Call] = {"sessionkit": lambda i, call=call: call(keys[i % n])}  # type: ignore[misc]
             if commands is not None:  # else only sessionkit's side is measured
-                limits[name] = commands[0]
                 sides["raw"] = lambda i, c=commands: raw.evalsha(*c[i % n][1:])  # type: ignore[misc]
             for c, bound in TARGET_RATIO.items():
                 ours, base = [*await alternate(sides, ops, rounds, c), None][:2]
@@ -170,8 +151,6 @@ async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[
                 met = h.VERDICT[ours - base <= LATENCY_EXTRA_US]
                 target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
                 rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
-        if not cluster:
-            rows += server_limit(port, limits, min(100_000, 10 * ops))
         await sm.delete_all_sessions()
     await client.aclose()
     await raw.aclose()

@@ -1,9 +1,8 @@
-// node --expose-gc seed.js SEED_DIR ops|expiry|logged-users|push ...: the seed's side
+// node --expose-gc seed.js SEED_DIR ops|expiry|push ...: the seed's side
 // (users-session-manager@1.0.9) of benchmarks/sessions.py and benchmarks/push.py, with their
-// modes and JSON fields. logged-users prints {"ready": true} once its sessions exist, then calls
-// getLoggedUsers() (the driver kills it when its time box runs out). push serves Socket.IO on a
-// free port, wired as the seed's README shows, and answers the commands `python -m
-// benchmarks.push serve` does; the sockets stay connected after their logout, as there.
+// modes and JSON fields. push serves Socket.IO on a free port, wired as the seed's README
+// shows, and answers the commands `python -m benchmarks.push serve` does; the sockets stay
+// connected after their logout, as there.
 "use strict";
 
 const fs = require("fs");
@@ -141,18 +140,9 @@ function push(pushDir) {
     });
 }
 
-function loggedUsers(sessions) {
-  const sm = manager(HOUR);
-  for (let i = 0; i < sessions; i++) sm.loadNewSession(`user${i}`);
-  say({ ready: true });
-  const t0 = now();
-  sm.getLoggedUsers();
-  return { get_logged_users_s: now() - t0 };
-}
-
 if (mode === "push") push(rest[0]);
 else {
-  const modes = { ops, expiry, "logged-users": loggedUsers };
+  const modes = { ops, expiry };
   // Then exit: pending session timers would keep the process alive for an hour.
   Promise.resolve(modes[mode](...rest.map(Number))).then((result) => (say(result), process.exit(0)));
 }

@@ -1,7 +1,8 @@
 """Deadline timers that cost nothing on the hot path.
 
-Deadlines are grouped into buckets ``RESOLUTION`` seconds wide, with one ``loop.call_at``
-handle per bucket, so a million sessions need at most ``timeout / RESOLUTION`` handles. A
+Deadlines are grouped into buckets ``RESOLUTION`` seconds wide (``FINE`` once a Socket.IO
+server is bound: a logout is pushed closer to its deadline), with one ``loop.call_at`` handle per
+bucket, so a million sessions need at most ``timeout / RESOLUTION`` handles. A
 restart does not touch its timer: the store moves the deadline, and when the old bucket fires
 the manager asks the store, which reports the session still live, and re-arms it.
 
@@ -19,7 +20,10 @@ import asyncio
 from collections.abc import Callable
 
 RESOLUTION = 0.05  # seconds: a deadline fires at most this late, before the loop's own lateness
-_PER_SECOND = 1 / RESOLUTION
+FINE = 0.01  # seconds: the resolution a manager with a Socket.IO bridge switches to
+# Buckets are numbered in milliseconds whatever their width, so that a resolution changed while
+# keys are armed leaves each bucket where it was: bucket n fires at loop time n / 1000.
+_PER_SECOND = 1000
 
 
 class DeadlineTimers:
@@ -29,8 +33,16 @@ class DeadlineTimers:
     the store's answer, not the timer, decides whether its session ended.
     """
 
-    def __init__(self, on_due: Callable[[list[str]], None], *, exact: bool = False) -> None:
+    def __init__(
+        self,
+        on_due: Callable[[list[str]], None],
+        *,
+        exact: bool = False,
+        resolution: float = RESOLUTION,  # seconds
+    ) -> None:
         self._on_due = on_due
+        self._step = 1  # milliseconds per bucket: see resolution
+        self.resolution = resolution
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buckets: dict[int, list[str]] = {}  # bucket -> keys, some stale
         self._handles: dict[int, asyncio.TimerHandle] = {}
@@ -39,6 +51,20 @@ class DeadlineTimers:
         self._ids: dict[int, int] = {}
         self._armed: dict[str, int] | None = {} if exact else None  # key -> its bucket
         self._stale = 0  # places in buckets the map no longer points at (exact mode)
+
+    @property
+    def resolution(self) -> float:
+        """Seconds a key fires after its time, at most (before the loop's own lateness)."""
+        return self._step / _PER_SECOND
+
+    @resolution.setter
+    def resolution(self, seconds: float) -> None:
+        # Keys armed before keep their buckets; those armed from now on use the new width.
+        self._step = max(1, round(seconds * _PER_SECOND))
+
+    def _bucket(self, when: float) -> int:
+        step = self._step
+        return (int(when * _PER_SECOND) // step + 1) * step
 
     def make_exact(self) -> None:
         """Track each key's bucket from now on, starting from where the keys are now."""
@@ -60,7 +86,7 @@ class DeadlineTimers:
         self.cancel_handles()
         self._loop = loop
         for bucket in self._buckets:
-            self._handles[bucket] = loop.call_at(bucket * RESOLUTION, self._fire, bucket)
+            self._handles[bucket] = loop.call_at(bucket / _PER_SECOND, self._fire, bucket)
 
     def cancel_handles(self) -> None:
         """Cancel every handle but remember what was armed, so that :meth:`bind` can re-arm it."""
@@ -71,7 +97,8 @@ class DeadlineTimers:
 
     def arm(self, key: str, when: float) -> None:
         """Fire ``key`` at loop time ``when`` (or up to one bucket later)."""
-        bucket = int(when * _PER_SECOND) + 1
+        step = self._step  # (_bucket, inline: once per login)
+        bucket = (int(when * _PER_SECOND) // step + 1) * step
         armed = self._armed
         if armed is not None:
             old = armed.get(key)
@@ -87,7 +114,7 @@ class DeadlineTimers:
             return
         self._buckets[bucket] = [key]
         if self._loop is not None:
-            self._handles[bucket] = self._loop.call_at(bucket * RESOLUTION, self._fire, bucket)
+            self._handles[bucket] = self._loop.call_at(bucket / _PER_SECOND, self._fire, bucket)
 
     def arm_by(self, key: str, when: float) -> None:
         """Make sure ``key`` fires by ``when``: re-arm only if it is unarmed or armed later.
@@ -96,7 +123,7 @@ class DeadlineTimers:
         """
         assert self._armed is not None, "arm_by needs exact mode"
         old = self._armed.get(key)
-        if old is None or int(when * _PER_SECOND) + 1 < old:
+        if old is None or self._bucket(when) < old:
             self.arm(key, when)
 
     def disarm(self, key: str) -> bool:

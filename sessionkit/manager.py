@@ -6,8 +6,9 @@ import asyncio
 import importlib
 import logging
 import math
+import os
 import re
-from asyncio import get_running_loop
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from numbers import Real
@@ -17,6 +18,7 @@ from typing import Any, ClassVar, TypeVar, cast, get_args, overload
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain, session_event
 from sessionkit._tasks import LoopTasks
+from sessionkit._timers import FINE
 from sessionkit.clients import client_changed
 from sessionkit.events import (
     Dispatcher,
@@ -43,6 +45,19 @@ MAX_SESSION_TIMEOUT = 365 * 24 * 60 * 60
 _SESSION_ID = re.compile(r"[0-9a-f]{64}")  # a session's public id: its key's SHA-256 hex
 
 T = TypeVar("T")
+
+# Managers bound to a loop. A child forked while that loop ran holds a copy that says it is
+# running, yet never runs there: the hot paths, which ask the bound loop rather than asyncio
+# (see check_session_status), must bind afresh in the child.
+_bound: weakref.WeakSet[SessionManager] = weakref.WeakSet()
+
+
+def _forget_loops() -> None:
+    for manager in _bound:
+        manager._loop = None
+
+
+os.register_at_fork(after_in_child=_forget_loops)
 
 
 def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> float:
@@ -290,6 +305,7 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             self._loop = loop
+            _bound.add(self)
             self._tasks.start(loop)
             self._expiry.bind(loop)
         return loop
@@ -396,6 +412,8 @@ class SessionManager:
         """
         self._server = sio
         self._fanout.bridge = bridge
+        # Sessions with sockets: a logout reaches the page within 10 ms of its deadline, not 50.
+        self._expiry.timers.resolution = FINE
 
     # -- the seed's calls --------------------------------------------------------------------
 
@@ -433,7 +451,9 @@ class SessionManager:
         if client is not None and not isinstance(client, ClientInfo):
             raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
         text = encode_data(data)
-        loop = self._bind()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # see check_session_status
+            loop = self._bind()
         store = self._store
         key = store.new_key(username)
         try:
@@ -566,9 +586,9 @@ class SessionManager:
         :return: ``True``.
         :raises SessionNotFound: if ``key`` names no live session.
         """
-        loop = get_running_loop()
-        if loop is not self._loop:
-            self._bind()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # see check_session_status
+            loop = self._bind()
         remaining = None
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
             touch_now = self._touch_now
@@ -590,7 +610,9 @@ class SessionManager:
         :raises SessionNotFound: if ``key`` names no live session.
         :raises StoreUnavailable: if the store cannot be reached.
         """
-        loop = self._bind()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # see check_session_status
+            loop = self._bind()
         record = await self._store.touch_get(key, self._timeout) if is_key_like(key) else None
         if record is None:
             raise _not_found(key)
@@ -650,7 +672,11 @@ class SessionManager:
         :return: ``True`` if live, else ``False``.
         :raises StoreUnavailable: if the store cannot be read (never a guess either way).
         """
-        if get_running_loop() is not self._loop:
+        # Not asyncio.get_running_loop(): it makes a system call (getpid) on every call, a
+        # third of a check. The loop this manager is bound to runs only while it is the one
+        # running here (nested loops are refused); any other means a new loop: bind to it.
+        loop = self._loop
+        if loop is None or not loop.is_running():
             self._bind()
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
             check_now = self._check_now

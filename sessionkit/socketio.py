@@ -25,6 +25,7 @@ Install with ``pip install 'sessionkit[socketio]'``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import weakref
@@ -74,6 +75,12 @@ _QUIET = 0.02  # seconds without a logout before the disconnects start: the burs
 # on every turn of its loop for this long makes the disconnects cut in.
 _AFTER_WAIT = 10.0
 _CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
+# freeze_gc: a burst of at least _FREEZE_AFTER connections, then _FREEZE_QUIET seconds without
+# one, freezes the process's objects; a quarter of those sockets gone, or one idle timeout
+# passed, thaws them, so that what departed sockets left behind is collected.
+_FREEZE_AFTER = 1_000
+_FREEZE_QUIET = 1.0  # seconds
+_THAW_SHARE = 0.25
 
 
 # Each manager's current bridge: binding again replaces its session_deleted handler.
@@ -130,6 +137,7 @@ class _Bridge:
     """What the manager calls when one of its sessions must reach its sockets."""
 
     cookie: SessionCookie | None = None  # cookie mode: a handshake without auth reads it
+    freeze_gc = False
 
     def __init__(
         self,
@@ -154,6 +162,12 @@ class _Bridge:
         self._packets: dict[Reason, list[Any]] = {}  # reason -> the encoded ``logout`` packet
         # Releasing the sockets of a room closed on another process (relayed here).
         self._releases: set[asyncio.Task[None]] = set()
+        # freeze_gc: connections since the last freeze, when the last came, how many sockets
+        # were connected at the freeze (0: not frozen) and when, and the timer that tends it.
+        self._connects = 0
+        self._last_connect = self._frozen_at = 0.0
+        self._frozen = 0
+        self._tending: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
@@ -208,9 +222,47 @@ class _Bridge:
                 "releasing the sockets of an ended session failed: %s", redact(repr(exc))
             )
 
+    # -- freeze_gc ---------------------------------------------------------------------------
+
+    def _connected(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._connects += 1
+        self._last_connect = loop.time()
+        if self._tending is None or self._tending[0] is not loop:  # none yet, or a past loop's
+            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+
+    def _tend(self) -> None:
+        # CPython's full collections walk every tracked object, ~170 per connected socket: with
+        # tens of thousands of sockets one takes seconds, and a burst of logouts sets some off.
+        # Frozen objects are skipped (gc.freeze), so the sockets of a connect burst are frozen
+        # once it is over, and thawed when enough of them have gone: cycles they left behind
+        # are collected only once thawed.
+        loop = asyncio.get_running_loop()
+        self._tending = None
+        sockets = len(self.sio.eio.sockets)
+        now = loop.time()
+        if self._frozen and (
+            sockets < self._frozen * (1 - _THAW_SHARE)
+            or now - self._frozen_at > self.sm.get_session_timeout()
+        ):
+            gc.unfreeze()
+            self._frozen = 0
+        quiet = now - self._last_connect >= _FREEZE_QUIET
+        if quiet and self._connects >= _FREEZE_AFTER:
+            gc.freeze()
+            self._frozen, self._frozen_at, self._connects = max(sockets, 1), now, 0
+        if self._frozen or self._connects:
+            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+
     async def aclose(self) -> None:
         """Finish the disconnects that ended sessions have queued (cancelled after a few
         seconds): what :meth:`SessionManager.aclose` awaits, once its own work is done."""
+        if self._tending is not None:
+            self._tending[1].cancel()
+            self._tending = None
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = 0
         loop = asyncio.get_running_loop()
         releases = [release for release in self._releases if release.get_loop() is loop]
         if releases:
@@ -352,6 +404,8 @@ class _Bridge:
         joined = key is not None and await self._join(sid, key)
         if not joined and self.require_auth:
             raise socketio.exceptions.ConnectionRefusedError(_REFUSED)
+        if self.freeze_gc:
+            self._connected()
         return None
 
     async def on_session_key(self, sid: str, data: Any = None) -> dict[str, bool]:
@@ -422,6 +476,7 @@ def bind_socketio(
     disconnect_on_logout: bool = True,
     touch_on_event: bool = False,
     cookie: SessionCookie | str | None = None,
+    freeze_gc: bool = False,
 ) -> None:
     """Make ``sm`` push ``logout`` to its sessions' sockets through ``sio``.
 
@@ -457,6 +512,13 @@ def bind_socketio(
         or a list of origins. JSONP polling handshakes (engine.io's ``j=``) are refused, and
         so is a handshake that a browser marks as from another site (``Sec-Fetch-Site``)
         without an ``Origin`` for engine.io to check: only a tag on another page sends one.
+    :param freeze_gc: for tens of thousands of sockets per process: once at least 1,000
+        sockets have connected and a second passed without another, call ``gc.freeze()``, and
+        ``gc.unfreeze()`` once a quarter of them have gone (or one idle timeout later). CPython's
+        full collections then skip the connected sockets' objects (~170 per socket): at
+        19,900 sockets they took over half the CPU of a burst of logouts, and held the loop
+        for seconds. It acts on the whole process: leave it off if the app calls
+        ``gc.freeze()`` itself (before forking workers, say), whose objects it would thaw.
     :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
     :raises ValueError: in cookie mode, if ``sio`` accepts any origin
         (``cors_allowed_origins`` of ``"*"``, ``["*"]``, ``[]``, a callable, or ``"null"``
@@ -479,6 +541,7 @@ def bind_socketio(
         disconnect_on_logout=disconnect_on_logout,
     )
     bridge.cookie = session_cookie
+    bridge.freeze_gc = freeze_gc
     if session_cookie is not None:
         guard_handshakes(sio)
     previous = sio.handlers.get(namespace, {}).get("connect")

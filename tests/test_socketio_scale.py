@@ -4,6 +4,7 @@ uvicorn, and the room index that keeps python-socketio's disconnects O(the socke
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import random
 import time
@@ -145,6 +146,38 @@ async def test_a_burst_sends_every_logout_once_and_before_any_disconnect(
     assert len({sent.packets[i][0] for i in logouts}) == SOCKETS
     assert len(disconnects) == SOCKETS
     assert max(logouts) < min(disconnects)
+
+
+async def test_freeze_gc_freezes_after_a_connect_burst_and_thaws_once_the_sockets_leave(
+    crowd: Crowd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessionkit import socketio as adapter
+
+    monkeypatch.setattr(adapter, "_FREEZE_AFTER", 20)  # connections
+    monkeypatch.setattr(adapter, "_FREEZE_QUIET", 0.1)  # seconds
+    sm = SessionManager(timeout=60)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio, freeze_gc=True)
+    keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
+    states = [gc.get_freeze_count() > 0]
+    try:
+        async with serve(socketio.ASGIApp(sio)) as url:
+            await crowd.connect(url, keys)
+            async with asyncio.timeout(5):  # the burst is over: frozen
+                while not gc.get_freeze_count():  # noqa: ASYNC110 - gc has no event
+                    await asyncio.sleep(0.02)
+            states.append(True)
+            await sm.delete_all_sessions()
+            async with asyncio.timeout(15):
+                await crowd.all_gone.wait()
+            async with asyncio.timeout(5):  # they have gone: thawed, their cycles collectable
+                while gc.get_freeze_count():  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            states.append(False)
+    finally:
+        await sm.aclose()
+        gc.unfreeze()
+    assert states == [False, True, False]
 
 
 # -- the room index --------------------------------------------------------------------------

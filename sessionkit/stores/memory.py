@@ -107,6 +107,12 @@ class MemoryStore(SessionStore):
             return key
         return alias[0]
 
+    def _aliased(self, key: str, now: float) -> tuple[str, _Entry] | None:
+        # A key a renewal replaced, in its grace: the session under its new key.
+        new = self._resolve(key, now)
+        entry = None if new is key else self._sessions.get(new)
+        return None if entry is None else (new, entry)
+
     def _drop_alias(self, old: str) -> None:
         new, _ = self._aliases.pop(old)
         del self._alias_of[new]
@@ -231,25 +237,22 @@ class MemoryStore(SessionStore):
         """:meth:`check`, answered without an await (the manager's hot path)."""
         entry = self._sessions.get(key)
         if entry is None:
-            if not self._aliases:
+            found = self._aliased(key, self._clock()) if self._aliases else None
+            if found is None:
                 return None
-            entry = self._sessions.get(self._resolve(key, self._clock()))
-            if entry is None:
-                return None
+            entry = found[1]
         remaining = entry[DEADLINE] - self._clock()
         return remaining if remaining > 0 else None
 
     def touch_sync(self, key: str, timeout: float) -> float | None:
         """:meth:`touch`, answered without an await (the manager's hot path)."""
         entry = self._sessions.get(key)
-        if entry is None:
-            if not self._aliases:
-                return None
-            key = self._resolve(key, self._clock())
-            entry = self._sessions.get(key)
-            if entry is None:
-                return None
         now = self._clock()
+        if entry is None:
+            found = self._aliased(key, now) if self._aliases else None
+            if found is None:
+                return None
+            key, entry = found
         username, created, absolute, own, data, _, deadline, client, auth, rotated = entry
         if deadline <= now:
             return None
