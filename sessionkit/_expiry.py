@@ -16,6 +16,8 @@ dropped connection): the store says what they did, and what ended is reported he
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import anyio
 
@@ -23,10 +25,12 @@ from sessionkit._deliveries import Deliveries
 from sessionkit._fanout import TIMED_OUT, Fanout, Steps, chain, session_event
 from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
-from sessionkit._timers import DeadlineTimers
+from sessionkit._timers import FINE, DeadlineTimers
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import LostCall, Outcome, SessionStore
+
+T = TypeVar("T")
 
 _BATCH = 256  # expired sessions claimed per store call
 # What each kind of background work is called in the log (one WARNING line a minute each).
@@ -58,6 +62,7 @@ class Expiry:
         tasks: LoopTasks,
         fanout: Fanout,
         *,
+        timeout: float,  # seconds: the manager's idle timeout
         warn_before: float | None,
     ) -> None:
         self._store = store
@@ -65,7 +70,12 @@ class Expiry:
         self._fanout = fanout
         self._events = fanout.events
         self.warn_before = warn_before
-        self.timers = DeadlineTimers(self._on_due, exact=warn_before is not None)
+        #: Whether a restart may bring a deadline earlier than where its key is armed, so that
+        #: the restart must re-arm it (:meth:`restarted`): with ``warn_before``, or once the
+        #: timeout was shortened (:meth:`timeout_set`).
+        self.exact = warn_before is not None
+        self._longest = timeout  # the longest idle timeout the manager ever applied
+        self.timers = DeadlineTimers(self._on_due, exact=self.exact)
         self._warned: set[str] = set()  # keys told of their coming idle deadline
         self._due: list[str] = []  # fired, not yet claimed
         self._retrying: set[str] = set()  # armed again after a claim that failed
@@ -93,6 +103,19 @@ class Expiry:
             self._tasks.spawn(self._sweep_forever, interval)
         if self._store.unsettled:
             self.settle_soon()
+
+    def timeout_set(self, seconds: float) -> None:
+        """The manager's idle timeout is now ``seconds``: once shorter than one it applied
+        before, a restart may bring a deadline earlier, and restarts re-arm (:attr:`exact`)."""
+        self._longest = max(self._longest, seconds)
+        if seconds < self._longest and not self.exact:
+            self.exact = True
+            self.timers.make_exact()
+
+    def sockets_attached(self) -> None:
+        """A Socket.IO bridge now pushes logouts: fire deadlines at the finer resolution, so
+        that a logout reaches the page within 10 ms of its deadline, not 50."""
+        self.timers.resolution = FINE
 
     def close(self) -> None:
         """Cancel every timer handle (what is armed is kept for the next :meth:`bind`)."""
@@ -149,6 +172,16 @@ class Expiry:
                 held.append(record.event_id)
         steps = self._fanout.endings(records, reason, notify=notify)
         return chain(steps, self.deliveries.take(held)) if held else steps
+
+    async def changed(self, call: Awaitable[T]) -> T:
+        """Await a store call that may end sessions: if it fails with its outcome unknown, find
+        out what it did and report that, from the manager's own task."""
+        try:
+            return await call
+        except BaseException:
+            if self._store.unsettled:
+                self.settle_soon()
+            raise
 
     def settle_soon(self) -> None:
         """Find out, from the manager's own task, what calls that lost their reply did."""

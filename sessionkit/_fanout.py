@@ -82,6 +82,13 @@ class Fanout:
         self.events = events
         self._tasks = tasks
         self.bridge: SocketBridge | None = None
+        self.server: Any = None  # what the bridge pushes through (a socketio.AsyncServer)
+
+    def attach(self, server: Any, bridge: SocketBridge) -> None:
+        """Push to sockets through ``bridge`` from now on (``server`` is what it pushes
+        through, which the manager's ``get_socket_reference`` returns)."""
+        self.server = server
+        self.bridge = bridge
 
     async def run(self, steps: Steps) -> None:
         """Run ``steps``; if the caller is cancelled, the step it was in finishes and the

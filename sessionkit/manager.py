@@ -5,21 +5,28 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-import math
 import os
-import re
 import weakref
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from numbers import Real
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ClassVar, TypeVar, cast, get_args, overload
+from typing import Any, ClassVar, overload
 
 from sessionkit._expiry import Expiry
-from sessionkit._fanout import Fanout, Steps, chain, session_event
+from sessionkit._fanout import Fanout
+from sessionkit._hardening import Hardening
+from sessionkit._new_sessions import NewSessions
+from sessionkit._options import (
+    MAX_SESSION_TIMEOUT,
+    MIN_SESSION_TIMEOUT,
+    Options,
+)
+from sessionkit._options import describe_key as _describe_key
+from sessionkit._options import not_found as _not_found
+from sessionkit._options import seconds as _seconds
+from sessionkit._options import username as _username
+from sessionkit._options import warns_in_time as _warns_in_time
 from sessionkit._tasks import LoopTasks
-from sessionkit._timers import FINE
-from sessionkit.clients import client_changed
+from sessionkit._users import Users
 from sessionkit.events import (
     Dispatcher,
     EventHandler,
@@ -29,8 +36,8 @@ from sessionkit.events import (
     SocketBridge,
     check_event_name,
 )
-from sessionkit.exceptions import SessionNotFound, SessionRejected
-from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like, short_hash
+from sessionkit.exceptions import SessionRejected
+from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like
 from sessionkit.models import ClientInfo, SessionDetails, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
@@ -38,13 +45,6 @@ from sessionkit.stores.memory import MemoryStore
 __all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 
 logger = logging.getLogger("sessionkit")
-
-MIN_SESSION_TIMEOUT = 2  # seconds, as in the seed
-# One year, in seconds: no deadline, TTL or timer can overflow.
-MAX_SESSION_TIMEOUT = 365 * 24 * 60 * 60
-_SESSION_ID = re.compile(r"[0-9a-f]{64}")  # a session's public id: its key's SHA-256 hex
-
-T = TypeVar("T")
 
 # Managers bound to a loop. A child forked while that loop ran holds a copy that says it is
 # running, yet never runs there: the hot paths, which ask the bound loop rather than asyncio
@@ -58,65 +58,6 @@ def _forget_loops() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_loops)
-
-
-def _seconds(value: object, name: str, minimum: float = MIN_SESSION_TIMEOUT) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    seconds = float(value)
-    if math.isnan(seconds) or not minimum <= seconds <= MAX_SESSION_TIMEOUT:
-        raise ValueError(
-            f"{name} must be a number of seconds from {minimum} to {MAX_SESSION_TIMEOUT}"
-            f" (one year), not {value!r}"
-        )
-    return seconds
-
-
-def _warns_in_time(seconds: float, warn_before: float | None, name: str) -> float:
-    # A warning due at or before the session's start would fire at once, not "before" anything.
-    if warn_before is not None and warn_before >= seconds:
-        raise ValueError(
-            f"{name} ({seconds:g} s) must be longer than warn_before ({warn_before:g} s)"
-        )
-    return seconds
-
-
-def _username(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"username must be a str, not {type(value).__name__}")
-    if not value:
-        raise ValueError("username must not be empty")
-    if not value.isascii():
-        try:  # every store must be able to write it: no lone surrogates
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("username must be valid Unicode text, not a lone surrogate") from None
-    return value
-
-
-def _on_limit(value: object) -> SessionLimitPolicy:
-    if not isinstance(value, str):
-        raise TypeError(f"on_session_limit must be a str, not {type(value).__name__}")
-    if value not in get_args(SessionLimitPolicy):
-        raise ValueError(f"on_session_limit must be 'evict' or 'refuse', not {value!r}")
-    return cast(SessionLimitPolicy, value)
-
-
-def _on_suspicious(value: object) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"on_suspicious must be a str, not {type(value).__name__}")
-    if value not in ("event", "end"):
-        raise ValueError(f"on_suspicious must be 'event' or 'end', not {value!r}")
-    return value
-
-
-def _describe_key(key: object) -> str:
-    # How messages and logs name a key: never the key itself.
-    return f"key {short_hash(key)}" if isinstance(key, str) else f"a {type(key).__name__} key"
-
-
-def _not_found(key: object) -> SessionNotFound:
-    return SessionNotFound(f"no live session for {_describe_key(key)}")
 
 
 class SessionManager:
@@ -174,26 +115,16 @@ class SessionManager:
         renew_grace: float = 30,  # seconds
     ) -> None:
         self._timeout = _seconds(timeout, "timeout")
-        self._longest = self._timeout  # the longest idle timeout this manager ever applied
-        self._absolute = (
-            None if absolute_timeout is None else _seconds(absolute_timeout, "absolute_timeout")
+        self._options = options = Options.check(
+            timeout=self._timeout,
+            absolute_timeout=absolute_timeout,
+            max_sessions_per_user=max_sessions_per_user,
+            warn_before=warn_before,
+            on_session_limit=on_session_limit,
+            on_suspicious=on_suspicious,
+            renew_every=renew_every,
+            renew_grace=renew_grace,
         )
-        if max_sessions_per_user is not None:
-            if isinstance(max_sessions_per_user, bool) or not isinstance(
-                max_sessions_per_user, int
-            ):
-                raise TypeError("max_sessions_per_user must be an int")
-            if max_sessions_per_user < 1:
-                raise ValueError("max_sessions_per_user must be at least 1")
-        self._max_per_user = max_sessions_per_user
-        self._refuse = _on_limit(on_session_limit) == "refuse"
-        self._end_suspicious = _on_suspicious(on_suspicious) == "end"
-        self._renew_every = None if renew_every is None else _seconds(renew_every, "renew_every")
-        self._renew_grace = _seconds(renew_grace, "renew_grace", 0)
-        if self._renew_every is not None and self._renew_grace >= self._renew_every:
-            raise ValueError("renew_grace must be less than renew_every")
-        warn = None if warn_before is None else _seconds(warn_before, "warn_before", 0)
-        _warns_in_time(self._timeout, warn, "timeout")
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
@@ -206,12 +137,17 @@ class SessionManager:
         self._events = Dispatcher()
         self._tasks = LoopTasks()
         self._fanout = Fanout(self._events, self._tasks)
-        self._expiry = Expiry(self._store, self._tasks, self._fanout, warn_before=warn)
-        # Whether a restart may bring a deadline earlier than where its key is armed, so that
-        # the restart must re-arm it: with warn_before, or once the timeout was shortened.
-        self._exact = warn is not None
+        self._expiry = expiry = Expiry(
+            self._store,
+            self._tasks,
+            self._fanout,
+            timeout=self._timeout,
+            warn_before=options.warn_before,
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: Any = None
+        self._new = NewSessions(self._store, options, expiry, self._fanout, self._running_loop)
+        self._hardening = Hardening(self._store, options, expiry, self._fanout, self._running_loop)
+        self._users = Users(self._store, expiry)
 
     @classmethod
     def shared(cls) -> SessionManager:
@@ -228,17 +164,17 @@ class SessionManager:
     @property
     def absolute_timeout(self) -> float | None:
         """The hard cap in seconds from a session's creation, or ``None``."""
-        return self._absolute
+        return self._options.absolute
 
     @property
     def renew_every(self) -> float | None:
         """Seconds after which a guarded request renews a session's key, or ``None``."""
-        return self._renew_every
+        return self._options.renew_every
 
     @property
     def warn_before(self) -> float | None:
         """Seconds before an idle deadline that ``session_expiring`` fires, or ``None``."""
-        return self._expiry.warn_before
+        return self._options.warn_before
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -310,15 +246,12 @@ class SessionManager:
             self._expiry.bind(loop)
         return loop
 
-    async def _changed(self, call: Awaitable[T]) -> T:
-        # A store call that may end sessions: if it fails with its outcome unknown, the
-        # manager finds out what it did and reports that, from its own task.
-        try:
-            return await call
-        except BaseException:
-            if self._store.unsettled:
-                self._expiry.settle_soon()
-            raise
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # The bound loop while it runs, without asking asyncio (see check_session_status).
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._bind()
+        return loop
 
     # -- events ------------------------------------------------------------------------------
 
@@ -369,10 +302,7 @@ class SessionManager:
             is then unchanged.
         """
         self._timeout = _warns_in_time(_seconds(seconds, "timeout"), self.warn_before, "timeout")
-        self._longest = max(self._longest, self._timeout)
-        if self._timeout < self._longest and not self._exact:
-            self._exact = True  # a restart may now bring a deadline earlier
-            self._expiry.timers.make_exact()
+        self._expiry.timeout_set(self._timeout)
         return True
 
     def get_session_timeout(self) -> float:
@@ -401,7 +331,7 @@ class SessionManager:
 
     def get_socket_reference(self) -> Any:
         """Return the bound ``socketio.AsyncServer``, or ``None``."""
-        return self._server
+        return self._fanout.server
 
     def attach_socket_bridge(self, sio: Any, bridge: SocketBridge) -> None:
         """Hand the logout push to an adapter: :func:`sessionkit.socketio.bind_socketio` calls
@@ -410,10 +340,8 @@ class SessionManager:
         :param sio: the server :meth:`get_socket_reference` returns from now on.
         :param bridge: what the manager calls when a session must reach its sockets.
         """
-        self._server = sio
-        self._fanout.bridge = bridge
-        # Sessions with sockets: a logout reaches the page within 10 ms of its deadline, not 50.
-        self._expiry.timers.resolution = FINE
+        self._fanout.attach(sio, bridge)
+        self._expiry.sockets_attached()
 
     # -- the seed's calls --------------------------------------------------------------------
 
@@ -443,71 +371,7 @@ class SessionManager:
         :raises StoreUnavailable: if the store cannot be reached; a session it may have
             stored is ended once it can (nobody holds its key).
         """
-        username = _username(username)
-        if timeout is None:
-            seconds = self._timeout
-        else:
-            seconds = _warns_in_time(_seconds(timeout, "timeout"), self.warn_before, "timeout")
-        if client is not None and not isinstance(client, ClientInfo):
-            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
-        text = encode_data(data)
-        loop = self._loop
-        if loop is None or not loop.is_running():  # see check_session_status
-            loop = self._bind()
-        store = self._store
-        key = store.new_key(username)
-        try:
-            evicted = await store.create(
-                key,
-                username,
-                text,
-                timeout=seconds,
-                fixed_timeout=timeout is not None,
-                absolute_timeout=self._absolute,
-                max_per_user=self._max_per_user,
-                refuse=self._refuse,
-                client=None if client is None else client.encode(),
-            )
-        except BaseException:
-            if store.unsettled:  # (as _changed does, inline on this frequent call)
-                self._expiry.settle_soon()
-            raise
-        absolute = self._absolute
-        capped = absolute is not None and absolute <= seconds
-        self._expiry.arm(key, loop.time(), min(seconds, absolute or seconds), capped)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("session %s created", short_hash(key))
-        if evicted or self._events.wants("session_created"):
-            await self._report_login(key, username, text, evicted)
-        return key
-
-    async def _report_login(
-        self, key: str, username: str, text: str | None, evicted: list[SessionRecord]
-    ) -> None:
-        steps = self._expiry.endings(evicted, "evicted", notify=True)
-        if self._events.wants("session_created"):
-            event = SessionEvent(
-                "session_created",
-                key,
-                hash_key(key),
-                username,
-                data=decode_data(text),
-                created_at=datetime.now(UTC),
-            )
-            steps = chain(steps, self._events.calls(event))
-        abandoned = False
-
-        def last_step() -> Steps:
-            # Read when reached: a caller cancelled before it got the key leaves a session
-            # nobody can use, which ends once its events have run (in the manager's task).
-            if abandoned:
-                yield self._abandon(key)
-
-        try:
-            await self._fanout.run(chain(steps, last_step()))
-        except asyncio.CancelledError:
-            abandoned = True
-            raise
+        return await self._new.create(username, data, timeout, client, self._timeout)
 
     async def set_session_data(self, key: str, data: Any) -> bool:
         """Replace a session's data with a copy of ``data``.
@@ -568,9 +432,7 @@ class SessionManager:
         :raises SessionNotFound: if ``key`` names no live session.
         :raises StoreUnavailable: if the store cannot be reached.
         """
-        self._bind()
-        if not is_key_like(key) or not await self._store.mark_authenticated(key):
-            raise _not_found(key)
+        await self._hardening.mark_authenticated(key)
         return True
 
     async def get_session_data(self, key: str) -> Any:
@@ -598,7 +460,7 @@ class SessionManager:
                 remaining = await self._store.touch(key, self._timeout)
         if remaining is None:
             raise _not_found(key)
-        if self._exact:
+        if self._expiry.exact:
             self._expiry.restarted(key, loop.time() + remaining)
         return True
 
@@ -616,7 +478,7 @@ class SessionManager:
         record = await self._store.touch_get(key, self._timeout) if is_key_like(key) else None
         if record is None:
             raise _not_found(key)
-        if self._exact:
+        if self._expiry.exact:
             self._expiry.restarted(key, loop.time() + record.remaining)
         return record.details(key)
 
@@ -633,7 +495,7 @@ class SessionManager:
         :return: ``True``, or ``False`` if ``key`` names no live session.
         """
         self._bind()
-        record = await self._changed(self._store.delete(key)) if is_key_like(key) else None
+        record = await self._expiry.changed(self._store.delete(key)) if is_key_like(key) else None
         if record is None:
             return False
         await self._expiry.end([record], "logout", False)
@@ -646,7 +508,7 @@ class SessionManager:
             still reported, from the manager's own task.
         """
         self._bind()
-        records = await self._changed(self._store.delete_all())
+        records = await self._expiry.changed(self._store.delete_all())
         await self._expiry.end(records, "delete_all", True)
         return len(records)
 
@@ -662,7 +524,7 @@ class SessionManager:
         record = await self._store.get(key)
         username = None if record is None else record.username
         await self._fanout.run(self._fanout.notices(key, hash_key(key), username, "logout", record))
-        return self._server is not None
+        return self._fanout.server is not None
 
     async def check_session_status(self, key: str) -> bool:
         """Tell whether ``key`` names a live session; call it before serving each request.
@@ -717,7 +579,7 @@ class SessionManager:
         :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
             live under ``key`` again, or ended and reported.
         """
-        return await self._rotate(key, 0.0)
+        return await self._hardening.rotate(key, 0.0)
 
     async def renew_if_due(self, details: SessionDetails) -> str | None:
         """Renew the key of a session whose key is older than ``renew_every`` (counted from
@@ -737,37 +599,7 @@ class SessionManager:
         :return: the new key, or ``None`` if no renewal is due (or another request renewed).
         :raises StoreUnavailable: if the store cannot be reached.
         """
-        every = self._renew_every
-        key = details.key
-        if every is None or key is None:
-            return None
-        born = details.key_created_at or details.created_at
-        if (datetime.now(UTC) - born).total_seconds() < every:
-            return None
-        try:
-            return await self._rotate(key, self._renew_grace)
-        except SessionNotFound:
-            return None  # renewed by another request (or ended) meanwhile
-
-    async def _rotate(self, key: str, grace: float) -> str:
-        loop = self._bind()
-        record = None
-        if is_key_like(key):
-            fresh = self._store.rotated_key(key)
-            record = await self._changed(self._store.rotate(key, fresh, grace=grace))
-        if record is None:
-            raise _not_found(key)
-        self._expiry.rotated(
-            key, fresh, loop.time(), record.remaining, record.reached_absolute_timeout
-        )
-        fanout = self._fanout
-        if fanout.bridge is not None:
-            await fanout.run(
-                fanout.pushes(fanout.bridge.rotated, hash_key(key), record.key_hash, fresh)
-            )
-        if self._events.wants("session_rotated"):
-            await fanout.run(self._events.calls(session_event("session_rotated", fresh, record)))
-        return fresh
+        return await self._hardening.renew_if_due(details)
 
     async def check_client(self, details: SessionDetails, client: ClientInfo) -> bool:
         """Compare a request's client with the one the session recorded at login (the
@@ -788,32 +620,7 @@ class SessionManager:
         :raises StoreUnavailable: with ``on_suspicious="end"``, if the store cannot be
             reached (the ending, if it landed, is reported once it can).
         """
-        key = details.key
-        if not isinstance(key, str):
-            raise TypeError("check_client needs the details of a session with its key")
-        if not isinstance(client, ClientInfo):
-            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
-        if details.client is None or not client_changed(details.client, client):
-            return True
-        self._bind()
-        logger.info("session %s: the client changed", short_hash(key))
-        if self._events.wants("session_suspicious"):
-            event = SessionEvent(
-                "session_suspicious",
-                key,
-                details.id,
-                details.username,
-                "client_changed",
-                details.data,
-                created_at=details.created_at,
-            )
-            await self._fanout.run(self._events.calls(event))
-        if not self._end_suspicious:
-            return True
-        record = await self._changed(self._store.delete(key))
-        if record is not None:
-            await self._expiry.end([record], "suspicious", True)
-        return False
+        return await self._hardening.check_client(details, client)
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
         """List a user's live sessions, oldest first: what a "your devices" page shows.
@@ -825,8 +632,7 @@ class SessionManager:
         :raises ValueError: for an empty username (or one with a lone surrogate).
         """
         self._bind()
-        records = await self._store.user_sessions(_username(username))
-        return [r.details(None) for r in records]
+        return await self._users.sessions(username)
 
     async def delete_user_session(self, username: str, session_id: str) -> bool:
         """End one of a user's sessions by its public ``id`` (the "End" button of a "your
@@ -842,13 +648,7 @@ class SessionManager:
         if not isinstance(session_id, str):
             raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
         self._bind()
-        if not _SESSION_ID.fullmatch(session_id):
-            return False
-        record = await self._changed(self._store.delete_user_session(username, session_id))
-        if record is None:
-            return False
-        await self._expiry.end([record], "logout", True)
-        return True
+        return await self._users.end_one(username, session_id)
 
     async def delete_user_sessions(self, username: str) -> int:
         """Log a user out everywhere (reason ``"logout_all"``), telling each client.
@@ -856,9 +656,7 @@ class SessionManager:
         :return: how many sessions ended.
         """
         self._bind()
-        records = await self._changed(self._store.delete_user(_username(username)))
-        await self._expiry.end(records, "logout_all", True)
-        return len(records)
+        return await self._users.end_all(username)
 
     async def count_sessions(self) -> int:
         """Count the live sessions."""
@@ -866,11 +664,6 @@ class SessionManager:
         return await self._store.count()
 
     # -- internals ---------------------------------------------------------------------------
-
-    async def _abandon(self, key: str) -> None:
-        record = await self._changed(self._store.delete(key))
-        if record is not None:
-            await self._expiry.end([record], "logout", False)
 
     async def _record(self, key: object) -> SessionRecord:
         self._bind()
