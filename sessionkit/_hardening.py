@@ -1,19 +1,23 @@
-"""Browser hardening, OWASP's: key rotation (against fixation) and its renewal timeout,
-re-authentication, and the hijack signal of a changed client. The guards of
-:mod:`sessionkit.starlette` call these through the manager on the requests they check."""
+"""Browser hardening, OWASP's, as :class:`~sessionkit.SessionManager` calls: key rotation
+(against fixation) and its renewal timeout, re-authentication, and the hijack signal of a
+changed client. The guards of :mod:`sessionkit.starlette` call these on the requests they check.
+
+:class:`BrowserCalls` is a part of ``SessionManager``'s class, kept here whole (each call with
+its docstring and code) so that the manager's module holds its lifecycle and the seed's calls;
+the parts it uses are the manager's, named below.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
+from sessionkit._binding import LoopBinding
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, session_event
 from sessionkit._options import Options, not_found
 from sessionkit.clients import client_changed
-from sessionkit.events import SessionEvent
+from sessionkit.events import Dispatcher, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, short_hash
 from sessionkit.models import ClientInfo, SessionDetails
@@ -22,28 +26,62 @@ from sessionkit.stores.base import SessionStore
 logger = logging.getLogger("sessionkit")
 
 
-class Hardening:
-    """Rotates keys and judges clients for one manager."""
+class BrowserCalls:
+    """``SessionManager``'s browser-hardening calls."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        options: Options,
-        expiry: Expiry,
-        fanout: Fanout,
-        loop: Callable[[], asyncio.AbstractEventLoop],
-    ) -> None:
-        self._store = store
-        self._options = options
-        self._expiry = expiry
-        self._fanout = fanout
-        self._events = fanout.events
-        self._loop = loop  # the loop the manager runs on (bound to the running one if new)
+    # The manager's parts these calls use (set by SessionManager.__init__).
+    _binding: LoopBinding
+    _store: SessionStore
+    _options: Options
+    _expiry: Expiry
+    _fanout: Fanout
+    _events: Dispatcher
 
-    async def rotate(self, key: str, grace: float) -> str:
-        """Move the session of ``key`` to a new key (the old one working ``grace`` seconds
-        more), its timer and sockets with it; return the new key."""
-        loop = self._loop()
+    async def rotate_session_key(self, key: str) -> str:
+        """Give a session a new key (do it when privileges change, against fixation).
+
+        The session keeps its username, data and times; the old key stops working at once and
+        a bound Socket.IO server moves the old room's sockets to the new room.
+
+        :return: the new key.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
+            live under ``key`` again, or ended and reported.
+        """
+        return await self._rotate(key, 0.0)
+
+    async def renew_if_due(self, details: SessionDetails) -> str | None:
+        """Renew the key of a session whose key is older than ``renew_every`` (counted from
+        ``details.key_created_at``): a rotation, as :meth:`rotate_session_key` does (sockets
+        follow, ``session_rotated`` fires), after which the old key keeps working for
+        ``renew_grace`` seconds, so that requests already in flight with it do not fail. The
+        guards of :mod:`sessionkit.starlette` call it for keys that came from the session
+        cookie, and set the new cookie on the response.
+
+        Of several requests that find the key due at once, one renews it; the others (their
+        key is now the replaced one, still working) get ``None``. A renewal that raised
+        :class:`~sessionkit.StoreUnavailable` is settled as a rotation is: once the store
+        answers, the session is under the old key again (or ended and reported); meanwhile
+        the old key works, being the session's or its alias.
+
+        :param details: the session, as a guard's :meth:`touch_session` returned it.
+        :return: the new key, or ``None`` if no renewal is due (or another request renewed).
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        every = self._options.renew_every
+        key = details.key
+        if every is None or key is None:
+            return None
+        born = details.key_created_at or details.created_at
+        if (datetime.now(UTC) - born).total_seconds() < every:
+            return None
+        try:
+            return await self._rotate(key, self._options.renew_grace)
+        except SessionNotFound:
+            return None  # renewed by another request (or ended) meanwhile
+
+    async def _rotate(self, key: str, grace: float) -> str:
+        loop = self._binding.current()
         store = self._store
         record = None
         if is_key_like(key):
@@ -63,29 +101,42 @@ class Hardening:
             await fanout.run(self._events.calls(session_event("session_rotated", fresh, record)))
         return fresh
 
-    async def renew_if_due(self, details: SessionDetails) -> str | None:
-        """Rotate the session's key if older than ``renew_every``; return the new key, or
-        ``None`` if not due (or renewed by another request meanwhile)."""
-        every = self._options.renew_every
-        key = details.key
-        if every is None or key is None:
-            return None
-        born = details.key_created_at or details.created_at
-        if (datetime.now(UTC) - born).total_seconds() < every:
-            return None
-        try:
-            return await self.rotate(key, self._options.renew_grace)
-        except SessionNotFound:
-            return None  # renewed by another request (or ended) meanwhile
+    async def mark_authenticated(self, key: str) -> bool:
+        """Record that the session's user has just entered a credential again (a password,
+        a second factor): the session's ``authenticated_at`` becomes now, which the guards'
+        ``max_auth_age`` checks (see :mod:`sessionkit.starlette`).
 
-    async def mark_authenticated(self, key: str) -> None:
-        """Set the session's ``authenticated_at`` to now."""
-        self._loop()
+        It ends nothing and is idempotent: a call that raised may or may not have landed, and
+        can simply be made again.
+
+        :return: ``True``.
+        :raises SessionNotFound: if ``key`` names no live session.
+        :raises StoreUnavailable: if the store cannot be reached.
+        """
+        self._binding.current()
         if not is_key_like(key) or not await self._store.mark_authenticated(key):
             raise not_found(key)
+        return True
 
     async def check_client(self, details: SessionDetails, client: ClientInfo) -> bool:
-        """Compare ``client`` with the session's; return ``False`` if the session ended."""
+        """Compare a request's client with the one the session recorded at login (the
+        guards of :mod:`sessionkit.starlette` call this on every request they check).
+
+        When the browser family or the network (/24 for IPv4, /48 for IPv6) changed (see
+        :func:`sessionkit.clients.client_changed`), ``session_suspicious`` fires (reason
+        ``"client_changed"``), and with ``on_suspicious="end"`` the session ends (reason
+        ``"suspicious"``; its sockets are told ``logout``). A session with no recorded
+        client, or a side that does not know a value, compares nothing.
+
+        :param details: the session, as :meth:`touch_session` or
+            :meth:`get_session_details` returned it (with its key).
+        :param client: the request's client (:func:`sessionkit.starlette.client_info`).
+        :return: ``False`` if the session ended for it, else ``True``.
+        :raises TypeError: for details without a key, or a client that is not a
+            :class:`~sessionkit.ClientInfo`.
+        :raises StoreUnavailable: with ``on_suspicious="end"``, if the store cannot be
+            reached (the ending, if it landed, is reported once it can).
+        """
         key = details.key
         if not isinstance(key, str):
             raise TypeError("check_client needs the details of a session with its key")
@@ -93,7 +144,7 @@ class Hardening:
             raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
         if details.client is None or not client_changed(details.client, client):
             return True
-        self._loop()
+        self._binding.current()
         logger.info("session %s: the client changed", short_hash(key))
         if self._events.wants("session_suspicious"):
             event = SessionEvent(

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import logging
-import os
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, overload
 
+from sessionkit._binding import LoopBinding
+from sessionkit._data import DataCalls
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout
-from sessionkit._hardening import Hardening
-from sessionkit._new_sessions import NewSessions
+from sessionkit._hardening import BrowserCalls
+from sessionkit._login_calls import LoginCalls
 from sessionkit._options import (
     MAX_SESSION_TIMEOUT,
     MIN_SESSION_TIMEOUT,
@@ -23,10 +22,9 @@ from sessionkit._options import (
 from sessionkit._options import describe_key as _describe_key
 from sessionkit._options import not_found as _not_found
 from sessionkit._options import seconds as _seconds
-from sessionkit._options import username as _username
 from sessionkit._options import warns_in_time as _warns_in_time
 from sessionkit._tasks import LoopTasks
-from sessionkit._users import Users
+from sessionkit._users import UserCalls
 from sessionkit.events import (
     Dispatcher,
     EventHandler,
@@ -38,7 +36,7 @@ from sessionkit.events import (
 )
 from sessionkit.exceptions import SessionRejected
 from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like
-from sessionkit.models import ClientInfo, SessionDetails, SessionRecord, decode_data, encode_data
+from sessionkit.models import SessionDetails
 from sessionkit.stores.base import SessionStore
 from sessionkit.stores.memory import MemoryStore
 
@@ -46,21 +44,8 @@ __all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 
 logger = logging.getLogger("sessionkit")
 
-# Managers bound to a loop. A child forked while that loop ran holds a copy that says it is
-# running, yet never runs there: the hot paths, which ask the bound loop rather than asyncio
-# (see check_session_status), must bind afresh in the child.
-_bound: weakref.WeakSet[SessionManager] = weakref.WeakSet()
 
-
-def _forget_loops() -> None:
-    for manager in _bound:
-        manager._loop = None
-
-
-os.register_at_fork(after_in_child=_forget_loops)
-
-
-class SessionManager:
+class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
     """Manages users' sessions: create one at login, check and restart it on every request,
     and let it end by itself after ``timeout`` idle seconds.
 
@@ -137,17 +122,14 @@ class SessionManager:
         self._events = Dispatcher()
         self._tasks = LoopTasks()
         self._fanout = Fanout(self._events, self._tasks)
-        self._expiry = expiry = Expiry(
+        self._expiry = Expiry(
             self._store,
             self._tasks,
             self._fanout,
             timeout=self._timeout,
             warn_before=options.warn_before,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._new = NewSessions(self._store, options, expiry, self._fanout, self._running_loop)
-        self._hardening = Hardening(self._store, options, expiry, self._fanout, self._running_loop)
-        self._users = Users(self._store, expiry)
+        self._binding = LoopBinding(self._tasks.start, self._expiry.bind)
 
     @classmethod
     def shared(cls) -> SessionManager:
@@ -179,7 +161,7 @@ class SessionManager:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> SessionManager:
-        self._bind()
+        self._binding.bind()
         return self
 
     async def __aexit__(
@@ -198,10 +180,11 @@ class SessionManager:
         ended is reported before it returns. Called from an event handler, it does not wait for
         that handler's own task.
         """
-        if self._loop is asyncio.get_running_loop() and not self._tasks.inside():
+        here = self._binding.here()
+        if here and not self._tasks.inside():
             await self._expiry.settle_before_close(2 * self._store.op_timeout)
         await self._tasks.aclose()
-        if self._loop is asyncio.get_running_loop():
+        if here:
             # Endings reported by the tasks just ended: acknowledged, or delivered again.
             await self._expiry.deliveries.flush(self._store.op_timeout)
         # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
@@ -210,9 +193,9 @@ class SessionManager:
         if close_bridge is not None:
             await close_bridge()
         self._expiry.close()
-        if self._loop is not None:
+        if self._binding.loop is not None:
             await self._store.aclose()
-        self._loop = None
+        self._binding.forget()
 
     async def idle(self) -> None:
         """Wait until the manager has no background work running: no expiry being claimed or
@@ -232,26 +215,8 @@ class SessionManager:
         :raises RuntimeError: if called from one of the manager's own tasks (an event
             handler it runs), which would wait for itself.
         """
-        if self._loop is asyncio.get_running_loop():
+        if self._binding.here():
             await self._tasks.idle()
-
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        # Managers made at import time (or shared()) meet their loop at first use, and may
-        # meet several loops one after another: the timers follow to the new one.
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            _bound.add(self)
-            self._tasks.start(loop)
-            self._expiry.bind(loop)
-        return loop
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        # The bound loop while it runs, without asking asyncio (see check_session_status).
-        loop = self._loop
-        if loop is None or not loop.is_running():
-            loop = self._bind()
-        return loop
 
     # -- events ------------------------------------------------------------------------------
 
@@ -345,112 +310,15 @@ class SessionManager:
 
     # -- the seed's calls --------------------------------------------------------------------
 
-    async def load_new_session(
-        self,
-        username: str,
-        data: Any = None,
-        *,
-        timeout: float | None = None,
-        client: ClientInfo | None = None,
-    ) -> str:
-        """Create a session at login.
-
-        :param username: who logged in.
-        :param data: JSON-serialisable data to keep with the session.
-        :param timeout: this session's own idle timeout in seconds, instead of the manager's.
-        :param client: the device that logged in, for a "your devices" page
-            (:func:`sessionkit.starlette.client_info` builds it from a request).
-        :return: the new session key (44 URL-safe characters, 264 random bits; 258 on a
-            store that names a place in the key, see :meth:`SessionStore.new_key`).
-        :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
-            client that is not a :class:`~sessionkit.ClientInfo`.
-        :raises ValueError: for an empty username (or one with a lone surrogate) or a bad
-            timeout (one not longer than ``warn_before`` included).
-        :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user already
-            has ``max_sessions_per_user`` live sessions (nothing changes).
-        :raises StoreUnavailable: if the store cannot be reached; a session it may have
-            stored is ended once it can (nobody holds its key).
-        """
-        return await self._new.create(username, data, timeout, client, self._timeout)
-
-    async def set_session_data(self, key: str, data: Any) -> bool:
-        """Replace a session's data with a copy of ``data``.
-
-        :return: ``True``.
-        :raises SessionNotFound: if ``key`` names no live session.
-        :raises TypeError: if ``data`` is not JSON-serialisable.
-        """
-        text = encode_data(data)
-        self._bind()
-        if not is_key_like(key) or not await self._store.set_data(key, text):
-            raise _not_found(key)
-        return True
-
-    async def update_session_data(self, key: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Merge ``changes`` into a session's data at the top level, in one atomic store step,
-        and return the result: two requests that set different fields at once both land
-        (:meth:`set_session_data` replaces the whole value, so one of them would be lost)::
-
-            await sm.update_session_data(key, {"theme": "dark"})
-
-        A field in ``changes`` replaces the field of that name (nested values are replaced
-        whole, not merged); data never set counts as ``{}``. If the call raises
-        :class:`~sessionkit.StoreUnavailable` (or times out, or is cancelled) the merge may
-        or may not have landed; it ends nothing, so there is nothing to report, and sending
-        it again gives the same result.
-
-        :param changes: a dict with str keys and JSON-serialisable values.
-        :return: a copy of the session's data after the merge.
-        :raises SessionNotFound: if ``key`` names no live session.
-        :raises TypeError: if ``changes`` is not such a dict, or the session's data is not a
-            dict (a list, a str...): nothing changes.
-        :raises StoreUnavailable: if the store cannot be reached.
-        """
-        if not isinstance(changes, dict):
-            raise TypeError(f"changes must be a dict, not {type(changes).__name__}")
-        for field in changes:
-            if not isinstance(field, str):
-                raise TypeError(f"the keys of changes must be str, not {type(field).__name__}")
-        text = encode_data(changes)
-        assert text is not None
-        self._bind()
-        merged = await self._store.update_data(key, text) if is_key_like(key) else None
-        if merged is None:
-            raise _not_found(key)
-        result: dict[str, Any] = decode_data(merged)
-        return result
-
-    async def mark_authenticated(self, key: str) -> bool:
-        """Record that the session's user has just entered a credential again (a password,
-        a second factor): the session's ``authenticated_at`` becomes now, which the guards'
-        ``max_auth_age`` checks (see :mod:`sessionkit.starlette`).
-
-        It ends nothing and is idempotent: a call that raised may or may not have landed, and
-        can simply be made again.
-
-        :return: ``True``.
-        :raises SessionNotFound: if ``key`` names no live session.
-        :raises StoreUnavailable: if the store cannot be reached.
-        """
-        await self._hardening.mark_authenticated(key)
-        return True
-
-    async def get_session_data(self, key: str) -> Any:
-        """Return a copy of a session's data (``None`` if never set).
-
-        :raises SessionNotFound: if ``key`` names no live session.
-        """
-        return decode_data((await self._record(key)).data)
-
     async def restart_session_timer(self, key: str) -> bool:
         """Restart a session's idle timer: call it on every request the session makes.
 
         :return: ``True``.
         :raises SessionNotFound: if ``key`` names no live session.
         """
-        loop = self._loop
+        loop = self._binding.loop
         if loop is None or not loop.is_running():  # see check_session_status
-            loop = self._bind()
+            loop = self._binding.bind()
         remaining = None
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
             touch_now = self._touch_now
@@ -472,9 +340,9 @@ class SessionManager:
         :raises SessionNotFound: if ``key`` names no live session.
         :raises StoreUnavailable: if the store cannot be reached.
         """
-        loop = self._loop
+        loop = self._binding.loop
         if loop is None or not loop.is_running():  # see check_session_status
-            loop = self._bind()
+            loop = self._binding.bind()
         record = await self._store.touch_get(key, self._timeout) if is_key_like(key) else None
         if record is None:
             raise _not_found(key)
@@ -482,19 +350,12 @@ class SessionManager:
             self._expiry.restarted(key, loop.time() + record.remaining)
         return record.details(key)
 
-    async def get_session_details(self, key: str) -> SessionDetails:
-        """Return a session's username, times and data.
-
-        :raises SessionNotFound: if ``key`` names no live session.
-        """
-        return (await self._record(key)).details(key)
-
     async def delete_session(self, key: str) -> bool:
         """End a session at logout (reason ``"logout"``).
 
         :return: ``True``, or ``False`` if ``key`` names no live session.
         """
-        self._bind()
+        self._binding.bind()
         record = await self._expiry.changed(self._store.delete(key)) if is_key_like(key) else None
         if record is None:
             return False
@@ -507,7 +368,7 @@ class SessionManager:
         :return: how many sessions ended. Cancelled half-way, the sessions already ended are
             still reported, from the manager's own task.
         """
-        self._bind()
+        self._binding.bind()
         records = await self._expiry.changed(self._store.delete_all())
         await self._expiry.end(records, "delete_all", True)
         return len(records)
@@ -518,7 +379,7 @@ class SessionManager:
 
         :return: ``True`` if a Socket.IO server is bound to push the message, else ``False``.
         """
-        self._bind()
+        self._binding.bind()
         if not is_key_like(key):
             return False
         record = await self._store.get(key)
@@ -535,11 +396,10 @@ class SessionManager:
         :raises StoreUnavailable: if the store cannot be read (never a guess either way).
         """
         # Not asyncio.get_running_loop(): it makes a system call (getpid) on every call, a
-        # third of a check. The loop this manager is bound to runs only while it is the one
-        # running here (nested loops are refused); any other means a new loop: bind to it.
-        loop = self._loop
+        # third of a check (LoopBinding.current, inline).
+        loop = self._binding.loop
         if loop is None or not loop.is_running():
-            self._bind()
+            self._binding.bind()
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
             check_now = self._check_now
             left = check_now(key) if check_now else await self._store.check(key)
@@ -557,117 +417,20 @@ class SessionManager:
 
     async def get_username_from_session_key(self, key: str) -> str | None:
         """Return the username of a live session, or ``None``."""
-        self._bind()
+        self._binding.bind()
         record = await self._store.get(key) if is_key_like(key) else None
         return None if record is None else record.username
 
     async def get_logged_users(self) -> list[str]:
         """Return one username per live session, oldest session first."""
-        self._bind()
+        self._binding.bind()
         return await self._store.usernames()
 
     # -- beyond the seed ---------------------------------------------------------------------
 
-    async def rotate_session_key(self, key: str) -> str:
-        """Give a session a new key (do it when privileges change, against fixation).
-
-        The session keeps its username, data and times; the old key stops working at once and
-        a bound Socket.IO server moves the old room's sockets to the new room.
-
-        :return: the new key.
-        :raises SessionNotFound: if ``key`` names no live session.
-        :raises StoreUnavailable: if the store cannot be reached; once it can, the session is
-            live under ``key`` again, or ended and reported.
-        """
-        return await self._hardening.rotate(key, 0.0)
-
-    async def renew_if_due(self, details: SessionDetails) -> str | None:
-        """Renew the key of a session whose key is older than ``renew_every`` (counted from
-        ``details.key_created_at``): a rotation, as :meth:`rotate_session_key` does (sockets
-        follow, ``session_rotated`` fires), after which the old key keeps working for
-        ``renew_grace`` seconds, so that requests already in flight with it do not fail. The
-        guards of :mod:`sessionkit.starlette` call it for keys that came from the session
-        cookie, and set the new cookie on the response.
-
-        Of several requests that find the key due at once, one renews it; the others (their
-        key is now the replaced one, still working) get ``None``. A renewal that raised
-        :class:`~sessionkit.StoreUnavailable` is settled as a rotation is: once the store
-        answers, the session is under the old key again (or ended and reported); meanwhile
-        the old key works, being the session's or its alias.
-
-        :param details: the session, as a guard's :meth:`touch_session` returned it.
-        :return: the new key, or ``None`` if no renewal is due (or another request renewed).
-        :raises StoreUnavailable: if the store cannot be reached.
-        """
-        return await self._hardening.renew_if_due(details)
-
-    async def check_client(self, details: SessionDetails, client: ClientInfo) -> bool:
-        """Compare a request's client with the one the session recorded at login (the
-        guards of :mod:`sessionkit.starlette` call this on every request they check).
-
-        When the browser family or the network (/24 for IPv4, /48 for IPv6) changed (see
-        :func:`sessionkit.clients.client_changed`), ``session_suspicious`` fires (reason
-        ``"client_changed"``), and with ``on_suspicious="end"`` the session ends (reason
-        ``"suspicious"``; its sockets are told ``logout``). A session with no recorded
-        client, or a side that does not know a value, compares nothing.
-
-        :param details: the session, as :meth:`touch_session` or
-            :meth:`get_session_details` returned it (with its key).
-        :param client: the request's client (:func:`sessionkit.starlette.client_info`).
-        :return: ``False`` if the session ended for it, else ``True``.
-        :raises TypeError: for details without a key, or a client that is not a
-            :class:`~sessionkit.ClientInfo`.
-        :raises StoreUnavailable: with ``on_suspicious="end"``, if the store cannot be
-            reached (the ending, if it landed, is reported once it can).
-        """
-        return await self._hardening.check_client(details, client)
-
-    async def get_user_sessions(self, username: str) -> list[SessionDetails]:
-        """List a user's live sessions, oldest first: what a "your devices" page shows.
-
-        Each has ``key=None`` (a listing never hands out a key, on any store), its public
-        ``id`` and the ``client`` recorded at login.
-
-        :raises TypeError: for a non-str username.
-        :raises ValueError: for an empty username (or one with a lone surrogate).
-        """
-        self._bind()
-        return await self._users.sessions(username)
-
-    async def delete_user_session(self, username: str, session_id: str) -> bool:
-        """End one of a user's sessions by its public ``id`` (the "End" button of a "your
-        devices" page): reason ``"logout"``, and its clients are told to log out.
-
-        :param username: whose session it must be (the caller's own user, typically).
-        :param session_id: the session's ``id``, as :meth:`get_user_sessions` lists it.
-        :return: ``True``, or ``False`` if ``username`` has no such live session.
-        :raises TypeError: for a non-str username or session id.
-        :raises ValueError: for an empty username (or one with a lone surrogate).
-        """
-        username = _username(username)
-        if not isinstance(session_id, str):
-            raise TypeError(f"session_id must be a str, not {type(session_id).__name__}")
-        self._bind()
-        return await self._users.end_one(username, session_id)
-
-    async def delete_user_sessions(self, username: str) -> int:
-        """Log a user out everywhere (reason ``"logout_all"``), telling each client.
-
-        :return: how many sessions ended.
-        """
-        self._bind()
-        return await self._users.end_all(username)
-
     async def count_sessions(self) -> int:
         """Count the live sessions."""
-        self._bind()
+        self._binding.bind()
         return await self._store.count()
 
     # -- internals ---------------------------------------------------------------------------
-
-    async def _record(self, key: object) -> SessionRecord:
-        self._bind()
-        record = await self._store.get(key) if is_key_like(key) else None
-        if record is None:
-            raise _not_found(key)
-        return record

@@ -1,0 +1,136 @@
+"""The login path, as :meth:`SessionManager.load_new_session`: the session is stored (evicting,
+or refusing, over ``max_sessions_per_user``), its key armed, and its creation reported with any
+eviction; a caller cancelled before it got the key leaves a session nobody can use, which ends
+once its events have run.
+
+:class:`LoginCalls` is a part of ``SessionManager``'s class, kept here whole (the call with its
+docstring and code); the parts it uses are the manager's, named below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sessionkit._binding import LoopBinding
+from sessionkit._expiry import Expiry
+from sessionkit._fanout import Fanout, Steps, chain
+from sessionkit._options import Options, seconds, warns_in_time
+from sessionkit._options import username as _username
+from sessionkit.events import Dispatcher, SessionEvent
+from sessionkit.keys import hash_key, short_hash
+from sessionkit.models import ClientInfo, SessionRecord, decode_data, encode_data
+from sessionkit.stores.base import SessionStore
+
+logger = logging.getLogger("sessionkit")
+
+
+class LoginCalls:
+    """``SessionManager``'s login call."""
+
+    # The manager's parts this call uses (set by SessionManager.__init__).
+    _timeout: float  # seconds: the manager's idle timeout
+    _binding: LoopBinding
+    _store: SessionStore
+    _options: Options
+    _expiry: Expiry
+    _fanout: Fanout
+    _events: Dispatcher
+
+    async def load_new_session(
+        self,
+        username: str,
+        data: Any = None,
+        *,
+        timeout: float | None = None,
+        client: ClientInfo | None = None,
+    ) -> str:
+        """Create a session at login.
+
+        :param username: who logged in.
+        :param data: JSON-serialisable data to keep with the session.
+        :param timeout: this session's own idle timeout in seconds, instead of the manager's.
+        :param client: the device that logged in, for a "your devices" page
+            (:func:`sessionkit.starlette.client_info` builds it from a request).
+        :return: the new session key (44 URL-safe characters, 264 random bits; 258 on a
+            store that names a place in the key, see :meth:`SessionStore.new_key`).
+        :raises TypeError: for a non-str username, data that is not JSON-serialisable or a
+            client that is not a :class:`~sessionkit.ClientInfo`.
+        :raises ValueError: for an empty username (or one with a lone surrogate) or a bad
+            timeout (one not longer than ``warn_before`` included).
+        :raises SessionLimitReached: with ``on_session_limit="refuse"``, if the user already
+            has ``max_sessions_per_user`` live sessions (nothing changes).
+        :raises StoreUnavailable: if the store cannot be reached; a session it may have
+            stored is ended once it can (nobody holds its key).
+        """
+        username = _username(username)
+        options = self._options
+        if timeout is None:
+            idle = self._timeout
+        else:
+            idle = warns_in_time(seconds(timeout, "timeout"), options.warn_before, "timeout")
+        if client is not None and not isinstance(client, ClientInfo):
+            raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
+        text = encode_data(data)
+        loop = self._binding.current()
+        store = self._store
+        absolute = options.absolute
+        key = store.new_key(username)
+        try:
+            evicted = await store.create(
+                key,
+                username,
+                text,
+                timeout=idle,
+                fixed_timeout=timeout is not None,
+                absolute_timeout=absolute,
+                max_per_user=options.max_per_user,
+                refuse=options.refuse,
+                client=None if client is None else client.encode(),
+            )
+        except BaseException:
+            if store.unsettled:  # (as Expiry.changed does, inline on this frequent call)
+                self._expiry.settle_soon()
+            raise
+        capped = absolute is not None and absolute <= idle
+        self._expiry.arm(key, loop.time(), min(idle, absolute or idle), capped)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("session %s created", short_hash(key))
+        if evicted or self._events.wants("session_created"):
+            await self._report_login(key, username, text, evicted)
+        return key
+
+    async def _report_login(
+        self, key: str, username: str, text: str | None, evicted: list[SessionRecord]
+    ) -> None:
+        steps = self._expiry.endings(evicted, "evicted", notify=True)
+        if self._events.wants("session_created"):
+            event = SessionEvent(
+                "session_created",
+                key,
+                hash_key(key),
+                username,
+                data=decode_data(text),
+                created_at=datetime.now(UTC),
+            )
+            steps = chain(steps, self._events.calls(event))
+        abandoned = False
+
+        def last_step() -> Steps:
+            # Read when reached: a caller cancelled before it got the key leaves a session
+            # nobody can use, which ends once its events have run (in the manager's task).
+            if abandoned:
+                yield self._abandon(key)
+
+        try:
+            await self._fanout.run(chain(steps, last_step()))
+        except asyncio.CancelledError:
+            abandoned = True
+            raise
+
+    async def _abandon(self, key: str) -> None:
+        record = await self._expiry.changed(self._store.delete(key))
+        if record is not None:
+            await self._expiry.end([record], "logout", False)
