@@ -13,7 +13,7 @@ from sessionkit._data import DataCalls
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout
 from sessionkit._hardening import BrowserCalls
-from sessionkit._login_calls import LoginCalls
+from sessionkit._new_sessions import LoginCalls
 from sessionkit._options import (
     MAX_SESSION_TIMEOUT,
     MIN_SESSION_TIMEOUT,
