@@ -180,8 +180,9 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
 
 
 async def serve() -> None:
-    """``bind_socketio(sm, sio)`` served as the README recommends (uvloop, websockets-sansio,
-    per-message deflate off), answering the driver's commands (those of ``seed.js``)."""
+    """``bind_socketio(sm, sio, freeze_gc=True)`` served as the Socket.IO guide recommends for
+    thousands of sockets (uvloop, websockets-sansio, per-message deflate and uvicorn's own pings
+    off), answering the driver's commands (those of ``seed.js``)."""
     import socketio
 
     from sessionkit import SessionManager
@@ -189,7 +190,7 @@ async def serve() -> None:
 
     sio = socketio.AsyncServer(async_mode="asgi", **LEVERS.get("server", {}))
     sm = SessionManager(timeout=HOUR)
-    bind_socketio(sm, sio, **LEVERS.get("bind", {}))
+    bind_socketio(sm, sio, **{"freeze_gc": True, **LEVERS.get("bind", {})})
     keys: list[str] = []
     cpu, in_gc = 0.0, [0.0, 0.0, 0.0]  # CPU in CPython's cyclic GC: in all, from, at start
 
@@ -201,7 +202,7 @@ async def serve() -> None:
 
     gc.callbacks.append(on_gc)
     options = {"ws": "websockets-sansio", "ws_per_message_deflate": False, "backlog": 4096}
-    options |= LEVERS.get("uvicorn", {})
+    options |= {"ws_ping_interval": None, **LEVERS.get("uvicorn", {})}
     async with h.serving(socketio.ASGIApp(sio), lifespan="off", **options), sm:
         while line := await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline):
             command, *args = line.split()
@@ -212,7 +213,8 @@ async def serve() -> None:
                 h.answer(made=len(keys))
             elif command == "rss":
                 gc.collect()
-                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets), objects=len(gc.get_objects()))
+                objects = len(gc.get_objects()) + gc.get_freeze_count()  # frozen ones too
+                h.answer(rss=h.rss(), sockets=len(sio.eio.sockets), objects=objects)
             elif command in ("arm", "watch"):
                 # Each measured window starts from a collected heap on both sides, so that it
                 # pays for the garbage it makes, not for what connecting N clients left.

@@ -76,11 +76,12 @@ _QUIET = 0.02  # seconds without a logout before the disconnects start: the burs
 _AFTER_WAIT = 10.0
 _CLOSE_WAIT = 5.0  # seconds aclose() lets the queued disconnects finish before cancelling them
 # freeze_gc: a burst of at least _FREEZE_AFTER connections, then _FREEZE_QUIET seconds without
-# one, freezes the process's objects; a quarter of those sockets gone, or one idle timeout
-# passed, thaws them, so that what departed sockets left behind is collected.
+# one, freezes the process's objects; a quarter of those sockets gone, or _THAW_AFTER seconds,
+# thaws them, so that what departed sockets left behind is collected.
 _FREEZE_AFTER = 1_000
 _FREEZE_QUIET = 1.0  # seconds
 _THAW_SHARE = 0.25
+_THAW_AFTER = 600.0  # seconds
 
 
 # Each manager's current bridge: binding again replaces its session_deleted handler.
@@ -242,8 +243,7 @@ class _Bridge:
         sockets = len(self.sio.eio.sockets)
         now = loop.time()
         if self._frozen and (
-            sockets < self._frozen * (1 - _THAW_SHARE)
-            or now - self._frozen_at > self.sm.get_session_timeout()
+            sockets < self._frozen * (1 - _THAW_SHARE) or now - self._frozen_at > _THAW_AFTER
         ):
             gc.unfreeze()
             self._frozen = 0
@@ -514,7 +514,7 @@ def bind_socketio(
         without an ``Origin`` for engine.io to check: only a tag on another page sends one.
     :param freeze_gc: for tens of thousands of sockets per process: once at least 1,000
         sockets have connected and a second passed without another, call ``gc.freeze()``, and
-        ``gc.unfreeze()`` once a quarter of them have gone (or one idle timeout later). CPython's
+        ``gc.unfreeze()`` once a quarter of them have gone (or ten minutes later). CPython's
         full collections then skip the connected sockets' objects (~170 per socket): at
         19,900 sockets they took over half the CPU of a burst of logouts, and held the loop
         for seconds. It acts on the whole process: leave it off if the app calls
