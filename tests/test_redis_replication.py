@@ -29,6 +29,7 @@ import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis, RedisCluster
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.stores.redis import RedisStore
@@ -57,7 +58,8 @@ class Server:
         deadline = time.monotonic() + within
         async with Redis(host="127.0.0.1", port=self.port) as client:
             while True:
-                with contextlib.suppress(OSError, ConnectionError):
+                # redis-py's own ConnectionError: an OSError's subclass only in its newer releases.
+                with contextlib.suppress(OSError, RedisConnectionError):
                     if await client.ping():
                         return
                 assert self._proc.poll() is None, "the server exited (see its server.log)"
