@@ -55,13 +55,7 @@ class ClusterCalls:
             return await self._redirected(deadline, command)
         try:
             return await self._pipe(node).call(deadline, packed)
-        except RedisConnectionError:
-            # The primary may have died: the nodes are asked who serves its slots now, in a
-            # task of its own, which a caller's deadline does not cut short (the client's own
-            # refresh, inside a redirected call, may never finish before the caller gives up).
-            self._ask()
-            return await self._redirected(deadline, command)
-        except (MovedError, TryAgainError, ClusterDownError):
+        except (MovedError, TryAgainError, ClusterDownError, RedisConnectionError):
             return await self._redirected(deadline, command)  # MovedError covers ASK too
         except TimeoutError:
             self._ask()
