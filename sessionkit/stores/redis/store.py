@@ -853,10 +853,11 @@ class RedisStore(SessionStore):
                 break  # what is known now is reported now; the rest waits
             del self._lost[0]
             known, where = lost.keys, self._where[bucket]
+            # One record per raw, in order: _by_call pairs them up again.
             records = [
                 schema.record(raw, known.get(h) or self._known.pop(h, None), where)
                 for raw in raws
-                if (h := hex_hash(raw[0]))
+                for h in (hex_hash(raw[0]),)
             ]
             self._late.extend(_by_call(raws, records, lost.call))
         late, self._late = self._late, []
