@@ -84,6 +84,9 @@ _FREEZE_AFTER = 1_000
 _FREEZE_QUIET = 1.0  # seconds
 _THAW_SHARE = 0.25
 _THAW_AFTER = 600.0  # seconds
+# ... and the 256th logout queued in a burst freezes again: the objects made since the sockets
+# connected (mostly theirs: engine.io makes new ones per message) are then skipped too.
+_FREEZE_BURST = 256
 
 
 # Each manager's current bridge: binding again replaces its session_deleted handler.
@@ -184,6 +187,8 @@ class _Bridge:
         self._logouts += 1
         self._told.add(room)
         self._after.append(room)
+        if self._frozen and len(self._after) == _FREEZE_BURST:
+            gc.freeze()
         task = self._after_task
         if task is None or task.done():
             self._after_task = asyncio.get_running_loop().create_task(
