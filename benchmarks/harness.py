@@ -147,6 +147,9 @@ def compare(
             pick = min if unit == "yes/no" else statistics.median  # every round must have it
             ours, base = (pick(got[side]) if got.get(side) else None for side in SIDES)
             against = None if unit == "yes/no" else ratio(ours, base)
+            mine, theirs = (got.get(side, []) for side in SIDES)
+            if against is not None and len(mine) == len(theirs) and all(theirs):  # each round's
+                against = statistics.median(o / b for o, b in zip(mine, theirs, strict=True))
             row = [f"{name} ({unit})", f"{size:,}", fmt(ours, unit)]
             row += [(notes or {}).get((name, size)) or fmt(base, unit), fmt(against, "x"), "", ""]
             for t in (t for t in targets if t.figure == name):

@@ -82,6 +82,9 @@ _FREEZE_AFTER = 1_000
 _FREEZE_QUIET = 1.0  # seconds
 _THAW_SHARE = 0.25
 _THAW_AFTER = 600.0  # seconds
+# ... and the 256th logout queued in a burst freezes again: the objects made since the sockets
+# connected (mostly theirs: engine.io makes new ones per message) are then skipped too.
+_FREEZE_BURST = 256
 
 
 # Each manager's current bridge: binding again replaces its session_deleted handler.
@@ -182,6 +185,8 @@ class _Bridge:
         self._logouts += 1
         self._told.add(room)
         self._after.append(room)
+        if self._frozen and len(self._after) == _FREEZE_BURST:
+            gc.freeze()
         task = self._after_task
         if task is None or task.done():
             self._after_task = asyncio.get_running_loop().create_task(
@@ -513,12 +518,13 @@ def bind_socketio(
         so is a handshake that a browser marks as from another site (``Sec-Fetch-Site``)
         without an ``Origin`` for engine.io to check: only a tag on another page sends one.
     :param freeze_gc: for tens of thousands of sockets per process: once at least 1,000
-        sockets have connected and a second passed without another, call ``gc.freeze()``, and
-        ``gc.unfreeze()`` once a quarter of them have gone (or ten minutes later). CPython's
-        full collections then skip the connected sockets' objects (~170 per socket): at
-        19,900 sockets they took over half the CPU of a burst of logouts, and held the loop
-        for seconds. It acts on the whole process: leave it off if the app calls
-        ``gc.freeze()`` itself (before forking workers, say), whose objects it would thaw.
+        sockets have connected and a second passed without another, call ``gc.freeze()``
+        (and again at the 256th logout of a burst), and ``gc.unfreeze()`` once a quarter of
+        them have gone (or ten minutes later). CPython's full collections then skip the
+        connected sockets' objects (~170 per socket): at 19,900 sockets they took over half
+        the CPU of a burst of logouts, and held the loop for seconds. It acts on the whole
+        process: leave it off if the app calls ``gc.freeze()`` itself (before forking
+        workers, say), whose objects it would thaw.
     :raises TypeError: if ``sio`` is not a ``socketio.AsyncServer``.
     :raises ValueError: in cookie mode, if ``sio`` accepts any origin
         (``cors_allowed_origins`` of ``"*"``, ``["*"]``, ``[]``, a callable, or ``"null"``

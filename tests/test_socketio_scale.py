@@ -155,9 +155,12 @@ async def test_freeze_gc_freezes_after_a_connect_burst_and_thaws_once_the_socket
 
     monkeypatch.setattr(adapter, "_FREEZE_AFTER", 20)  # connections
     monkeypatch.setattr(adapter, "_FREEZE_QUIET", 0.1)  # seconds
+    monkeypatch.setattr(adapter, "_FREEZE_BURST", 10)  # logouts queued
     sm = SessionManager(timeout=60)
     sio = socketio.AsyncServer(async_mode="asgi")
     bind_socketio(sm, sio, freeze_gc=True)
+    frozen: list[int] = []  # after each session's logout (the adapter's handler runs first)
+    sm.on("session_deleted", lambda event: frozen.append(gc.get_freeze_count()))
     keys = [await sm.load_new_session(f"user{i}") for i in range(30)]
     states = [gc.get_freeze_count() > 0]
     try:
@@ -167,7 +170,12 @@ async def test_freeze_gc_freezes_after_a_connect_burst_and_thaws_once_the_socket
                 while not gc.get_freeze_count():  # noqa: ASYNC110 - gc has no event
                     await asyncio.sleep(0.02)
             states.append(True)
+            gc.collect()  # so that the burst's own freeze has young objects to move
             await sm.delete_all_sessions()
+            # The tenth logout of the burst froze what had been made since the first freeze:
+            # the only rise (frozen objects that are freed leave the count).
+            rises = [i for i in range(1, len(frozen)) if frozen[i] > frozen[i - 1]]
+            assert rises == [9]
             async with asyncio.timeout(15):
                 await crowd.all_gone.wait()
             async with asyncio.timeout(5):  # they have gone: thawed, their cycles collectable
