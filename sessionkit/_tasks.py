@@ -193,3 +193,32 @@ class UsesTasks(Protocol):
 
     def bind_tasks(self, tasks: LoopTasks) -> None:
         """Start tasks through ``tasks`` from now on (its :meth:`LoopTasks.start_soon`)."""
+
+
+class TaskSet:
+    """Tasks a part owns outright, apart from any manager's task group: the Redis store's
+    connection writer and readers and the closing of its connections (``_pipeline.py``,
+    ``_cluster.py``). They serve a store used with no manager at all (``sessionkit.testing``
+    runs the contract on the store alone), and they carry a manager's last acknowledgements
+    after its jobs have ended; the store's ``aclose()`` ends them, and the manager calls it
+    last. Each is started by :meth:`start` and awaited by :meth:`join`."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, job: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``job`` in a task of this set, on the running loop; the task, to cancel it."""
+        task = asyncio.get_running_loop().create_task(job, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def join(self) -> None:
+        """Wait until every task of this set on the running loop has ended (those started
+        meanwhile included); their failures are theirs to report. Tasks left on a past loop
+        went with it."""
+        loop = asyncio.get_running_loop()
+        while pending := [t for t in self._tasks if t.get_loop() is loop and not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -174,7 +174,7 @@ class _Bridge:
         self._connects = 0
         self._last_connect = self._frozen_at = 0.0
         self._frozen = 0
-        self._tending: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._tending_on: asyncio.AbstractEventLoop | None = None  # where a job tends it
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
@@ -239,22 +239,36 @@ class _Bridge:
     # -- freeze_gc ---------------------------------------------------------------------------
 
     def _connected(self) -> None:
-        loop = asyncio.get_running_loop()
         self._connects += 1
-        self._last_connect = loop.time()
-        if self._tending is None or self._tending[0] is not loop:  # none yet, or a past loop's
-            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+        self._last_connect = asyncio.get_running_loop().time()
+        tasks = self._tasks  # one tending job at a time, a job of the manager's
+        if tasks is None or self._tending_on is tasks.loop:
+            return
+        if tasks.spawn(self._tend_while_needed):
+            self._tending_on = tasks.loop
 
-    def _tend(self) -> None:
+    async def _tend_while_needed(self) -> None:
+        # Every _FREEZE_QUIET seconds while connections come or objects are frozen; not a job
+        # idle() waits for between two turns, and over as soon as the manager closes.
+        tasks = self._tasks
+        assert tasks is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tending = True
+            while tending:
+                await tasks.rest(_FREEZE_QUIET)
+                tending = not tasks.stop.is_set() and self._tend(loop.time())
+        finally:
+            if self._tending_on is loop:
+                self._tending_on = None
+
+    def _tend(self, now: float) -> bool:
         # CPython's full collections walk every tracked object, ~170 per connected socket: with
         # tens of thousands of sockets one takes seconds, and a burst of logouts sets some off.
         # Frozen objects are skipped (gc.freeze), so the sockets of a connect burst are frozen
         # once it is over, and thawed when enough of them have gone: cycles they left behind
-        # are collected only once thawed.
-        loop = asyncio.get_running_loop()
-        self._tending = None
+        # are collected only once thawed. Whether to tend again.
         sockets = len(self.sio.eio.sockets)
-        now = loop.time()
         if self._frozen and (
             sockets < self._frozen * (1 - _THAW_SHARE) or now - self._frozen_at > _THAW_AFTER
         ):
@@ -264,15 +278,11 @@ class _Bridge:
         if quiet and self._connects >= _FREEZE_AFTER:
             gc.freeze()
             self._frozen, self._frozen_at, self._connects = max(sockets, 1), now, 0
-        if self._frozen or self._connects:
-            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+        return bool(self._frozen or self._connects)
 
     async def aclose(self) -> None:
-        """Stop tending ``freeze_gc`` and thaw what it froze: what :meth:`SessionManager.aclose`
-        awaits once its own jobs, this bridge's disconnects among them, have ended."""
-        if self._tending is not None:
-            self._tending[1].cancel()
-            self._tending = None
+        """Thaw what ``freeze_gc`` froze: what :meth:`SessionManager.aclose` awaits once its
+        own jobs, this bridge's disconnects and tending among them, have ended."""
         if self._frozen:
             gc.unfreeze()
             self._frozen = 0
