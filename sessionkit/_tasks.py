@@ -4,10 +4,11 @@
 
 Every task the manager or a part bound to it starts is a job here: expiry batches, timer-driven
 handlers, the sweep, the settling of lost replies, the outbox's acknowledgements, the rest of a
-report whose caller was cancelled, and the Socket.IO bridge's disconnects (handed this owner
-through :class:`UsesTasks` when it is attached). The Redis store's connections are the one
-exception, and say why in ``stores/redis/_pipeline.py``: they serve a store used with no manager,
-and the manager's last acknowledgements after its jobs have ended."""
+report whose caller was cancelled, and the Socket.IO bridge's disconnects, releases and
+``freeze_gc`` tending (handed this owner through :class:`UsesTasks` when it is attached). The
+Redis store's tasks are the one exception, each started by a :class:`TaskSet` of the store's
+(below; ``stores/redis/_pipeline.py`` says why): they serve a store used with no manager, and
+the manager's last acknowledgements after its jobs have ended."""
 
 from __future__ import annotations
 
