@@ -110,9 +110,10 @@ class ClusterCalls:
     def _ask(self) -> asyncio.Task[None]:
         # The nodes are asked which slots they serve, once at a time: after a timeout, or a
         # redirection of a call that must not go through the client.
-        if self._asking is None or self._asking.done():
-            self._asking = self._tasks.start(self._ask_slots(), "sessionkit cluster slots")
-        return self._asking
+        asking = self._asking
+        if asking is None or asking.done() or asking.get_loop() is not asyncio.get_running_loop():
+            asking = self._asking = self._tasks.start(self._ask_slots(), "sessionkit cluster slots")
+        return asking
 
     async def _ask_slots(self) -> None:
         # Ask the nodes which of them serve which slots (the client's own refresh, as after a
@@ -134,7 +135,8 @@ class ClusterCalls:
     async def aclose(self) -> None:
         pipes = [pipe for _, pipe in self._pipes.values()]
         self._pipes.clear()
-        if self._asking is not None:
-            self._asking.cancel()
+        asking, self._asking = self._asking, None
+        if asking is not None and asking.get_loop() is asyncio.get_running_loop():
+            asking.cancel()  # (one on a past loop went with it)
         await asyncio.gather(*(pipe.aclose() for pipe in pipes))
         await self._tasks.join()
