@@ -64,7 +64,7 @@ docs: setup
 test: lint vendor
 	$(BIN)/pytest -n 2 --dist worksteal -m "not crash"
 
-# The reply-echo chaos tests at full length (60 s each; the suite runs them for 15 s), printing
+# The reply-echo chaos tests at full length (60 s each; the suite runs them for 5 s), printing
 # what each storm did (kills, reconnections, calls answered and failed); and the crash tests
 # (workers SIGKILLed and SIGTERMed for 35 s, about 50 s each), printing what was lost.
 chaos: setup
