@@ -137,8 +137,8 @@ class SessionRecord(NamedTuple):
     def details(self, key: str | None) -> SessionDetails:
         """Turn the snapshot into the public :class:`SessionDetails`.
 
-        Its times, data and client are converted when first read (then kept): a guarded
-        request that reads only the username pays for none of them.
+        Its times and data are converted when first read (then kept): a guarded request that
+        reads only the username pays for neither.
 
         :param key: the raw key to show, or ``None`` (listings never show one).
         """
@@ -146,6 +146,9 @@ class SessionRecord(NamedTuple):
         _set_key(details, key)
         _set_id(details, self.key_hash)
         _set_username(details, self.username)
+        # The client now: every guard reads it (and most sessions of API clients have none).
+        client = self.client
+        _set_client(details, None if client is None else ClientInfo.decode(client))
         _set_record(details, self)
         return details
 
@@ -156,6 +159,7 @@ _new = object.__new__
 _set_key = _SLOTS["key"].__set__
 _set_id = _SLOTS["id"].__set__
 _set_username = _SLOTS["username"].__set__
+_set_client = _SLOTS["client"].__set__
 
 
 def _wall(seconds: float) -> datetime:
@@ -196,8 +200,8 @@ def _key_created(details: _LazyDetails, record: SessionRecord) -> datetime:
 class _LazyDetails(SessionDetails):
     # The SessionDetails a store's record turns into (SessionRecord.details): equal to, and
     # read like, the one SessionDetails(...) would build from the same values, but its times
-    # (five datetimes), data (JSON decoding) and client wait until they are read, which most
-    # guarded requests never do. A frozen dataclass all the same: its fields cannot be set.
+    # (five datetimes) and data (JSON decoding) wait until they are read, which most guarded
+    # requests never do. A frozen dataclass all the same: its fields cannot be set.
 
     __slots__ = ("_record",)
     _record: SessionRecord
@@ -206,7 +210,6 @@ class _LazyDetails(SessionDetails):
     last_active_at = _lazy("last_active_at", lambda d, r: _wall(r.last_active_at))
     expires_at = _lazy("expires_at", lambda d, r: _wall(r.expires_at))
     data = _lazy("data", lambda d, r: decode_data(r.data))
-    client = _lazy("client", lambda d, r: ClientInfo.decode(r.client))
     authenticated_at = _lazy("authenticated_at", _authenticated)
     key_created_at = _lazy("key_created_at", _key_created)
 
