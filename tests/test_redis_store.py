@@ -18,7 +18,7 @@ from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
+from tests.conftest import fresh_prefix, redis_url
 from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
 
@@ -674,3 +674,32 @@ async def test_a_renewal_alias_lives_for_the_grace_and_goes_with_its_session(
                 assert await sm.delete_session(key if end_with == "old" else fresh)
             assert await redis_client.exists(alias) == 0, end_with
             assert await sm.check_session_status(key) is False
+
+
+def test_a_store_made_outside_any_loop_follows_successive_loops(
+    redis_server: ValkeyServer,
+) -> None:
+    # The seed's style on Redis: a manager and store made at import time, then each
+    # asyncio.run() a new loop, on which the store's pipeline starts again (docs/how-it-works.md,
+    # "Tasks and loops").
+    client = Redis.from_url(redis_url(redis_server))
+    sm = SessionManager(timeout=60, store=RedisStore(client, prefix=fresh_prefix()))
+
+    async def first() -> str:
+        key = await sm.load_new_session("Luca")
+        await sm.aclose()  # (a loop that ends first leaves its connections open)
+        return key
+
+    async def second(key: str) -> list[str]:
+        try:
+            assert await sm.check_session_status(key)
+            names = await sm.get_logged_users()
+            assert await sm.delete_session(key)
+            assert not await sm.check_session_status(key)
+            return names
+        finally:
+            await sm.aclose()
+            await client.aclose()
+
+    key = asyncio.run(first())
+    assert asyncio.run(second(key)) == ["Luca"]
