@@ -71,3 +71,18 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
     for out in outs:
         assert out.exists()
         assert out.with_suffix(".md").exists()
+
+
+def test_the_guards_cost_in_one_process_is_measured_route_by_route() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.e2e", "asgi", "20", "50", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    routes = [line.split()[0] for line in done.stdout.splitlines()]
+    assert routes == ["bare", "restart_session_timer", "touch_session", "RequireSession"]
+    assert all(" us  (+" in line for line in done.stdout.splitlines())

@@ -92,6 +92,26 @@ async def test_works_with_a_decoding_client(redis_server: ValkeyServer) -> None:
     await client.aclose()
 
 
+async def test_the_hot_calls_find_their_session_under_a_prefix_outside_ascii(
+    redis_client: Redis,
+) -> None:
+    # The restart's command is encoded partly ahead of time (once per bucket): the session it
+    # names must be the one the login wrote, whatever the prefix's characters.
+    prefix = f"{fresh_prefix()}séssion{{é}}:"
+    sm = SessionManager(timeout=60, store=RedisStore(redis_client, prefix=prefix))
+    async with sm:
+        key = await sm.load_new_session("ada", {"n": 1})
+        before = await sm.get_session_details(key)
+        await asyncio.sleep(0.01)
+        assert await sm.restart_session_timer(key) is True
+        touched = await sm.touch_session(key)
+        assert (touched.username, touched.data, touched.id) == ("ada", {"n": 1}, hash_key(key))
+        assert touched.expires_at > before.expires_at
+        assert await redis_client.exists(f"{prefix}s:{schema.stored_key_hash(key)}") == 1
+        with pytest.raises(SessionNotFound):
+            await sm.touch_session(new_key())
+
+
 class _Counter:
     replies = 0
 
