@@ -19,7 +19,7 @@ from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain
 from sessionkit._options import Options, seconds, warns_in_time
 from sessionkit._options import username as _username
-from sessionkit.events import Dispatcher, SessionEvent
+from sessionkit.events import EVICTED, LOGOUT, Dispatcher, SessionEvent
 from sessionkit.keys import hash_key, short_hash
 from sessionkit.models import ClientInfo, SessionRecord, decode_data, encode_data
 from sessionkit.stores.base import SessionStore
@@ -105,7 +105,7 @@ class LoginCalls:
     async def _report_login(
         self, key: str, username: str, text: str | None, evicted: list[SessionRecord]
     ) -> None:
-        steps = self._expiry.endings(evicted, "evicted", notify=True)
+        steps = self._expiry.endings(evicted, EVICTED, notify=True)
         if self._events.wants("session_created"):
             event = SessionEvent(
                 "session_created",
@@ -133,4 +133,4 @@ class LoginCalls:
     async def _abandon(self, key: str) -> None:
         record = await self._expiry.changed(self._store.delete(key))
         if record is not None:
-            await self._expiry.end([record], "logout", False)
+            await self._expiry.end([record], LOGOUT, False)
