@@ -17,6 +17,7 @@ from redis.asyncio import Connection, ConnectionPool, Redis
 from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
+from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
 from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
@@ -40,15 +41,7 @@ async def clients(redis_server: ValkeyServer) -> AsyncIterator[tuple[Redis, Redi
 
 async def _create(store: RedisStore, username: str = "ada", idle: float = 2.0) -> str:
     key = new_key()
-    await store.create(
-        key,
-        username,
-        None,
-        timeout=idle,
-        fixed_timeout=False,
-        absolute_timeout=None,
-        max_per_user=None,
-    )
+    await store.create(key, NewSession(username, idle))
     return key
 
 

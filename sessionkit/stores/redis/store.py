@@ -19,7 +19,7 @@ import sessionkit.keys as keys
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import LostCall, Outcome, Pending, SessionStore
+from sessionkit.stores.base import LostCall, NewSession, Outcome, Pending, SessionStore
 from sessionkit.stores.redis import _schema as schema
 from sessionkit.stores.redis._cluster import ClusterCalls
 from sessionkit.stores.redis._pipeline import Pipeline, dial, pack
@@ -409,29 +409,18 @@ class RedisStore(SessionStore):
         known, where = self._known, self._where[bucket]
         return [schema.record(raw, known.pop(hex_hash(raw[0]), None), where) for raw in raws]
 
-    async def create(
-        self,
-        key: str,
-        username: str,
-        data: str | None,
-        *,
-        timeout: float,
-        fixed_timeout: bool,
-        absolute_timeout: float | None,
-        max_per_user: int | None,
-        refuse: bool = False,
-        client: str | None = None,
-    ) -> list[SessionRecord]:
+    async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
         """Store a new session, evicting the user's oldest ones over the cap in the same step
-        (or, with ``refuse``, refusing it in that step).
+        (or, with ``spec.refuse``, refusing it in that step).
 
         See :meth:`SessionStore.create`. Evicted records carry their key where this process
         knows it (see the class docs), else ``key=None``.
 
-        :raises SessionLimitReached: with ``refuse``, if the user is at the cap.
-        :raises ValueError: on a cluster, for a key not made by :meth:`new_key` for ``username``.
+        :raises SessionLimitReached: with ``spec.refuse``, if the user is at the cap.
+        :raises ValueError: on a cluster, for a key not made by :meth:`new_key` for the user.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        username, data, cap = spec.username, spec.data, spec.max_per_user
         bucket = self._buckets[self._user_bucket(username)]
         if self._of_key(key) != bucket:
             raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
@@ -441,19 +430,19 @@ class RedisStore(SessionStore):
         args = (
             h,
             username,
-            us(timeout),
-            "1" if fixed_timeout else "0",
-            "" if absolute_timeout is None else us(absolute_timeout),
-            "" if max_per_user is None else max_per_user,
+            us(spec.timeout),
+            "1" if spec.fixed_timeout else "0",
+            "" if spec.absolute_timeout is None else us(spec.absolute_timeout),
+            "" if cap is None else cap,
             "0" if data is None else "1",
             "" if data is None else data,
-            client or "",
-            "1" if refuse else "0",
+            spec.client or "",
+            "1" if spec.refuse else "0",
         )
         evicted = await self._change("CREATE", "create", bucket, names, args, context=(h,))
         if evicted == -1:
             raise SessionLimitReached(
-                f"{username!r} already has {max_per_user} live session(s), the most allowed"
+                f"{username!r} already has {cap} live session(s), the most allowed"
             )
         self._known[key_hash] = key
         return self._ended(evicted, bucket)
