@@ -316,9 +316,11 @@ class Expiry:
         self._report_late(outcomes)
 
     def _report_late(self, outcomes: list[Outcome]) -> None:
-        for call, records in outcomes:
+        for call, records, given in outcomes:
             # A name the manager does not know (a store of someone else's) still ends its
             # sessions: as a logout, with the push. In a task of its own: a handler that blocks
             # holds up its own sessions, never the settling of the others.
             reason, notify = LATE.get(call, (LOGOUT, True))
+            if given is not None and given != reason:  # on_suspicious="end": told, as it was
+                reason, notify = given, True
             self._tasks.spawn(self.end, records, reason, notify)

@@ -159,7 +159,7 @@ class BrowserCalls:
             await self._fanout.run(self._events.calls(event))
         if not self._options.end_suspicious:
             return True
-        record = await self._expiry.changed(self._store.delete(key))
+        record = await self._expiry.changed(self._store.delete(key, reason=SUSPICIOUS))
         if record is not None:
             await self._expiry.end([record], SUSPICIOUS, True)
         return False

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sessionkit import SessionLimitReached, SessionRecord
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.keys import hash_key
 from sessionkit.stores import NewSession, Pending, SessionStore
 
@@ -141,7 +142,7 @@ class DictStore(SessionStore):
             self.rows[found[0]] = replace(found[1], authenticated=now)
         return found is not None
 
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         now = time.monotonic()
         found = self._live(key, now)
         return None if found is None else self._end(found[0], now)

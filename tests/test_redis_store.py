@@ -264,8 +264,8 @@ async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]
     assert 0 < ttl <= (3600 + 1.0) * 1000  # the retention, plus at most one timeout of lag
     assert await other.sweep() == []  # owners' timers get up to a second first
     await asyncio.sleep(1.0)
-    [(call, swept)] = await other.sweep()
-    assert call == "sweep"
+    [(call, swept, reason)] = await other.sweep()
+    assert (call, reason) == ("sweep", None)
     assert all(r.event_id is not None for r in swept)  # each ending in the outbox
     assert sorted(r.key_hash for r in swept) == sorted(hash_key(k) for k in keys)
     assert all(r.key is None and r.remaining <= -1.0 for r in swept)

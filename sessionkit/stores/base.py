@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.keys import new_key as fresh_key
 from sessionkit.models import SessionRecord
 
@@ -66,10 +67,14 @@ LostCall = Literal[
 
 
 class Outcome(NamedTuple):
-    """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`."""
+    """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`
+    (or an ending :meth:`SessionStore.sweep` took again)."""
 
     call: LostCall  # the store method
     ended: list[SessionRecord]  # the sessions it removed, to be reported now
+    # The reason the call was given, for a call that takes one (delete's), where the store
+    # kept it; None: the call's own reason.
+    reason: Reason | None = None
 
 
 class SessionStore(ABC):
@@ -190,9 +195,14 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         """End a live session.
 
+        :param reason: why, as the ending's events will say: ``"logout"``, or
+            ``"suspicious"`` (``on_suspicious="end"``). A store with an outbox (see
+            :attr:`redelivery_after`) records it with the ending, and gives it back as
+            :attr:`Outcome.reason` when a :meth:`sweep` or :meth:`settle` reports the ending
+            again; a store without one may ignore it.
         :return: the session as it was, or ``None`` if it was not live.
         """
 

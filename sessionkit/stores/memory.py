@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Final
 
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.exceptions import SessionLimitReached
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
@@ -315,7 +316,7 @@ class MemoryStore(SessionStore):
         self._sessions[key] = (*entry[:AUTHENTICATED], now, entry[ROTATED])
         return True
 
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         now = self._clock()
         key = self._resolve(key, now)  # a logout with either key ends the session
         entry = self._live(key, now)

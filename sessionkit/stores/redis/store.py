@@ -16,6 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 import sessionkit.keys as keys
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
@@ -50,13 +51,19 @@ _ACK_BATCH = 500  # endings acknowledged (or held) per round trip
 
 
 def _by_call(
-    raws: Sequence[Sequence[Any]], records: list[SessionRecord], call: LostCall
+    raws: Sequence[Sequence[Any]],
+    records: list[SessionRecord],
+    call: LostCall,
+    reason: Reason | None = None,
 ) -> list[Outcome]:
-    # Endings, each under the call that ended it (``call``, for those that do not say).
-    by_call: dict[LostCall, list[SessionRecord]] = {}
+    # Endings, each under the call that ended it and the reason that call was given (``call``
+    # and ``reason``, for those that do not say).
+    by_call: dict[tuple[LostCall, Reason | None], list[SessionRecord]] = {}
     for raw, record in zip(raws, records, strict=True):
-        by_call.setdefault(cast(LostCall, schema.ended_by(raw) or call), []).append(record)
-    return [Outcome(c, ended) for c, ended in by_call.items()]
+        ended_by = cast(LostCall, schema.ended_by(raw) or call)
+        given = cast("Reason | None", schema.ended_for(raw) or reason)
+        by_call.setdefault((ended_by, given), []).append(record)
+    return [Outcome(c, ended, why) for (c, why), ended in by_call.items()]
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class _Lost:
     op: str  # the operation id it was sent with
     context: tuple[str, ...]  # what SETTLE needs to undo it
     keys: dict[str, str]  # raw keys it was given, by hash, to name what it ended
+    reason: Reason | None  # the reason it was given (delete's), reported with what it ended
     # The settle's own operation id, fixed: a settle that loses its reply is sent again as is.
     settle_op: str
 
@@ -298,6 +306,7 @@ class RedisStore(SessionStore):
         *,
         context: tuple[str, ...] = (),
         known: dict[str, str] | None = None,
+        reason: Reason | None = None,
     ) -> Any:
         # A script that ends or makes sessions, sent with an operation id: if the caller never
         # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
@@ -306,7 +315,8 @@ class RedisStore(SessionStore):
         try:
             return await self._send(command, wait=True)
         except BaseException:
-            self._lost.append(_Lost(call, bucket, op, context, known or {}, self._op()))
+            lost = _Lost(call, bucket, op, context, known or {}, reason, self._op())
+            self._lost.append(lost)
             raise
 
     def _op(self) -> str:
@@ -537,8 +547,9 @@ class RedisStore(SessionStore):
         names = (session(bucket, h),)
         return bool(await self._run("MARK_AUTHENTICATED", bucket, names, h))
 
-    async def delete(self, key: str) -> SessionRecord | None:
-        """End a live session.
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
+        """End a live session; its ending, in the outbox, keeps ``reason`` (see
+        :meth:`SessionStore.delete`).
 
         :return: the session as it was, or ``None`` if it was not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
@@ -546,7 +557,11 @@ class RedisStore(SessionStore):
         bucket, key_hash = self._of_key(key), hash_key(key)
         h = stored_hash(key_hash)
         names = (session(bucket, h), deadlines(bucket))
-        raw = await self._change("DELETE", "delete", bucket, names, (h,), known={key_hash: key})
+        known = {key_hash: key}
+        args = (h, reason)
+        raw = await self._change(
+            "DELETE", "delete", bucket, names, args, known=known, reason=reason
+        )
         self._known.pop(key_hash, None)
         if raw is None:
             return None
@@ -848,7 +863,7 @@ class RedisStore(SessionStore):
                 for raw in raws
                 for h in (hex_hash(raw[0]),)
             ]
-            self._late.extend(_by_call(raws, records, lost.call))
+            self._late.extend(_by_call(raws, records, lost.call, lost.reason))
         late, self._late = self._late, []
         try:
             return await self._taken(late)
@@ -865,7 +880,7 @@ class RedisStore(SessionStore):
             return outcomes
         held = await self._outbox("HOLD", ids, self._me, "1")
         kept = [
-            Outcome(o.call, [r for r in o.ended if r.event_id is None or r.event_id in held])
+            o._replace(ended=[r for r in o.ended if r.event_id is None or r.event_id in held])
             for o in outcomes
         ]
         return [o for o in kept if o.ended]
