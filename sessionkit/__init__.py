@@ -26,7 +26,7 @@ from sessionkit.exceptions import (
 )
 from sessionkit.manager import MAX_SESSION_TIMEOUT, MIN_SESSION_TIMEOUT, SessionManager
 from sessionkit.models import ClientInfo, SessionDetails, SessionRecord
-from sessionkit.stores import MemoryStore, Outcome, Pending, SessionStore
+from sessionkit.stores import MemoryStore, NewSession, Outcome, Pending, SessionStore
 
 __all__ = (
     "EVENTS",
@@ -37,6 +37,7 @@ __all__ = (
     "EventHandler",
     "EventName",
     "MemoryStore",
+    "NewSession",
     "Outcome",
     "Pending",
     "Reason",

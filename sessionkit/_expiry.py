@@ -26,6 +26,7 @@ from sessionkit._fanout import TIMED_OUT, Fanout, Steps, session_event
 from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import FINE, DeadlineTimers
+from sessionkit.events import DELETE_ALL, EVICTED, LOGOUT, LOGOUT_ALL
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import LostCall, Outcome, SessionStore
@@ -41,14 +42,14 @@ _SETTLE = "settling calls that lost their reply"
 # What a late outcome means, by the store call that had it: the reason its sessions ended
 # and whether their clients are told to log out (as the call itself would have done).
 LATE: dict[LostCall, tuple[str | None, bool]] = {
-    "create": ("evicted", True),
-    "delete": ("logout", False),
-    "delete_user_session": ("logout", True),
-    "delete_all": ("delete_all", True),
-    "delete_user": ("logout_all", True),
+    "create": (EVICTED, True),
+    "delete": (LOGOUT, False),
+    "delete_user_session": (LOGOUT, True),
+    "delete_all": (DELETE_ALL, True),
+    "delete_user": (LOGOUT_ALL, True),
     "claim_expired": (TIMED_OUT, True),
     "sweep": (TIMED_OUT, True),
-    "rotate": ("logout", True),  # a rotation ends nothing; a store that says so is believed
+    "rotate": (LOGOUT, True),  # a rotation ends nothing; a store that says so is believed
 }
 
 
@@ -323,9 +324,11 @@ class Expiry:
         self._report_late(outcomes)
 
     def _report_late(self, outcomes: list[Outcome]) -> None:
-        for call, records in outcomes:
+        for call, records, given in outcomes:
             # A name the manager does not know (a store of someone else's) still ends its
             # sessions: as a logout, with the push. In a task of its own: a handler that blocks
             # holds up its own sessions, never the settling of the others.
-            reason, notify = LATE.get(call, ("logout", True))
+            reason, notify = LATE.get(call, (LOGOUT, True))
+            if given is not None and given != reason:  # on_suspicious="end": told, as it was
+                reason, notify = given, True
             self._tasks.spawn(self.end, records, reason, notify)

@@ -17,6 +17,8 @@ from typing import Any
 
 from sessionkit._tasks import LoopTasks
 from sessionkit.events import (
+    ABSOLUTE_TIMEOUT,
+    EXPIRED,
     REASONS,
     Dispatcher,
     EventName,
@@ -130,7 +132,7 @@ class Fanout:
         for record in records:
             key = record.key
             why: Reason = given or (
-                "absolute_timeout" if record.reached_absolute_timeout else "expired"
+                ABSOLUTE_TIMEOUT if record.reached_absolute_timeout else EXPIRED
             )
             if debug:
                 logger.debug("session %s ended: %s", record.key_hash[:12], why)

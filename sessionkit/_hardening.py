@@ -17,7 +17,7 @@ from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, session_event
 from sessionkit._options import Options, not_found
 from sessionkit.clients import client_changed
-from sessionkit.events import Dispatcher, SessionEvent
+from sessionkit.events import CLIENT_CHANGED, SUSPICIOUS, Dispatcher, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, short_hash
 from sessionkit.models import ClientInfo, SessionDetails
@@ -152,14 +152,14 @@ class BrowserCalls:
                 key,
                 details.id,
                 details.username,
-                "client_changed",
+                CLIENT_CHANGED,
                 details.data,
                 created_at=details.created_at,
             )
             await self._fanout.run(self._events.calls(event))
         if not self._options.end_suspicious:
             return True
-        record = await self._expiry.changed(self._store.delete(key))
+        record = await self._expiry.changed(self._store.delete(key, reason=SUSPICIOUS))
         if record is not None:
-            await self._expiry.end([record], "suspicious", True)
+            await self._expiry.end([record], SUSPICIOUS, True)
         return False

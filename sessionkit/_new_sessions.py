@@ -19,12 +19,14 @@ from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout, Steps, chain
 from sessionkit._options import Options, seconds, warns_in_time
 from sessionkit._options import username as _username
-from sessionkit.events import Dispatcher, SessionEvent
+from sessionkit.events import EVICTED, LOGOUT, Dispatcher, SessionEvent
 from sessionkit.keys import hash_key, short_hash
 from sessionkit.models import ClientInfo, SessionRecord, decode_data, encode_data
-from sessionkit.stores.base import SessionStore
+from sessionkit.stores.base import NewSession, SessionStore
 
 logger = logging.getLogger("sessionkit")
+
+_new_spec = tuple.__new__
 
 
 class LoginCalls:
@@ -77,19 +79,24 @@ class LoginCalls:
         loop = self._binding.current()
         store = self._store
         absolute = options.absolute
+        # Built as the tuple it is, past NewSession's Python-level __new__: one is built per
+        # login, and that call cost a login about 0.2 us (a tenth of its time).
+        spec = _new_spec(
+            NewSession,
+            (
+                username,
+                idle,
+                text,
+                timeout is not None,  # fixed_timeout
+                absolute,
+                options.max_per_user,
+                options.refuse,
+                None if client is None else client.encode(),
+            ),
+        )
         key = store.new_key(username)
         try:
-            evicted = await store.create(
-                key,
-                username,
-                text,
-                timeout=idle,
-                fixed_timeout=timeout is not None,
-                absolute_timeout=absolute,
-                max_per_user=options.max_per_user,
-                refuse=options.refuse,
-                client=None if client is None else client.encode(),
-            )
+            evicted = await store.create(key, spec)
         except BaseException:
             if store.unsettled:  # (as Expiry.changed does, inline on this frequent call)
                 self._expiry.settle_soon()
@@ -105,7 +112,7 @@ class LoginCalls:
     async def _report_login(
         self, key: str, username: str, text: str | None, evicted: list[SessionRecord]
     ) -> None:
-        steps = self._expiry.endings(evicted, "evicted", notify=True)
+        steps = self._expiry.endings(evicted, EVICTED, notify=True)
         if self._events.wants("session_created"):
             event = SessionEvent(
                 "session_created",
@@ -133,4 +140,4 @@ class LoginCalls:
     async def _abandon(self, key: str) -> None:
         record = await self._expiry.changed(self._store.delete(key))
         if record is not None:
-            await self._expiry.end([record], "logout", False)
+            await self._expiry.end([record], LOGOUT, False)

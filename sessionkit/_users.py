@@ -12,6 +12,7 @@ from sessionkit._binding import LoopBinding
 from sessionkit._expiry import Expiry
 from sessionkit._options import is_session_id
 from sessionkit._options import username as _username
+from sessionkit.events import LOGOUT, LOGOUT_ALL
 from sessionkit.models import SessionDetails
 from sessionkit.stores.base import SessionStore
 
@@ -57,7 +58,7 @@ class UserCalls:
         record = await expiry.changed(self._store.delete_user_session(username, session_id))
         if record is None:
             return False
-        await expiry.end([record], "logout", True)
+        await expiry.end([record], LOGOUT, True)
         return True
 
     async def delete_user_sessions(self, username: str) -> int:
@@ -68,5 +69,5 @@ class UserCalls:
         self._binding.current()
         expiry = self._expiry
         records = await expiry.changed(self._store.delete_user(_username(username)))
-        await expiry.end(records, "logout_all", True)
+        await expiry.end(records, LOGOUT_ALL, True)
         return len(records)

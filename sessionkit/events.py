@@ -15,8 +15,16 @@ from typing import Any, Final, Literal, Protocol, TypeAlias, get_args
 from sessionkit.keys import redact_exception
 
 __all__ = (
+    "ABSOLUTE_TIMEOUT",
+    "CLIENT_CHANGED",
+    "DELETE_ALL",
     "EVENTS",
+    "EVICTED",
+    "EXPIRED",
+    "LOGOUT",
+    "LOGOUT_ALL",
     "REASONS",
+    "SUSPICIOUS",
     "EventHandler",
     "EventName",
     "Reason",
@@ -44,7 +52,10 @@ EventName: TypeAlias = Literal[
 
 #: Why a session ended: :attr:`SessionEvent.reason` of ``session_deleted``, ``session_expired``
 #: and ``notify_client_to_logout``, and the ``reason`` of the pushed ``logout`` (and
-#: ``"client_changed"``, the reason of ``session_suspicious``).
+#: ``"client_changed"``, the reason of ``session_suspicious``). Plain strings; each is also a
+#: constant of :mod:`sessionkit.events` named after it (``LOGOUT``, ``EXPIRED``,
+#: ``ABSOLUTE_TIMEOUT``, ``DELETE_ALL``, ``LOGOUT_ALL``, ``EVICTED``, ``SUSPICIOUS``,
+#: ``CLIENT_CHANGED``), for code that would rather not spell one.
 Reason: TypeAlias = Literal[
     "logout",
     "expired",
@@ -57,6 +68,17 @@ Reason: TypeAlias = Literal[
 ]
 #: Every :data:`Reason`, for checks at run time.
 REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+
+# Each reason by name, for the package's own code (and yours): the plain strings above, so
+# that events carry exactly what they always carried; a type checker holds each to Reason.
+LOGOUT: Final = "logout"  #: ended by its own logout (or one device of "your devices")
+EXPIRED: Final = "expired"  #: its idle timeout passed
+ABSOLUTE_TIMEOUT: Final = "absolute_timeout"  #: its absolute timeout passed
+DELETE_ALL: Final = "delete_all"  #: ``delete_all_sessions``
+LOGOUT_ALL: Final = "logout_all"  #: ``delete_user_sessions``: the user logged out everywhere
+EVICTED: Final = "evicted"  #: the oldest over ``max_sessions_per_user``
+SUSPICIOUS: Final = "suspicious"  #: ended for a changed client (``on_suspicious="end"``)
+CLIENT_CHANGED: Final = "client_changed"  #: what ``session_suspicious`` reports
 
 #: What a login over ``max_sessions_per_user`` does (``SessionManager(on_session_limit=...)``).
 SessionLimitPolicy: TypeAlias = Literal["evict", "refuse"]

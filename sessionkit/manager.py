@@ -28,6 +28,8 @@ from sessionkit._options import warns_in_time as _warns_in_time
 from sessionkit._tasks import LoopTasks, UsesTasks
 from sessionkit._users import UserCalls
 from sessionkit.events import (
+    DELETE_ALL,
+    LOGOUT,
     Dispatcher,
     EventHandler,
     EventName,
@@ -364,7 +366,7 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         record = await self._expiry.changed(self._store.delete(key)) if is_key_like(key) else None
         if record is None:
             return False
-        await self._expiry.end([record], "logout", False)
+        await self._expiry.end([record], LOGOUT, False)
         return True
 
     async def delete_all_sessions(self) -> int:
@@ -375,7 +377,7 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         """
         self._binding.bind()
         records = await self._expiry.changed(self._store.delete_all())
-        await self._expiry.end(records, "delete_all", True)
+        await self._expiry.end(records, DELETE_ALL, True)
         return len(records)
 
     async def send_logout_message(self, key: str) -> bool:
@@ -389,7 +391,7 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
             return False
         record = await self._store.get(key)
         username = None if record is None else record.username
-        await self._fanout.run(self._fanout.notices(key, hash_key(key), username, "logout", record))
+        await self._fanout.run(self._fanout.notices(key, hash_key(key), username, LOGOUT, record))
         return self._fanout.server is not None
 
     async def check_session_status(self, key: str) -> bool:

@@ -48,7 +48,7 @@ from sessionkit._socketio_cookie import check_cookie_mode, cookie_key, guard_han
 from sessionkit._socketio_rooms import index_rooms, watch_closing
 from sessionkit._tasks import LoopTasks
 from sessionkit.cookies import SessionCookie
-from sessionkit.events import Reason, SessionEvent
+from sessionkit.events import LOGOUT, Reason, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, redact, short_hash
 from sessionkit.manager import SessionManager
@@ -209,7 +209,7 @@ class _Bridge:
         sockets told ``logout`` and disconnected (``delete_session`` notifies no client, yet
         the other tabs of that session must not stay connected with its key)."""
         try:
-            await self.logout(event.key_hash, event.reason or "logout")
+            await self.logout(event.key_hash, event.reason or LOGOUT)
         except Exception as exc:  # as the manager reports a failed push: logged, not raised
             logger.warning(
                 "pushing logout to an ended session's sockets failed: %s", redact(repr(exc))

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from sessionkit import SessionLimitReached, SessionRecord
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.keys import hash_key
-from sessionkit.stores import Pending, SessionStore
+from sessionkit.stores import NewSession, Pending, SessionStore
 
 
 @dataclass(frozen=True)
@@ -75,31 +76,23 @@ class DictStore(SessionStore):
         ]
         return sorted(live, key=lambda item: item[1].created)
 
-    async def create(
-        self,
-        key: str,
-        username: str,
-        data: str | None,
-        *,
-        timeout: float,
-        fixed_timeout: bool,
-        absolute_timeout: float | None,
-        max_per_user: int | None,
-        refuse: bool = False,
-        client: str | None = None,
-    ) -> list[SessionRecord]:
+    async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
         now = time.monotonic()
         evicted = []
-        if max_per_user is not None:
-            mine = self._oldest_first(now, username)
-            if refuse and len(mine) >= max_per_user:
-                raise SessionLimitReached(f"{username!r} is at the cap of {max_per_user}")
-            for old, _ in mine[: max(0, len(mine) - max_per_user + 1)]:
+        cap = spec.max_per_user
+        if cap is not None:
+            mine = self._oldest_first(now, spec.username)
+            if spec.refuse and len(mine) >= cap:
+                raise SessionLimitReached(f"{spec.username!r} is at the cap of {cap}")
+            for old, _ in mine[: max(0, len(mine) - cap + 1)]:
                 evicted.append(self._end(old, now))
-        absolute = None if absolute_timeout is None else now + absolute_timeout
+        timeout = spec.timeout
+        absolute = None if spec.absolute_timeout is None else now + spec.absolute_timeout
         deadline = now + timeout if absolute is None else min(now + timeout, absolute)
-        own = timeout if fixed_timeout else None
-        self.rows[key] = Row(username, data, client, now, now, deadline, absolute, own)
+        own = timeout if spec.fixed_timeout else None
+        self.rows[key] = Row(
+            spec.username, spec.data, spec.client, now, now, deadline, absolute, own
+        )
         return evicted
 
     async def check(self, key: str) -> float | None:
@@ -149,7 +142,7 @@ class DictStore(SessionStore):
             self.rows[found[0]] = replace(found[1], authenticated=now)
         return found is not None
 
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         now = time.monotonic()
         found = self._live(key, now)
         return None if found is None else self._end(found[0], now)

@@ -18,6 +18,7 @@ from redis.crc import key_slot
 
 from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
+from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.cluster import SLOTS, RedisClusterServers, cluster, cluster_info, slot_ranges
 from tests.conftest import cluster_client, fresh_prefix, started_cluster
@@ -122,15 +123,7 @@ async def test_keys_name_their_users_bucket(redis_cluster_client: RedisCluster) 
         assert await sm.check_session_status(rotated)
     other = next(c for c in "ABCDEFGH" if c != key[0])
     with pytest.raises(ValueError, match="new_key"):
-        await store.create(
-            other + key[1:],
-            "grace",
-            None,
-            timeout=60,
-            fixed_timeout=False,
-            absolute_timeout=None,
-            max_per_user=None,
-        )
+        await store.create(other + key[1:], NewSession("grace", 60))
     with pytest.raises(ValueError, match="rotated_key"):
         await store.rotate(rotated, other + rotated[1:])
     assert [s.key_hash for s in await store.user_sessions("grace")] == [hash_key(rotated)]

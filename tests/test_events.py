@@ -10,7 +10,7 @@ import weakref
 import anyio
 import pytest
 
-from sessionkit import EVENTS, MemoryStore, SessionEvent, SessionManager
+from sessionkit import EVENTS, REASONS, MemoryStore, SessionEvent, SessionManager, events
 from sessionkit.keys import hash_key
 from sessionkit.stores.base import Outcome
 from tests.clock import LATE, LoopClockStore, manager
@@ -236,6 +236,25 @@ def test_events_table_matches_the_seed() -> None:
         "notify_client_to_logout",
         "error",
     }
+
+
+def test_each_reason_is_one_plain_string_named_once() -> None:
+    # docs/api/sessionkit.md (Reason): the reasons events carry, each a plain str, and a
+    # constant of sessionkit.events named after each; the package's code uses the constants.
+    assert REASONS == (
+        "logout",
+        "expired",
+        "absolute_timeout",
+        "delete_all",
+        "logout_all",
+        "evicted",
+        "suspicious",
+        "client_changed",
+    )
+    for reason in REASONS:
+        constant = getattr(events, reason.upper())
+        assert type(constant) is str and constant == reason
+        assert reason.upper() in events.__all__
 
 
 class SweptStore(MemoryStore):

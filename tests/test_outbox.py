@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sessionkit import SessionEvent, SessionManager, StoreUnavailable
+from sessionkit import ClientInfo, SessionEvent, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 OP_TIMEOUT = 0.5  # seconds: an ending is delivered again after 1.5 s unacknowledged
 SWEEP = 0.2  # seconds
+_FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 
 
 def _store(client: Redis | RedisCluster, prefix: str, *, sweep: float = SWEEP) -> RedisStore:
@@ -155,3 +156,60 @@ async def test_a_lost_logout_reply_is_reported_once_with_other_workers_sweeping(
         await caller.idle()  # nothing left to settle or report: a second report would be in
         assert not caller.store.unsettled
     assert [e.key_hash for e in recorder.of("session_deleted", user="ada")] == [hash_key(key)]
+
+
+@pytest.mark.parametrize("first", ["settled", "swept"])
+async def test_a_suspicious_ending_whose_reply_was_lost_is_reported_with_its_own_reason(
+    proxy: FaultProxy, redis_client: Redis, connect: Callable[..., Redis], first: str
+) -> None:
+    """``on_suspicious="end"`` ends a session whose client changed, and the reply of that
+    store call comes after ``op_timeout`` (Redis ran it). Whoever reports the ending (the
+    caller's settle, or another worker's sweep once the caller is cut off past
+    ``redelivery_after``) reports it as the caller would have (docs/contract.md: reason
+    ``"suspicious"``, its clients told to log out), not as a plain logout."""
+    prefix = fresh_prefix()
+    store = _store(connect(proxy.port), prefix, sweep=3600)
+    caller = SessionManager(store=store, on_suspicious="end")
+    sweeper = SessionManager(store=_store(redis_client, prefix))
+    recorder = Recorder(caller, sweeper)
+    sweeper_saw: list[SessionEvent] = []
+    sweeper.on("session_deleted", sweeper_saw.append)
+    redelivery = store.redelivery_after
+    home, away = ClientInfo("203.0.113.7", _FIREFOX), ClientInfo("198.51.100.9", _FIREFOX)
+    async with caller, sweeper:
+        key = await caller.load_new_session("ada", client=home)
+        details = await caller.get_session_details(key)
+        # The script loaded first: a NOSCRIPT answered late would keep the ending from running.
+        assert await caller.delete_session(await caller.load_new_session("bob"))
+        proxy.delay(OP_TIMEOUT + 0.3)
+        with pytest.raises(StoreUnavailable):
+            await caller.check_client(details, away)
+        if first == "swept":
+            proxy.stall()  # the caller's settle cannot reach Redis until the sweep took it
+
+            async def not_swept() -> str | None:
+                return None if sweeper_saw else "the other worker has not delivered it yet"
+
+            assert await eventually(not_swept, redelivery + 3.0) is None
+            proxy.release()
+        proxy.delay(0)
+
+        async def unreported() -> str | None:
+            return None if recorder.of("session_deleted", user="ada") else "not reported yet"
+
+        assert await eventually(unreported, 5.0) is None
+        await asyncio.sleep(redelivery + 3 * SWEEP)  # a second report, by now
+        assert await _entries(redis_client, store, key) == 0
+        assert not store.unsettled
+    endings = [
+        (e.name, e.key_hash, e.reason)
+        for e in recorder.events
+        if e.name in ("session_deleted", "notify_client_to_logout") and e.username == "ada"
+    ]
+    assert endings == [
+        ("session_deleted", hash_key(key), "suspicious"),
+        ("notify_client_to_logout", hash_key(key), "suspicious"),
+    ]
+    assert [e.reason for e in sweeper_saw if e.username == "ada"] == (
+        ["suspicious"] if first == "swept" else []
+    )

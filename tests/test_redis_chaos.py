@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sessionkit import StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
+from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.cluster import RedisClusterServers
 from tests.conftest import cluster_client, fresh_prefix, redis_url
@@ -62,15 +63,7 @@ async def _setup(stores: list[RedisStore]) -> Storm:
             username = f"user-{s}-{u}"
             key = store.new_key(username)
             data = json.dumps({"user": username})
-            await store.create(
-                key,
-                username,
-                data,
-                timeout=3000,
-                fixed_timeout=False,
-                absolute_timeout=None,
-                max_per_user=None,
-            )
+            await store.create(key, NewSession(username, 3000, data=data))
             sessions.append(Session(store, key, username))
             forged.append((store, store.new_key(username)))
     return Storm(sessions, forged[: FORGED * len(stores)], Counter())

@@ -32,6 +32,7 @@ from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from sessionkit import SessionManager, StoreUnavailable
+from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.cluster import cluster, slot_ranges
 from tests.conftest import fresh_prefix, require_redis, started_cluster
@@ -297,9 +298,7 @@ async def test_calls_queued_behind_a_wait_wait_for_it(pair: Pair) -> None:
     waited = store(pair.client(pair.primary), fresh_prefix(), wait_replicas=1, wait_timeout=WAIT_S)
     key, other = waited.new_key("Luca"), waited.new_key("Ada")
     for k, name in ((key, "Luca"), (other, "Ada")):
-        await waited.create(
-            k, name, None, timeout=60, fixed_timeout=False, absolute_timeout=None, max_per_user=None
-        )
+        await waited.create(k, NewSession(name, 60))
     assert await waited.delete(waited.new_key("Luca")) is None  # the script is loaded
     answered: list[str] = []
 
@@ -389,10 +388,7 @@ async def test_on_a_cluster_calls_wait_on_their_own_primary_and_follow_a_moving_
 
         async def login(username: str) -> str:
             key = waited.new_key(username)
-            await waited.create(
-                key, username, None,
-                timeout=60, fixed_timeout=False, absolute_timeout=None, max_per_user=None,
-            )  # fmt: skip
+            await waited.create(key, NewSession(username, 60))
             return key
 
         ada, cy = users_on(0)[:2]

@@ -17,6 +17,7 @@ from redis.asyncio import Connection, ConnectionPool, Redis
 from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
+from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix, redis_url
 from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
@@ -40,15 +41,7 @@ async def clients(redis_server: ValkeyServer) -> AsyncIterator[tuple[Redis, Redi
 
 async def _create(store: RedisStore, username: str = "ada", idle: float = 2.0) -> str:
     key = new_key()
-    await store.create(
-        key,
-        username,
-        None,
-        timeout=idle,
-        fixed_timeout=False,
-        absolute_timeout=None,
-        max_per_user=None,
-    )
+    await store.create(key, NewSession(username, idle))
     return key
 
 
@@ -291,8 +284,8 @@ async def test_sweep_claims_sessions_nobody_claimed(clients: tuple[Redis, Redis]
     assert 0 < ttl <= (3600 + 1.0) * 1000  # the retention, plus at most one timeout of lag
     assert await other.sweep() == []  # owners' timers get up to a second first
     await asyncio.sleep(1.0)
-    [(call, swept)] = await other.sweep()
-    assert call == "sweep"
+    [(call, swept, reason)] = await other.sweep()
+    assert (call, reason) == ("sweep", None)
     assert all(r.event_id is not None for r in swept)  # each ending in the outbox
     assert sorted(r.key_hash for r in swept) == sorted(hash_key(k) for k in keys)
     assert all(r.key is None and r.remaining <= -1.0 for r in swept)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sessionkit import MemoryStore
+from sessionkit import MemoryStore, NewSession
 from sessionkit.testing import StoreContract
 from tests.conftest import fresh_prefix
 from tests.dictstore import DictStore
@@ -121,3 +121,22 @@ def test_a_store_that_breaks_a_rule_fails_with_the_rule_s_words(tmp_path: Path) 
         "RuleBroken: a session past its deadline is never reported live: for a session past "
         "its deadline, check() gave -0." in out
     ), out
+
+
+def test_a_new_session_is_one_immutable_value_with_nothing_but_its_user_and_timeout() -> None:
+    # docs/guides/custom-store.md, "What a login asks for": NewSession("Luca", 60) asks for
+    # nothing more than a user and an idle timeout, and no store can change what it was asked.
+    spec = NewSession("Luca", 60)
+    assert spec == NewSession(
+        username="Luca",
+        timeout=60,
+        data=None,
+        fixed_timeout=False,
+        absolute_timeout=None,
+        max_per_user=None,
+        refuse=False,
+        client=None,
+    )
+    with pytest.raises(AttributeError):
+        spec.username = "Fabio"  # type: ignore[misc]
+    assert not hasattr(spec, "__dict__")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sessionkit.stores.base import LostCall, Outcome, Pending, SessionStore
+from sessionkit.stores.base import LostCall, NewSession, Outcome, Pending, SessionStore
 from sessionkit.stores.memory import MemoryStore
 
-__all__ = ("LostCall", "MemoryStore", "Outcome", "Pending", "SessionStore")
+__all__ = ("LostCall", "MemoryStore", "NewSession", "Outcome", "Pending", "SessionStore")

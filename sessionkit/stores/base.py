@@ -12,10 +12,36 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.keys import new_key as fresh_key
 from sessionkit.models import SessionRecord
 
-__all__ = ("Outcome", "Pending", "SessionStore")
+__all__ = ("NewSession", "Outcome", "Pending", "SessionStore")
+
+
+class NewSession(NamedTuple):
+    """What a login asks of :meth:`SessionStore.create`: the new session and the per-user cap
+    it is stored under, built once per login by the manager. The key travels beside it, never
+    in it: a raw key is never part of a value that may be printed.
+
+    ``NewSession("Luca", 900)`` is a session of ``"Luca"`` with a 15-minute idle timeout and
+    nothing else: no data, no client, no absolute timeout, no cap. Read it by field name.
+    """
+
+    username: str  # who the session belongs to
+    timeout: float  # seconds: the idle timeout
+    data: str | None = None  # the session's data as JSON text
+    # Whether restarts keep using ``timeout`` (a per-session timeout) rather than the one
+    # touch() is given.
+    fixed_timeout: bool = False
+    absolute_timeout: float | None = None  # seconds from creation: the hard cap, or none
+    # At most this many live sessions of ``username`` once this one is stored, or no limit.
+    max_per_user: int | None = None
+    # At the cap, refuse the new session (SessionLimitReached) instead of evicting the oldest.
+    refuse: bool = False
+    # The ClientInfo of the login as JSON text, kept with the session and returned in its
+    # records' ``client``.
+    client: str | None = None
 
 
 class Pending(NamedTuple):
@@ -41,10 +67,14 @@ LostCall = Literal[
 
 
 class Outcome(NamedTuple):
-    """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`."""
+    """What a call that lost its reply did, found out later by :meth:`SessionStore.settle`
+    (or an ending :meth:`SessionStore.sweep` took again)."""
 
     call: LostCall  # the store method
     ended: list[SessionRecord]  # the sessions it removed, to be reported now
+    # The reason the call was given, for a call that takes one (delete's), where the store
+    # kept it; None: the call's own reason.
+    reason: Reason | None = None
 
 
 class SessionStore(ABC):
@@ -75,38 +105,17 @@ class SessionStore(ABC):
     op_timeout: float = 1.0
 
     @abstractmethod
-    async def create(
-        self,
-        key: str,
-        username: str,
-        data: str | None,
-        *,
-        timeout: float,
-        fixed_timeout: bool,
-        absolute_timeout: float | None,
-        max_per_user: int | None,
-        refuse: bool = False,
-        client: str | None = None,
-    ) -> list[SessionRecord]:
-        """Store a new session and, in the same step, evict the user's oldest ones over the cap
-        (or, with ``refuse``, store nothing if the user is at the cap).
+    async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
+        """Store a new session under ``key`` as ``spec`` describes it and, in the same step,
+        evict the user's oldest ones over ``spec.max_per_user`` (or, with ``spec.refuse``,
+        store nothing if the user is at the cap).
 
         :param key: the new session's key (fresh, never used before).
-        :param username: who the session belongs to.
-        :param data: the session's data as JSON text, or ``None``.
-        :param timeout: idle timeout in seconds.
-        :param fixed_timeout: whether restarts keep using ``timeout`` (a per-session timeout)
-            rather than the one :meth:`touch` is given.
-        :param absolute_timeout: hard cap in seconds from now, or ``None``.
-        :param max_per_user: at most this many live sessions for ``username`` once this one is
-            stored, or ``None`` for no limit.
-        :param refuse: at the cap, refuse the new session instead of evicting old ones.
-        :param client: the :class:`~sessionkit.ClientInfo` of the login as JSON text, kept
-            with the session and returned in its records' ``client``.
+        :param spec: the session: its user, timeouts, data and client, and the cap.
         :return: the sessions evicted to make room, oldest first; they are gone from the store.
-        :raises SessionLimitReached: with ``refuse``, if the user already has
-            ``max_per_user`` live sessions; the store is unchanged (the check and the write
-            are one atomic step).
+        :raises SessionLimitReached: with ``spec.refuse``, if the user already has
+            ``spec.max_per_user`` live sessions; the store is unchanged (the check and the
+            write are one atomic step).
         :raises StoreUnavailable: if the store cannot be reached.
         """
 
@@ -186,9 +195,14 @@ class SessionStore(ABC):
         """
 
     @abstractmethod
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         """End a live session.
 
+        :param reason: why, as the ending's events will say: ``"logout"``, or
+            ``"suspicious"`` (``on_suspicious="end"``). A store with an outbox (see
+            :attr:`redelivery_after`) records it with the ending, and gives it back as
+            :attr:`Outcome.reason` when a :meth:`sweep` or :meth:`settle` reports the ending
+            again; a store without one may ignore it.
         :return: the session as it was, or ``None`` if it was not live.
         """
 

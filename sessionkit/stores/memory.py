@@ -8,10 +8,11 @@ from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 from typing import Final
 
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.exceptions import SessionLimitReached
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import Pending, SessionStore
+from sessionkit.stores.base import NewSession, Pending, SessionStore
 
 __all__ = ("MemoryStore",)
 
@@ -184,35 +185,28 @@ class MemoryStore(SessionStore):
         if len(keys) == 1:
             index[username] = next(iter(keys))
 
-    async def create(
-        self,
-        key: str,
-        username: str,
-        data: str | None,
-        *,
-        timeout: float,
-        fixed_timeout: bool,
-        absolute_timeout: float | None,
-        max_per_user: int | None,
-        refuse: bool = False,
-        client: str | None = None,
-    ) -> list[SessionRecord]:
+    async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
         now = self._clock()
+        # Unpacked in one step, not read field by field: this is every login's path.
+        username, timeout, data, fixed, absolute, cap, refuse, client = spec
         evicted: list[SessionRecord] = []
-        if max_per_user is not None:
+        if cap is not None:
             keys = self._user_keys(username)
             live = [k for k in keys if self._sessions[k][DEADLINE] > now]
-            if refuse and len(live) >= max_per_user:
+            if refuse and len(live) >= cap:
                 raise SessionLimitReached(
                     f"{username!r} already has {len(live)} live session(s), the most allowed"
                 )
-            for old in live[: max(0, len(live) - max_per_user + 1)]:
+            for old in live[: max(0, len(live) - cap + 1)]:
                 entry = self._sessions[old]
                 evicted.append(self._record(old, entry, now))
                 self._remove(old, entry)
-        absolute = None if absolute_timeout is None else now + absolute_timeout
-        deadline = now + timeout if absolute is None else min(now + timeout, absolute)
-        own = timeout if fixed_timeout else None
+        if absolute is None:
+            deadline = now + timeout
+        else:
+            absolute += now
+            deadline = min(now + timeout, absolute)
+        own = timeout if fixed else None
         self._sessions[key] = (
             username,
             now,
@@ -322,7 +316,7 @@ class MemoryStore(SessionStore):
         self._sessions[key] = (*entry[:AUTHENTICATED], now, entry[ROTATED])
         return True
 
-    async def delete(self, key: str) -> SessionRecord | None:
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
         now = self._clock()
         key = self._resolve(key, now)  # a logout with either key ends the session
         entry = self._live(key, now)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from typing import Any
 
+from sessionkit.events import DELETE_ALL, EVICTED, LOGOUT, LOGOUT_ALL
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.manager import SessionManager
@@ -163,7 +164,7 @@ class Calls(Kit):
             event = seen.events[0]
             same(
                 (event.key, event.username, event.reason, event.data),
-                (key, "Luca", "logout", {"cart": 3}),
+                (key, "Luca", LOGOUT, {"cart": 3}),
                 "the session_deleted event's (key, username, reason, data)",
             )
 
@@ -177,7 +178,7 @@ class Calls(Kit):
             same(await sm.delete_all_sessions(), 0, "a second delete_all_sessions()")
             same(seen.names(), ["session_deleted", "notify_client_to_logout"] * 3, "the events")
             same({e.key for e in seen.events}, set(keys), "the keys of the events")
-            same({e.reason for e in seen.events}, {"delete_all"}, "their reasons")
+            same({e.reason for e in seen.events}, {DELETE_ALL}, "their reasons")
 
     @rule("a rotated key stops working")
     async def test_rotate_session_key(self, store: SessionStore) -> None:
@@ -213,7 +214,7 @@ class Calls(Kit):
             same(await sm.delete_user_sessions("Luca"), 0, "a second delete_user_sessions()")
             live = [await sm.check_session_status(k) for k in (first, second, other)]
             same(live, [False, False, True], "which sessions are live after it")
-            same({e.reason for e in seen.events}, {"logout_all"}, "the events' reasons")
+            same({e.reason for e in seen.events}, {LOGOUT_ALL}, "the events' reasons")
             same(seen.names().count("notify_client_to_logout"), 2, "how many logouts were pushed")
 
     @rule("a login over the per-user cap ends the user's oldest session")
@@ -234,8 +235,8 @@ class Calls(Kit):
             same(
                 [(e.name, e.key, e.reason) for e in seen.events],
                 [
-                    ("session_deleted", first, "evicted"),
-                    ("notify_client_to_logout", first, "evicted"),
+                    ("session_deleted", first, EVICTED),
+                    ("notify_client_to_logout", first, EVICTED),
                 ],
                 "the events",
             )

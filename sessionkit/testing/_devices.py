@@ -8,6 +8,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sessionkit.events import LOGOUT
 from sessionkit.exceptions import SessionLimitReached, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.manager import SessionManager
@@ -110,8 +111,8 @@ class Devices(Kit):
             same(
                 [(e.name, e.key_hash, e.reason) for e in seen.events],
                 [
-                    ("session_deleted", hash_key(phone), "logout"),
-                    ("notify_client_to_logout", hash_key(phone), "logout"),
+                    ("session_deleted", hash_key(phone), LOGOUT),
+                    ("notify_client_to_logout", hash_key(phone), LOGOUT),
                 ],
                 "the events",
             )
@@ -320,7 +321,7 @@ class Devices(Kit):
                 same(ended, True, f"delete_session() with the {by} key")
                 same(
                     [(e.key_hash, e.reason) for e in seen.events[-1:]],
-                    [(hash_key(fresh), "logout")],
+                    [(hash_key(fresh), LOGOUT)],
                     "the session_deleted event's (key_hash, reason)",
                 )
                 for either in (key, fresh):

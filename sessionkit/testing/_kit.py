@@ -15,7 +15,7 @@ import pytest_asyncio
 from sessionkit.events import EventName, SessionEvent
 from sessionkit.manager import SessionManager
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import SessionStore
+from sessionkit.stores.base import NewSession, SessionStore
 
 # Real time, kept short: a session that must expire during a rule lives this long (seconds),
 # and the rule waits PAST for its deadline to go by, with a margin for a busy machine.
@@ -99,16 +99,15 @@ async def login(
 ) -> str:
     """Store a new session as the manager does (its key made by the store) and return its key."""
     key = store.new_key(username)
-    evicted = await store.create(
-        key,
+    spec = NewSession(
         username,
-        data,
-        timeout=timeout,
+        timeout,
+        data=data,
         fixed_timeout=fixed_timeout,
         absolute_timeout=absolute_timeout,
-        max_per_user=None,
         client=client,
     )
+    evicted = await store.create(key, spec)
     same(evicted, [], "what create() with no cap evicted")
     return key
 

@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import SessionStore
+from sessionkit.stores.base import NewSession, SessionStore
 from sessionkit.testing._kit import SHORT, Kit, expect, login, near_now, rule, same
 
 _T = TypeVar("_T")
@@ -188,16 +188,8 @@ class Lifetime(Kit):
         wrong = [f"{call}()" for call, answer in ending.items() if answer]
         expect(not wrong, f"{' and '.join(wrong)} ended a session past its deadline")
         for refuse in (True, False):  # past its deadline, it counts for no cap
-            evicted = await store.create(
-                store.new_key("Luca"),
-                "Luca",
-                None,
-                timeout=60,
-                fixed_timeout=False,
-                absolute_timeout=None,
-                max_per_user=2,
-                refuse=refuse,
-            )
+            spec = NewSession("Luca", 60, max_per_user=2, refuse=refuse)
+            evicted = await store.create(store.new_key("Luca"), spec)
             same(evicted, [], "what a login under the cap evicted")
         claimed, pending = await store.claim_expired([key])
         same(([r.key for r in claimed], pending), ([key], []), "claim_expired() of it")

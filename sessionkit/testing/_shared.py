@@ -10,6 +10,7 @@ from collections import Counter
 import anyio
 import pytest
 
+from sessionkit.events import SUSPICIOUS
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import SessionStore
@@ -121,8 +122,8 @@ class Shared(Kit):
         expect(await store.check(live) is not None, "the sweeps ended a live session")
 
     @rule(
-        "a store with an outbox delivers again, under the same id, an ending nobody "
-        "acknowledged, and never one that was"
+        "a store with an outbox delivers again, under the same id and with the reason its "
+        "call was given, an ending nobody acknowledged, and never one that was"
     )
     async def test_an_unacknowledged_ending_is_delivered_again(self, store: SessionStore) -> None:
         interval = self._require_shared(store)
@@ -130,15 +131,19 @@ class Shared(Kit):
         if after is None:
             pytest.skip("a store with no outbox (redelivery_after is None)")
         dropped, reported = await login(store, "u0"), await login(store, "u1")
-        ended = [await store.delete(dropped), await store.delete(reported)]
+        ended = [await store.delete(dropped, reason=SUSPICIOUS), await store.delete(reported)]
         ids = [None if r is None else r.event_id for r in ended]
         expect(all(ids), f"delete() of a live session returned the event ids {ids}")
         await store.acknowledge([str(ids[1])])  # reported; the other one's worker died
-        again: list[tuple[str, SessionRecord]] = []
+        again: list[tuple[str, str | None, SessionRecord]] = []
         with anyio.move_on_after(after + interval + 5):
             while not again:
-                again = [(o.call, r) for o in await store.sweep() for r in o.ended]
+                again = [(o.call, o.reason, r) for o in await store.sweep() for r in o.ended]
                 await asyncio.sleep(0.1)
-        found = [(call, r.key_hash, r.event_id) for call, r in again]
-        same(found, [("delete", hash_key(dropped), ids[0])], "the endings delivered again")
-        await acknowledge(store, [r for _, r in again])
+        found = [(call, reason, r.key_hash, r.event_id) for call, reason, r in again]
+        same(
+            found,
+            [("delete", SUSPICIOUS, hash_key(dropped), ids[0])],
+            "the endings delivered again (call, reason, id)",
+        )
+        await acknowledge(store, [r for *_, r in again])

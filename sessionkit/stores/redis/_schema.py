@@ -20,8 +20,9 @@ replies are turned back into the hex digest, the public id, by :func:`hex_hash`)
 - ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
   renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back);
 - ``P x`` (:func:`outbox`): a stream, each ending not yet acknowledged (fields ``c``: the
-  store call that ended it, ``r``: its record as JSON, in :data:`RECORD` order), read through
-  one consumer group ``g`` whose consumers are the stores using it.
+  store call that ended it, ``r``: its record as JSON, in :data:`RECORD` order, and, for a
+  call given a reason (a delete's), ``w``: that reason), read through one consumer group
+  ``g`` whose consumers are the stores using it.
 
 Times are microseconds on the server's clock (``TIME``).
 """
@@ -118,9 +119,9 @@ class Field(StrEnum):
 #: A session record as a script returns it: these, in this order (``remaining``: microseconds
 #: left until the deadline; ``h``: the key's digest). Absent fields are nil (false in Lua).
 #: A record of an ending adds its entry id in the outbox (``e``), and, delivered again, the
-#: store call that ended it (``call``).
+#: store call that ended it (``call``) and the reason that call was given (``reason``, or nil).
 RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i", "r", "g")
-ENDING = (*RECORD, "e", "call")
+ENDING = (*RECORD, "e", "call", "reason")
 
 
 def text(value: Any) -> str | None:
@@ -157,6 +158,7 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
         rot,
         entry,
         _,
+        _,
     ) = map(text, padded)
     assert key_hash is not None and username is not None
     key_hash = hex_hash(key_hash)
@@ -182,6 +184,11 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
 def ended_by(raw: Sequence[Any]) -> str | None:
     """The store call that ended an ending delivered again (see :data:`ENDING`), or ``None``."""
     return text(raw[12]) if len(raw) > 12 else None
+
+
+def ended_for(raw: Sequence[Any]) -> str | None:
+    """The reason the call that ended an ending delivered again was given, or ``None``."""
+    return text(raw[13]) if len(raw) > 13 else None
 
 
 # The cluster layout: 64 buckets, one per character a key can start with (URL-safe base64).

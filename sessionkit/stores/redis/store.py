@@ -16,10 +16,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 
 import sessionkit.keys as keys
+from sessionkit.events import LOGOUT, Reason
 from sessionkit.exceptions import SessionLimitReached, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.models import SessionRecord
-from sessionkit.stores.base import LostCall, Outcome, Pending, SessionStore
+from sessionkit.stores.base import LostCall, NewSession, Outcome, Pending, SessionStore
 from sessionkit.stores.redis import _schema as schema
 from sessionkit.stores.redis._cluster import ClusterCalls
 from sessionkit.stores.redis._pipeline import Pipeline, dial, pack
@@ -50,13 +51,19 @@ _ACK_BATCH = 500  # endings acknowledged (or held) per round trip
 
 
 def _by_call(
-    raws: Sequence[Sequence[Any]], records: list[SessionRecord], call: LostCall
+    raws: Sequence[Sequence[Any]],
+    records: list[SessionRecord],
+    call: LostCall,
+    reason: Reason | None = None,
 ) -> list[Outcome]:
-    # Endings, each under the call that ended it (``call``, for those that do not say).
-    by_call: dict[LostCall, list[SessionRecord]] = {}
+    # Endings, each under the call that ended it and the reason that call was given (``call``
+    # and ``reason``, for those that do not say).
+    by_call: dict[tuple[LostCall, Reason | None], list[SessionRecord]] = {}
     for raw, record in zip(raws, records, strict=True):
-        by_call.setdefault(cast(LostCall, schema.ended_by(raw) or call), []).append(record)
-    return [Outcome(c, ended) for c, ended in by_call.items()]
+        ended_by = cast(LostCall, schema.ended_by(raw) or call)
+        given = cast("Reason | None", schema.ended_for(raw) or reason)
+        by_call.setdefault((ended_by, given), []).append(record)
+    return [Outcome(c, ended, why) for (c, why), ended in by_call.items()]
 
 
 @dataclass(slots=True)
@@ -67,6 +74,7 @@ class _Lost:
     op: str  # the operation id it was sent with
     context: tuple[str, ...]  # what SETTLE needs to undo it
     keys: dict[str, str]  # raw keys it was given, by hash, to name what it ended
+    reason: Reason | None  # the reason it was given (delete's), reported with what it ended
     # The settle's own operation id, fixed: a settle that loses its reply is sent again as is.
     settle_op: str
 
@@ -311,6 +319,7 @@ class RedisStore(SessionStore):
         *,
         context: tuple[str, ...] = (),
         known: dict[str, str] | None = None,
+        reason: Reason | None = None,
     ) -> Any:
         # A script that ends or makes sessions, sent with an operation id: if the caller never
         # hears its outcome (a timeout, a cancellation, a dropped connection), settle() asks.
@@ -319,7 +328,8 @@ class RedisStore(SessionStore):
         try:
             return await self._send(command, wait=True)
         except BaseException:
-            self._lost.append(_Lost(call, bucket, op, context, known or {}, self._op()))
+            lost = _Lost(call, bucket, op, context, known or {}, reason, self._op())
+            self._lost.append(lost)
             raise
 
     def _op(self) -> str:
@@ -422,29 +432,18 @@ class RedisStore(SessionStore):
         known, where = self._known, self._where[bucket]
         return [schema.record(raw, known.pop(hex_hash(raw[0]), None), where) for raw in raws]
 
-    async def create(
-        self,
-        key: str,
-        username: str,
-        data: str | None,
-        *,
-        timeout: float,
-        fixed_timeout: bool,
-        absolute_timeout: float | None,
-        max_per_user: int | None,
-        refuse: bool = False,
-        client: str | None = None,
-    ) -> list[SessionRecord]:
+    async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
         """Store a new session, evicting the user's oldest ones over the cap in the same step
-        (or, with ``refuse``, refusing it in that step).
+        (or, with ``spec.refuse``, refusing it in that step).
 
         See :meth:`SessionStore.create`. Evicted records carry their key where this process
         knows it (see the class docs), else ``key=None``.
 
-        :raises SessionLimitReached: with ``refuse``, if the user is at the cap.
-        :raises ValueError: on a cluster, for a key not made by :meth:`new_key` for ``username``.
+        :raises SessionLimitReached: with ``spec.refuse``, if the user is at the cap.
+        :raises ValueError: on a cluster, for a key not made by :meth:`new_key` for the user.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
+        username, data, cap = spec.username, spec.data, spec.max_per_user
         bucket = self._buckets[self._user_bucket(username)]
         if self._of_key(key) != bucket:
             raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
@@ -454,19 +453,19 @@ class RedisStore(SessionStore):
         args = (
             h,
             username,
-            us(timeout),
-            "1" if fixed_timeout else "0",
-            "" if absolute_timeout is None else us(absolute_timeout),
-            "" if max_per_user is None else max_per_user,
+            us(spec.timeout),
+            "1" if spec.fixed_timeout else "0",
+            "" if spec.absolute_timeout is None else us(spec.absolute_timeout),
+            "" if cap is None else cap,
             "0" if data is None else "1",
             "" if data is None else data,
-            client or "",
-            "1" if refuse else "0",
+            spec.client or "",
+            "1" if spec.refuse else "0",
         )
         evicted = await self._change("CREATE", "create", bucket, names, args, context=(h,))
         if evicted == -1:
             raise SessionLimitReached(
-                f"{username!r} already has {max_per_user} live session(s), the most allowed"
+                f"{username!r} already has {cap} live session(s), the most allowed"
             )
         self._known[key_hash] = key
         return self._ended(evicted, bucket)
@@ -584,8 +583,9 @@ class RedisStore(SessionStore):
         names = (session(bucket, h),)
         return bool(await self._run("MARK_AUTHENTICATED", bucket, names, h))
 
-    async def delete(self, key: str) -> SessionRecord | None:
-        """End a live session.
+    async def delete(self, key: str, *, reason: Reason = LOGOUT) -> SessionRecord | None:
+        """End a live session; its ending, in the outbox, keeps ``reason`` (see
+        :meth:`SessionStore.delete`).
 
         :return: the session as it was, or ``None`` if it was not live.
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
@@ -593,7 +593,11 @@ class RedisStore(SessionStore):
         bucket, key_hash = self._of_key(key), hash_key(key)
         h = stored_hash(key_hash)
         names = (session(bucket, h), deadlines(bucket))
-        raw = await self._change("DELETE", "delete", bucket, names, (h,), known={key_hash: key})
+        known = {key_hash: key}
+        args = (h, reason)
+        raw = await self._change(
+            "DELETE", "delete", bucket, names, args, known=known, reason=reason
+        )
         self._known.pop(key_hash, None)
         if raw is None:
             return None
@@ -895,7 +899,7 @@ class RedisStore(SessionStore):
                 for raw in raws
                 for h in (hex_hash(raw[0]),)
             ]
-            self._late.extend(_by_call(raws, records, lost.call))
+            self._late.extend(_by_call(raws, records, lost.call, lost.reason))
         late, self._late = self._late, []
         try:
             return await self._taken(late)
@@ -912,7 +916,7 @@ class RedisStore(SessionStore):
             return outcomes
         held = await self._outbox("HOLD", ids, self._me, "1")
         kept = [
-            Outcome(o.call, [r for r in o.ended if r.event_id is None or r.event_id in held])
+            o._replace(ended=[r for r in o.ended if r.event_id is None or r.event_id in held])
             for o in outcomes
         ]
         return [o for o in kept if o.ended]

@@ -8,12 +8,17 @@
 local ME = string.match(OP, '^[^.]*')
 local ADDED = 0
 local OUTBOX_MS = 86400000  -- the stream's TTL, renewed by every ending
--- Record record r's ending by the store call `call`: the entry's id becomes r[12].
-local function ended(r, call)
+-- Record record r's ending by the store call `call`, given the reason `why` (or nil): the
+-- entry's id becomes r[12].
+local function ended(r, call, why)
   if ADDED == 0 and redis.call('EXISTS', X) == 0 then
     redis.call('XGROUP', 'CREATE', X, GROUP, '$', 'MKSTREAM')
   end
-  r[12] = redis.call('XADD', X, '*', 'c', call, 'r', cjson.encode(r))
+  if why then
+    r[12] = redis.call('XADD', X, '*', 'c', call, 'r', cjson.encode(r), 'w', why)
+  else
+    r[12] = redis.call('XADD', X, '*', 'c', call, 'r', cjson.encode(r))
+  end
   ADDED = ADDED + 1
   return r
 end
@@ -25,16 +30,17 @@ local function deliver()
   end
 end
 -- Endings taken and left unacknowledged for `idle` ms, delivered again to ME: records, each
--- with its entry id (r[12]) and the call that ended it (r[13]).
+-- with its entry id (r[12]), the call that ended it (r[13]) and the reason it was given (r[14],
+-- false for none).
 local function recover(idle, limit)
   if redis.call('EXISTS', X) == 0 then return {} end
   if #redis.call('XPENDING', X, GROUP, 'IDLE', idle, '-', '+', 1) == 0 then return {} end
   local out = {}
   local got = redis.call('XAUTOCLAIM', X, GROUP, ME, idle, '0-0', 'COUNT', limit)
   for _, e in ipairs(got[2]) do
-    if e[2] then  -- fields c, call, r, record
+    if e[2] then  -- fields c, call, r, record[, w, reason]
       local r = cjson.decode(e[2][4])
-      r[12], r[13] = e[1], e[2][2]
+      r[12], r[13], r[14] = e[1], e[2][2], e[2][6] or false
       out[#out + 1] = r
     end
   end

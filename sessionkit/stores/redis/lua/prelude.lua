@@ -34,9 +34,9 @@ local function record(h, f)
   }
 end
 -- What an outcome keeps of a record, or of a list of them: no data, no client; its ending's
--- entry id and call (r[12], r[13]; outbox.lua) where it has them.
+-- entry id, call and reason (r[12], r[13], r[14]; outbox.lua) where it has them.
 local function slim(r)
-  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false, false, r[12], r[13]}
+  return {r[1], r[2], r[3], r[4], r[5], r[6], false, r[8], false, false, false, r[12], r[13], r[14]}
 end
 local function slims(rs)
   local out = {}
