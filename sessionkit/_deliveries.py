@@ -5,8 +5,9 @@ records every ending in an outbox, in the step that ended the session, and deliv
 under the same id, if nobody acknowledges it in time. The manager holds an ending from the
 moment it starts reporting it; once every step of the report has run, the ending is
 acknowledged, in batches, from the manager's own task. While a report takes long (a slow
-handler), the store hears every third of ``redelivery_after`` that the ending is still held.
-An ending held but never reported (the manager closed first) is left to the other workers.
+handler), the store hears every 0.3 s (every third of ``redelivery_after`` if that is
+shorter) that the ending is still held, and a failed hold is tried again within 0.15 s, so
+that one lost or late reply never lets the hold lapse. An ending held but never reported (the manager closed first) is left to the other workers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from sessionkit.stores.base import SessionStore
 
 _ACK = "acknowledging reported endings"
 _POLL = 0.25  # seconds: how soon the acknowledging job notices that the manager closes
+_HOLD_EVERY = 0.3  # seconds at most between two holds of an ending (a third of
+# redelivery_after if that is shorter)
+_RETRY = 0.05  # seconds after a failed hold or acknowledgement, doubling after each failure
+# in a row, up to half the time between holds
 
 
 class Deliveries:
@@ -81,30 +86,34 @@ class Deliveries:
             self._held.pop(event_id, None)
 
     async def _acknowledge_forever(self) -> None:
+        # Holds come first and go on while acknowledging fails: an ending whose hold lapses
+        # for redelivery_after is delivered again by another worker. One hold or
+        # acknowledgement that times out leaves a gap of at most every * 1.5 + op_timeout +
+        # _RETRY (op_timeout + 0.5 s), under redelivery_after (op_timeout + 1 s).
         redelivery = self._store.redelivery_after or 1.0
+        every = min(redelivery / 3, _HOLD_EVERY)
         stop, loop = self._tasks.stop, asyncio.get_running_loop()
         try:
             while self._held and not stop.is_set():
                 self._wake.clear()
-                wait = min(redelivery / 3, _POLL)
                 try:
-                    if self._reported:
-                        await self._acknowledge()
                     now = loop.time()
-                    stale = [i for i, t in self._held.items() if now - t >= redelivery / 3]
+                    stale = [i for i, t in self._held.items() if now - t >= every]
                     if stale:
                         await self._store.hold(stale)
                         for event_id in stale:
                             self._held[event_id] = now
+                    if self._reported:
+                        await self._acknowledge()
                 except Exception as exc:
-                    wait = self._outage.failed(_ACK, exc, first=min(redelivery / 3, 1.0))
+                    wait = self._outage.failed(_ACK, exc, first=_RETRY, cap=every / 2)
                     await self._events.report(exc, _ACK, log=False)
                     with anyio.move_on_after(wait):
                         await stop.wait()
                     continue
                 self._outage.worked(_ACK)
                 if not self._reported:  # else: reported meanwhile, acknowledged at once
-                    with anyio.move_on_after(wait):
+                    with anyio.move_on_after(min(every / 2, _POLL)):
                         await self._wake.wait()
         finally:
             self._running = False

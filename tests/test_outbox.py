@@ -113,6 +113,45 @@ async def test_a_report_slower_than_redelivery_is_held_not_delivered_again(
     assert [e.name for e in recorder.of("session_deleted")] == ["session_deleted"]
 
 
+async def test_a_hold_that_times_out_does_not_let_another_worker_deliver_again(
+    proxy: FaultProxy, redis_client: Redis, connect: Callable[..., Redis]
+) -> None:
+    """A slow report's next hold meets a connection that never answers, and times out after
+    ``op_timeout`` (1 s here, so ``redelivery_after`` is 2 s): the worker holds again on a
+    fresh connection at once, so the ending never sits unheld for ``redelivery_after``, and
+    another worker sweeping all along never delivers it. (Holding every third of
+    ``redelivery_after`` and retrying as long after a failure, as before, left it unheld for
+    about 2.6 s: the sweeper delivered it a second time.)"""
+    prefix = fresh_prefix()
+    stores = [
+        RedisStore(client, prefix=prefix, op_timeout=1.0, sweep_interval=sweep)
+        for client, sweep in ((connect(proxy.port), 3600.0), (redis_client, SWEEP))
+    ]
+    slow, sweeper = SessionManager(store=stores[0]), SessionManager(store=stores[1])
+    recorder = Recorder(slow, sweeper)
+    redelivery = stores[0].redelivery_after
+    assert redelivery == 2.0
+    handling = asyncio.Event()
+
+    async def slow_handler(event: SessionEvent) -> None:
+        handling.set()
+        await asyncio.sleep(redelivery + 1.5)
+
+    slow.on("session_deleted", slow_handler)
+    async with slow, sweeper:
+        key = await slow.load_new_session("ada")
+        deleting = asyncio.create_task(slow.delete_session(key))  # it waits for the handler
+        await handling.wait()
+        proxy.freeze_open()  # the next hold goes into a connection that never answers
+        await asyncio.sleep(redelivery + 1.0)  # it timed out; had the hold lapsed, taken by now
+        proxy.release()
+        assert await deleting
+        await _acknowledged(redis_client, stores[0], key)
+    assert [(e.name, e.reason) for e in recorder.of("session_deleted")] == [
+        ("session_deleted", "logout")
+    ]
+
+
 @pytest.mark.parametrize("first", ["settled", "swept"])
 async def test_a_lost_logout_reply_is_reported_once_with_other_workers_sweeping(
     proxy: FaultProxy, redis_client: Redis, connect: Callable[..., Redis], first: str
