@@ -488,7 +488,7 @@ class RedisStore(SessionStore):
         bucket, h = self._of_key(key), stored_key_hash(key)
         names = (session(bucket, h), deadlines(bucket))
         raw = await self._run("TOUCH", bucket, names, h, us(timeout), "1")
-        return None if raw is None else schema.record(raw, key)
+        return None if raw is None else schema.touched(raw, key)
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
