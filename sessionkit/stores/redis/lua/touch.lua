@@ -5,8 +5,8 @@
 -- KEYS: the session's hash, the deadline index.
 -- ARGV[4...]: h, the timeout (us) unless the session has its own, and '1' to read it back.
 -- Returns the microseconds left until the new deadline (or, when asked, the session's record as
--- one string, in schema.TOUCHED's layout), or nil if the session is not live. During a renewal's grace, the old key touches the session
--- under its new key.
+-- one string, in schema.TOUCHED's layout), or nil if the session is not live. During a
+-- renewal's grace, the old key touches the session under its new key.
 local S, h, timeout_arg, read_back = KEYS[1], ARGV[4], ARGV[5], ARGV[6] == '1'
 local function read()
   if read_back then
