@@ -37,6 +37,7 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
             for c in redis_store.TARGET_RATIO:
                 assert f"{where} {figure} ops/s c={c}" in done.stdout
             assert f"{where} {figure} p50 latency c=1" in done.stdout
+    assert "redis server CPU per guarded request's call" in done.stdout  # one server only
     if shutil.which("node") is None:
         assert "Node.js is not installed" in done.stdout
     else:
