@@ -57,12 +57,14 @@ lint: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-# Two workers: the suite waits on real servers and sockets as much as it computes. The crash
-# tests (about 50 s each, three worker processes apiece) run in `make chaos` instead.
+# Two workers: the suite waits on real servers and sockets as much as it computes. Worksteal:
+# a worker that runs out takes half of the other's queue (the default hands out long runs of
+# tests ahead, and one worker sat idle for the last third of a run). The crash tests (about
+# 50 s each, three worker processes apiece) run in `make chaos` instead.
 test: lint vendor
-	$(BIN)/pytest -n 2 -m "not crash"
+	$(BIN)/pytest -n 2 --dist worksteal -m "not crash"
 
-# The reply-echo chaos tests at full length (60 s each; the suite runs them for 15 s), printing
+# The reply-echo chaos tests at full length (60 s each; the suite runs them for 5 s), printing
 # what each storm did (kills, reconnections, calls answered and failed); and the crash tests
 # (workers SIGKILLed and SIGTERMed for 35 s, about 50 s each), printing what was lost.
 chaos: setup
@@ -72,7 +74,7 @@ chaos: setup
 # The suite at the floors, less the parts that need what only the dev lock brings (playwright for
 # the browser tests, the bench group for the benchmarks' smoke run, mypy for the typing test).
 test-lowest: $(LOWEST_VENV)/bin/.installed vendor
-	$(LOWEST_VENV)/bin/pytest -n 2 -m "not crash" --ignore=tests/test_browser.py --ignore=tests/test_demo_workers.py \
+	$(LOWEST_VENV)/bin/pytest -n 2 --dist worksteal -m "not crash" --ignore=tests/test_browser.py --ignore=tests/test_demo_workers.py \
 		--ignore=tests/test_benchmarks.py --ignore=tests/test_typing.py
 
 # What a maintainer uploads: the sdist and the wheel, built with the locked hatchling (no

@@ -20,7 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
@@ -370,6 +370,71 @@ async def serve(side: str, keyfile: Path, sessions: int, redis_port: int) -> Non
         await task  # until the driver stops it (SIGTERM)
 
 
+# -- the guard's own cost, in one process ---------------------------------------------------------
+
+
+async def in_process(sessions: int, calls: int, rounds: int) -> dict[str, float]:
+    """Microseconds of process time per request through the ASGI app, no server or network:
+    the bare route, then routes that add one step each up to ``RequireSession`` on a
+    ``MemoryStore``, each in an app of its own route (the router's matching costs alike).
+    The best of ``rounds`` passes of ``calls`` requests, each pass over ``sessions`` keys."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from sessionkit import SessionManager
+    from sessionkit.starlette import RequireSession, get_session
+
+    async with SessionManager(timeout=HOUR) as sm:
+        keys = [await sm.load_new_session(f"user{i}") for i in range(sessions)]
+
+        async def bare(request: Request) -> Response:
+            request.headers.get("session_key")  # as the routes below read it
+            return JSONResponse({"user": "anonymous"})
+
+        async def restart(request: Request) -> Response:
+            await sm.restart_session_timer(request.headers["session_key"])
+            return JSONResponse({"user": "anonymous"})
+
+        async def touch(request: Request) -> Response:
+            details = await sm.touch_session(request.headers["session_key"])
+            return JSONResponse({"user": details.username})
+
+        async def guarded(request: Request) -> Response:
+            return JSONResponse({"user": get_session(request).username})
+
+        routes = {"bare": bare, "restart_session_timer": restart, "touch_session": touch}
+        routes["RequireSession"] = cast(Any, RequireSession(guarded, sm))
+        apps = {name: Starlette(routes=[Route("/api/me", route)]) for name, route in routes.items()}
+        head = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+        scopes = [
+            {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/api/me", "raw_path": b"/api/me", "root_path": "", "query_string": b"",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
+             "headers": [*head, (b"session_key", key.encode())]}
+            for key in keys
+        ]  # fmt: skip
+        statuses: set[int] = set()
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses.add(message["status"])
+
+        best = dict.fromkeys(apps, float("inf"))
+        for _ in range(rounds):
+            for name, app in apps.items():  # each pass alternates the routes: noise lands alike
+                began = time.process_time_ns()
+                for i in range(calls):
+                    await app(dict(scopes[i % sessions]), receive, send)
+                best[name] = min(best[name], (time.process_time_ns() - began) / calls / 1000)
+        assert statuses == {200}, statuses
+    return best
+
+
 # -- the load generator when wrk is absent -------------------------------------------------------
 
 
@@ -429,6 +494,12 @@ async def load(port: int, keyfile: Path, connections: int, seconds: float) -> di
 if __name__ == "__main__":
     import uvloop
 
+    if sys.argv[1:2] == ["asgi"]:  # python -m benchmarks.e2e asgi [SESSIONS CALLS ROUNDS]
+        sizes = [int(n) for n in sys.argv[2:]] or [1_000, 5_000, 7]
+        found = uvloop.run(in_process(*sizes))
+        for name, us in found.items():
+            print(f"{name:<22} {us:6.2f} us  (+{us - found['bare']:5.2f} over bare)")
+        sys.exit()
     mode, first, keyfile, number, last = sys.argv[1:]
     if mode == "serve":
         uvloop.run(serve(first, Path(keyfile), int(number), int(last)))

@@ -59,6 +59,9 @@ class _RelayBridge:
     async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
         return None  # this process rotates nothing
 
+    async def aclose(self) -> None:
+        return None  # nothing queued behind the pushes: each is published as it is made
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

@@ -15,7 +15,6 @@ import asyncio
 
 import anyio
 
-from sessionkit._fanout import Steps
 from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
 from sessionkit.events import Dispatcher
@@ -47,22 +46,20 @@ class Deliveries:
         self._wake = asyncio.Event()
         self._running = False
 
-    def take(self, event_ids: list[str]) -> Steps:
-        """Hold these endings while the steps that report them run; return one more step
-        (nothing to await) for after them, which marks them reported."""
+    def hold(self, event_ids: list[str]) -> None:
+        """Hold these endings while the steps that report them run (:meth:`reported` once
+        they have)."""
         now = asyncio.get_running_loop().time()
         for event_id in event_ids:
             self._held[event_id] = now
         if not self._running and self._tasks.running:
             self._running = True
             self._tasks.spawn(self._acknowledge_forever)
-        return self._done(event_ids)
 
-    def _done(self, event_ids: list[str]) -> Steps:
-        # Runs when the report's last step has: a generator with no step of its own.
+    def reported(self, event_ids: list[str]) -> None:
+        """Every step of the report of these endings has run: acknowledge them."""
         self._reported.extend(event_ids)
         self._wake.set()
-        yield from ()
 
     async def flush(self, within: float) -> None:
         """Acknowledge what is reported, for at most ``within`` seconds (the manager closes)."""

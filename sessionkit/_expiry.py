@@ -22,7 +22,7 @@ from typing import TypeVar
 import anyio
 
 from sessionkit._deliveries import Deliveries
-from sessionkit._fanout import TIMED_OUT, Fanout, Steps, chain, session_event
+from sessionkit._fanout import TIMED_OUT, Fanout, Steps, session_event
 from sessionkit._outage import Outage
 from sessionkit._tasks import LoopTasks
 from sessionkit._timers import FINE, DeadlineTimers
@@ -159,7 +159,11 @@ class Expiry:
         await self._fanout.run(self.endings(records, reason, notify=notify))
 
     def endings(self, records: list[SessionRecord], reason: str | None, *, notify: bool) -> Steps:
-        """Disarm the keys of sessions that ended; return the steps that report them."""
+        """Disarm the keys of sessions that ended, at once; return the steps that report them.
+
+        One direction: the timers forget the keys and the outbox's endings are held here,
+        then the fan-out builds the report, whose last step marks those endings reported.
+        """
         warned = self._warned
         held = []
         for record in records:
@@ -170,8 +174,12 @@ class Expiry:
                     warned.discard(record.key)
             if record.event_id is not None:
                 held.append(record.event_id)
-        steps = self._fanout.endings(records, reason, notify=notify)
-        return chain(steps, self.deliveries.take(held)) if held else steps
+        if not held:
+            return self._fanout.endings(records, reason, notify=notify)
+        self.deliveries.hold(held)
+        return self._fanout.endings(
+            records, reason, notify=notify, then=lambda: self.deliveries.reported(held)
+        )
 
     async def changed(self, call: Awaitable[T]) -> T:
         """Await a store call that may end sessions: if it fails with its outcome unknown, find

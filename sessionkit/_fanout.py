@@ -98,9 +98,9 @@ class Fanout:
                 await step
             return
         for step in steps:
-            # A task of its own, which the caller's cancellation does not reach: a handler
-            # that was running when its caller went away still runs to its end, once.
-            current = asyncio.ensure_future(step)
+            # Out of the caller's reach: a handler that was running when its caller went away
+            # still runs to its end, once, and the manager's task runs the rest.
+            current = self._tasks.detach(step)
             try:
                 await asyncio.shield(current)
             except asyncio.CancelledError:
@@ -114,10 +114,15 @@ class Fanout:
             await step
 
     def endings(
-        self, records: Iterable[SessionRecord], reason: str | None, *, notify: bool
+        self,
+        records: Iterable[SessionRecord],
+        reason: str | None,
+        *,
+        notify: bool,
+        then: Callable[[], None] | None = None,
     ) -> Steps:
         """The steps that report sessions ended for ``reason`` (or :data:`TIMED_OUT`), telling
-        their clients to log out if ``notify``."""
+        their clients to log out if ``notify``; ``then()`` is called once the last has run."""
         given = None if reason is None else check_reason(reason)
         events = self.events
         debug = logger.isEnabledFor(logging.DEBUG)
@@ -143,6 +148,8 @@ class Fanout:
             if time.monotonic() - started > _SLICE:
                 yield asyncio.sleep(0)  # a burst of endings must not stall the loop
                 started = time.monotonic()
+        if then is not None:
+            then()
 
     def notices(
         self,

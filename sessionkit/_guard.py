@@ -8,7 +8,7 @@ import dataclasses
 import ipaddress
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -43,7 +43,6 @@ __all__ = (
     "find_key",
     "no_store",
     "request_client",
-    "resolve",
     "same_origin",
     "sending_no_store",
     "unsafe",
@@ -87,6 +86,7 @@ _ORIGIN = re.compile(
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _NO_STORE: Final = "no-store"
+_NO_STORE_HEADER: Final = (b"cache-control", b"no-store")
 
 
 class SessionRequired(SessionError, HTTPException):
@@ -114,24 +114,33 @@ class SessionRequired(SessionError, HTTPException):
 
 
 def find_key(
-    headers: Mapping[str, str], sources: Iterable[str], *, header: str, cookie: str
+    raw: Iterable[tuple[bytes, bytes]], sources: Iterable[str], *, header: str, cookie: str
 ) -> tuple[str | None, str | None]:
-    # The key and the source it came from: a cookie-borne key gets the CSRF check.
+    # The key and the source it came from: a cookie-borne key gets the CSRF check. Read from
+    # the scope's raw headers as Starlette's Headers.get reads them (names in lower case, as
+    # ASGI servers give them; the first of a repeated header), without building a Headers.
     for source in sources:
         if source == "header":
-            value = headers.get(header)
+            value = _first(raw, header.lower().encode("latin-1"))
         elif source == "bearer":
-            scheme, _, value = headers.get("authorization", "").partition(" ")
+            scheme, _, value = (_first(raw, b"authorization") or "").partition(" ")
             if scheme.lower() != "bearer":
                 value = ""
             value = value.strip()
         elif source == "cookie":
-            value = read_cookie(headers.get("cookie", ""), cookie)
+            value = read_cookie(_first(raw, b"cookie") or "", cookie)
         else:
             raise ValueError(f"unknown session key source {source!r} (known: {', '.join(SOURCES)})")
         if value:
             return value, source
     return None, None
+
+
+def _first(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for found, value in raw:
+        if found == name:
+            return value.decode("latin-1")
+    return None
 
 
 def check_origin(origin: object) -> str:
@@ -184,13 +193,18 @@ def no_store(headers: MutableHeaders) -> None:
 
 def sending_no_store(send: Send, renewed: str | None = None) -> Send:
     # The ASGI send of a response that a guard let through: marked no-store on its way out,
-    # with the cookie of a renewed key.
+    # with the cookie of a renewed key. What no_store() does, on the raw header list: every
+    # guarded response passes here, and a MutableHeaders costs more than the scan.
     async def send_marked(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = MutableHeaders(scope=message)
-            no_store(headers)
+            headers = message["headers"] = list(message.get("headers", ()))
+            for name, _ in headers:
+                if name.lower() == b"cache-control":
+                    break
+            else:
+                headers.append(_NO_STORE_HEADER)
             if renewed is not None:
-                headers.append("set-cookie", renewed)
+                headers.append((b"set-cookie", renewed.encode("latin-1")))
         await send(message)
 
     return send_marked
@@ -214,20 +228,6 @@ def check_sources(sources: Iterable[str]) -> tuple[str, ...]:
     if unknown or not chosen:
         raise ValueError(f"sources must be some of {SOURCES}, not {chosen!r}")
     return chosen
-
-
-async def resolve(sm: SessionManager, key: str | None, restart: bool) -> SessionDetails:
-    if key is None:
-        raise SessionRequired(_MISSING)
-    try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
-        if restart:
-            return await sm.touch_session(key)  # one store call, not two
-        return await sm.get_session_details(key)
-    except SessionNotFound:
-        raise SessionRequired(_DEAD) from None
-    except StoreUnavailable as exc:
-        # Never a guess: the client may well be logged in, so do not tell it to log out.
-        raise SessionRequired(DOWN, status_code=503) from exc
 
 
 def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
@@ -315,17 +315,27 @@ class SessionCheck:
         # ``renew``: the guard can set a cookie on its response (a renewal needs that).
         options = self.options
         sources, cookie = options.sources, options.cookie
-        key, source = find_key(conn.headers, sources, header=options.header, cookie=cookie.name)
+        raw = conn.scope["headers"]
+        key, source = find_key(raw, sources, header=options.header, cookie=cookie.name)
         from_cookie = source == "cookie"
         # Before the store is asked: a forged request must not even restart the timer.
         if from_cookie and unsafe(conn) and not same_origin(conn, options.trusted_origins):
             raise SessionRequired(_CROSS_SITE, status_code=403)
-        if key is None and "cookie" in sources:
-            hint = withheld_cookie_hint(conn, cookie)
-            if hint:
-                raise SessionRequired(_MISSING + hint)
+        if key is None:
+            hint = withheld_cookie_hint(conn, cookie) if "cookie" in sources else ""
+            raise SessionRequired(_MISSING + hint)
+        manager = self.manager
         try:
-            details = await resolve(self.manager, key, options.restart)
+            try:  # a key that cannot be one is an unknown key to the manager: SessionNotFound
+                if options.restart:
+                    details = await manager.touch_session(key)  # one store call, not two
+                else:
+                    details = await manager.get_session_details(key)
+            except SessionNotFound:
+                raise SessionRequired(_DEAD) from None
+            except StoreUnavailable as exc:
+                # Never a guess: the client may well be logged in, so do not tell it to log out.
+                raise SessionRequired(DOWN, status_code=503) from exc
             if details.client is not None:
                 await self._check_client(conn, details)
         except SessionRequired as exc:

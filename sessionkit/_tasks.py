@@ -1,14 +1,22 @@
-"""The manager's own tasks: one anyio task group on the loop the manager meets first, closed by
+"""The manager's own tasks: one anyio task group on the loop the manager runs on, closed by
 ``aclose()``, so that no task outlives the manager; and whether any of them is at work
-(:meth:`LoopTasks.idle`), which ``SessionManager.idle()`` tells its callers."""
+(:meth:`LoopTasks.idle`), which ``SessionManager.idle()`` tells its callers.
+
+Every task the manager or a part bound to it starts is a job here: expiry batches, timer-driven
+handlers, the sweep, the settling of lost replies, the outbox's acknowledgements, the rest of a
+report whose caller was cancelled, and the Socket.IO bridge's disconnects, releases and
+``freeze_gc`` tending (handed this owner through :class:`UsesTasks` when it is attached). The
+Redis store's tasks are the one exception, each started by a :class:`TaskSet` of the store's
+(below; ``stores/redis/_pipeline.py`` says why): they serve a store used with no manager, and
+the manager's last acknowledgements after its jobs have ended."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import anyio
 from anyio.abc import TaskGroup
@@ -25,13 +33,21 @@ _OWNER: ContextVar[LoopTasks | None] = ContextVar("sessionkit_owner", default=No
 class LoopTasks:
     """Runs background jobs in a task group owned by one task of its own (the runner), so that
     the group can be opened and closed from different tasks (a pytest fixture, a framework's
-    startup and shutdown hooks). A job that fails is logged; it never ends the group."""
+    startup and shutdown hooks). A job that fails is logged; it never ends the group.
 
-    def __init__(self) -> None:
+    :param bind: binds the manager to the running loop (its ``LoopBinding.current``): what
+        :meth:`start_soon` calls first, for parts that may start work before the manager's
+        first call or after it closed.
+    """
+
+    def __init__(self, bind: Callable[[], object] | None = None) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._bind = bind
         self._task_group: TaskGroup | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._backlog: list[tuple[Job, tuple[Any, ...]]] = []
+        self._backlog: list[tuple[Job, tuple[Any, ...], float | None]] = []
+        # The cancel scopes of jobs that aclose() waits for at most a few seconds (their grace).
+        self._graced: dict[anyio.CancelScope, float] = {}
         self.stop = asyncio.Event()  # set when the manager closes; long jobs wait on it
         # Jobs queued or running, less those resting between turns, plus work held for later
         # (a retry on a timer); ``_quiet`` is set whenever that count is zero.
@@ -44,6 +60,7 @@ class LoopTasks:
         self.loop = loop
         self._task_group = None
         self._backlog.clear()
+        self._graced.clear()
         self.stop = asyncio.Event()
         self._busy = 0
         self._quiet = asyncio.Event()
@@ -59,14 +76,30 @@ class LoopTasks:
         """Whether the current task is one of these jobs (or a task a job started)."""
         return _OWNER.get() is self
 
-    def spawn(self, job: Job, *args: Any) -> None:
-        """Run ``job(*args)`` in the group (queued until the runner begins)."""
+    def spawn(self, job: Job, *args: Any, grace: float | None = None) -> bool:
+        """Run ``job(*args)`` in the group (queued until the runner begins).
+
+        :param grace: seconds :meth:`aclose` waits for this job once the manager closes, before
+            it cancels it (``None``: until it ends, as every handler is waited for).
+        :return: whether it will run: not once the group has closed, nor before it opens.
+        """
         if self._task_group is not None:
             self.hold()
-            self._task_group.start_soon(self._guard, job, args)
+            self._task_group.start_soon(self._guard, job, args, grace)
         elif self._runner is not None:
             self.hold()
-            self._backlog.append((job, args))
+            self._backlog.append((job, args, grace))
+        else:
+            return False
+        return True
+
+    def start_soon(self, job: Job, *args: Any, grace: float | None = None) -> bool:
+        """:meth:`spawn`, for a part bound to the manager that may have work before the
+        manager's first call or after it closed (a room closed on another process): the
+        manager is bound to the running loop first, so the job always has an owner."""
+        if self._bind is not None:
+            self._bind()
+        return self.spawn(job, *args, grace=grace)
 
     def hold(self) -> None:
         """Count one piece of work that is not a running job yet will become one (a retry
@@ -80,6 +113,14 @@ class LoopTasks:
         if self._busy <= 0:
             self._busy = 0
             self._quiet.set()
+
+    def detach(self, step: Awaitable[None]) -> asyncio.Future[None]:
+        """Run ``step`` (one step of a caller's report) where its caller's cancellation cannot
+        reach it: the caller awaits it through ``asyncio.shield``, and if the caller is
+        cancelled, hands it to a job (:meth:`spawn`) that awaits it, so it always has an owner.
+        A task per step, not a job: a report's steps run in the caller's context, and the
+        caller waits for them."""
+        return asyncio.ensure_future(step)
 
     async def rest(self, seconds: float) -> None:
         """Wait ``seconds``, or until the manager closes, as a job between two turns (a sweep
@@ -108,6 +149,9 @@ class LoopTasks:
         self._quiet.set()  # idle() returns: nothing more runs
         if runner is not None and self.loop is asyncio.get_running_loop():
             self.stop.set()
+            now = anyio.current_time()
+            for scope, grace in self._graced.items():
+                scope.deadline = min(scope.deadline, now + grace)
             if not self.inside():
                 await runner
         self.loop = None
@@ -116,18 +160,66 @@ class LoopTasks:
         try:
             async with anyio.create_task_group() as task_group:
                 self._task_group = task_group
-                for job, args in self._backlog:
-                    task_group.start_soon(self._guard, job, args)
+                for job, args, grace in self._backlog:
+                    task_group.start_soon(self._guard, job, args, grace)
                 self._backlog.clear()
                 await self.stop.wait()
         finally:
             self._task_group = None
 
-    async def _guard(self, job: Job, args: tuple[Any, ...]) -> None:
+    async def _guard(self, job: Job, args: tuple[Any, ...], grace: float | None) -> None:
         _OWNER.set(self)
         try:
-            await job(*args)
+            if grace is None:
+                await job(*args)
+            else:
+                with anyio.CancelScope() as scope:
+                    self._graced[scope] = grace
+                    if self.stop.is_set():  # began while the manager closes
+                        scope.deadline = anyio.current_time() + grace
+                    try:
+                        await job(*args)
+                    finally:
+                        self._graced.pop(scope, None)  # (gone if a new loop began)
         except Exception:  # jobs report their own failures; this is the last line
             logger.exception("sessionkit background job %s failed", getattr(job, "__name__", job))
         finally:
             self.release()
+
+
+@runtime_checkable
+class UsesTasks(Protocol):
+    """A part the manager hands its task owner to when it is bound to the manager (the
+    Socket.IO adapter's bridge): every task it starts is then a job of the manager's."""
+
+    def bind_tasks(self, tasks: LoopTasks) -> None:
+        """Start tasks through ``tasks`` from now on (its :meth:`LoopTasks.start_soon`)."""
+
+
+class TaskSet:
+    """Tasks a part owns outright, apart from any manager's task group: the Redis store's
+    connection writer and readers and the closing of its connections (``_pipeline.py``,
+    ``_cluster.py``). They serve a store used with no manager at all (``sessionkit.testing``
+    runs the contract on the store alone), and they carry a manager's last acknowledgements
+    after its jobs have ended; the store's ``aclose()`` ends them, and the manager calls it
+    last. Each is started by :meth:`start` and awaited by :meth:`join`."""
+
+    __slots__ = ("_tasks",)
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, job: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``job`` in a task of this set, on the running loop; the task, to cancel it."""
+        task = asyncio.get_running_loop().create_task(job, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def join(self) -> None:
+        """Wait until every task of this set on the running loop has ended (those started
+        meanwhile included); their failures are theirs to report. Tasks left on a past loop
+        went with it."""
+        loop = asyncio.get_running_loop()
+        while pending := [t for t in self._tasks if t.get_loop() is loop and not t.done()]:
+            await asyncio.gather(*pending, return_exceptions=True)

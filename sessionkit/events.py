@@ -122,9 +122,7 @@ class SocketBridge(Protocol):
 
     :func:`sessionkit.socketio.bind_socketio` builds one; attach your own with
     :meth:`SessionManager.attach_socket_bridge` to push through another transport. A bridge
-    that raises is reported as an ``error`` event; the session's ending goes on. A bridge
-    that queues work behind its pushes may also define ``async def aclose(self) -> None``:
-    :meth:`SessionManager.aclose` awaits it once the manager's own tasks have ended.
+    that raises is reported as an ``error`` event; the session's ending goes on.
     """
 
     async def logout(self, key_hash: str, reason: Reason) -> None:
@@ -136,6 +134,10 @@ class SocketBridge(Protocol):
     async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
         """Move the session's sockets to its new key (``new_key`` lets the adapter re-key
         what it keeps per socket: a hash cannot be turned back into a key)."""
+
+    async def aclose(self) -> None:
+        """Release what the bridge holds: :meth:`SessionManager.aclose` awaits it once the
+        manager's own tasks have ended (a bridge that holds nothing returns at once)."""
 
 
 def check_event_name(name: object) -> EventName:

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, overload
 
+import anyio
+
 from sessionkit._binding import LoopBinding
 from sessionkit._data import DataCalls
 from sessionkit._expiry import Expiry
@@ -23,7 +25,7 @@ from sessionkit._options import describe_key as _describe_key
 from sessionkit._options import not_found as _not_found
 from sessionkit._options import seconds as _seconds
 from sessionkit._options import warns_in_time as _warns_in_time
-from sessionkit._tasks import LoopTasks
+from sessionkit._tasks import LoopTasks, UsesTasks
 from sessionkit._users import UserCalls
 from sessionkit.events import (
     Dispatcher,
@@ -120,7 +122,7 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         self._check_now = memory.check_sync if memory and kind.check is MemoryStore.check else None
         self._touch_now = memory.touch_sync if memory and kind.touch is MemoryStore.touch else None
         self._events = Dispatcher()
-        self._tasks = LoopTasks()
+        self._tasks = LoopTasks(bind=lambda: self._binding.current())
         self._fanout = Fanout(self._events, self._tasks)
         self._expiry = Expiry(
             self._store,
@@ -182,16 +184,17 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         """
         here = self._binding.here()
         if here and not self._tasks.inside():
-            await self._expiry.settle_before_close(2 * self._store.op_timeout)
-        await self._tasks.aclose()
+            # Bounded, and finished even if our caller is cancelled meanwhile: what the lost
+            # replies ended is reported before the manager's tasks stop.
+            with anyio.CancelScope(shield=True):
+                await self._expiry.settle_before_close(2 * self._store.op_timeout)
+        await self._tasks.aclose()  # the bridge's queued disconnects included (a few seconds)
         if here:
             # Endings reported by the tasks just ended: acknowledged, or delivered again.
-            await self._expiry.deliveries.flush(self._store.op_timeout)
-        # A bridge may queue work behind its pushes (the Socket.IO adapter's disconnects):
-        # the bridge's own aclose() ends it, so none of it outlives the manager.
-        close_bridge = getattr(self._fanout.bridge, "aclose", None)
-        if close_bridge is not None:
-            await close_bridge()
+            with anyio.CancelScope(shield=True):
+                await self._expiry.deliveries.flush(self._store.op_timeout)
+        if self._fanout.bridge is not None:
+            await self._fanout.bridge.aclose()
         self._expiry.close()
         if self._binding.loop is not None:
             await self._store.aclose()
@@ -307,6 +310,8 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         """
         self._fanout.attach(sio, bridge)
         self._expiry.sockets_attached()
+        if isinstance(bridge, UsesTasks):  # sessionkit's own adapter: its tasks are ours
+            bridge.bind_tasks(self._tasks)
 
     # -- the seed's calls --------------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -136,24 +137,102 @@ class SessionRecord(NamedTuple):
     def details(self, key: str | None) -> SessionDetails:
         """Turn the snapshot into the public :class:`SessionDetails`.
 
+        Its times and data are converted when first read (then kept): a guarded request that
+        reads only the username pays for neither.
+
         :param key: the raw key to show, or ``None`` (listings never show one).
         """
-        return SessionDetails(
-            key=key,
-            id=self.key_hash,
-            username=self.username,
-            created_at=datetime.fromtimestamp(self.created_at, UTC),
-            last_active_at=datetime.fromtimestamp(self.last_active_at, UTC),
-            expires_at=datetime.fromtimestamp(self.expires_at, UTC),
-            data=decode_data(self.data),
-            client=ClientInfo.decode(self.client),
-            authenticated_at=datetime.fromtimestamp(
-                self.created_at if self.authenticated_at is None else self.authenticated_at, UTC
-            ),
-            key_created_at=datetime.fromtimestamp(
-                self.created_at if self.rotated_at is None else self.rotated_at, UTC
-            ),
-        )
+        details = _new(_LazyDetails)
+        _set_key(details, key)
+        _set_id(details, self.key_hash)
+        _set_username(details, self.username)
+        # The client now: every guard reads it (and most sessions of API clients have none).
+        client = self.client
+        _set_client(details, None if client is None else ClientInfo.decode(client))
+        _set_record(details, self)
+        return details
+
+
+# The slots of SessionDetails' fields: a _LazyDetails fills them as they are first read.
+_SLOTS: dict[str, Any] = {f.name: SessionDetails.__dict__[f.name] for f in fields(SessionDetails)}
+_new = object.__new__
+_set_key = _SLOTS["key"].__set__
+_set_id = _SLOTS["id"].__set__
+_set_username = _SLOTS["username"].__set__
+_set_client = _SLOTS["client"].__set__
+
+
+def _wall(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _lazy(name: str, convert: Callable[[_LazyDetails, SessionRecord], Any]) -> Any:
+    # A field read from the record on first use, then from its slot (where __init__, used by
+    # dataclasses.replace and copies, also puts it).
+    slot = _SLOTS[name]
+    read, write = slot.__get__, slot.__set__
+
+    def get(self: _LazyDetails) -> Any:
+        try:
+            return read(self)
+        except AttributeError:
+            value = convert(self, self._record)
+            write(self, value)
+            return value
+
+    return property(get, write)
+
+
+def _created(details: _LazyDetails, record: SessionRecord) -> datetime:
+    return _wall(record.created_at)
+
+
+def _authenticated(details: _LazyDetails, record: SessionRecord) -> datetime:
+    at = record.authenticated_at
+    return details.created_at if at is None else _wall(at)  # one datetime for the usual case
+
+
+def _key_created(details: _LazyDetails, record: SessionRecord) -> datetime:
+    at = record.rotated_at
+    return details.created_at if at is None else _wall(at)
+
+
+class _LazyDetails(SessionDetails):
+    # The SessionDetails a store's record turns into (SessionRecord.details): equal to, and
+    # read like, the one SessionDetails(...) would build from the same values, but its times
+    # (five datetimes) and data (JSON decoding) wait until they are read, which most guarded
+    # requests never do. A frozen dataclass all the same: its fields cannot be set.
+
+    __slots__ = ("_record",)
+    _record: SessionRecord
+
+    created_at = _lazy("created_at", _created)
+    last_active_at = _lazy("last_active_at", lambda d, r: _wall(r.last_active_at))
+    expires_at = _lazy("expires_at", lambda d, r: _wall(r.expires_at))
+    data = _lazy("data", lambda d, r: decode_data(r.data))
+    authenticated_at = _lazy("authenticated_at", _authenticated)
+    key_created_at = _lazy("key_created_at", _key_created)
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in _SLOTS)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SessionDetails):  # a SessionDetails built by hand too
+            return self._values() == tuple(getattr(other, name) for name in _SLOTS)
+        return NotImplemented
+
+    __hash__ = SessionDetails.__hash__
+
+    def __repr__(self) -> str:
+        shown = (f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return f"SessionDetails({', '.join(shown)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copied or pickled as the plain SessionDetails it stands for.
+        return SessionDetails, self._values()
+
+
+_set_record = _LazyDetails.__dict__["_record"].__set__
 
 
 def encode_data(data: Any) -> str | None:

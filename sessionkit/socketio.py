@@ -46,6 +46,7 @@ from socketio.async_manager import AsyncManager
 from sessionkit._socketio_compat import check
 from sessionkit._socketio_cookie import check_cookie_mode, cookie_key, guard_handshakes
 from sessionkit._socketio_rooms import index_rooms, watch_closing
+from sessionkit._tasks import LoopTasks
 from sessionkit.cookies import SessionCookie
 from sessionkit.events import Reason, SessionEvent
 from sessionkit.exceptions import SessionNotFound
@@ -161,19 +162,27 @@ class _Bridge:
         # closed: that work waits until the logouts due at the same time have all gone out.
         self._after: deque[str] = deque()
         self._told: set[str] = set()  # the rooms in _after: told ``logout`` already
-        self._logouts = 0  # logouts sent so far: the after-logout task watches it move
-        self._after_task: asyncio.Task[None] | None = None
+        self._logouts = 0  # logouts sent so far: the after-logout job watches it move
+        # Where the after-logout job runs (a job of the manager's), while it does.
+        self._after_on: asyncio.AbstractEventLoop | None = None
         self._packets: dict[Reason, list[Any]] = {}  # reason -> the encoded ``logout`` packet
-        # Releasing the sockets of a room closed on another process (relayed here).
-        self._releases: set[asyncio.Task[None]] = set()
+        # The manager's task owner: the after-logout job, and the releasing of the sockets of
+        # a room closed on another process, are its jobs (see bind_tasks).
+        self._tasks: LoopTasks | None = None
         # freeze_gc: connections since the last freeze, when the last came, how many sockets
         # were connected at the freeze (0: not frozen) and when, and the timer that tends it.
         self._connects = 0
         self._last_connect = self._frozen_at = 0.0
         self._frozen = 0
-        self._tending: tuple[asyncio.AbstractEventLoop, asyncio.TimerHandle] | None = None
+        self._tending_on: asyncio.AbstractEventLoop | None = None  # where a job tends it
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
+
+    def bind_tasks(self, tasks: LoopTasks) -> None:
+        """Start every task as a job of the manager's (``SessionManager.attach_socket_bridge``
+        calls this): the manager's ``aclose()`` waits for the disconnects queued behind the
+        logouts, :data:`_CLOSE_WAIT` seconds at most, and no task is left on a past loop."""
+        self._tasks = tasks
 
     async def logout(self, key_hash: str, reason: Reason) -> None:
         room = ROOM_PREFIX + key_hash
@@ -187,11 +196,13 @@ class _Bridge:
         self._after.append(room)
         if self._frozen and len(self._after) == _FREEZE_BURST:
             gc.freeze()
-        task = self._after_task
-        if task is None or task.done():
-            self._after_task = asyncio.get_running_loop().create_task(
-                self._run_after(), name="sessionkit.socketio disconnects"
-            )
+        tasks = self._tasks
+        # One job at a time: spawned unless one runs on this loop already (refused while the
+        # manager is closed: the next logout, after it binds again, spawns it).
+        if tasks is None or self._after_on is tasks.loop:
+            return
+        if tasks.spawn(self._run_after, grace=_CLOSE_WAIT):
+            self._after_on = tasks.loop
 
     async def ended(self, event: SessionEvent) -> None:
         """The ``session_deleted`` handler: every session that ends, for any reason, has its
@@ -210,11 +221,8 @@ class _Bridge:
         are disconnected (or forget the key), here too."""
         if namespace != self.namespace or not (isinstance(room, str) and room[:8] == ROOM_PREFIX):
             return
-        task = asyncio.get_running_loop().create_task(
-            self._release(room, sids), name="sessionkit.socketio release"
-        )
-        self._releases.add(task)
-        task.add_done_callback(self._releases.discard)
+        if self._tasks is not None:  # (the manager binds first: it may not have run yet)
+            self._tasks.start_soon(self._release, room, sids, grace=_CLOSE_WAIT)
 
     async def _release(self, room: str, sids: list[str]) -> None:
         try:
@@ -231,22 +239,36 @@ class _Bridge:
     # -- freeze_gc ---------------------------------------------------------------------------
 
     def _connected(self) -> None:
-        loop = asyncio.get_running_loop()
         self._connects += 1
-        self._last_connect = loop.time()
-        if self._tending is None or self._tending[0] is not loop:  # none yet, or a past loop's
-            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+        self._last_connect = asyncio.get_running_loop().time()
+        tasks = self._tasks  # one tending job at a time, a job of the manager's
+        if tasks is None or self._tending_on is tasks.loop:
+            return
+        if tasks.spawn(self._tend_while_needed):
+            self._tending_on = tasks.loop
 
-    def _tend(self) -> None:
+    async def _tend_while_needed(self) -> None:
+        # Every _FREEZE_QUIET seconds while connections come or objects are frozen; not a job
+        # idle() waits for between two turns, and over as soon as the manager closes.
+        tasks = self._tasks
+        assert tasks is not None
+        loop = asyncio.get_running_loop()
+        try:
+            tending = True
+            while tending:
+                await tasks.rest(_FREEZE_QUIET)
+                tending = not tasks.stop.is_set() and self._tend(loop.time())
+        finally:
+            if self._tending_on is loop:
+                self._tending_on = None
+
+    def _tend(self, now: float) -> bool:
         # CPython's full collections walk every tracked object, ~170 per connected socket: with
         # tens of thousands of sockets one takes seconds, and a burst of logouts sets some off.
         # Frozen objects are skipped (gc.freeze), so the sockets of a connect burst are frozen
         # once it is over, and thawed when enough of them have gone: cycles they left behind
-        # are collected only once thawed.
-        loop = asyncio.get_running_loop()
-        self._tending = None
+        # are collected only once thawed. Whether to tend again.
         sockets = len(self.sio.eio.sockets)
-        now = loop.time()
         if self._frozen and (
             sockets < self._frozen * (1 - _THAW_SHARE) or now - self._frozen_at > _THAW_AFTER
         ):
@@ -256,37 +278,14 @@ class _Bridge:
         if quiet and self._connects >= _FREEZE_AFTER:
             gc.freeze()
             self._frozen, self._frozen_at, self._connects = max(sockets, 1), now, 0
-        if self._frozen or self._connects:
-            self._tending = loop, loop.call_later(_FREEZE_QUIET, self._tend)
+        return bool(self._frozen or self._connects)
 
     async def aclose(self) -> None:
-        """Finish the disconnects that ended sessions have queued (cancelled after a few
-        seconds): what :meth:`SessionManager.aclose` awaits, once its own work is done."""
-        if self._tending is not None:
-            self._tending[1].cancel()
-            self._tending = None
+        """Thaw what ``freeze_gc`` froze: what :meth:`SessionManager.aclose` awaits once its
+        own jobs, this bridge's disconnects and tending among them, have ended."""
         if self._frozen:
             gc.unfreeze()
             self._frozen = 0
-        loop = asyncio.get_running_loop()
-        releases = [release for release in self._releases if release.get_loop() is loop]
-        if releases:
-            _, pending = await asyncio.wait(releases, timeout=_CLOSE_WAIT)
-            for release in pending:
-                release.cancel()
-        task, self._after_task = self._after_task, None
-        if task is None or task.done():
-            return
-        loop = task.get_loop()
-        if loop is not asyncio.get_running_loop():
-            if not loop.is_closed():  # the manager moved on to another loop: end it there
-                loop.call_soon_threadsafe(task.cancel)
-            return
-        try:
-            await asyncio.wait_for(asyncio.shield(task), _CLOSE_WAIT)
-        except TimeoutError:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
 
     async def _emit_logout(self, room: str, reason: Reason) -> None:
         manager = self.sio.manager
@@ -340,8 +339,8 @@ class _Bridge:
                     self._told.discard(room)
                 await asyncio.sleep(0)
         finally:
-            if self._after_task is asyncio.current_task():
-                self._after_task = None
+            if self._after_on is loop:
+                self._after_on = None
 
     async def _after_logout(self, room: str) -> None:
         try:

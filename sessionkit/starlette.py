@@ -136,7 +136,7 @@ def read_session_key(
     :raises ValueError: for an unknown source.
     """
     name = SessionCookie.of(cookie).name
-    return find_key(conn.headers, sources, header=header, cookie=name)[0]
+    return find_key(conn.scope["headers"], sources, header=header, cookie=name)[0]
 
 
 def client_info(conn: HTTPConnection) -> ClientInfo:

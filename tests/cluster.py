@@ -45,6 +45,23 @@ def cluster_info(client: Redis) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
+def _knows_replica(nodes: Any, replica_id: str, main_id: str) -> bool:
+    """Whether a ``CLUSTER NODES`` reply lists ``replica_id`` as a replica of ``main_id``."""
+    if isinstance(nodes, dict):  # parsed by a response callback of redis-py's
+        return any(
+            n.get("node_id") == replica_id
+            and "slave" in str(n.get("flags", "")).split(",")
+            and n.get("master_id") == main_id
+            for n in nodes.values()
+        )
+    text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[0] == replica_id:
+            return "slave" in fields[2].split(",") and fields[3] == main_id
+    return False
+
+
 class ClusterNode:
     """One cluster-enabled server process."""
 
@@ -266,7 +283,24 @@ class RedisClusterServers:
                         f"the replica on port {node.port} did not sync:\n{node.log()}"
                     )
                 time.sleep(0.05)
+            self._wait_known_as_replica(cluster(new, "MYID"), main_id, deadline)
         return node
+
+    def _wait_known_as_replica(self, replica_id: Any, main_id: Any, deadline: float) -> None:
+        # A failover needs the votes of most primaries, and a primary ignores a vote request
+        # from a node it has not heard of: on a loaded machine, gossip may not have told them
+        # by the time a test kills the replica's primary.
+        from redis import Redis
+
+        ids = [i.decode() if isinstance(i, bytes) else str(i) for i in (replica_id, main_id)]
+        for primary in self.nodes:
+            with Redis(host="127.0.0.1", port=primary.port) as client:
+                while not _knows_replica(cluster(client, "NODES"), *ids):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"the node on port {primary.port} never learnt of replica {ids[0]}"
+                        )
+                    time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every node."""

@@ -85,3 +85,20 @@ class Hog:
         started = time.monotonic()
         await self.client.eval(SPIN_LUA, 0, str(round(seconds * self.per_second)))
         return time.monotonic() - started
+
+    async def hold(self, seconds: float, probe: Redis) -> asyncio.Task[float]:
+        """Start :meth:`run` and return its task once the server is busy with it: once a
+        ``PING`` from ``probe`` (a client of its own, left with a connection waiting on the
+        hog) goes unanswered for 0.2 s. A fixed pause instead lets a call sent on a loaded
+        machine reach the server before the hog's script does."""
+        if not self.per_second:
+            await self.calibrate()
+        await probe.ping()  # its connection open, so that a handshake is not what waits
+        hog = asyncio.create_task(self.run(seconds))
+        while not hog.done():
+            try:
+                await asyncio.wait_for(probe.ping(), 0.2)
+            except TimeoutError:
+                break
+            await asyncio.sleep(0.01)
+        return hog

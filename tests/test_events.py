@@ -293,6 +293,9 @@ class RecordingBridge:
     async def rotated(self, old_hash: str, new_hash: str, new_key: str) -> None:
         self.calls.append(("rotated", old_hash, new_hash, new_key))
 
+    async def aclose(self) -> None:
+        self.calls.append(("aclose",))
+
 
 @pytest.mark.looptime
 async def test_an_attached_bridge_gets_rotations_logouts_and_warnings() -> None:
@@ -310,6 +313,7 @@ async def test_an_attached_bridge_gets_rotations_logouts_and_warnings() -> None:
         ("logout", hash_key(fresh), "logout"),
         ("expiring", hash_key(fresh), pytest.approx(20, abs=LATE)),
         ("logout", hash_key(fresh), "expired"),
+        ("aclose",),  # once, as the manager closes
     ]
 
 

@@ -123,8 +123,7 @@ class Fault:
         if self.kind == "busy server":
             hogger = Hog(self.connect(self.proxy.upstream_port))
             await hogger.calibrate()
-            hog = asyncio.create_task(hogger.run(1.2))
-            await asyncio.sleep(0.1)
+            hog = await hogger.hold(1.2, self.connect(self.proxy.upstream_port))
             outcome = await _run(call)
             assert not hog.done()  # the call gave up while the server was still busy
             assert outcome.text.startswith("raised StoreUnavailable"), outcome.text

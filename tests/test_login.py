@@ -354,6 +354,33 @@ async def test_guards_mark_what_they_let_through_no_store(memory_sm: SessionMana
     assert fast.json() == {"user": "Luca"}
 
 
+async def test_a_raw_asgi_apps_own_cache_control_wins_whatever_its_case(
+    memory_sm: SessionManager,
+) -> None:
+    # An ASGI app of its own, not a Starlette Response: header names as it wrote them, or no
+    # headers at all in its start message (ASGI allows both).
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        own = scope["path"] == "/own"
+        headers = [(b"Cache-Control", b"max-age=60"), (b"content-length", b"2")] if own else None
+        start = {"type": "http.response.start", "status": 200}
+        await send(start if headers is None else {**start, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    guarded = Starlette(
+        routes=[
+            Route("/own", RequireSession(app, memory_sm)),
+            Route("/bare", RequireSession(app, memory_sm)),
+        ]
+    )
+    key = await memory_sm.load_new_session("Luca")
+    async with serve(guarded) as url, httpx.AsyncClient(base_url=url) as http:
+        own = await http.get("/own", headers={"session_key": key})
+        bare = await http.get("/bare", headers={"session_key": key})
+    assert own.headers.get_list("cache-control") == ["max-age=60"]
+    assert bare.headers.get_list("cache-control") == ["no-store"]
+    assert (own.text, bare.text) == ("ok", "ok")
+
+
 # -- WebSockets -----------------------------------------------------------------------------------
 
 

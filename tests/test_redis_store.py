@@ -18,7 +18,7 @@ from sessionkit import SessionEvent, SessionManager, SessionNotFound
 from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix
+from tests.conftest import fresh_prefix, redis_url
 from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
 
@@ -130,6 +130,26 @@ async def test_touch_get_reads_back_the_record_get_reads(
     finally:
         await store.aclose()
         await client.aclose()
+
+
+async def test_the_hot_calls_find_their_session_under_a_prefix_outside_ascii(
+    redis_client: Redis,
+) -> None:
+    # The restart's command is encoded partly ahead of time (once per bucket): the session it
+    # names must be the one the login wrote, whatever the prefix's characters.
+    prefix = f"{fresh_prefix()}séssion{{é}}:"
+    sm = SessionManager(timeout=60, store=RedisStore(redis_client, prefix=prefix))
+    async with sm:
+        key = await sm.load_new_session("ada", {"n": 1})
+        before = await sm.get_session_details(key)
+        await asyncio.sleep(0.01)
+        assert await sm.restart_session_timer(key) is True
+        touched = await sm.touch_session(key)
+        assert (touched.username, touched.data, touched.id) == ("ada", {"n": 1}, hash_key(key))
+        assert touched.expires_at > before.expires_at
+        assert await redis_client.exists(f"{prefix}s:{schema.stored_key_hash(key)}") == 1
+        with pytest.raises(SessionNotFound):
+            await sm.touch_session(new_key())
 
 
 class _Counter:
@@ -694,3 +714,32 @@ async def test_a_renewal_alias_lives_for_the_grace_and_goes_with_its_session(
                 assert await sm.delete_session(key if end_with == "old" else fresh)
             assert await redis_client.exists(alias) == 0, end_with
             assert await sm.check_session_status(key) is False
+
+
+def test_a_store_made_outside_any_loop_follows_successive_loops(
+    redis_server: ValkeyServer,
+) -> None:
+    # The seed's style on Redis: a manager and store made at import time, then each
+    # asyncio.run() a new loop, on which the store's pipeline starts again (docs/how-it-works.md,
+    # "Tasks and loops").
+    client = Redis.from_url(redis_url(redis_server))
+    sm = SessionManager(timeout=60, store=RedisStore(client, prefix=fresh_prefix()))
+
+    async def first() -> str:
+        key = await sm.load_new_session("Luca")
+        await sm.aclose()  # (a loop that ends first leaves its connections open)
+        return key
+
+    async def second(key: str) -> list[str]:
+        try:
+            assert await sm.check_session_status(key)
+            names = await sm.get_logged_users()
+            assert await sm.delete_session(key)
+            assert not await sm.check_session_status(key)
+            return names
+        finally:
+            await sm.aclose()
+            await client.aclose()
+
+    key = asyncio.run(first())
+    assert asyncio.run(second(key)) == ["Luca"]

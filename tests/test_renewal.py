@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -50,7 +50,8 @@ def test_bad_renewal_options_are_refused(options: dict[str, Any], error: type[Ex
         SessionManager(**options)
 
 
-EVERY, GRACE = 3.0, 1.0  # seconds
+EVERY, GRACE = 2.0, 1.0  # seconds (renew_every's least)
+PATHS = ("/guard", "/fastapi/", "/middleware/")  # one route behind each guard
 
 
 def renewing_app(sm: SessionManager) -> Any:
@@ -98,45 +99,71 @@ def cookie_key(response: httpx.Response) -> str | None:
     return header.partition("=")[2].partition(";")[0]
 
 
-@pytest.mark.parametrize("path", ["/guard", "/fastapi/", "/middleware/"])
+class Seen(NamedTuple):
+    """What one guard answered along a renewal (see :func:`renewal_through`)."""
+
+    key: str
+    young: httpx.Response
+    renewal: httpx.Response
+    fresh: str | None
+    in_flight: httpx.Response
+    with_new: httpx.Response
+    api: httpx.Response
+    late: httpx.Response
+    still: httpx.Response
+    api_still: httpx.Response
+
+
+async def renewal_through(sm: SessionManager, http: httpx.AsyncClient, path: str) -> Seen:
+    """Two sessions of their own through the guard at ``path``: one by cookie, renewed once
+    it is older than ``EVERY``, one by header, never renewed."""
+
+    async def get(key: str, **headers: str) -> httpx.Response:
+        sent = {"cookie": f"{COOKIE.name}={key}", **headers}
+        return await http.get(path, headers=sent)
+
+    key = await sm.load_new_session("Luca")
+    by_header = await sm.load_new_session("Fabio")
+    young = await get(key)
+    await asyncio.sleep(EVERY + 0.2)
+    renewal = await get(key)
+    fresh = cookie_key(renewal)
+    in_flight = await get(key)  # still carrying the old cookie, within the grace
+    with_new = await get(fresh or "")
+    api = await http.get(path, headers={"session_key": by_header})
+    await asyncio.sleep(GRACE + 0.3)
+    late = await get(key)
+    still = await get(fresh or "")
+    api_still = await http.get(path, headers={"session_key": by_header})
+    return Seen(key, young, renewal, fresh, in_flight, with_new, api, late, still, api_still)
+
+
 async def test_a_guard_renews_a_key_older_than_renew_every(
-    make_store: Callable[[], SessionStore], path: str
+    make_store: Callable[[], SessionStore],
 ) -> None:
+    """The three guards (``/guard``, ``/fastapi/``, ``/middleware/``) at once, each on
+    sessions of its own, so that they share one wait for the key to age."""
     async with (
         SessionManager(store=make_store(), renew_every=EVERY, renew_grace=GRACE) as sm,
         serve(renewing_app(sm)) as url,
         httpx.AsyncClient(base_url=url) as http,
     ):
         recorder = Recorder(sm, names=("session_rotated", "session_deleted"))
-
-        async def get(key: str, **headers: str) -> httpx.Response:
-            sent = {"cookie": f"{COOKIE.name}={key}", **headers}
-            return await http.get(path, headers=sent)
-
-        key = await sm.load_new_session("Luca")
-        by_header = await sm.load_new_session("Fabio")
-        young = await get(key)
-        await asyncio.sleep(EVERY + 0.2)
-        renewal = await get(key)
-        fresh = cookie_key(renewal)
-        in_flight = await get(key)  # still carrying the old cookie, within the grace
-        with_new = await get(fresh or "")
-        api = await http.get(path, headers={"session_key": by_header})
-        await asyncio.sleep(GRACE + 0.3)
-        late = await get(key)
-        still = await get(fresh or "")
-        api_still = await http.get(path, headers={"session_key": by_header})
-    assert young.status_code == 200 and cookie_key(young) is None
-    assert renewal.status_code == 200 and renewal.json() == {"user": "Luca"}
-    assert fresh is not None and fresh != key
-    for response in (in_flight, with_new, still):
-        assert response.status_code == 200, response.text
-        assert cookie_key(response) is None  # renewed once, not again
-    # A key sent in a header is never renewed: its client would not learn the new one.
-    assert api.status_code == api_still.status_code == 200
-    assert "set-cookie" not in api.headers
-    assert late.status_code in (401, 403)  # the grace is over (403: @requires)
-    assert [(e.name, e.key) for e in recorder.events] == [("session_rotated", fresh)]
+        seen = await asyncio.gather(*(renewal_through(sm, http, path) for path in PATHS))
+    for path, got in zip(PATHS, seen, strict=True):
+        assert got.young.status_code == 200 and cookie_key(got.young) is None, path
+        assert got.renewal.status_code == 200 and got.renewal.json() == {"user": "Luca"}, path
+        assert got.fresh is not None and got.fresh != got.key, path
+        for response in (got.in_flight, got.with_new, got.still):
+            assert response.status_code == 200, (path, response.text)
+            assert cookie_key(response) is None, path  # renewed once, not again
+        # A key sent in a header is never renewed: its client would not learn the new one.
+        assert got.api.status_code == got.api_still.status_code == 200, path
+        assert "set-cookie" not in got.api.headers, path
+        assert got.late.status_code in (401, 403), path  # the grace is over (403: @requires)
+    # One rotation per guard, of its own session, and no session ended.
+    rotated = sorted((e.name, e.key or "") for e in recorder.events)
+    assert rotated == sorted(("session_rotated", got.fresh or "") for got in seen)
 
 
 async def test_of_two_requests_that_find_the_key_due_one_renews(

@@ -192,3 +192,55 @@ async def test_a_session_that_ends_while_its_socket_joins_leaves_no_key_behind()
         await tab.sio.disconnect()
         await tab.sio.shutdown()
         await manager.aclose()
+
+
+# -- the disconnects are the manager's own work (docs/how-it-works.md, "Tasks and loops") ----
+
+
+def _closings(sio: Any, *, hang: bool) -> list[str]:
+    """Record each room ``sio`` closes (its ``close_room``), which never returns if ``hang``."""
+    closing: list[str] = []
+    close_room = sio.close_room
+
+    async def recorded(room: str, namespace: str | None = None) -> None:
+        closing.append(room)
+        if hang:
+            await asyncio.Event().wait()  # a pub/sub relay that no longer answers, say
+        await asyncio.sleep(0.05)  # seconds: later than the burst's 20 ms quiet wait
+        await close_room(room, namespace=namespace)
+
+    sio.close_room = recorded
+    return closing
+
+
+async def test_idle_waits_for_the_disconnects_queued_behind_a_logout() -> None:
+    sm = SessionManager(timeout=30)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio)
+    closing = _closings(sio, hang=False)
+    try:
+        key = await sm.load_new_session("Luca")
+        assert await sm.delete_session(key)
+        assert closing == []  # queued: the room closes once the burst is over
+        await sm.idle()
+        assert closing == [room_for(key)]
+    finally:
+        await sm.aclose()
+
+
+@pytest.mark.looptime
+async def test_aclose_gives_the_queued_disconnects_five_seconds() -> None:
+    sm = SessionManager(timeout=30)
+    sio = socketio.AsyncServer(async_mode="asgi")
+    bind_socketio(sm, sio)
+    closing = _closings(sio, hang=True)
+    key = await sm.load_new_session("Luca")
+    assert await sm.delete_session(key)
+    await asyncio.sleep(1)  # the room's closing has begun, and hangs
+    assert closing == [room_for(key)]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await sm.aclose()
+    assert loop.time() - began == pytest.approx(5, abs=0.1)
+    running = [t for t in asyncio.all_tasks() if t.get_name().startswith("sessionkit")]
+    assert running == []

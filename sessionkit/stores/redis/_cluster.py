@@ -18,6 +18,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from sessionkit._tasks import TaskSet
 from sessionkit.stores.redis._pipeline import Pipeline, dial
 
 _ASKS = 5  # times one call that must not go through the client asks who serves its slot, at most
@@ -41,8 +42,8 @@ class ClusterCalls:
         self._client = client
         self._timeout = timeout
         self._pipes: dict[str, tuple[ClusterNode, Pipeline]] = {}  # by node name
-        self._closing: set[asyncio.Task[None]] = set()
-        self._asking: asyncio.Task[None] | None = None  # a refresh of the slot table
+        self._tasks = TaskSet()  # refreshes of the slot table; pipelines being retired
+        self._asking: asyncio.Task[None] | None = None  # the refresh under way
 
     async def call(
         self, deadline: float, slot: int, packed: bytes, command: tuple[Any, ...]
@@ -109,9 +110,10 @@ class ClusterCalls:
     def _ask(self) -> asyncio.Task[None]:
         # The nodes are asked which slots they serve, once at a time: after a timeout, or a
         # redirection of a call that must not go through the client.
-        if self._asking is None or self._asking.done():
-            self._asking = asyncio.get_running_loop().create_task(self._ask_slots())
-        return self._asking
+        asking = self._asking
+        if asking is None or asking.done() or asking.get_loop() is not asyncio.get_running_loop():
+            asking = self._asking = self._tasks.start(self._ask_slots(), "sessionkit cluster slots")
+        return asking
 
     async def _ask_slots(self) -> None:
         # Ask the nodes which of them serve which slots (the client's own refresh, as after a
@@ -128,15 +130,13 @@ class ClusterCalls:
             return await self._client.execute_command(*command)
 
     def _retire(self, pipe: Pipeline) -> None:
-        task = asyncio.get_running_loop().create_task(pipe.aclose())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._tasks.start(pipe.aclose(), "sessionkit cluster retire")
 
     async def aclose(self) -> None:
         pipes = [pipe for _, pipe in self._pipes.values()]
         self._pipes.clear()
-        if self._asking is not None:
-            self._asking.cancel()
-        asking = [] if self._asking is None else [self._asking]
-        await asyncio.gather(*(pipe.aclose() for pipe in pipes), *self._closing)
-        await asyncio.gather(*asking, return_exceptions=True)
+        asking, self._asking = self._asking, None
+        if asking is not None and asking.get_loop() is asyncio.get_running_loop():
+            asking.cancel()  # (one on a past loop went with it)
+        await asyncio.gather(*(pipe.aclose() for pipe in pipes))
+        await self._tasks.join()

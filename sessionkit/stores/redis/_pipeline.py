@@ -22,6 +22,12 @@ up on it, by a server that stopped reading, is left behind).
 A call may carry several commands, written back to back on one connection (a script and the
 ``WAIT`` that must follow it there): it takes as many replies, in order, and is answered by the
 list of them, or by the first error among them.
+
+The pipeline's tasks (its writer, one reader per connection, the closing of connections) are its
+own, in one :class:`~sessionkit._tasks.TaskSet`, not a manager's: the store runs with no manager
+at all, and a manager's last acknowledgements go through it after the manager's jobs have
+ended. :meth:`Pipeline.aclose` ends them all. It follows a new event loop as a manager does,
+through a :class:`~sessionkit._binding.LoopBinding` of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ from typing import Any
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from sessionkit._binding import LoopBinding
+from sessionkit._tasks import TaskSet
 
 # Commands encoded, their reply, when they must be answered by, when they were issued (loop
 # time) and how many replies they take (1: the future gets the reply itself, else their list).
@@ -97,7 +106,10 @@ class Pipeline:
     def __init__(self, dial: Dial, timeout: float) -> None:
         self._dial = dial
         self._timeout = timeout
-        self._loop: asyncio.AbstractEventLoop | None = None
+        # The loop it runs on, followed as a manager follows its own (a store may serve
+        # several loops one after another, and no manager at all): see _start.
+        self._binding = LoopBinding(self._start)
+        self._tasks = TaskSet()  # the writer, the readers, the closing of connections
         self._link: _Link | None = None  # where new calls go
         self._draining: set[_Link] = set()  # retired links whose calls still wait for deadlines
         self._queue: list[_Call] = []  # issued, not yet written
@@ -105,7 +117,6 @@ class Pipeline:
         self._writer: asyncio.Task[None] | None = None
         self._writing: _Link | None = None  # the link the writer is writing to, if any
         self._watchdog: asyncio.TimerHandle | None = None
-        self._closing: set[asyncio.Task[None]] = set()
 
     def call(self, deadline: float, packed: bytes, replies: int = 1) -> asyncio.Future[Any]:
         """Issue a command encoded by :func:`pack`, to be answered by loop time ``deadline``;
@@ -116,8 +127,8 @@ class Pipeline:
             first error among them (once all have come).
         """
         loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._start(loop)
+        if loop is not self._binding.loop:
+            self._binding.bind()
         reply: asyncio.Future[Any] = loop.create_future()
         self._queue.append((packed, reply, deadline, loop.time(), replies))
         if self._watchdog is None:
@@ -128,8 +139,8 @@ class Pipeline:
 
     async def aclose(self) -> None:
         """Fail what is pending and close every connection; a later call starts again."""
-        if self._loop is not asyncio.get_running_loop():
-            self._loop = None
+        if not self._binding.here():
+            self._binding.forget()
             return
         error = RedisConnectionError("the store was closed")
         for link in [*self._draining, *([self._link] if self._link else [])]:
@@ -137,23 +148,20 @@ class Pipeline:
         self._fail_queue(error)
         if self._writer is not None:
             self._writer.cancel()
-        await asyncio.gather(
-            *([self._writer] if self._writer else []), *self._closing, return_exceptions=True
-        )
+        await self._tasks.join()  # the writer, the readers (cancelled by _drop), the closings
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self._loop = None
+        self._binding.forget()
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         # First use, or a new loop (the old one's tasks and connections went with it).
-        self._loop = loop
         self._link = None
         self._draining.clear()
         self._queue.clear()
         self._watchdog = None
         self._wake = asyncio.Event()
-        self._writer = loop.create_task(self._write(), name="sessionkit redis writer")
+        self._writer = self._tasks.start(self._write(), "sessionkit redis writer")
 
     async def _write(self) -> None:
         wake = self._wake
@@ -210,9 +218,8 @@ class Pipeline:
         except BaseException:
             self._discard(conn)
             raise
-        loop = asyncio.get_running_loop()
-        link = self._link = _Link(conn, loop.time())
-        link.reader = loop.create_task(self._read(link), name="sessionkit redis reader")
+        link = self._link = _Link(conn, asyncio.get_running_loop().time())
+        link.reader = self._tasks.start(self._read(link), "sessionkit redis reader")
         return link
 
     async def _read(self, link: _Link) -> None:
@@ -259,7 +266,7 @@ class Pipeline:
         # Fail every call whose deadline passed; retire a connection that heard nothing for a
         # whole timeout while a call on it is overdue; wake again at the next deadline.
         self._watchdog = None
-        loop = self._loop
+        loop = self._binding.loop
         if loop is None:
             return
         now = loop.time()
@@ -279,7 +286,7 @@ class Pipeline:
                     assert self._writer is not None
                     self._writer.cancel()
                     self._writing = None
-                    self._writer = loop.create_task(self._write(), name="sessionkit redis writer")
+                    self._writer = self._tasks.start(self._write(), "sessionkit redis writer")
         queue = self._queue
         for _, future, deadline, *_ in queue:
             if deadline <= now and not future.done():
@@ -312,9 +319,7 @@ class Pipeline:
 
     def _discard(self, conn: AbstractConnection) -> None:
         # Closed in a task of the pipeline's (aclose waits for it), never to be opened again.
-        task = asyncio.get_running_loop().create_task(self._close(conn))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._tasks.start(self._close(conn), "sessionkit redis close")
 
     @staticmethod
     async def _close(conn: AbstractConnection) -> None:
