@@ -1,11 +1,13 @@
 """RedisStore beside raw redis-py sending the very script call the store sent (part ``redis``):
-check and restart at concurrency 1 and 50, on one Valkey and on a 3-primary cluster."""
+check and restart at concurrency 1 and 50, on one Valkey and on a 3-primary cluster; and the
+server's CPU per call of a guarded request's script beside express-session's GET + EXPIRE."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import statistics
 import tempfile
@@ -30,6 +32,10 @@ OPS = {"full": 20_000, "quick": 3_000, "smoke": 300}  # calls per figure, side a
 SLICE = 500
 HOUR = 3600  # seconds
 Call = Callable[[int], Awaitable[Any]]
+#: Calls per side and round for the server's CPU per call, sent in pipelined writes of
+#: SERVER_BATCH (a guarded request's batching in the e2e run is of that order).
+SERVER_CALLS = {"full": 32_000, "quick": 8_000, "smoke": 800}
+SERVER_BATCH = 16
 
 
 async def capture(call: Awaitable[Any]) -> list[tuple[Any, ...]]:
@@ -112,8 +118,77 @@ async def p50(sides: dict[str, Call], calls: int) -> list[float]:
     return [statistics.median(values) for values in taken.values()]
 
 
-async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[str]]:
-    """The rows measured on the server (or the cluster of a primary) at ``port``."""
+def server_cpu(port: int, sides: dict[str, list[list[Any]]], rounds: int) -> list[float]:
+    """The server's CPU (``INFO cpu``, user + sys) per call of each side, the min over
+    ``rounds`` rounds, the sides taking turns (the order reversed each round). A side is a list
+    of calls, each a list of commands sent back to back; :data:`SERVER_BATCH` calls a write."""
+    from redis import Redis
+
+    def used() -> float:
+        cpu = client.info("cpu")
+        return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
+
+    client = Redis(host="127.0.0.1", port=port)
+    spent: dict[str, list[float]] = {side: [] for side in sides}
+    try:
+        for turn in range(rounds):
+            for side in list(sides)[:: (-1) ** turn]:
+                calls, began = sides[side], used()
+                for start in range(0, len(calls), SERVER_BATCH):
+                    pipe = client.pipeline(transaction=False)
+                    for call in calls[start : start + SERVER_BATCH]:
+                        for command in call:
+                            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
+                    pipe.execute()
+                spent[side].append((used() - began) / len(calls) * 1e6)
+    finally:
+        client.close()
+    return [min(values) for values in spent.values()]
+
+
+async def guarded_server_cpu(
+    sm: Any, keys: list[str], calls: int, rounds: int, port: int
+) -> list[str]:
+    """The row: the server's µs per call of a guarded request's store call (``touch_session``:
+    the TOUCH script reading the session back) beside express-session + connect-redis's
+    (GET, then EXPIRE: ``benchmarks/e2e_express.js``) on as many sessions of theirs."""
+    from redis.asyncio import Redis
+
+    commands = commands_for(await capture(sm.touch_session(keys[0])), keys)
+    if commands is None:
+        return ["redis server CPU per guarded request's call", "-", "-", "-", "", ""]
+    client, n = Redis(host="127.0.0.1", port=port), len(keys)
+    value = json.dumps({"cookie": {"originalMaxAge": HOUR * 1000, "httpOnly": True}, "user": "u"})
+    for start in range(0, n, 500):
+        async with client.pipeline(transaction=False) as pipe:
+            for i in range(start, min(n, start + 500)):
+                pipe.set(f"bench:express:{i}", value, ex=HOUR)
+            await pipe.execute()
+    theirs = (f"bench:express:{i % n}" for i in range(calls))
+    sides: dict[str, list[list[Any]]] = {
+        "sessionkit": [[commands[i % n]] for i in range(calls)],
+        "express": [[["GET", key], ["EXPIRE", key, HOUR]] for key in theirs],
+    }
+    ours, base = await asyncio.to_thread(server_cpu, port, sides, max(rounds, 3))
+    await client.delete(*(f"bench:express:{i}" for i in range(n)))
+    await client.aclose()
+    got = h.ratio(ours, base)
+    h.say(f"  redis server CPU per call: touch_session {ours:.1f} us, GET + EXPIRE {base:.1f} us")
+    return [
+        f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})",
+        h.fmt(ours, "us"),
+        h.fmt(base, "us"),
+        h.fmt(got, "x"),
+        "(express-session's GET + EXPIRE)",
+        "",
+    ]
+
+
+async def measure(
+    ops: int, rounds: int, port: int, cluster: bool, server_calls: int = 0
+) -> list[list[str]]:
+    """The rows measured on the server (or the cluster of a primary) at ``port``; with
+    ``server_calls``, the server's CPU per guarded request's call too."""
     from redis import asyncio as redis_asyncio
 
     from sessionkit import SessionManager
@@ -154,6 +229,8 @@ async def measure(ops: int, rounds: int, port: int, cluster: bool) -> list[list[
                 met = h.VERDICT[ours - base <= LATENCY_EXTRA_US]
                 target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
                 rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
+        if server_calls:
+            rows.append(await guarded_server_cpu(sm, keys, server_calls, rounds, port))
         await sm.delete_all_sessions()
     await client.aclose()
     await raw.aclose()
@@ -172,7 +249,11 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
     header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
     table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
     with ValkeyServer(appendonly="no", save="") as valkey:  # on 127.0.0.1 and a free port
-        table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, cluster=False))
+        calls = SERVER_CALLS[args.mode]
+        port = valkey.port or 0
+        table.rows += asyncio.run(
+            measure(ops, args.rounds, port, cluster=False, server_calls=calls)
+        )
     h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
     from tests.cluster import RedisClusterServers
 

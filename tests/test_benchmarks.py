@@ -57,6 +57,7 @@ def test_smoke_run_prints_every_figure(tmp_path: Path) -> None:
             for c in redis_store.TARGET_RATIO:
                 assert f"{where} {figure} ops/s c={c}" in stdout
             assert f"{where} {figure} p50 latency c=1" in stdout
+    assert "redis server CPU per guarded request's call" in stdout  # one server only
     if shutil.which("node") is None:
         assert "Node.js is not installed" in stdout
     else:

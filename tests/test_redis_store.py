@@ -85,6 +85,46 @@ async def test_works_with_a_decoding_client(redis_server: ValkeyServer) -> None:
     await client.aclose()
 
 
+@pytest.mark.parametrize("decode", [False, True])
+async def test_touch_get_reads_back_the_record_get_reads(
+    redis_server: ValkeyServer, decode: bool
+) -> None:
+    """TOUCH's read-back (one string, schema.TOUCHED) gives the record GET gives, whatever the
+    free-text fields hold (a NUL, multi-byte text, empty or absent data and client), through a
+    client that decodes replies or not."""
+    client = Redis(**redis_server.connection_kwargs, decode_responses=decode)
+    store = RedisStore(client, prefix=fresh_prefix())
+    shapes = [
+        ("a\x00b é\x00", '{"k":"\\u0000 ü 😀"}', '{"ip":"1.2.3.4"}', 90.0),
+        ("ada", None, None, None),
+        ("\x00", "", "", 600.0),
+    ]
+    try:
+        for username, data, info, absolute in shapes:
+            key = new_key()
+            await store.create(
+                key,
+                username,
+                data,
+                timeout=60,
+                fixed_timeout=False,
+                absolute_timeout=absolute,
+                max_per_user=None,
+                client=info,
+            )
+            got = await store.touch_get(key, 60)
+            read = await store.get(key)
+            assert got is not None and read is not None
+            assert got == read._replace(remaining=got.remaining)
+            assert (got.username, got.data, got.key) == (username, data, key)
+            assert got.client == (info or None)
+            assert (got.absolute_expires_at is None) == (absolute is None)
+            assert 59 < got.remaining <= 60 and got.expires_at == got.last_active_at + 60
+    finally:
+        await store.aclose()
+        await client.aclose()
+
+
 async def test_the_hot_calls_find_their_session_under_a_prefix_outside_ascii(
     redis_client: Redis,
 ) -> None:

@@ -122,6 +122,10 @@ class Field(StrEnum):
 #: store call that ended it (``call``) and the reason that call was given (``reason``, or nil).
 RECORD = ("h", "u", "c", "l", "d", "a", "x", "remaining", "i", "r", "g")
 ENDING = (*RECORD, "e", "call", "reason")
+#: TOUCH's record (read back after a restart), one string rather than an array: these fields,
+#: then the byte lengths of ``u``, ``x`` and ``i`` (an absent field has an empty length), each
+#: followed by a NUL; then ``u``, ``x`` and ``i`` back to back, which may hold any byte.
+TOUCHED = ("h", "c", "l", "d", "a", "remaining", "r", "g")
 
 
 def text(value: Any) -> str | None:
@@ -179,6 +183,23 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
         rotated_at=None if rot is None else int(rot) / US,
         event_id=None if entry is None else f"{where}/{entry}",
     )
+
+
+def touched(reply: Any, key: str) -> SessionRecord:
+    """Decode TOUCH's record (:data:`TOUCHED`'s layout), naming it by ``key``."""
+    raw = reply.encode("utf-8") if isinstance(reply, str) else bytes(reply)
+    *fixed, nu, nx, ni, rest = raw.split(b"\0", len(TOUCHED) + 3)
+    h, c, last, d, a, remaining, auth, rot = (v or None for v in fixed)
+    free: list[bytes | None] = []
+    at = 0
+    for n in (nu, nx, ni):
+        if n:
+            free.append(rest[at : at + int(n)])
+            at += int(n)
+        else:
+            free.append(None)
+    u, x, i = free
+    return record((h, u, c, last, d, a, x, remaining, i, auth, rot), key)
 
 
 def ended_by(raw: Sequence[Any]) -> str | None:

@@ -496,7 +496,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         raw = await self._send(self._touch(key, timeout, ("1",)))
-        return None if raw is None else schema.record(raw, key)
+        return None if raw is None else schema.touched(raw, key)
 
     def _touch(self, key: str, timeout: float, read: tuple[str, ...]) -> _Command:
         # What _command() makes for TOUCH, the call of every guarded request, with what never
