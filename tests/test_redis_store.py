@@ -102,16 +102,8 @@ async def test_touch_get_reads_back_the_record_get_reads(
     try:
         for username, data, info, absolute in shapes:
             key = new_key()
-            await store.create(
-                key,
-                username,
-                data,
-                timeout=60,
-                fixed_timeout=False,
-                absolute_timeout=absolute,
-                max_per_user=None,
-                client=info,
-            )
+            spec = NewSession(username, 60, data=data, absolute_timeout=absolute, client=info)
+            await store.create(key, spec)
             got = await store.touch_get(key, 60)
             read = await store.get(key)
             assert got is not None and read is not None
