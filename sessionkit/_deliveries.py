@@ -87,14 +87,16 @@ class Deliveries:
 
     async def _acknowledge_forever(self) -> None:
         # Holds come first and go on while acknowledging fails: an ending whose hold lapses
-        # for redelivery_after is delivered again by another worker. One hold or
-        # acknowledgement that times out leaves a gap of at most every * 1.5 + op_timeout +
-        # _RETRY (op_timeout + 0.5 s), under redelivery_after (op_timeout + 1 s).
+        # for redelivery_after is delivered again by another worker. They go on while the
+        # manager closes, as long as other jobs still report what is held (aclose() waits
+        # for those handlers; flush() then acknowledges). One hold or acknowledgement that
+        # times out leaves a gap of at most every * 1.5 + op_timeout + _RETRY (op_timeout +
+        # 0.5 s), under redelivery_after (op_timeout + 1 s).
         redelivery = self._store.redelivery_after or 1.0
         every = min(redelivery / 3, _HOLD_EVERY)
         stop, loop = self._tasks.stop, asyncio.get_running_loop()
         try:
-            while self._held and not stop.is_set():
+            while self._held and (not stop.is_set() or self._reporting_elsewhere()):
                 self._wake.clear()
                 try:
                     now = loop.time()
@@ -108,12 +110,20 @@ class Deliveries:
                 except Exception as exc:
                     wait = self._outage.failed(_ACK, exc, first=_RETRY, cap=every / 2)
                     await self._events.report(exc, _ACK, log=False)
-                    with anyio.move_on_after(wait):
-                        await stop.wait()
+                    await self._pause(wait, stop if not stop.is_set() else None)
                     continue
                 self._outage.worked(_ACK)
                 if not self._reported:  # else: reported meanwhile, acknowledged at once
-                    with anyio.move_on_after(min(every / 2, _POLL)):
-                        await self._wake.wait()
+                    await self._pause(min(every / 2, _POLL), self._wake)
         finally:
             self._running = False
+
+    def _reporting_elsewhere(self) -> bool:
+        # The manager closes: whether another job still runs while an ending held here has not
+        # been reported (its handler is one of them).
+        return self._tasks.jobs > 1 and not self._held.keys() <= set(self._reported)
+
+    @staticmethod
+    async def _pause(seconds: float, until: asyncio.Event | None) -> None:
+        with anyio.move_on_after(seconds):
+            await (anyio.sleep_forever() if until is None else until.wait())

@@ -54,6 +54,7 @@ class LoopTasks:
         self._busy = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self.jobs = 0  # jobs running now (begun, not yet ended)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a runner on ``loop`` (the previous loop's runner, if any, is left behind)."""
@@ -65,6 +66,7 @@ class LoopTasks:
         self._busy = 0
         self._quiet = asyncio.Event()
         self._quiet.set()
+        self.jobs = 0
         self._runner = loop.create_task(self._run(), name="sessionkit")
 
     @property
@@ -169,6 +171,7 @@ class LoopTasks:
 
     async def _guard(self, job: Job, args: tuple[Any, ...], grace: float | None) -> None:
         _OWNER.set(self)
+        self.jobs += 1
         try:
             if grace is None:
                 await job(*args)
@@ -184,6 +187,7 @@ class LoopTasks:
         except Exception:  # jobs report their own failures; this is the last line
             logger.exception("sessionkit background job %s failed", getattr(job, "__name__", job))
         finally:
+            self.jobs -= 1
             self.release()
 
 

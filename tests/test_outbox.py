@@ -152,6 +152,37 @@ async def test_a_hold_that_times_out_does_not_let_another_worker_deliver_again(
     ]
 
 
+async def test_an_ending_reported_while_its_manager_closes_stays_held(
+    client: Redis | RedisCluster,
+) -> None:
+    """A session expires, and its session_deleted handler takes longer than
+    ``redelivery_after``; the manager is closed meanwhile (a SIGTERM's graceful stop).
+    ``aclose()`` waits for the handler, and the ending stays held all along: another worker
+    sweeping all along never delivers it, and once closed the outbox is empty. (Holding
+    stopped when the manager began to close: the other worker delivered it a second time.)"""
+    prefix = fresh_prefix()
+    closing = SessionManager(timeout=2, store=_store(client, prefix, sweep=3600))
+    sweeper = SessionManager(store=_store(client, prefix))
+    recorder = Recorder(closing, sweeper)
+    redelivery = closing.store.redelivery_after
+    assert redelivery is not None
+    handling = asyncio.Event()
+
+    async def slow_handler(event: SessionEvent) -> None:
+        handling.set()
+        await asyncio.sleep(redelivery + 1.5)
+
+    closing.on("session_deleted", slow_handler)
+    async with sweeper:
+        key = await closing.load_new_session("ada")
+        await asyncio.wait_for(handling.wait(), 5)  # its timer fired: the handler is a job
+        await closing.aclose()  # it waits for the handler, 3 s
+        await _acknowledged(client, sweeper.store, key)  # type: ignore[arg-type]
+    assert [(e.name, e.reason) for e in recorder.of("session_deleted")] == [
+        ("session_deleted", "expired")
+    ]
+
+
 @pytest.mark.parametrize("first", ["settled", "swept"])
 async def test_a_lost_logout_reply_is_reported_once_with_other_workers_sweeping(
     proxy: FaultProxy, redis_client: Redis, connect: Callable[..., Redis], first: str
