@@ -265,3 +265,36 @@ async def test_memory_per_user_index_built_at_first_use_keeps_creation_order() -
         assert await sm.delete_user_sessions("Ann") == 3
         assert await sm.get_user_sessions("Ann") == []
         assert [d.id for d in await sm.get_user_sessions("Bob")] == ids(bob)
+
+
+async def test_touch_session_restarts_and_reads_back_in_one_step_on_memory() -> None:
+    # MemoryStore's one-step restart and read gives what a restart then a read gives.
+    async with SessionManager(timeout=60) as sm:
+        key = await sm.load_new_session("ada", {"n": 1})
+        touched = await sm.touch_session(key)
+        read = await sm.get_session_details(key)
+    assert touched == read
+    assert (touched.key, touched.id, touched.username, touched.data) == (
+        key,
+        hash_key(key),
+        "ada",
+        {"n": 1},
+    )
+
+
+async def test_touch_session_goes_through_a_memory_store_subclass_own_get() -> None:
+    # A subclass that answers get its own way is asked, not bypassed by the one-step path.
+    from sessionkit import MemoryStore
+    from sessionkit.models import SessionRecord
+
+    asked: list[str] = []
+
+    class Noting(MemoryStore):
+        async def get(self, key: str) -> SessionRecord | None:
+            asked.append("get")
+            return await super().get(key)
+
+    async with SessionManager(timeout=60, store=Noting()) as sm:
+        key = await sm.load_new_session("ada")
+        details = await sm.touch_session(key)
+    assert (details.username, asked) == ("ada", ["get"])

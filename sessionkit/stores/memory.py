@@ -146,19 +146,21 @@ class MemoryStore(SessionStore):
             self._to_wall = time.time() - now
         to_wall = self._to_wall
         username, created, absolute, _, data, last_active, deadline, client, auth, rotated = entry
+        # By position, not by keyword: every read builds one, and keywords cost a NamedTuple
+        # about twice as much (~0.6 us). In SessionRecord's order.
         return SessionRecord(
-            key=key,
-            key_hash=hash_key(key),
-            username=username,
-            created_at=created + to_wall,
-            last_active_at=last_active + to_wall,
-            expires_at=deadline + to_wall,
-            absolute_expires_at=None if absolute is None else absolute + to_wall,
-            remaining=deadline - now,
-            data=data,
-            client=client,
-            authenticated_at=None if auth is None else auth + to_wall,
-            rotated_at=None if rotated is None else rotated + to_wall,
+            key,
+            hash_key(key),
+            username,
+            created + to_wall,
+            last_active + to_wall,
+            deadline + to_wall,
+            None if absolute is None else absolute + to_wall,
+            deadline - now,
+            data,
+            client,
+            None if auth is None else auth + to_wall,
+            None if rotated is None else rotated + to_wall,
         )
 
     def _live(self, key: str, now: float) -> _Entry | None:
@@ -223,8 +225,8 @@ class MemoryStore(SessionStore):
             _index_add(self._by_user, username, key)
         return evicted
 
-    # Sessions are in this process: check and touch answer at once. These two are
-    # MemoryStore's own, not the store contract's: the manager calls them, without an await,
+    # Sessions are in this process: check, touch and touch_get answer at once. These three
+    # are MemoryStore's own, not the store contract's: the manager calls them, without an await,
     # on the hot path of every request.
 
     def check_sync(self, key: str) -> float | None:
@@ -267,11 +269,37 @@ class MemoryStore(SessionStore):
         )
         return deadline - now
 
+    def touch_get_sync(self, key: str, timeout: float) -> SessionRecord | None:
+        """:meth:`touch_get`, answered without an await (the manager's hot path: every
+        guarded request). One lookup restarts the session and reads it back."""
+        entry = self._sessions.get(key)
+        now = self._clock()
+        if entry is None:
+            found = self._aliased(key, now) if self._aliases else None
+            if found is None:
+                return None
+            key, entry = found
+        username, created, absolute, own, data, _, deadline, client, auth, rotated = entry
+        if deadline <= now:
+            return None
+        deadline = now + (own or timeout)
+        if absolute is not None and absolute < deadline:
+            deadline = absolute
+        entry = (username, created, absolute, own, data, now, deadline, client, auth, rotated)
+        self._sessions[key] = entry
+        return self._record(key, entry, now)
+
     async def check(self, key: str) -> float | None:
         return self.check_sync(key)
 
     async def touch(self, key: str, timeout: float) -> float | None:
         return self.touch_sync(key, timeout)
+
+    async def touch_get(self, key: str, timeout: float) -> SessionRecord | None:
+        kind = type(self)
+        if kind.touch is MemoryStore.touch and kind.get is MemoryStore.get:
+            return self.touch_get_sync(key, timeout)
+        return await super().touch_get(key, timeout)  # a subclass's own touch or get: theirs
 
     async def get(self, key: str) -> SessionRecord | None:
         now = self._clock()

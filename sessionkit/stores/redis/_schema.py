@@ -30,6 +30,7 @@ Times are microseconds on the server's clock (``TIME``).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import re
 import string
@@ -185,21 +186,43 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
     )
 
 
+# URL-safe base64 back to the standard alphabet, as base64.urlsafe_b64decode does (it costs
+# twice as much as this table and binascii, per call).
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def touched(reply: Any, key: str) -> SessionRecord:
     """Decode TOUCH's record (:data:`TOUCHED`'s layout), naming it by ``key``."""
+    # Every guarded request's decode, kept lean: ints parsed from the reply's bytes, each text
+    # field decoded once, the record built by position (the same record as record() builds,
+    # at about a third of its cost).
     raw = reply.encode("utf-8") if isinstance(reply, str) else bytes(reply)
-    *fixed, nu, nx, ni, rest = raw.split(b"\0", len(TOUCHED) + 3)
-    h, c, last, d, a, remaining, auth, rot = (v or None for v in fixed)
-    free: list[bytes | None] = []
+    h, c, last, d, a, remaining, auth, rot, nu, nx, ni, rest = raw.split(b"\0", len(TOUCHED) + 3)
+    u = x = i = None
     at = 0
-    for n in (nu, nx, ni):
-        if n:
-            free.append(rest[at : at + int(n)])
-            at += int(n)
-        else:
-            free.append(None)
-    u, x, i = free
-    return record((h, u, c, last, d, a, x, remaining, i, auth, rot), key)
+    if nu:
+        at = int(nu)
+        u = rest[:at].decode("utf-8")
+    if nx:
+        x = rest[at : at + int(nx)].decode("utf-8")
+        at += int(nx)
+    if ni:
+        i = rest[at : at + int(ni)].decode("utf-8")
+    assert u is not None
+    return SessionRecord(
+        key,
+        binascii.a2b_base64(h.translate(_FROM_URLSAFE) + b"=").hex(),  # hex_hash, inline
+        u,
+        int(c) / US,
+        int(last) / US,
+        int(d) / US,
+        int(a) / US if a else None,
+        int(remaining) / US,
+        x,
+        i,
+        int(auth) / US if auth else None,
+        int(rot) / US if rot else None,
+    )
 
 
 def ended_by(raw: Sequence[Any]) -> str | None:
