@@ -42,7 +42,7 @@ from sessionkit.exceptions import SessionRejected
 from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like
 from sessionkit.models import SessionDetails
 from sessionkit.stores.base import SessionStore
-from sessionkit.stores.memory import MemoryStore
+from sessionkit.stores.memory import MemoryStore, answers_now
 
 __all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 
@@ -117,15 +117,8 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         if store is not None and not isinstance(store, SessionStore):
             raise TypeError(f"store must be a SessionStore, not {type(store).__name__}")
         self._store: SessionStore = store if store is not None else MemoryStore()
-        # The hot path's answers without an await, bound once: MemoryStore's own (unless a
-        # subclass answers check, touch, get or touch_get its own way).
-        memory = self._store if isinstance(self._store, MemoryStore) else None
-        kind = type(self._store)
-        self._check_now = memory.check_sync if memory and kind.check is MemoryStore.check else None
-        self._touch_now = memory.touch_sync if memory and kind.touch is MemoryStore.touch else None
-        own = (kind.touch, kind.get, kind.touch_get)
-        own_touch_get = own == (MemoryStore.touch, MemoryStore.get, MemoryStore.touch_get)
-        self._touch_get_now = memory.touch_get_sync if memory and own_touch_get else None
+        # The hot path's answers without an await, bound once (MemoryStore's, where its own).
+        self._check_now, self._touch_now, self._touch_get_now = answers_now(self._store)
         self._events = Dispatcher()
         self._tasks = LoopTasks(bind=lambda: self._binding.current())
         self._fanout = Fanout(self._events, self._tasks)
@@ -353,13 +346,11 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         loop = self._binding.loop
         if loop is None or not loop.is_running():  # see check_session_status
             loop = self._binding.bind()
-        record = None
+        record, now = None, self._touch_get_now
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
-            touch_get_now = self._touch_get_now
-            if touch_get_now:
-                record = touch_get_now(key, self._timeout)
-            else:
-                record = await self._store.touch_get(key, self._timeout)
+            record = (
+                now(key, self._timeout) if now else await self._store.touch_get(key, self._timeout)
+            )
         if record is None:
             raise _not_found(key)
         if self._expiry.exact:
