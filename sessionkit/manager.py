@@ -15,6 +15,7 @@ from sessionkit._data import DataCalls
 from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout
 from sessionkit._hardening import BrowserCalls
+from sessionkit._hot_path import answers_now
 from sessionkit._new_sessions import LoginCalls
 from sessionkit._options import (
     MAX_SESSION_TIMEOUT,
@@ -42,7 +43,7 @@ from sessionkit.exceptions import SessionRejected
 from sessionkit.keys import MAX_KEY_LENGTH, hash_key, is_key_like
 from sessionkit.models import SessionDetails
 from sessionkit.stores.base import SessionStore
-from sessionkit.stores.memory import MemoryStore, answers_now
+from sessionkit.stores.memory import MemoryStore
 
 __all__ = ("MAX_SESSION_TIMEOUT", "MIN_SESSION_TIMEOUT", "SessionManager")
 
