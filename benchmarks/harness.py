@@ -29,6 +29,7 @@ SEED_PACKAGE = "users-session-manager@1.0.9"
 READ_BOX = 300.0  # seconds to wait for one answer from a child process
 VERDICT = {True: "met", False: "NOT MET", None: "not measured"}
 SIDES = ("sessionkit", "seed")
+HOUR = 3600  # seconds: sessions that must not end during a measurement
 say = functools.partial(print, flush=True)
 FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # hard limit: children raise theirs to it
 
@@ -128,11 +129,22 @@ def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
     return table
 
 
+#: (figure, size) -> side -> its value in each round
+Samples = dict[tuple[str, int], dict[str, list[float]]]
+
+
+def record(samples: Samples, side: str, size: int, found: dict[str, Any]) -> None:
+    """Add one run's figures of ``side`` (by name; None if not measured) to ``samples``."""
+    for name, value in found.items():
+        if value is not None:
+            samples.setdefault((name, size), {}).setdefault(side, []).append(value)
+
+
 def compare(
     title: str,
     at: str,
     figures: Sequence[tuple[str, str, Sequence[int]]],
-    samples: dict[tuple[str, int], dict[str, list[float]]],
+    samples: Samples,
     targets: Sequence[Target],
     notes: dict[tuple[str, int], str] | None = None,
     report: Report | None = None,

