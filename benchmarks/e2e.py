@@ -93,8 +93,7 @@ def drive(generator: str, port: int, keyfile: Path, seconds: float) -> dict[str,
 
 def redis_counts(client: Any) -> dict[str, float]:
     out = {k[8:]: float(v["calls"]) for k, v in client.info("commandstats").items()}
-    cpu = client.info("cpu")
-    return out | {"info": 0.0, " cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])}
+    return out | {"info": 0.0, " cpu": h.redis_cpu(client.info("cpu"))}
 
 
 def run_round(
@@ -170,13 +169,16 @@ async def batched(make: Callable[[int], Awaitable[Any]], count: int) -> list[Any
     return made
 
 
-def starsessions_data(i: int) -> bytes:
-    """What starsessions itself writes for a session holding {"user": ...}."""
+def starsessions_writer(store: Any) -> Callable[[int], Awaitable[str]]:
+    """Session ``i`` made as starsessions itself writes one holding {"user": ...}: its id."""
     from starsessions import JsonSerializer
 
-    meta = {"lifetime": h.HOUR, "created": time.time(), "last_access": time.time()}
-    data: bytes = JsonSerializer().serialize({"user": f"user{i}", "__metadata__": meta})
-    return data
+    async def write(i: int) -> str:
+        meta = {"lifetime": h.HOUR, "created": time.time(), "last_access": time.time()}
+        data = JsonSerializer().serialize({"user": f"user{i}", "__metadata__": meta})
+        return str(await store.write(secrets.token_hex(16), data, lifetime=h.HOUR, ttl=h.HOUR))
+
+    return write
 
 
 async def memory_per_session(port: int, count: int) -> dict[str, float]:
@@ -221,13 +223,7 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
     if importlib.util.find_spec("starsessions") is not None:
         from starsessions.stores.redis import RedisStore as StarStore
 
-        write = StarStore(connection=client).write
-        await measure(
-            "starsessions-style",
-            lambda i: write(
-                os.urandom(16).hex(), starsessions_data(i), lifetime=h.HOUR, ttl=h.HOUR
-            ),
-        )
+        await measure("starsessions-style", starsessions_writer(StarStore(connection=client)))
     await client.flushall()
     await client.aclose()
     return out
@@ -262,13 +258,10 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         except Exception as exc:  # a figure that fails must not stop the suite
             memory, skip["memory"] = {}, f"failed: {exc!r}"
     sides = {
-        s: {k: statistics.median(r[k] for r in got) for k in got[0]}
-        for s, got in samples.items()
-        if s in names
+        s: {k: statistics.median(r[k] for r in samples[s]) for k in samples[s][0]} for s in names
     }
-    table = h.Table(
-        f"end to end (medians of {args.rounds} round(s))", ("side", *(c[0] for c in COLUMNS))
-    )
+    title = f"end to end (medians of {args.rounds} round(s))"
+    table = h.Table(title, ("side", *(c[0] for c in COLUMNS)))
     notes = [
         f"  {side}: {what}" + (f"; not measured: {skip.get(side)}" * (side in skip))
         for side, what in SIDES.items()
@@ -281,9 +274,8 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         per = ", ".join(f"{c} {n:.2f}" for n, c in reversed(by))
         notes += [f"  Redis commands per request, {side}: {per}"] * (side in REDIS_SIDES)
     gen = [s["generator_cpu_us"] for s in sides.values()] or [0]
-    notes.append(
-        f"load generator: {loader}, its own CPU {min(gen):.1f}-{max(gen):.1f} us per request"
-    )
+    cpu = f"{min(gen):.1f}-{max(gen):.1f}"
+    notes.append(f"load generator: {loader}, its own CPU {cpu} us per request")
     shown = ", ".join(f"{k} {v:,.0f} B" for k, v in memory.items()) or skip.get("memory")
     notes.append(f"Redis memory per idle session ({plan.memory_sessions:,}): {shown}")
     guarded: dict[str, float | None] = {**sides.get("sessionkit-redis", {})}
@@ -349,11 +341,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
                 return JSONResponse({"user": user})
             return JSONResponse({"logout": True}, status_code=401)
 
-        async def write(i: int) -> str:
-            sid = secrets.token_hex(16)
-            return str(await star.write(sid, starsessions_data(i), lifetime=h.HOUR, ttl=h.HOUR))
-
-        route, make, header = loaded, write, "Cookie: session={}"
+        route, make, header = loaded, starsessions_writer(star), "Cookie: session={}"
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -175,6 +175,11 @@ def compare(
     return table
 
 
+def redis_cpu(info: dict[str, Any]) -> float:
+    """Seconds of CPU a Redis server has used, from its ``INFO cpu``."""
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
 # -- processes -------------------------------------------------------------------------------
 
 

@@ -115,60 +115,39 @@ async def p50(sides: dict[str, Call], calls: int) -> list[float]:
     return [statistics.median(values) for values in taken.values()]
 
 
-def server_cpu(port: int, sides: dict[str, list[list[Any]]], rounds: int) -> list[float]:
-    """The server's CPU (``INFO cpu``, user + sys) per call of each side, the min over
-    ``rounds`` rounds, the sides taking turns (the order reversed each round). A side is a list
-    of calls, each a list of commands sent back to back; :data:`SERVER_BATCH` calls a write."""
-    from redis import Redis
-
-    def used() -> float:
-        cpu = client.info("cpu")
-        return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-
-    client = Redis(host="127.0.0.1", port=port)
-    spent: dict[str, list[float]] = {side: [] for side in sides}
-    try:
-        for turn in range(rounds):
-            for side in list(sides)[:: (-1) ** turn]:
-                calls, began = sides[side], used()
-                for start in range(0, len(calls), SERVER_BATCH):
-                    pipe = client.pipeline(transaction=False)
-                    for call in calls[start : start + SERVER_BATCH]:
-                        for command in call:
-                            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                    pipe.execute()
-                spent[side].append((used() - began) / len(calls) * 1e6)
-    finally:
-        client.close()
-    return [min(values) for values in spent.values()]
-
-
-async def guarded_server_cpu(
-    sm: Any, keys: list[str], calls: int, rounds: int, port: int
-) -> list[str]:
-    """The row: the server's µs per call of a guarded request's store call (``touch_session``:
-    the TOUCH script reading the session back) beside express-session + connect-redis's
-    (GET, then EXPIRE: ``benchmarks/e2e_express.js``) on as many sessions of theirs."""
-    from redis.asyncio import Redis
-
+async def server_cpu(raw: Any, sm: Any, keys: list[str], calls: int, rounds: int) -> list[str]:
+    """The row: the server's CPU (``INFO cpu``, user + sys) per call of a guarded request's
+    store call (``touch_session``: the TOUCH script reading the session back) beside
+    express-session + connect-redis's (GET, then EXPIRE: ``benchmarks/e2e_express.js``) on as
+    many sessions of theirs, sent in writes of :data:`SERVER_BATCH` calls on the ``raw``
+    client; the min over at least 3 rounds, the sides taking turns (reversed each round)."""
     commands = commands_for(await capture(sm.touch_session(keys[0])), keys)
     if commands is None:
         return ["redis server CPU per guarded request's call", "-", "-", "-", "", ""]
-    client, n = Redis(host="127.0.0.1", port=port), len(keys)
+    n, theirs = len(keys), [f"bench:express:{i}" for i in range(len(keys))]
     value = json.dumps({"cookie": {"originalMaxAge": h.HOUR * 1000, "httpOnly": True}, "user": "u"})
-    for start in range(0, n, 500):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(start, min(n, start + 500)):
-                pipe.set(f"bench:express:{i}", value, ex=h.HOUR)
-            await pipe.execute()
-    theirs = (f"bench:express:{i % n}" for i in range(calls))
-    sides: dict[str, list[list[Any]]] = {
-        "sessionkit": [[commands[i % n]] for i in range(calls)],
-        "express": [[["GET", key], ["EXPIRE", key, h.HOUR]] for key in theirs],
+    async with raw.pipeline(transaction=False) as pipe:
+        for key in theirs:
+            pipe.set(key, value, ex=h.HOUR)
+        await pipe.execute()
+    ids = [i % n for i in range(calls)]
+    sides = {  # the commands of each side's calls, back to back
+        "sessionkit": [commands[i] for i in ids],
+        "express": [c for i in ids for c in (["GET", theirs[i]], ["EXPIRE", theirs[i], h.HOUR])],
     }
-    ours, base = await asyncio.to_thread(server_cpu, port, sides, max(rounds, 3))
-    await client.delete(*(f"bench:express:{i}" for i in range(n)))
-    await client.aclose()
+    spent: dict[str, list[float]] = {side: [] for side in sides}
+    for turn in range(max(rounds, 3)):
+        for side in list(sides)[:: (-1) ** turn]:
+            sent, began = sides[side], h.redis_cpu(await raw.info("cpu"))
+            step = len(sent) // calls * SERVER_BATCH  # the commands of SERVER_BATCH calls
+            for start in range(0, len(sent), step):
+                async with raw.pipeline(transaction=False) as pipe:
+                    for command in sent[start : start + step]:
+                        pipe.execute_command(*command)
+                    await pipe.execute()
+            spent[side].append((h.redis_cpu(await raw.info("cpu")) - began) / calls * 1e6)
+    await raw.delete(*theirs)
+    ours, base = (min(values) for values in spent.values())
     h.say(f"  redis server CPU per call: touch_session {ours:.1f} us, GET + EXPIRE {base:.1f} us")
     row = f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})"
     shown = [h.fmt(ours, "us"), h.fmt(base, "us"), h.fmt(h.ratio(ours, base), "x")]
@@ -216,7 +195,7 @@ async def measure(
                 target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
                 rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
         if server_calls:
-            rows.append(await guarded_server_cpu(sm, keys, server_calls, rounds, port))
+            rows.append(await server_cpu(raw, sm, keys, server_calls, rounds))
         await sm.delete_all_sessions()
     await client.aclose()
     await raw.aclose()
