@@ -242,7 +242,7 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
     if "express" not in skip and (why := h.npm(NODE_DIR, NODE_PACKAGES)):
         skip["express"] = why
     names = [side for side in SIDES if side not in skip]
-    samples: dict[str, list[Any]] = {}
+    seen: dict[str, list[Any]] = {}
     with tempfile.TemporaryDirectory() as tmp, ValkeyServer(appendonly="no", save="") as valkey:
         port = valkey.port or 0
         for round_no in range(args.rounds):
@@ -252,22 +252,18 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
                 if isinstance(got, str):  # it failed to start: no figures from any round
                     names.remove(side)
                     skip[side] = got
-                samples.setdefault(side, []).append(got)
+                seen.setdefault(side, []).append(got)
         try:
             memory = asyncio.run(memory_per_session(port, plan.memory_sessions))
         except Exception as exc:  # a figure that fails must not stop the suite
             memory, skip["memory"] = {}, f"failed: {exc!r}"
-    sides = {
-        s: {k: statistics.median(r[k] for r in samples[s]) for k in samples[s][0]} for s in names
-    }
+    sides = {s: {k: statistics.median(r[k] for r in seen[s]) for k in seen[s][0]} for s in names}
     title = f"end to end (medians of {args.rounds} round(s))"
     table = h.Table(title, ("side", *(c[0] for c in COLUMNS)))
-    notes = [
-        f"  {side}: {what}" + (f"; not measured: {skip.get(side)}" * (side in skip))
-        for side, what in SIDES.items()
-    ]
+    absent = {side: f"; not measured: {skip[side]}" for side in skip}
+    notes = [f"  {side}: {what}{absent.get(side, '')}" for side, what in SIDES.items()]
     for side, s in sides.items():
-        failures = sum(r["failed"] for r in samples[side])
+        failures = sum(r["failed"] for r in seen[side])
         label = side + (f" ({failures:.0f} failed requests!)" if failures else "")
         table.rows.append([label, *(h.fmt(s.get(field), unit) for _, field, unit in COLUMNS)])
         by = sorted(((v, k[4:]) for k, v in s.items() if k[:4] == "cmd " and v >= 0.005))

@@ -64,8 +64,7 @@ class Target:
     sizes: tuple[int, ...] = ()  # judged at these sizes, or at the largest one a run has
     row: str = ""
 
-    def met(self, value: float | None, against: float | None = None) -> bool | None:
-        x = against if self.on == "ratio" else value
+    def met(self, x: float | None) -> bool | None:
         return None if x is None else x <= self.bound if self.at_most else x >= self.bound
 
 
@@ -112,7 +111,7 @@ class Report:
 
     def judge(self, target: Target, value: float | None, shown: str = "") -> str:
         """Judge ``value`` (a ratio or a value, as the target reads it); its verdict."""
-        verdict = VERDICT[target.met(value, value)]
+        verdict = VERDICT[target.met(value)]
         if target.row:
             self.summary[target.row] = (shown or fmt(value, "x"), verdict)
         return verdict
@@ -296,8 +295,6 @@ def machine() -> dict[str, Any]:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "")
     node = shutil.which("node") and run_json(["node", "-p", "JSON.stringify({v: process.version})"])
     gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "GiB": gib, "os": platform.platform()} | {
-        "python": platform.python_version(),
-        "node": node and node["v"],
-        "date": time.asctime(),
-    }
+    found = {"cpu": cpu, "cores": os.cpu_count(), "GiB": gib, "os": platform.platform()}
+    versions = {"python": platform.python_version(), "node": node and node["v"]}
+    return found | versions | {"date": time.asctime()}

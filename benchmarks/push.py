@@ -21,7 +21,7 @@ from benchmarks import harness as h
 
 PUSH_DIR = h.HERE / ".push"  # ignored by git: socket.io and its client (seed side and load)
 SOCKETS = {"full": (1_000, 5_000, 20_000), "quick": (200,), "smoke": (50,)}
-ARM_SECONDS = 2
+ARM_SECONDS = 2  # the burst's idle timeout: the least the manager takes
 PER_LOAD_PROCESS = 9_000  # clients per load-generator process (one file descriptor each)
 WARM_UP = 20  # clients that connect and leave before the memory is read
 FIGURES = (  # (name, unit)
@@ -150,9 +150,7 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
             for n, side in ((n, side) for n in sizes for side in sides[:: (-1) ** round_no]):
                 started = time.perf_counter()
                 got = run_side(side, n, Path(tmp))
-                h.record(
-                    samples, side, n, {name: v for (name, _), v in zip(FIGURES, got, strict=True)}
-                )
+                h.record(samples, side, n, dict(zip(dict(FIGURES), got, strict=True)))
                 spent = time.perf_counter() - started
                 h.say(f"  {side:<10} {n:>7,} sockets: p99 {h.fmt(got[2], 'ms')} ({spent:.0f} s)")
     # The p99 target is 1.5x on a busy machine, 1.2x on a quiet one: which one this run was.
