@@ -120,7 +120,8 @@ class Report:
 def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
     """The closing table: every row of the open issue, as this run measured it."""
     header = ("figure", "measured", "target", "")
-    table = Table("summary: every row of the issue, from this run", header)
+    note = "(a row is measured by the part that holds it: parts not run say '-')"
+    table = Table("summary: every row of the issue, from this run", header, note=note)
     found = {row: got for report in reports for row, got in report.summary.items()}
     for t in rows:
         shown, verdict = found.get(t.row, ("-", VERDICT[None]))
@@ -130,13 +131,6 @@ def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
 
 #: (figure, size) -> side -> its value in each round
 Samples = dict[tuple[str, int], dict[str, list[float]]]
-
-
-def record(samples: Samples, side: str, size: int, found: dict[str, Any]) -> None:
-    """Add one run's figures of ``side`` (by name; None if not measured) to ``samples``."""
-    for name, value in found.items():
-        if value is not None:
-            samples.setdefault((name, size), {}).setdefault(side, []).append(value)
 
 
 def compare(

@@ -81,8 +81,9 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
 
     def add(side: str, size: int, cmd: list[str]) -> None:
         found = h.run_json(cmd)
-        fields = {name: (side == "seed" and theirs) or ours for name, _, ours, theirs in FIGURES}
-        h.record(samples, side, size, {name: found.get(f) for name, f in fields.items()})
+        for name, _, ours, theirs in FIGURES:
+            if (field := (side == "seed" and theirs) or ours) in found:
+                samples.setdefault((name, size), {}).setdefault(side, []).append(found[field])
 
     for round_no in range(args.rounds):
         h.say(f"round {round_no + 1} of {args.rounds}")
@@ -198,8 +199,7 @@ async def memory(sessions: int) -> dict[str, Any]:
     """Python heap per live session, by tracemalloc (slow: kept apart from the timed run)."""
     from sessionkit import SessionManager
 
-    usernames = [f"user{i}" for i in range(sessions)]
-    keys: list[str] = [""] * sessions
+    usernames, keys = [f"user{i}" for i in range(sessions)], [""] * sessions
     async with SessionManager(timeout=h.HOUR) as sm:
         await sm.load_new_session("warm-up")  # binds the loop, builds lazy structures
         gc.collect()
