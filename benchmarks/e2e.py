@@ -111,9 +111,8 @@ def run_round(
         stack.callback(client.close)
         started = {}  # all at once (nothing is measured yet), then each warmed up in turn
         for name in names:
-            cmd = h.module(
-                "e2e", "serve", name, scratch / f"{name}.keys", plan.sessions, redis_port
-            )
+            keys = scratch / f"{name}.keys"
+            cmd = h.module("e2e", "serve", name, keys, plan.sessions, redis_port)
             if name == "express":  # the same arguments
                 cmd = ["node", str(h.HERE / "e2e_express.js"), str(NODE_DIR), *cmd[-3:]]
             started[name] = h.Child(cmd, scratch / f"{name}.log")
@@ -320,10 +319,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
         async def guarded(request: Request) -> Response:
             return JSONResponse({"user": get_session(request).username})
 
-        async def login(i: int) -> str:
-            return await sm.load_new_session(f"user{i}")
-
-        route, make = RequireSession(guarded, sm), login
+        route, make = RequireSession(guarded, sm), lambda i: sm.load_new_session(f"user{i}")
     elif side.startswith("starsessions"):
         from starsessions import InMemoryStore, SessionMiddleware, load_session
         from starsessions.stores.redis import RedisStore as StarStore
