@@ -50,9 +50,7 @@ ISSUE = (
     ("redis cpu vs express", "<= 2x express-session's", 2, True, "Redis CPU per guarded request"),
     ("memory", "<= 400 B", 400, True, "Redis memory per idle session"),
 )
-TARGETS = tuple(
-    h.Target(f, text, bound, "value", most, row=row) for f, text, bound, most, row in ISSUE
-)
+TARGETS = tuple(h.Target(f, t, bound, "value", most, row=row) for f, t, bound, most, row in ISSUE)
 #: (header, field, unit) of each column
 COLUMNS = [("req/s", "rps", ""), ("vs bare", "vs bare", "x"), ("p50", "p50_ms", "ms")]
 COLUMNS += [("p99", "p99_ms", "ms"), ("CPU/req", "cpu_us", "us"), ("layer", "layer_us", "us")]

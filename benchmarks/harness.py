@@ -195,16 +195,11 @@ class Child:
     """A process that answers one JSON object per line on stdout (its stderr goes to ``log``)."""
 
     def __init__(self, cmd: Sequence[str], log: Path | None = None) -> None:
-        self.cmd, self.log = list(cmd), log
+        self.cmd, self.log, pipe = list(cmd), log, subprocess.PIPE
+        files = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES))  # noqa: E731
         with open(log or os.devnull, "wb") as err:
             self.proc = subprocess.Popen(
-                self.cmd,
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES)),
+                self.cmd, cwd=ROOT, stdin=pipe, stdout=pipe, stderr=err, text=True, preexec_fn=files
             )
 
     def send(self, line: str) -> None:

@@ -60,9 +60,7 @@ def commands_for(calls: list[tuple[Any, ...]], keys: list[str]) -> list[list[Any
 
     stored = importlib.import_module("sessionkit.stores.redis._schema").stored_key_hash
     scripts = [c for c in calls if str(c[0]).upper() in ("EVALSHA", "EVAL", "FCALL", "EVALSHA_RO")]
-    swaps: list[Callable[[str], str]] = (
-        [stored, hash_key, lambda key: key] if len(scripts) == 1 else []
-    )
+    swaps: list[Callable[[str], str]] = [stored, hash_key, str] if len(scripts) == 1 else []
     for swap in swaps:
         was, script = swap(keys[0]), scripts[0]
         if any(isinstance(a, str) and was in a for a in script):
