@@ -52,10 +52,7 @@ ISSUE = (
 )
 TARGETS = (
     h.Target(FIGURES[0][0], "exactly one", 1, "value", sizes=BOTH),
-    *(
-        h.Target(FIGURES[i][0], t, bound, at_most=True, sizes=(n,), row=row)
-        for i, t, bound, n, row in ISSUE
-    ),
+    *(h.Target(FIGURES[i][0], t, b, at_most=True, sizes=(n,), row=r) for i, t, b, n, r in ISSUE),
 )
 QUIET = 0.25  # cores: other work on the machine below this during the run, it counts as quiet
 
