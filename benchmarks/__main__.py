@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="rounds per side (default 3, or 1 if short)")
     sizes = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
     parser.add_argument("--sizes", type=sizes, help="live sessions (part sessions)")
-    parser.add_argument("--sockets", type=sizes, help="sockets (parts push and rooms)")
+    parser.add_argument("--sockets", type=sizes, help="sockets (part push)")
     parser.add_argument("--sides", help="only these sides, comma-separated (part e2e)")
     parser.add_argument("--no-seed", action="store_true", help="measure sessionkit only")
     parser.add_argument("--json", type=Path, help="where to write the results (and .md)")
@@ -47,9 +47,7 @@ def main() -> None:
             reports.append(h.Report(part, why=f"failed: {exc!r}"[-2000:]))
         if reports[-1].why:
             h.say(f"{part} figures not measured: {reports[-1].why}")
-    summary = h.summary(reports, ROWS)
-    summary.note = "(a row is measured by the part that holds it: parts not run say '-')"
-    h.say(summary.text())
+    h.say((summary := h.summary(reports, ROWS)).text())
     command, info = " ".join(["python -m benchmarks", *sys.argv[1:]]), h.machine()
     name = time.strftime("bench-%Y%m%dT%H%M%SZ.json", time.gmtime())
     path = args.json or h.HERE / "results" / name

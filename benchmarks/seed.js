@@ -33,8 +33,7 @@ function timed(keys, fn) {
 
 function ops(sessions, count, listUsers) {
   const sm = manager(HOUR);
-  const usernames = new Array(sessions);
-  for (let i = 0; i < sessions; i++) usernames[i] = `user${i}`;
+  const usernames = Array.from({ length: sessions }, (_, i) => `user${i}`);
   const keys = new Array(sessions).fill(null);
   const before = collect() || process.memoryUsage();
   const start = now();
