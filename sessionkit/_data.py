@@ -3,26 +3,21 @@ session's details), replace it, or merge changes into it in one atomic store ste
 JSON text in every store (checked on the way in), so every read returns a copy.
 
 :class:`DataCalls` is a part of ``SessionManager``'s class, kept here whole (each call with its
-docstring and code); the parts it uses are the manager's, named below.
+docstring and code); the parts it uses are the manager's (``_parts.py``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sessionkit._binding import LoopBinding
 from sessionkit._options import not_found
+from sessionkit._parts import ManagerParts
 from sessionkit.keys import is_key_like
 from sessionkit.models import SessionDetails, SessionRecord, decode_data, encode_data
-from sessionkit.stores.base import SessionStore
 
 
-class DataCalls:
+class DataCalls(ManagerParts):
     """``SessionManager``'s calls on a session's data."""
-
-    # The manager's part these calls use (set by SessionManager.__init__).
-    _binding: LoopBinding
-    _store: SessionStore
 
     async def set_session_data(self, key: str, data: Any) -> bool:
         """Replace a session's data with a copy of ``data``.

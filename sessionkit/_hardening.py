@@ -4,7 +4,7 @@ changed client. The guards of :mod:`sessionkit.starlette` call these on the requ
 
 :class:`BrowserCalls` is a part of ``SessionManager``'s class, kept here whole (each call with
 its docstring and code) so that the manager's module holds its lifecycle and the seed's calls;
-the parts it uses are the manager's, named below.
+the parts it uses are the manager's (``_parts.py``).
 """
 
 from __future__ import annotations
@@ -12,30 +12,20 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sessionkit._binding import LoopBinding
-from sessionkit._expiry import Expiry
-from sessionkit._fanout import Fanout, session_event
-from sessionkit._options import Options, not_found
+from sessionkit._fanout import session_event
+from sessionkit._options import not_found
+from sessionkit._parts import ManagerParts
 from sessionkit.clients import client_changed
-from sessionkit.events import CLIENT_CHANGED, SUSPICIOUS, Dispatcher, SessionEvent
+from sessionkit.events import CLIENT_CHANGED, SUSPICIOUS, SessionEvent
 from sessionkit.exceptions import SessionNotFound
 from sessionkit.keys import hash_key, is_key_like, short_hash
 from sessionkit.models import ClientInfo, SessionDetails
-from sessionkit.stores.base import SessionStore
 
 logger = logging.getLogger("sessionkit")
 
 
-class BrowserCalls:
+class BrowserCalls(ManagerParts):
     """``SessionManager``'s browser-hardening calls."""
-
-    # The manager's parts these calls use (set by SessionManager.__init__).
-    _binding: LoopBinding
-    _store: SessionStore
-    _options: Options
-    _expiry: Expiry
-    _fanout: Fanout
-    _events: Dispatcher
 
     async def rotate_session_key(self, key: str) -> str:
         """Give a session a new key (do it when privileges change, against fixation).

@@ -4,7 +4,7 @@ eviction; a caller cancelled before it got the key leaves a session nobody can u
 once its events have run.
 
 :class:`LoginCalls` is a part of ``SessionManager``'s class, kept here whole (the call with its
-docstring and code); the parts it uses are the manager's, named below.
+docstring and code); the parts it uses are the manager's (``_parts.py``).
 """
 
 from __future__ import annotations
@@ -14,32 +14,22 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from sessionkit._binding import LoopBinding
-from sessionkit._expiry import Expiry
-from sessionkit._fanout import Fanout, Steps, chain
-from sessionkit._options import Options, seconds, warns_in_time
+from sessionkit._fanout import Steps, chain
+from sessionkit._options import seconds, warns_in_time
 from sessionkit._options import username as _username
-from sessionkit.events import EVICTED, LOGOUT, Dispatcher, SessionEvent
+from sessionkit._parts import ManagerParts
+from sessionkit.events import EVICTED, LOGOUT, SessionEvent
 from sessionkit.keys import hash_key, short_hash
 from sessionkit.models import ClientInfo, SessionRecord, decode_data, encode_data
-from sessionkit.stores.base import NewSession, SessionStore
+from sessionkit.stores.base import NewSession
 
 logger = logging.getLogger("sessionkit")
 
 _new_spec = tuple.__new__
 
 
-class LoginCalls:
+class LoginCalls(ManagerParts):
     """``SessionManager``'s login call."""
-
-    # The manager's parts this call uses (set by SessionManager.__init__).
-    _timeout: float  # seconds: the manager's idle timeout
-    _binding: LoopBinding
-    _store: SessionStore
-    _options: Options
-    _expiry: Expiry
-    _fanout: Fanout
-    _events: Dispatcher
 
     async def load_new_session(
         self,

@@ -3,27 +3,20 @@
 Each costs O(that user's sessions).
 
 :class:`UserCalls` is a part of ``SessionManager``'s class, kept here whole (each call with its
-docstring and code); the parts it uses are the manager's, named below.
+docstring and code); the parts it uses are the manager's (``_parts.py``).
 """
 
 from __future__ import annotations
 
-from sessionkit._binding import LoopBinding
-from sessionkit._expiry import Expiry
 from sessionkit._options import is_session_id
 from sessionkit._options import username as _username
+from sessionkit._parts import ManagerParts
 from sessionkit.events import LOGOUT, LOGOUT_ALL
 from sessionkit.models import SessionDetails
-from sessionkit.stores.base import SessionStore
 
 
-class UserCalls:
+class UserCalls(ManagerParts):
     """``SessionManager``'s calls on one user's sessions."""
-
-    # The manager's parts these calls use (set by SessionManager.__init__).
-    _binding: LoopBinding
-    _store: SessionStore
-    _expiry: Expiry
 
     async def get_user_sessions(self, username: str) -> list[SessionDetails]:
         """List a user's live sessions, oldest first: what a "your devices" page shows.
