@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 
@@ -85,7 +84,6 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
-_NO_STORE: Final = "no-store"
 _NO_STORE_HEADER: Final = (b"cache-control", b"no-store")
 
 
@@ -185,24 +183,24 @@ def same_origin(conn: HTTPConnection, trusted: frozenset[str]) -> bool:
     return origin == f"{scheme}://{conn.url.netloc}".lower()
 
 
-def no_store(headers: MutableHeaders) -> None:
+def no_store(raw: list[tuple[bytes, bytes]]) -> None:
     # What a session's pages are: personal. No shared cache, and no back button on a shared
-    # computer, may show them to the next person. The app's own Cache-Control wins.
-    headers.setdefault("cache-control", _NO_STORE)
+    # computer, may show them to the next person. The app's own Cache-Control wins, in any
+    # case of its name. On a raw ASGI header list (a MutableHeaders' ``.raw``): every guarded
+    # response passes here.
+    for name, _ in raw:
+        if name.lower() == b"cache-control":
+            return
+    raw.append(_NO_STORE_HEADER)
 
 
 def sending_no_store(send: Send, renewed: str | None = None) -> Send:
     # The ASGI send of a response that a guard let through: marked no-store on its way out,
-    # with the cookie of a renewed key. What no_store() does, on the raw header list: every
-    # guarded response passes here, and a MutableHeaders costs more than the scan.
+    # with the cookie of a renewed key (on the raw header list: a MutableHeaders costs more).
     async def send_marked(message: Message) -> None:
         if message["type"] == "http.response.start":
             headers = message["headers"] = list(message.get("headers", ()))
-            for name, _ in headers:
-                if name.lower() == b"cache-control":
-                    break
-            else:
-                headers.append(_NO_STORE_HEADER)
+            no_store(headers)
             if renewed is not None:
                 headers.append((b"set-cookie", renewed.encode("latin-1")))
         await send(message)

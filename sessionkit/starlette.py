@@ -386,7 +386,7 @@ class SessionDependency(SessionCheck):
                 raise WebSocketException(close_code(exc), exc.detail) from None
             raise
         if response is not None:
-            no_store(response.headers)
+            no_store(response.headers.raw)
             renewed = request.scope.get(RENEWED_COOKIE)
             if renewed is not None:
                 response.headers.append("set-cookie", renewed)
@@ -622,7 +622,7 @@ class SessionAuthMiddleware(AuthenticationMiddleware):
                         headers.append("set-cookie", cookie)
                 user = scope.get("user")
                 if user is not None and user.is_authenticated:
-                    no_store(headers)
+                    no_store(headers.raw)
             await send(message)
 
         await super().__call__(scope, receive, send_answered)
