@@ -64,9 +64,15 @@ def stored_key_hash(key: str) -> str:
     return base64.urlsafe_b64encode(digest)[:43].decode("ascii")
 
 
+# URL-safe base64 back to the standard alphabet, as base64.urlsafe_b64decode does (it costs
+# twice as much as this table and binascii, per call).
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def hex_hash(value: Any) -> str:
     """The hex digest (``SessionDetails.id``) back from a reply's :func:`stored_hash`."""
-    return base64.urlsafe_b64decode(f"{text(value)}=").hex()
+    raw = value.encode("ascii") if isinstance(value, str) else bytes(value)
+    return binascii.a2b_base64(raw.translate(_FROM_URLSAFE) + b"=").hex()
 
 
 def session(bucket: str, h: str) -> str:
@@ -186,11 +192,6 @@ def record(raw: Sequence[Any], key: str | None, where: int = 0) -> SessionRecord
     )
 
 
-# URL-safe base64 back to the standard alphabet, as base64.urlsafe_b64decode does (it costs
-# twice as much as this table and binascii, per call).
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
-
-
 def touched(reply: Any, key: str) -> SessionRecord:
     """Decode TOUCH's record (:data:`TOUCHED`'s layout), naming it by ``key``."""
     # Every guarded request's decode, kept lean: ints parsed from the reply's bytes, each text
@@ -211,7 +212,7 @@ def touched(reply: Any, key: str) -> SessionRecord:
     assert u is not None
     return SessionRecord(
         key,
-        binascii.a2b_base64(h.translate(_FROM_URLSAFE) + b"=").hex(),  # hex_hash, inline
+        hex_hash(h),
         u,
         int(c) / US,
         int(last) / US,
