@@ -7,7 +7,8 @@ moment it starts reporting it; once every step of the report has run, the ending
 acknowledged, in batches, from the manager's own task. While a report takes long (a slow
 handler), the store hears every 0.3 s (every third of ``redelivery_after`` if that is
 shorter) that the ending is still held, and a failed hold is tried again within 0.15 s, so
-that one lost or late reply never lets the hold lapse. An ending held but never reported (the manager closed first) is left to the other workers.
+that one lost or late reply never lets the hold lapse. An ending held but never reported (the
+manager closed first) is left to the other workers.
 """
 
 from __future__ import annotations
