@@ -43,14 +43,12 @@ class Deliveries:
         self._held: dict[str, float] = {}  # event id -> loop time it was last held
         self._reported: list[str] = []  # held, reported, not yet acknowledged
         self._wake = asyncio.Event()
-        self._running = False
 
     def bind(self) -> None:
         """Start again on a new loop: what was held on the old one is left to the store."""
         self._held.clear()
         self._reported.clear()
         self._wake = asyncio.Event()
-        self._running = False
 
     def hold(self, event_ids: list[str]) -> None:
         """Hold these endings while the steps that report them run (:meth:`reported` once
@@ -58,9 +56,7 @@ class Deliveries:
         now = asyncio.get_running_loop().time()
         for event_id in event_ids:
             self._held[event_id] = now
-        if not self._running and self._tasks.running:
-            self._running = True
-            self._tasks.spawn(self._acknowledge_forever)
+        self._tasks.spawn_once(self._acknowledge_forever)
 
     def reported(self, event_ids: list[str]) -> None:
         """Every step of the report of these endings has run: acknowledge them."""
@@ -96,28 +92,25 @@ class Deliveries:
         redelivery = self._store.redelivery_after or 1.0
         every = min(redelivery / 3, _HOLD_EVERY)
         stop, loop = self._tasks.stop, asyncio.get_running_loop()
-        try:
-            while self._held and (not stop.is_set() or self._reporting_elsewhere()):
-                self._wake.clear()
-                try:
-                    now = loop.time()
-                    stale = [i for i, t in self._held.items() if now - t >= every]
-                    if stale:
-                        await self._store.hold(stale)
-                        for event_id in stale:
-                            self._held[event_id] = now
-                    if self._reported:
-                        await self._acknowledge()
-                except Exception as exc:
-                    wait = self._outage.failed(_ACK, exc, first=_RETRY, cap=every / 2)
-                    await self._events.report(exc, _ACK, log=False)
-                    await self._pause(wait, stop if not stop.is_set() else None)
-                    continue
-                self._outage.worked(_ACK)
-                if not self._reported:  # else: reported meanwhile, acknowledged at once
-                    await self._pause(min(every / 2, _POLL), self._wake)
-        finally:
-            self._running = False
+        while self._held and (not stop.is_set() or self._reporting_elsewhere()):
+            self._wake.clear()
+            try:
+                now = loop.time()
+                stale = [i for i, t in self._held.items() if now - t >= every]
+                if stale:
+                    await self._store.hold(stale)
+                    for event_id in stale:
+                        self._held[event_id] = now
+                if self._reported:
+                    await self._acknowledge()
+            except Exception as exc:
+                wait = self._outage.failed(_ACK, exc, first=_RETRY, cap=every / 2)
+                await self._events.report(exc, _ACK, log=False)
+                await self._pause(wait, stop if not stop.is_set() else None)
+                continue
+            self._outage.worked(_ACK)
+            if not self._reported:  # else: reported meanwhile, acknowledged at once
+                await self._pause(min(every / 2, _POLL), self._wake)
 
     def _reporting_elsewhere(self) -> bool:
         # The manager closes: whether another job still runs while an ending held here has not

@@ -55,6 +55,7 @@ class LoopTasks:
         self._quiet = asyncio.Event()
         self._quiet.set()
         self.jobs = 0  # jobs running now (begun, not yet ended)
+        self._once: dict[Job, asyncio.AbstractEventLoop | None] = {}  # see spawn_once
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start a runner on ``loop`` (the previous loop's runner, if any, is left behind)."""
@@ -67,6 +68,7 @@ class LoopTasks:
         self._quiet = asyncio.Event()
         self._quiet.set()
         self.jobs = 0
+        self._once.clear()
         self._runner = loop.create_task(self._run(), name="sessionkit")
 
     @property
@@ -94,6 +96,21 @@ class LoopTasks:
         else:
             return False
         return True
+
+    def spawn_once(self, job: Job, *, grace: float | None = None) -> None:
+        """:meth:`spawn` ``job()`` unless it is queued or running on this loop already: a part's
+        worker that drains a queue of its own (the outbox's acknowledgements, the Socket.IO
+        bridge's disconnects) runs one at a time, and again once it has ended."""
+        if job not in self._once and self.spawn(self._once_run, job, grace=grace):
+            self._once[job] = self.loop
+
+    async def _once_run(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await job()
+        finally:
+            if self._once.get(job) is loop:  # (a new loop's may be queued by now)
+                del self._once[job]
 
     def start_soon(self, job: Job, *args: Any, grace: float | None = None) -> bool:
         """:meth:`spawn`, for a part bound to the manager that may have work before the

@@ -163,8 +163,6 @@ class _Bridge:
         self._after: deque[str] = deque()
         self._told: set[str] = set()  # the rooms in _after: told ``logout`` already
         self._logouts = 0  # logouts sent so far: the after-logout job watches it move
-        # Where the after-logout job runs (a job of the manager's), while it does.
-        self._after_on: asyncio.AbstractEventLoop | None = None
         self._packets: dict[Reason, list[Any]] = {}  # reason -> the encoded ``logout`` packet
         # The manager's task owner: the after-logout job, and the releasing of the sockets of
         # a room closed on another process, are its jobs (see bind_tasks).
@@ -174,7 +172,6 @@ class _Bridge:
         self._connects = 0
         self._last_connect = self._frozen_at = 0.0
         self._frozen = 0
-        self._tending_on: asyncio.AbstractEventLoop | None = None  # where a job tends it
 
     # -- the SocketBridge protocol (see sessionkit.manager) -------------------------------
 
@@ -196,13 +193,10 @@ class _Bridge:
         self._after.append(room)
         if self._frozen and len(self._after) == _FREEZE_BURST:
             gc.freeze()
-        tasks = self._tasks
-        # One job at a time: spawned unless one runs on this loop already (refused while the
-        # manager is closed: the next logout, after it binds again, spawns it).
-        if tasks is None or self._after_on is tasks.loop:
-            return
-        if tasks.spawn(self._run_after, grace=_CLOSE_WAIT):
-            self._after_on = tasks.loop
+        # One job at a time (refused while the manager is closed: the next logout, after it
+        # binds again, spawns it).
+        if self._tasks is not None:
+            self._tasks.spawn_once(self._run_after, grace=_CLOSE_WAIT)
 
     async def ended(self, event: SessionEvent) -> None:
         """The ``session_deleted`` handler: every session that ends, for any reason, has its
@@ -241,11 +235,8 @@ class _Bridge:
     def _connected(self) -> None:
         self._connects += 1
         self._last_connect = asyncio.get_running_loop().time()
-        tasks = self._tasks  # one tending job at a time, a job of the manager's
-        if tasks is None or self._tending_on is tasks.loop:
-            return
-        if tasks.spawn(self._tend_while_needed):
-            self._tending_on = tasks.loop
+        if self._tasks is not None:  # one tending job at a time, a job of the manager's
+            self._tasks.spawn_once(self._tend_while_needed)
 
     async def _tend_while_needed(self) -> None:
         # Every _FREEZE_QUIET seconds while connections come or objects are frozen; not a job
@@ -253,14 +244,10 @@ class _Bridge:
         tasks = self._tasks
         assert tasks is not None
         loop = asyncio.get_running_loop()
-        try:
-            tending = True
-            while tending:
-                await tasks.rest(_FREEZE_QUIET)
-                tending = not tasks.stop.is_set() and self._tend(loop.time())
-        finally:
-            if self._tending_on is loop:
-                self._tending_on = None
+        tending = True
+        while tending:
+            await tasks.rest(_FREEZE_QUIET)
+            tending = not tasks.stop.is_set() and self._tend(loop.time())
 
     def _tend(self, now: float) -> bool:
         # CPython's full collections walk every tracked object, ~170 per connected socket: with
@@ -327,20 +314,16 @@ class _Bridge:
         loop = asyncio.get_running_loop()
         queue = self._after
         seen = -1
-        try:
-            while queue:
-                held_since = loop.time()
-                while self._logouts != seen and loop.time() - held_since < _AFTER_WAIT:
-                    seen = self._logouts
-                    await asyncio.sleep(_QUIET)
-                for _ in range(min(_AFTER_BATCH, len(queue))):
-                    room = queue.popleft()
-                    await self._after_logout(room)
-                    self._told.discard(room)
-                await asyncio.sleep(0)
-        finally:
-            if self._after_on is loop:
-                self._after_on = None
+        while queue:
+            held_since = loop.time()
+            while self._logouts != seen and loop.time() - held_since < _AFTER_WAIT:
+                seen = self._logouts
+                await asyncio.sleep(_QUIET)
+            for _ in range(min(_AFTER_BATCH, len(queue))):
+                room = queue.popleft()
+                await self._after_logout(room)
+                self._told.discard(room)
+            await asyncio.sleep(0)
 
     async def _after_logout(self, room: str) -> None:
         try:

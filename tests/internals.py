@@ -16,6 +16,7 @@ from sessionkit import _socketio_compat as socketio_compat
 from sessionkit._guard import RETRY_AFTER
 from sessionkit._outage import LOG_EVERY, Outage
 from sessionkit._socketio_rooms import is_indexed
+from sessionkit._tasks import LoopTasks
 from sessionkit._timers import RESOLUTION
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis import _compat as redis_compat
@@ -30,6 +31,7 @@ __all__ = (
     "RESOLUTION",
     "RETRY_AFTER",
     "SCRIPTS",
+    "LoopTasks",
     "Outage",
     "Pipeline",
     "bucket_of_key",

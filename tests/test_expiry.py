@@ -14,6 +14,7 @@ import pytest
 from sessionkit import SessionEvent, SessionManager, SessionNotFound, StoreUnavailable
 from sessionkit.models import SessionRecord
 from sessionkit.stores.base import Pending
+from tests import internals
 from tests.clock import LATE, LoopClockStore, jump, late_loop, manager
 from tests.recorder import Recorder
 
@@ -329,3 +330,28 @@ async def test_idle_waits_for_a_claim_to_be_tried_again_after_it_failed() -> Non
         assert len(store.claims) == 3  # two failures, then the claim that worked
         assert [e.username for e in log.events] == ["Luca"]
         assert asyncio.get_running_loop().time() - started >= 1  # a retry waits a while
+
+
+async def test_a_worker_spawned_once_runs_one_at_a_time_and_again_once_it_has_ended() -> None:
+    """The outbox's acknowledging job and the Socket.IO bridge's disconnects each drain a queue
+    of their own: spawned on every new item, one runs at a time (``LoopTasks.spawn_once``)."""
+    tasks = internals.LoopTasks()
+    tasks.start(asyncio.get_running_loop())
+    began, release, runs = asyncio.Event(), asyncio.Event(), list[int]()
+
+    async def worker() -> None:
+        runs.append(len(runs))
+        began.set()
+        await release.wait()
+
+    tasks.spawn_once(worker)
+    tasks.spawn_once(worker)  # queued already
+    await began.wait()
+    tasks.spawn_once(worker)  # running
+    release.set()
+    await tasks.idle()
+    assert runs == [0]
+    tasks.spawn_once(worker)  # it has ended: it runs again
+    await tasks.idle()
+    assert runs == [0, 1]
+    await tasks.aclose()
