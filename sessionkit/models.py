@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from sessionkit.keys import hash_key
+
 __all__ = ("ClientInfo", "SessionDetails", "SessionRecord", "decode_data", "encode_data")
 
 _MAX_IP = 128  # characters: an IPv6 address with a zone fits many times over
@@ -144,7 +146,6 @@ class SessionRecord(NamedTuple):
         """
         details = _new(_LazyDetails)
         _set_key(details, key)
-        _set_id(details, self.key_hash)
         _set_username(details, self.username)
         # The client now: every guard reads it (and most sessions of API clients have none).
         client = self.client
@@ -157,7 +158,6 @@ class SessionRecord(NamedTuple):
 _SLOTS: dict[str, Any] = {f.name: SessionDetails.__dict__[f.name] for f in fields(SessionDetails)}
 _new = object.__new__
 _set_key = _SLOTS["key"].__set__
-_set_id = _SLOTS["id"].__set__
 _set_username = _SLOTS["username"].__set__
 _set_client = _SLOTS["client"].__set__
 
@@ -183,6 +183,12 @@ def _lazy(name: str, convert: Callable[[_LazyDetails, SessionRecord], Any]) -> A
     return property(get, write)
 
 
+def _id(details: _LazyDetails, record: SessionRecord) -> str:
+    # A record whose key_hash was left empty (MemoryStore's hot path: a guarded request
+    # rarely reads the id) names its session by record.key, the key it is stored under.
+    return record.key_hash or hash_key(record.key or "")
+
+
 def _created(details: _LazyDetails, record: SessionRecord) -> datetime:
     return _wall(record.created_at)
 
@@ -200,12 +206,13 @@ def _key_created(details: _LazyDetails, record: SessionRecord) -> datetime:
 class _LazyDetails(SessionDetails):
     # The SessionDetails a store's record turns into (SessionRecord.details): equal to, and
     # read like, the one SessionDetails(...) would build from the same values, but its times
-    # (five datetimes) and data (JSON decoding) wait until they are read, which most guarded
-    # requests never do. A frozen dataclass all the same: its fields cannot be set.
+    # (five datetimes), data (JSON decoding) and id (when the record has no digest) wait
+    # until they are read, which most guarded requests never do. A frozen dataclass all the same: its fields cannot be set.
 
     __slots__ = ("_record",)
     _record: SessionRecord
 
+    id = _lazy("id", _id)
     created_at = _lazy("created_at", _created)
     last_active_at = _lazy("last_active_at", lambda d, r: _wall(r.last_active_at))
     expires_at = _lazy("expires_at", lambda d, r: _wall(r.expires_at))
