@@ -253,8 +253,15 @@ def body(exc: SessionRequired) -> dict[str, Any]:
 
 def request_client(conn: HTTPConnection) -> ClientInfo:
     # What sessionkit.starlette.client_info returns (see there).
-    ip = conn.client.host if conn.client is not None else None
-    agent = conn.headers.get("user-agent")
+    return scope_client(conn.scope)
+
+
+def scope_client(scope: Scope) -> ClientInfo:
+    # request_client from the ASGI scope itself, as Starlette's conn.client and
+    # conn.headers.get read it: a guard checks it on every request of a browser session.
+    address = scope.get("client")
+    ip = address[0] if address is not None else None
+    agent = _first(scope["headers"], b"user-agent")
     return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
 
 
@@ -317,8 +324,8 @@ class SessionCheck:
     ) -> SessionDetails:
         # ``renew``: the guard can set a cookie on its response (a renewal needs that).
         # ``conn``: the caller's Request (or WebSocket), if it has one; else one is built only
-        # where a rule needs it (the origin rule, the client check, a 401's hint), not on the
-        # common path (a live key from a header or a safe method, no recorded client).
+        # where a rule needs it (the origin rule on an unsafe method, a 401's hint), never on
+        # the common path.
         options = self.options
         sources, cookie = options.sources, options.cookie
         key, source = find_key(scope["headers"], sources, header=self._header, cookie=cookie.name)
@@ -346,7 +353,7 @@ class SessionCheck:
                 # Never a guess: the client may well be logged in, so do not tell it to log out.
                 raise SessionRequired(DOWN, status_code=503) from exc
             if details.client is not None:
-                await self._check_client(conn or HTTPConnection(scope), details)
+                await self._check_client(scope, details)
         except SessionRequired as exc:
             if from_cookie and exc.status_code == 401:
                 exc.headers = {**(exc.headers or {}), "set-cookie": cookie.clear_header()}
@@ -385,9 +392,14 @@ class SessionCheck:
             details, key=fresh, id=hash_key(fresh), key_created_at=datetime.now(UTC)
         )
 
-    async def _check_client(self, conn: HTTPConnection, details: SessionDetails) -> None:
+    async def _check_client(self, scope: Scope, details: SessionDetails) -> None:
+        client = scope_client(scope)
+        if client == details.client:
+            # The very client of the login (the usual request of a browser session): nothing
+            # changed, as check_client would find after parsing both addresses (~50 us).
+            return
         try:
-            alive = await self.manager.check_client(details, request_client(conn))
+            alive = await self.manager.check_client(details, client)
         except StoreUnavailable as exc:
             raise SessionRequired(DOWN, status_code=503) from exc
         if not alive:
