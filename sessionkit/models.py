@@ -34,14 +34,13 @@ class ClientInfo:
     user_agent: str | None = None
 
     def __post_init__(self) -> None:
-        for name, limit in (("ip", _MAX_IP), ("user_agent", _MAX_USER_AGENT)):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise TypeError(f"ClientInfo.{name} must be a str or None")
-            if len(value) > limit:
-                raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
+        # Each field checked in line, not in a loop over the names: a guard builds one (the
+        # request's client) and decodes one (the login's) on every request of a browser session.
+        ip, agent = self.ip, self.user_agent
+        if ip is not None and (type(ip) is not str or len(ip) > _MAX_IP):
+            _refuse("ip", ip, _MAX_IP)
+        if agent is not None and (type(agent) is not str or len(agent) > _MAX_USER_AGENT):
+            _refuse("user_agent", agent, _MAX_USER_AGENT)
 
     def encode(self) -> str:
         """Serialise for a store: JSON text.
@@ -64,6 +63,13 @@ class ClientInfo:
             return cls(ip=fields.get("ip"), user_agent=fields.get("ua"))
         except (ValueError, TypeError, AttributeError):
             return None
+
+
+def _refuse(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"ClientInfo.{name} must be a str or None")
+    if len(value) > limit:
+        raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
 
 
 @dataclass(frozen=True, slots=True)
