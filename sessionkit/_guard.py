@@ -21,7 +21,7 @@ from sessionkit.keys import hash_key
 from sessionkit.models import ClientInfo, SessionDetails
 
 if TYPE_CHECKING:
-    from starlette.types import Message, Send
+    from starlette.types import Message, Scope, Send
 
     from sessionkit.manager import SessionManager
 
@@ -112,14 +112,15 @@ class SessionRequired(SessionError, HTTPException):
 
 
 def find_key(
-    raw: Iterable[tuple[bytes, bytes]], sources: Iterable[str], *, header: str, cookie: str
+    raw: Iterable[tuple[bytes, bytes]], sources: Iterable[str], *, header: bytes, cookie: str
 ) -> tuple[str | None, str | None]:
     # The key and the source it came from: a cookie-borne key gets the CSRF check. Read from
     # the scope's raw headers as Starlette's Headers.get reads them (names in lower case, as
     # ASGI servers give them; the first of a repeated header), without building a Headers.
+    # ``header``: the key's header name, in lower case and encoded (once, by the caller).
     for source in sources:
         if source == "header":
-            value = _first(raw, header.lower().encode("latin-1"))
+            value = _first(raw, header)
         elif source == "bearer":
             scheme, _, value = (_first(raw, b"authorization") or "").partition(" ")
             if scheme.lower() != "bearer":
@@ -214,10 +215,10 @@ def close_code(exc: SessionRequired) -> int:
     return 1013 if exc.status_code == 503 else 1008
 
 
-def unsafe(conn: HTTPConnection) -> bool:
+def unsafe(scope: Scope) -> bool:
     # A WebSocket is a two-way channel that a foreign page could open with the cookie: never
     # a safe method (GET, HEAD, OPTIONS only read).
-    return conn.scope["type"] == "websocket" or conn.scope.get("method") not in _SAFE_METHODS
+    return scope["type"] == "websocket" or scope.get("method") not in _SAFE_METHODS
 
 
 def check_sources(sources: Iterable[str]) -> tuple[str, ...]:
@@ -252,8 +253,15 @@ def body(exc: SessionRequired) -> dict[str, Any]:
 
 def request_client(conn: HTTPConnection) -> ClientInfo:
     # What sessionkit.starlette.client_info returns (see there).
-    ip = conn.client.host if conn.client is not None else None
-    agent = conn.headers.get("user-agent")
+    return scope_client(conn.scope)
+
+
+def scope_client(scope: Scope) -> ClientInfo:
+    # request_client from the ASGI scope itself, as Starlette's conn.client and
+    # conn.headers.get read it: a guard checks it on every request of a browser session.
+    address = scope.get("client")
+    ip = address[0] if address is not None else None
+    agent = _first(scope["headers"], b"user-agent")
     return ClientInfo(ip=ip[:128] if ip else None, user_agent=agent[:512] if agent else None)
 
 
@@ -308,19 +316,29 @@ class SessionCheck:
     def __init__(self, manager: SessionManager, options: GuardOptions) -> None:
         self.manager = manager
         self.options = options
+        # Once, not per request: the key's header name as the raw headers hold it.
+        self._header = options.header.encode("latin-1")
 
-    async def _check(self, conn: HTTPConnection, *, renew: bool = False) -> SessionDetails:
+    async def _check(
+        self, scope: Scope, *, renew: bool = False, conn: HTTPConnection | None = None
+    ) -> SessionDetails:
         # ``renew``: the guard can set a cookie on its response (a renewal needs that).
+        # ``conn``: the caller's Request (or WebSocket), if it has one; else one is built only
+        # where a rule needs it (the origin rule on an unsafe method, a 401's hint), never on
+        # the common path.
         options = self.options
         sources, cookie = options.sources, options.cookie
-        raw = conn.scope["headers"]
-        key, source = find_key(raw, sources, header=options.header, cookie=cookie.name)
+        key, source = find_key(scope["headers"], sources, header=self._header, cookie=cookie.name)
         from_cookie = source == "cookie"
         # Before the store is asked: a forged request must not even restart the timer.
-        if from_cookie and unsafe(conn) and not same_origin(conn, options.trusted_origins):
-            raise SessionRequired(_CROSS_SITE, status_code=403)
+        if from_cookie and unsafe(scope):
+            conn = conn or HTTPConnection(scope)
+            if not same_origin(conn, options.trusted_origins):
+                raise SessionRequired(_CROSS_SITE, status_code=403)
         if key is None:
-            hint = withheld_cookie_hint(conn, cookie) if "cookie" in sources else ""
+            hint = ""
+            if "cookie" in sources:
+                hint = withheld_cookie_hint(conn or HTTPConnection(scope), cookie)
             raise SessionRequired(_MISSING + hint)
         manager = self.manager
         try:
@@ -335,7 +353,7 @@ class SessionCheck:
                 # Never a guess: the client may well be logged in, so do not tell it to log out.
                 raise SessionRequired(DOWN, status_code=503) from exc
             if details.client is not None:
-                await self._check_client(conn, details)
+                await self._check_client(scope, details)
         except SessionRequired as exc:
             if from_cookie and exc.status_code == 401:
                 exc.headers = {**(exc.headers or {}), "set-cookie": cookie.clear_header()}
@@ -348,14 +366,19 @@ class SessionCheck:
             if age > options.max_auth_age:
                 # The session lives: the 401 keeps the cookie (no clearing header).
                 raise SessionRequired(_STALE, reauthenticate=True)
-        if renew and from_cookie and self.manager.renew_every is not None:
+        if renew and from_cookie and manager.renew_every is not None:
             # Only a cookie-borne key: a client that sent its key in a header would not learn
             # the new one, and would lose its session when the grace ends.
-            details = await self._renew(conn, details)
-        conn.scope.setdefault("state", {})[STATE_KEY] = details
+            details = await self._renew(scope, details)
+        # As request.state would keep it (scope["state"]), without a dict built per request.
+        state = scope.get("state")
+        if state is None:
+            scope["state"] = {STATE_KEY: details}
+        else:
+            state[STATE_KEY] = details
         return details
 
-    async def _renew(self, conn: HTTPConnection, details: SessionDetails) -> SessionDetails:
+    async def _renew(self, scope: Scope, details: SessionDetails) -> SessionDetails:
         try:
             fresh = await self.manager.renew_if_due(details)
         except StoreUnavailable:
@@ -364,14 +387,14 @@ class SessionCheck:
             return details
         if fresh is None:
             return details
-        conn.scope[RENEWED_COOKIE] = self.options.cookie.header(fresh)
+        scope[RENEWED_COOKIE] = self.options.cookie.header(fresh)
         return dataclasses.replace(
             details, key=fresh, id=hash_key(fresh), key_created_at=datetime.now(UTC)
         )
 
-    async def _check_client(self, conn: HTTPConnection, details: SessionDetails) -> None:
+    async def _check_client(self, scope: Scope, details: SessionDetails) -> None:
         try:
-            alive = await self.manager.check_client(details, request_client(conn))
+            alive = await self.manager.check_client(details, scope_client(scope))
         except StoreUnavailable as exc:
             raise SessionRequired(DOWN, status_code=503) from exc
         if not alive:

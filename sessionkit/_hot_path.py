@@ -14,7 +14,7 @@ def answers_now(
 ) -> tuple[
     Callable[[str], float | None] | None,
     Callable[[str, float], float | None] | None,
-    Callable[[str, float], SessionRecord | None] | None,
+    Callable[[str, float, bool], SessionRecord | None] | None,
 ]:
     """``check``, ``touch`` and ``touch_get`` without an await, for the manager's hot path:
     MemoryStore's synchronous ones, each where ``store`` answers that call MemoryStore's own

@@ -349,8 +349,11 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
             loop = self._binding.bind()
         record, now = None, self._touch_get_now
         if isinstance(key, str) and 0 < len(key) <= MAX_KEY_LENGTH:  # is_key_like, inline
+            # A MemoryStore's record without its digest: details() computes the id if read.
             record = (
-                now(key, self._timeout) if now else await self._store.touch_get(key, self._timeout)
+                now(key, self._timeout, False)
+                if now
+                else await self._store.touch_get(key, self._timeout)
             )
         if record is None:
             raise _not_found(key)

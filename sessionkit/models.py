@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+from sessionkit.keys import hash_key
+
 __all__ = ("ClientInfo", "SessionDetails", "SessionRecord", "decode_data", "encode_data")
 
 _MAX_IP = 128  # characters: an IPv6 address with a zone fits many times over
@@ -32,14 +34,13 @@ class ClientInfo:
     user_agent: str | None = None
 
     def __post_init__(self) -> None:
-        for name, limit in (("ip", _MAX_IP), ("user_agent", _MAX_USER_AGENT)):
-            value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise TypeError(f"ClientInfo.{name} must be a str or None")
-            if len(value) > limit:
-                raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
+        # Each field checked in line, not in a loop over the names: a guard builds one (the
+        # request's client) and decodes one (the login's) on every request of a browser session.
+        ip, agent = self.ip, self.user_agent
+        if ip is not None and (type(ip) is not str or len(ip) > _MAX_IP):
+            _refuse("ip", ip, _MAX_IP)
+        if agent is not None and (type(agent) is not str or len(agent) > _MAX_USER_AGENT):
+            _refuse("user_agent", agent, _MAX_USER_AGENT)
 
     def encode(self) -> str:
         """Serialise for a store: JSON text.
@@ -62,6 +63,13 @@ class ClientInfo:
             return cls(ip=fields.get("ip"), user_agent=fields.get("ua"))
         except (ValueError, TypeError, AttributeError):
             return None
+
+
+def _refuse(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"ClientInfo.{name} must be a str or None")
+    if len(value) > limit:
+        raise ValueError(f"ClientInfo.{name} must be at most {limit} characters")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +152,6 @@ class SessionRecord(NamedTuple):
         """
         details = _new(_LazyDetails)
         _set_key(details, key)
-        _set_id(details, self.key_hash)
         _set_username(details, self.username)
         # The client now: every guard reads it (and most sessions of API clients have none).
         client = self.client
@@ -157,7 +164,6 @@ class SessionRecord(NamedTuple):
 _SLOTS: dict[str, Any] = {f.name: SessionDetails.__dict__[f.name] for f in fields(SessionDetails)}
 _new = object.__new__
 _set_key = _SLOTS["key"].__set__
-_set_id = _SLOTS["id"].__set__
 _set_username = _SLOTS["username"].__set__
 _set_client = _SLOTS["client"].__set__
 
@@ -183,6 +189,12 @@ def _lazy(name: str, convert: Callable[[_LazyDetails, SessionRecord], Any]) -> A
     return property(get, write)
 
 
+def _id(details: _LazyDetails, record: SessionRecord) -> str:
+    # A record whose key_hash was left empty (MemoryStore's hot path: a guarded request
+    # rarely reads the id) names its session by record.key, the key it is stored under.
+    return record.key_hash or hash_key(record.key or "")
+
+
 def _created(details: _LazyDetails, record: SessionRecord) -> datetime:
     return _wall(record.created_at)
 
@@ -200,12 +212,14 @@ def _key_created(details: _LazyDetails, record: SessionRecord) -> datetime:
 class _LazyDetails(SessionDetails):
     # The SessionDetails a store's record turns into (SessionRecord.details): equal to, and
     # read like, the one SessionDetails(...) would build from the same values, but its times
-    # (five datetimes) and data (JSON decoding) wait until they are read, which most guarded
-    # requests never do. A frozen dataclass all the same: its fields cannot be set.
+    # (five datetimes), data (JSON decoding) and id (when the record has no digest) wait
+    # until they are read, which most guarded requests never do. A frozen dataclass all the
+    # same: its fields cannot be set.
 
     __slots__ = ("_record",)
     _record: SessionRecord
 
+    id = _lazy("id", _id)
     created_at = _lazy("created_at", _created)
     last_active_at = _lazy("last_active_at", lambda d, r: _wall(r.last_active_at))
     expires_at = _lazy("expires_at", lambda d, r: _wall(r.expires_at))

@@ -136,7 +136,8 @@ def read_session_key(
     :raises ValueError: for an unknown source.
     """
     name = SessionCookie.of(cookie).name
-    return find_key(conn.scope["headers"], sources, header=header, cookie=name)[0]
+    raw = conn.scope["headers"]
+    return find_key(raw, sources, header=header.lower().encode("latin-1"), cookie=name)[0]
 
 
 def client_info(conn: HTTPConnection) -> ClientInfo:
@@ -269,7 +270,7 @@ class RequireSession(SessionCheck):
             await self.app(scope, receive, send)
             return
         try:
-            await self._check(HTTPConnection(scope), renew=kind == "http")
+            await self._check(scope, renew=kind == "http")
         except SessionRequired as exc:
             if kind == "websocket":
                 await send(
@@ -380,7 +381,7 @@ class SessionDependency(SessionCheck):
         """
         renew = response is not None and request.scope["type"] == "http"
         try:
-            details = await self._check(request, renew=renew)
+            details = await self._check(request.scope, renew=renew, conn=request)
         except SessionRequired as exc:
             if request.scope["type"] == "websocket":
                 raise WebSocketException(close_code(exc), exc.detail) from None
@@ -531,7 +532,8 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
             credential is older than ``max_auth_age`` (:meth:`on_error` answers each).
         """
         try:
-            details = await self._check(conn, renew=bool(conn.scope.get(_CAN_RENEW)))
+            renew = bool(conn.scope.get(_CAN_RENEW))
+            details = await self._check(conn.scope, renew=renew, conn=conn)
         except SessionRequired as exc:
             if exc.status_code == 503:
                 raise AuthenticationError(exc.detail) from exc

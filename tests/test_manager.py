@@ -282,6 +282,25 @@ async def test_touch_session_restarts_and_reads_back_in_one_step_on_memory() -> 
     )
 
 
+async def test_touch_session_names_the_session_by_the_key_it_is_stored_under() -> None:
+    # The one-step path on MemoryStore leaves the digest until the id is read: in a renewal's
+    # grace the old key finds the session, and the id is still the new key's, as a read says.
+    from sessionkit import MemoryStore
+
+    store = MemoryStore(clock=lambda: 1000.0)  # a still clock: two touches read the same
+    async with SessionManager(timeout=60, store=store) as sm:
+        old = await sm.load_new_session("ada")
+        new = store.rotated_key(old)
+        assert await store.rotate(old, new, grace=30) is not None
+        touched = await sm.touch_session(old)
+        read = await sm.get_session_details(old)
+        record = store.touch_get_sync(old, 60, False)
+        assert record is not None and (record.key, record.key_hash) == (new, "")
+        assert await store.touch_get(old, 60) == record._replace(key_hash=hash_key(new))
+    assert (touched.key, touched.id, read.id) == (old, hash_key(new), hash_key(new))
+    assert touched == read
+
+
 async def test_touch_session_goes_through_a_memory_store_subclass_own_get() -> None:
     # A subclass that answers get its own way is asked, not bypassed by the one-step path.
     from sessionkit import MemoryStore
