@@ -35,6 +35,7 @@ __all__ = (
     "SessionCheck",
     "SessionRequired",
     "body",
+    "check_header",
     "check_origin",
     "check_origins",
     "check_sources",
@@ -84,6 +85,7 @@ _ORIGIN = re.compile(
     r"(?::(?P<port>[0-9]{1,5}))?"
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110's token)
 _NO_STORE_HEADER: Final = (b"cache-control", b"no-store")
 
 
@@ -229,6 +231,15 @@ def check_sources(sources: Iterable[str]) -> tuple[str, ...]:
     return chosen
 
 
+def check_header(header: object) -> bytes:
+    # The key's header name as the raw headers hold it (lower case, encoded), checked once.
+    if not isinstance(header, str):
+        raise TypeError(f"header must be a header name, not {type(header).__name__}")
+    if not _TOKEN.fullmatch(header):
+        raise ValueError(f"header must be an HTTP header name (a token), not {header[:40]!r}")
+    return header.lower().encode("ascii")
+
+
 def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
     # The hint for a request without a key that may have lost a Secure cookie on its way:
     # none at all, over http (or ws) to a host that is not loopback. Else "".
@@ -302,7 +313,7 @@ class GuardOptions:
         max_age = check_auth_age(max_auth_age)
         return cls(
             sources=check_sources(sources),
-            header=header.lower(),
+            header=check_header(header).decode("ascii"),
             cookie=SessionCookie.of(cookie),
             restart=restart,
             trusted_origins=check_origins(trusted_origins),
@@ -317,7 +328,7 @@ class SessionCheck:
         self.manager = manager
         self.options = options
         # Once, not per request: the key's header name as the raw headers hold it.
-        self._header = options.header.encode("latin-1")
+        self._header = options.header.encode("ascii")
 
     async def _check(
         self, scope: Scope, *, renew: bool = False, conn: HTTPConnection | None = None

@@ -80,6 +80,7 @@ from sessionkit._guard import (
     SessionCheck,
     SessionRequired,
     body,
+    check_header,
     close_code,
     find_key,
     no_store,
@@ -133,11 +134,10 @@ def read_session_key(
     :param header: the name of the header that carries the key.
     :param cookie: the cookie that carries the key: a :class:`SessionCookie` or a name.
     :return: the first key found, or ``None``.
-    :raises ValueError: for an unknown source.
+    :raises ValueError: for an unknown source, or a header name that is not one.
     """
     name = SessionCookie.of(cookie).name
-    raw = conn.scope["headers"]
-    return find_key(raw, sources, header=header.lower().encode("latin-1"), cookie=name)[0]
+    return find_key(conn.scope["headers"], sources, header=check_header(header), cookie=name)[0]
 
 
 def client_info(conn: HTTPConnection) -> ClientInfo:
@@ -226,7 +226,7 @@ class RequireSession(SessionCheck):
         :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
         answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
         and the cookie is kept. ``None`` (default): no limit.
-    :raises ValueError: for an unknown source or a malformed origin or cookie.
+    :raises ValueError: for an unknown source or a malformed header name, origin or cookie.
 
     Example::
 
@@ -318,7 +318,7 @@ class SessionDependency(SessionCheck):
         :meth:`~sessionkit.SessionManager.mark_authenticated`) past which a request is
         answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
         and the cookie is kept. ``None`` (default): no limit.
-    :raises ValueError: for an unknown source or a malformed origin or cookie.
+    :raises ValueError: for an unknown source or a malformed header name, origin or cookie.
 
     Example::
 
@@ -489,7 +489,7 @@ class SessionAuthBackend(SessionCheck, AuthenticationBackend):
         answered ``401 {"reauthenticate": true, "logout": false, ...}``; the session lives
         and the cookie is kept. ``None`` (default): no limit.
     :param scopes: the credentials a live session grants (``@requires`` checks them).
-    :raises ValueError: for an unknown source or a malformed origin or cookie.
+    :raises ValueError: for an unknown source or a malformed header name, origin or cookie.
 
     Example::
 

@@ -81,6 +81,10 @@ async def test_sources_are_configurable(memory_sm: SessionManager, http: Any) ->
         RequireSession(whoami, memory_sm, sources=("query",))
     with pytest.raises(ValueError):
         SessionDependency(memory_sm, sources=())
+    request = Request({"type": "http", "headers": [(b"session-key", key.encode())]})
+    assert read_session_key(request, header="Session-Key") == key
+    with pytest.raises(ValueError, match="header must be an HTTP header name"):
+        read_session_key(request, header="session key")
 
 
 @pytest.mark.parametrize(
@@ -318,7 +322,17 @@ BAD_OPTIONS = [
         "sources must be some of ('header', 'bearer', 'cookie'), not ('query',)",
     ),
     ({"sources": ()}, ValueError, "sources must be some of ('header', 'bearer', 'cookie'), not ()"),
-    ({"header": 7}, AttributeError, "'int' object has no attribute 'lower'"),
+    ({"header": 7}, TypeError, "header must be a header name, not int"),
+    ({"header": ""}, ValueError, "header must be an HTTP header name (a token), not ''"),
+    ({"header": "session key"}, ValueError, "header must be an HTTP header name (a token), not"),
+    ({"header": "key\r\nx"}, ValueError, "header must be an HTTP header name (a token), not"),
+    ({"header": "cl\u00e9"}, ValueError, "header must be an HTTP header name (a token), not"),
+    ({"header": "\udcff"}, ValueError, "header must be an HTTP header name (a token), not"),
+    (
+        {"header": "k" * 100_000 + " "},
+        ValueError,
+        f"header must be an HTTP header name (a token), not '{'k' * 40}'",
+    ),
     ({"cookie": 7}, TypeError, "cookie must be a SessionCookie or a name, not int"),
     ({"cookie": "a b"}, ValueError, "cookie name must be a non-empty token, not 'a b'"),
     (
