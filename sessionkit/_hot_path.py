@@ -25,6 +25,8 @@ def answers_now(
     kind = type(store)
     own_touch = kind.touch is MemoryStore.touch
     own_read = own_touch and kind.get is MemoryStore.get and kind.touch_get is MemoryStore.touch_get
+    # (called with digest=False: a subclass's own touch_get_sync may not take it)
+    own_read = own_read and kind.touch_get_sync is MemoryStore.touch_get_sync
     return (
         store.check_sync if kind.check is MemoryStore.check else None,
         store.touch_sync if own_touch else None,

@@ -317,3 +317,23 @@ async def test_touch_session_goes_through_a_memory_store_subclass_own_get() -> N
         key = await sm.load_new_session("ada")
         details = await sm.touch_session(key)
     assert (details.username, asked) == ("ada", ["get"])
+
+
+async def test_touch_session_goes_through_a_memory_store_subclass_own_touch_get_sync() -> None:
+    # The manager's awaitless path passes digest=False, which a subclass's own touch_get_sync
+    # (written to the signature before it) does not take: such a store is asked through its
+    # touch_get, which calls its touch_get_sync.
+    from sessionkit import MemoryStore
+    from sessionkit.models import SessionRecord
+
+    asked: list[str] = []
+
+    class Noting(MemoryStore):
+        def touch_get_sync(self, key: str, timeout: float) -> SessionRecord | None:  # type: ignore[override]
+            asked.append("touch_get_sync")
+            return super().touch_get_sync(key, timeout)
+
+    async with SessionManager(timeout=60, store=Noting()) as sm:
+        key = await sm.load_new_session("ada")
+        details = await sm.touch_session(key)
+    assert (details.username, details.id, asked) == ("ada", hash_key(key), ["touch_get_sync"])
