@@ -342,14 +342,16 @@ class SessionCheck:
         key, source = find_key(scope["headers"], sources, header=self._header, cookie=cookie.name)
         from_cookie = source == "cookie"
         # Before the store is asked: a forged request must not even restart the timer.
+        # (``conn`` compared with None: a connection is a Mapping, whose truth is its length)
         if from_cookie and unsafe(scope):
-            conn = conn or HTTPConnection(scope)
+            conn = HTTPConnection(scope) if conn is None else conn
             if not same_origin(conn, options.trusted_origins):
                 raise SessionRequired(_CROSS_SITE, status_code=403)
         if key is None:
             hint = ""
             if "cookie" in sources:
-                hint = withheld_cookie_hint(conn or HTTPConnection(scope), cookie)
+                conn = HTTPConnection(scope) if conn is None else conn
+                hint = withheld_cookie_hint(conn, cookie)
             raise SessionRequired(_MISSING + hint)
         manager = self.manager
         try:
