@@ -56,15 +56,20 @@ local function drop(h, f)
   if f.p then redis.call('DEL', akey(f.p)) end  -- the alias dies with its session
   redis.call('ZREM', D, h)
   redis.call('ZREM', ukey(f.u), h)
+  if single(f.u) == h then redis.call('HDEL', fkey(f.u), f.u) end
 end
 -- Move session f from hash h to hash nh (a rotation, or its undoing). RENAME keeps the TTL.
 -- Each index gains the new member before it loses the old one: a set emptied by ZREM is
 -- deleted, and ZADD would bring it back without a TTL.
 local function move(f, h, nh)
   redis.call('RENAME', skey(h), skey(nh))
-  local U = ukey(f.u)
-  redis.call('ZADD', U, f.c, nh)
-  redis.call('ZREM', U, h)
+  if single(f.u) == h then  -- the user's field names it: it names the new hash instead
+    redis.call('HSET', fkey(f.u), f.u, nh)
+  else
+    local U = ukey(f.u)
+    redis.call('ZADD', U, f.c, nh)
+    redis.call('ZREM', U, h)
+  end
   redis.call('ZADD', D, f.k or f.d, nh)
   redis.call('ZREM', D, h)
 end
