@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sessionkit import SessionLimitReached, SessionManager
+from sessionkit import SessionLimitReached, SessionManager, StoreUnavailable
 from sessionkit.keys import hash_key
 from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import cluster_client, fresh_prefix
+from tests.faultproxy import FaultProxy
 from tests.internals import bucket_of_key, schema
 
 if TYPE_CHECKING:
@@ -185,6 +186,19 @@ async def test_delete_user_returns_the_fields_session_in_its_place(v2: Layout2) 
     assert await v2.store.delete_user("ada") == []
 
 
+async def test_a_user_over_several_pages_with_a_field_in_the_middle(v2: Layout2) -> None:
+    """Listing (250 a page) and ending (100 a page) a user of 260 sessions, the 130th named by
+    the field: each session once, oldest first."""
+    keys = [await v2.create("ada") for _ in range(260)]
+    await v2.to_field(keys[129], "ada")
+    listed = await v2.store.user_sessions("ada")
+    assert [r.key_hash for r in listed] == [hash_key(k) for k in keys]
+    ended = await v2.store.delete_user("ada")
+    assert [r.key_hash for r in ended] == [hash_key(k) for k in keys]
+    assert await v2.traces(keys[129], "ada") == []
+    assert await v2.store.count() == 0
+
+
 async def test_delete_all_ends_the_fields_session(v2: Layout2) -> None:
     key = await v2.create("ada")
     await v2.to_field(key, "ada")
@@ -220,3 +234,35 @@ async def test_rotation_renames_the_field(v2: Layout2, grace: float) -> None:
     assert await v2.store.delete_user_session("ada", hash_key(new_key)) is not None
     assert await v2.traces(new_key, "ada") == []
     assert await v2.field(key, "ada") is None
+
+
+async def test_a_rotation_whose_reply_was_lost_is_moved_back_in_the_field(
+    redis_server: ValkeyServer, proxy: FaultProxy
+) -> None:
+    """SETTLE undoes a rotation whose caller never heard back: the field names the old hash
+    again. (One server: the proxy that holds the reply stands in front of one.)"""
+    from redis.asyncio import Redis
+
+    direct = Redis(**redis_server.connection_kwargs)
+    through = Redis(host="127.0.0.1", port=proxy.port)
+    try:
+        v2 = Layout2(RedisStore(through, prefix=fresh_prefix(), op_timeout=0.3), direct)
+        warm = await v2.create("bob")  # the server loads ROTATE: no NOSCRIPT round trip below
+        assert await v2.store.rotate(warm, v2.store.rotated_key(warm)) is not None
+        key = await v2.create("ada")
+        await v2.to_field(key, "ada")
+        new_key = v2.store.rotated_key(key)
+        proxy.delay(0.6)  # Redis applies the rotation; its reply comes too late
+        with pytest.raises(StoreUnavailable):
+            await v2.store.rotate(key, new_key)
+        proxy.delay(0)
+        assert v2.store.unsettled
+        assert await v2.field(key, "ada") == schema.stored_key_hash(new_key)  # it did run
+        assert await v2.store.settle() == []
+        assert await v2.field(key, "ada") == schema.stored_key_hash(key)  # moved back
+        assert await v2.traces(key, "ada") == ["hash", "field"]
+        assert await v2.traces(new_key, "ada") == []
+        assert await v2.store.check(key) is not None
+    finally:
+        await through.aclose()
+        await direct.aclose()
