@@ -135,7 +135,7 @@ async def test_the_cap_refuses_a_user_whose_one_session_is_a_field(v2: Layout2) 
     assert await v2.store.count() == 1
 
 
-async def test_a_field_naming_a_gone_session_is_dropped_by_the_cap(v2: Layout2) -> None:
+async def test_a_field_naming_a_gone_session_is_dropped(v2: Layout2) -> None:
     key = await v2.create("ada")
     await v2.to_field(key, "ada")
     bucket = bucket_of_key(v2.store, key)
@@ -143,6 +143,14 @@ async def test_a_field_naming_a_gone_session_is_dropped_by_the_cap(v2: Layout2) 
     assert await v2.store.user_sessions("ada") == []
     await v2.create("ada", max_per_user=1, refuse=True)  # not refused: that session is gone
     assert await v2.field(key, "ada") is None
+    # And by "log out everywhere", which ends nothing for it.
+    key = await v2.create("bob")
+    await v2.to_field(key, "bob")
+    await v2.client.delete(
+        schema.session(bucket_of_key(v2.store, key), schema.stored_key_hash(key))
+    )
+    assert await v2.store.delete_user("bob") == []
+    assert await v2.field(key, "bob") is None
 
 
 async def test_deleting_the_fields_session_by_key_and_by_id(v2: Layout2) -> None:

@@ -18,9 +18,10 @@ replies are turned back into the hex digest, the public id, by :func:`hex_hash`)
   deadline (:attr:`Field.INDEXED`), which may lag behind the real one;
 - ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
 - ``P U:<n>`` (:func:`user_field`, ``n`` from :func:`user_field_of`): one of 256 small hashes
-  whose field ``<username>`` may name, as its ``h``, the one session of a user who has no sorted
-  set (layout v2, written by a later release; this one reads it, treats it as one more session
-  of the user, and removes or renames it with that session);
+  whose field ``<username>`` may name, as its ``h``, a session of the user that their sorted set
+  does not hold (layout v2, which a later release will write for users with one session; this
+  one writes no field, reads it as one more session of the user, and removes or renames it with
+  that session);
 - ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard;
 - ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
   renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back);
