@@ -428,9 +428,14 @@ async def test_a_10_mb_argument_travels_among_small_calls(redis_client: Redis) -
 
 
 async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> None:
-    """The key names built in Lua (core.lua, the only Lua that builds them) are those of the
-    schema module, on a live server."""
-    probe = lua_text("core") + "return {skey(ARGV[4]), D, ukey(ARGV[5]), okey(OP), akey(ARGV[4])}"
+    """The key names built in Lua (core.lua and prelude.lua, the only Lua that builds them) are
+    those of the schema module, on a live server: the user's field hash (layout v2) for
+    usernames spread over all 256 of them."""
+    probe = (
+        lua_text("core")
+        + lua_text("prelude")
+        + "return {skey(ARGV[4]), D, ukey(ARGV[5]), okey(OP), akey(ARGV[4]), fkey(ARGV[5])}"
+    )
     bucket, h, username, op = "sktest:{7}", "ab" * 32, "Luca é {x}", "0123abcd"
     names = await redis_client.eval(probe, 0, bucket, "1000", op, h, username)
     assert [n.decode() for n in names] == [
@@ -439,7 +444,15 @@ async def test_the_lua_names_keys_as_the_schema_does(redis_client: Redis) -> Non
         schema.user(bucket, username),
         schema.outcome(bucket, op),
         schema.alias(bucket, h),
+        schema.user_field(bucket, username),
     ]
+    fields = "local out = {} for i = 4, #ARGV do out[#out + 1] = fkey(ARGV[i]) end return out"
+    usernames = [f"user{i}" for i in range(2000)] + ["", "é" * 40, "😀 {tag}"]
+    probe = lua_text("core") + lua_text("prelude") + fields
+    names = await redis_client.eval(probe, 0, bucket, "1000", op, *usernames)
+    expected = [schema.user_field(bucket, u) for u in usernames]
+    assert [n.decode() for n in names] == expected
+    assert len(set(expected)) == schema.USER_FIELDS  # every one of the 256 is used
 
 
 async def test_outcomes_keep_no_session_data_and_a_sweep_that_ends_nothing_writes_nothing(

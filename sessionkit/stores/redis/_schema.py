@@ -3,7 +3,8 @@ field, and the order of a session record in a script's reply, with its one decod
 
 The Lua side builds key names in one place only, ``lua/prelude.lua`` (and the slim
 ``lua/core.lua`` of the hot scripts), and a test runs it on a live server to check that it
-names each key as :func:`session`, :func:`deadlines`, :func:`user` and :func:`outcome` do.
+names each key as :func:`session`, :func:`deadlines`, :func:`user`, :func:`user_field`,
+:func:`outcome` and :func:`alias` do.
 
 Every key starts with a *bucket*: the store's prefix on a single server; on a cluster, the
 prefix and one of 64 hash tags (``prefix{tag}``), so that all of one bucket's keys share a slot.
@@ -16,6 +17,11 @@ replies are turned back into the hex digest, the public id, by :func:`hex_hash`)
 - ``P d`` (:func:`deadlines`): a sorted set of every session's ``h``, scored by its indexed
   deadline (:attr:`Field.INDEXED`), which may lag behind the real one;
 - ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
+- ``P U:<n>`` (:func:`user_field`, ``n`` from :func:`user_field_of`): one of 256 small hashes
+  whose field ``<username>`` may name, as its ``h``, a session of the user that their sorted set
+  does not hold (layout v2, which a later release will write for users with one session; this
+  one writes no field, reads it as one more session of the user, and removes or renames it with
+  that session);
 - ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard;
 - ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
   renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back);
@@ -88,6 +94,23 @@ def deadlines(bucket: str) -> str:
 def user(bucket: str, username: str) -> str:
     """The name of a user's index of sessions."""
     return f"{bucket}u:{username}"
+
+
+#: How many :func:`user_field` hashes a bucket has.
+USER_FIELDS = 256
+
+
+def user_field_of(username: str) -> int:
+    """Which of a bucket's :data:`USER_FIELDS` hashes holds ``username``'s field: the first
+    byte of the SHA-1 of its UTF-8 bytes (the Lua computes it with ``redis.sha1hex``, built into
+    the server's Lua; a CRC-32 would have to be written out in Lua, a byte at a time)."""
+    raw = username.encode("utf-8", "surrogatepass")
+    return hashlib.sha1(raw, usedforsecurity=False).digest()[0]
+
+
+def user_field(bucket: str, username: str) -> str:
+    """The name of the small hash whose field ``username`` may name the user's one session."""
+    return f"{bucket}U:{user_field_of(username)}"
 
 
 def alias(bucket: str, h: str) -> str:

@@ -34,6 +34,7 @@ from sessionkit.stores.redis._schema import (
     text,
     us,
     user,
+    user_field,
 )
 from sessionkit.stores.redis._scripts import SCRIPTS, Script
 
@@ -449,7 +450,12 @@ class RedisStore(SessionStore):
             raise ValueError("on a cluster, a session's key must come from store.new_key(username)")
         key_hash = hash_key(key)
         h = stored_hash(key_hash)
-        names = (session(bucket, h), user(bucket, username), deadlines(bucket))
+        names = (
+            session(bucket, h),
+            user(bucket, username),
+            user_field(bucket, username),
+            deadlines(bucket),
+        )
         args = (
             h,
             username,
@@ -618,7 +624,12 @@ class RedisStore(SessionStore):
             h = stored_hash(key_hash)
         except ValueError:
             return None  # not a session id: no session has it
-        names = (user(bucket, username), session(bucket, h), deadlines(bucket))
+        names = (
+            user(bucket, username),
+            user_field(bucket, username),
+            session(bucket, h),
+            deadlines(bucket),
+        )
         args = (username, h)
         raw = await self._change("DELETE_USER_SESSION", "delete_user_session", bucket, names, args)
         return None if raw is None else self._ended([raw], bucket)[0]
@@ -788,7 +799,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (user(bucket, username), deadlines(bucket))
+        names = (user(bucket, username), user_field(bucket, username), deadlines(bucket))
         found: dict[float, SessionRecord] = {}  # by creation: one user's never share a microsecond
         score, member = "-inf", ""
         while True:  # a page a round trip: no call holds the server for long
@@ -798,7 +809,8 @@ class RedisStore(SessionStore):
                 record = schema.record(raw, None)
                 found[record.created_at] = record
             if seen < _USER_BATCH:
-                return list(found.values())
+                # Sorted: the first page brings the session of the user's field (layout v2) last.
+                return sorted(found.values(), key=attrgetter("created_at"))
 
     async def count(self) -> int:
         """Count the live sessions.
@@ -846,7 +858,7 @@ class RedisStore(SessionStore):
         :raises StoreUnavailable: if Redis cannot be reached within ``op_timeout``.
         """
         bucket = self._buckets[self._user_bucket(username)]
-        names = (user(bucket, username), deadlines(bucket))
+        names = (user(bucket, username), user_field(bucket, username), deadlines(bucket))
         ended: list[SessionRecord] = []
 
         async def pages() -> None:
@@ -860,7 +872,9 @@ class RedisStore(SessionStore):
                 if seen < _END_BATCH:
                     return
 
-        return await self._ending("delete_user", ended, pages())
+        await self._ending("delete_user", ended, pages())
+        ended.sort(key=attrgetter("created_at"))  # the first page ends the field's session last
+        return ended
 
     @property
     def unsettled(self) -> bool:

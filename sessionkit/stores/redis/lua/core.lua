@@ -1,5 +1,6 @@
--- What every script starts with; the hot scripts (CHECK, TOUCH) need no more. The only Lua
--- that names keys (sessionkit/stores/redis/_schema.py names them in Python; a test compares).
+-- What every script starts with; the hot scripts (CHECK, TOUCH) need no more. With prelude.lua,
+-- the only Lua that names keys (sessionkit/stores/redis/_schema.py names them in Python; a test
+-- compares).
 -- ARGV[1]: the bucket P, the prefix of every key; ARGV[2]: how long (ms) a record is kept past
 -- its deadline for a manager to claim it; ARGV[3]: the operation id, or ''.
 local P = ARGV[1]

@@ -1,5 +1,6 @@
 -- CREATE: store a new session, evicting the user's oldest over the cap in the same step.
--- KEYS: the session's hash, the user's index, the deadline index, the outcome key.
+-- KEYS: the session's hash, the user's index, the user's field hash, the deadline index, the
+--   outcome key.
 -- ARGV[4...]: h, username, timeout (us), fixed ('1'/'0'), absolute timeout (us) or '',
 --   the most sessions per user or '', has data ('1'/'0'), data, client JSON or '',
 --   refuse ('1'/'0').
@@ -23,6 +24,17 @@ local function run()
         redis.call('ZREM', U, m)
       elseif live(f) then
         alive[#alive + 1] = {m, f}
+      end
+    end
+    local m = single(username)  -- one more, kept in the layout v2: in its place by creation
+    if m then
+      local f = load(m)
+      if f == nil then
+        redis.call('HDEL', fkey(username), username)
+      elseif live(f) then
+        local at = #alive + 1
+        while at > 1 and tonumber(alive[at - 1][2].c) > tonumber(f.c) do at = at - 1 end
+        table.insert(alive, at, {m, f})
       end
     end
     if refuse == '1' and #alive >= tonumber(cap) then return -1 end

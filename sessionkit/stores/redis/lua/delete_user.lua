@@ -1,10 +1,11 @@
 -- DELETE_USER: end the live sessions of one user in one page, by creation, created up to
 -- `upto` (those live when the call began).
--- KEYS: the user's index, the deadline index, the outcome key.
+-- KEYS: the user's index, the user's field hash, the deadline index, the outcome key.
 -- ARGV[4...]: username, cursor score ('-inf' to begin), cursor member, count, upto ('' to
 --   begin: now).
--- Returns {their records, oldest first, how many members the page read, the next cursor score,
--- member, upto}. Runs once per operation id.
+-- Returns {their records, how many members of the index the page read, the next cursor score,
+-- member, upto}: oldest first, but the first page's last record may be the session of the user's
+-- field (layout v2), which the caller puts in its place. Runs once per operation id.
 local username, cscore, cmember, count, upto = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local function KEEP(out)
   if #out[1] > 0 then return {slims(out[1]), out[2], out[3], out[4], out[5]} end
@@ -13,6 +14,13 @@ local function run()
   if upto == '' then upto = fmt(now) end
   local members, n, cs, cm = page(ukey(username), cscore, cmember, count)
   local out = {}
+  if cscore == '-inf' and cmember == '' then  -- the first page ends the field's session too
+    local h = single(username)
+    if h then
+      members[#members + 1] = h
+      if redis.call('EXISTS', skey(h)) == 0 then redis.call('HDEL', fkey(username), username) end
+    end
+  end
   for _, h in ipairs(members) do
     local f = load(h)
     if live(f) and tonumber(f.c) <= tonumber(upto) then

@@ -1,6 +1,14 @@
 -- Shared by every script but the hot ones (after core.lua).
 local X = P .. 'x'  -- the outbox: a stream of endings (outbox.lua)
 local GROUP = 'g'  -- its one consumer group
+-- Layout v2 (schema.user_field): one session of a user may be named by the field u of one of
+-- 256 small hashes (n: the first byte of the username's SHA-1) instead of by the user's sorted
+-- set. This release writes no such field: it reads it as one more session of the user, and
+-- removes or renames it with that session. Here, not in core.lua: a function defined there is
+-- a closure made on every run of the hot scripts, which never read it.
+local function fkey(u) return P .. 'U:' .. tonumber(string.sub(redis.sha1hex(u), 1, 2), 16) end
+-- The h the user's field names, or false.
+local function single(u) return redis.call('HGET', fkey(u), u) end
 local function ttl_for(deadline)
   local left = math.ceil((deadline - now) / 1000)
   if left < 0 then left = 0 end
@@ -48,15 +56,20 @@ local function drop(h, f)
   if f.p then redis.call('DEL', akey(f.p)) end  -- the alias dies with its session
   redis.call('ZREM', D, h)
   redis.call('ZREM', ukey(f.u), h)
+  if single(f.u) == h then redis.call('HDEL', fkey(f.u), f.u) end
 end
 -- Move session f from hash h to hash nh (a rotation, or its undoing). RENAME keeps the TTL.
 -- Each index gains the new member before it loses the old one: a set emptied by ZREM is
 -- deleted, and ZADD would bring it back without a TTL.
 local function move(f, h, nh)
   redis.call('RENAME', skey(h), skey(nh))
-  local U = ukey(f.u)
-  redis.call('ZADD', U, f.c, nh)
-  redis.call('ZREM', U, h)
+  if single(f.u) == h then  -- the user's field names it: it names the new hash instead
+    redis.call('HSET', fkey(f.u), f.u, nh)
+  else
+    local U = ukey(f.u)
+    redis.call('ZADD', U, f.c, nh)
+    redis.call('ZREM', U, h)
+  end
   redis.call('ZADD', D, f.k or f.d, nh)
   redis.call('ZREM', D, h)
 end
