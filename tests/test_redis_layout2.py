@@ -50,6 +50,10 @@ class Layout2:
         zset, fields = self.names(key, username)
         assert await self.client.zrem(zset, h) == 1
         assert await self.client.hset(fields, username, h) == 1
+        # As a writer must: every key has a TTL, here at least the session's (never shortened).
+        ttl = await self.client.pttl(schema.session(bucket_of_key(self.store, key), h))
+        if await self.client.pttl(fields) < ttl:
+            await self.client.pexpire(fields, ttl)
 
     async def field(self, key: str, username: str) -> str | None:
         """The hash ``username``'s field names, or ``None``."""
