@@ -231,13 +231,13 @@ def check_sources(sources: Iterable[str]) -> tuple[str, ...]:
     return chosen
 
 
-def check_header(header: object) -> bytes:
-    # The key's header name as the raw headers hold it (lower case, encoded), checked once.
+def check_header(header: object) -> str:
+    # The key's header name, checked once, in lower case (as the raw headers hold it; ASCII).
     if not isinstance(header, str):
         raise TypeError(f"header must be a header name, not {type(header).__name__}")
     if not _TOKEN.fullmatch(header):
         raise ValueError(f"header must be an HTTP header name (a token), not {header[:40]!r}")
-    return header.lower().encode("ascii")
+    return header.lower()
 
 
 def withheld_cookie_hint(conn: HTTPConnection, cookie: SessionCookie) -> str:
@@ -313,7 +313,7 @@ class GuardOptions:
         max_age = check_auth_age(max_auth_age)
         return cls(
             sources=check_sources(sources),
-            header=check_header(header).decode("ascii"),
+            header=check_header(header),
             cookie=SessionCookie.of(cookie),
             restart=restart,
             trusted_origins=check_origins(trusted_origins),

@@ -137,7 +137,9 @@ def read_session_key(
     :raises ValueError: for an unknown source, or a header name that is not one.
     """
     name = SessionCookie.of(cookie).name
-    return find_key(conn.scope["headers"], sources, header=check_header(header), cookie=name)[0]
+    return find_key(
+        conn.scope["headers"], sources, header=check_header(header).encode("ascii"), cookie=name
+    )[0]
 
 
 def client_info(conn: HTTPConnection) -> ClientInfo:
