@@ -92,11 +92,6 @@ class _Command(NamedTuple):
 _TOUCH = SCRIPTS["TOUCH"]
 
 
-def _piece(data: bytes) -> bytes:
-    # One argument as pack() encodes it.
-    return b"$%d\r\n%b\r\n" % (len(data), data)
-
-
 def _pieces(args: Sequence[str | int], encoding: tuple[str, str]) -> bytes:
     # Arguments as pack() encodes them, without the count that heads a command.
     return pack(args, *encoding)[len(b"*%d\r\n" % len(args)) :]
@@ -209,7 +204,7 @@ class RedisStore(SessionStore):
         self.wait_replicas = wait_replicas
         self.wait_timeout = float(wait_timeout)
         self._retain_ms = str(_RETAIN * 1000)
-        self._touch_fixed: dict[str, tuple[bytes, bytes]] = {}  # see _touch
+        self._touch_fixed: dict[tuple[str, tuple[str, ...]], bytes] = {}  # see _touch
         # This store's consumer in the outbox's group (lua/outbox.lua): the first part of every
         # operation id it sends, so that the endings its scripts record are delivered to it.
         self._me = secrets.token_hex(6)
@@ -505,31 +500,39 @@ class RedisStore(SessionStore):
         return None if raw is None else schema.touched(raw, key)
 
     def _touch(self, key: str, timeout: float, read: tuple[str, ...]) -> _Command:
-        # What _command() makes for TOUCH, the call of every guarded request, with what never
-        # changes in a bucket's TOUCH (the script, the deadline index, the bucket, the
-        # retention) encoded once per bucket: pack() of every argument was ~4 us a call.
+        # What _command() makes for TOUCH, the call of every guarded request, encoded by one
+        # %-format of a template kept per bucket (all but the digest and the timeout): pack()
+        # of every argument was ~4 us a call.
         bucket, h = self._of_key(key), stored_key_hash(key)
-        name, timeout_us = session(bucket, h), us(timeout)
-        args: tuple[str | int, ...] = ("EVALSHA", _TOUCH.sha, 2, name, deadlines(bucket))
-        args += (bucket, self._retain_ms, "", h, timeout_us, *read)
-        fixed = self._touch_fixed.get(bucket)
-        if fixed is None:
-            fixed = self._touch_fixed[bucket] = (
-                _pieces(args[:3], self._encoding),
-                _pieces(args[4:8], self._encoding),
-            )
-        packed = b"".join(
+        timeout_us = us(timeout)
+        template = self._touch_fixed.get((bucket, read))
+        if template is None:
+            template = self._touch_fixed[bucket, read] = self._touch_template(bucket, read)
+        digest, left = h.encode(), b"%d" % timeout_us  # URL-safe base64: ASCII
+        packed = template % (digest, digest, len(left), left)
+        args: tuple[str | int, ...] = ("EVALSHA", _TOUCH.sha, 2, session(bucket, h))
+        args += (deadlines(bucket), bucket)
+        args += (self._retain_ms, "", h, timeout_us, *read)
+        return _Command("TOUCH", _TOUCH, args, packed, self._slots.get(bucket, 0))
+
+    def _touch_template(self, bucket: str, read: tuple[str, ...]) -> bytes:
+        # TOUCH's command in ``bucket`` as pack() encodes it, with %b for the session's digest
+        # (in its hash's name, then alone) and $%d / %b for the timeout's digits.
+        def fixed(args: Sequence[str | int]) -> bytes:
+            return _pieces(args, self._encoding).replace(b"%", b"%%")
+
+        name = session(bucket, "").encode(*self._encoding).replace(b"%", b"%%")
+        return b"".join(
             (
-                b"*%d\r\n" % len(args),
-                fixed[0],
-                _piece(name.encode(*self._encoding)),
-                fixed[1],
-                _piece(h.encode()),  # URL-safe base64: ASCII
-                _piece(b"%d" % timeout_us),
-                _pieces(read, self._encoding),
+                b"*%d\r\n" % (10 + len(read)),
+                fixed(("EVALSHA", _TOUCH.sha, 2)),
+                b"$%d\r\n" % (len(session(bucket, "").encode(*self._encoding)) + 43),
+                name + b"%b\r\n",
+                fixed((deadlines(bucket), bucket, self._retain_ms, "")),
+                b"$43\r\n%b\r\n$%d\r\n%b\r\n",  # stored_hash: 43 characters
+                fixed(read),
             )
         )
-        return _Command("TOUCH", _TOUCH, args, packed, self._slots.get(bucket, 0))
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
