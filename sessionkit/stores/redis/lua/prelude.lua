@@ -1,13 +1,7 @@
 -- Shared by every script but the hot ones (after core.lua).
 local X = P .. 'x'  -- the outbox: a stream of endings (outbox.lua)
 local GROUP = 'g'  -- its one consumer group
--- Layout v2 (schema.user_field): one session of a user may be named by the field u of one of
--- 256 small hashes (n: the first byte of the username's SHA-1) instead of by the user's sorted
--- set. This release writes no such field: it reads it as one more session of the user, and
--- removes or renames it with that session. Here, not in core.lua: a function defined there is
--- a closure made on every run of the hot scripts, which never read it.
-local function fkey(u) return P .. 'U:' .. tonumber(string.sub(redis.sha1hex(u), 1, 2), 16) end
--- The h the user's field names, or false.
+-- The h the user's field names (layout v2, core.lua's fkey), or false.
 local function single(u) return redis.call('HGET', fkey(u), u) end
 local function ttl_for(deadline)
   local left = math.ceil((deadline - now) / 1000)

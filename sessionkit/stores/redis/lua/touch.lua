@@ -33,7 +33,8 @@ if k - now < timeout / 2 or k > deadline then
   redis.call('ZADD', KEYS[2], d, h)
   local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
   redis.call('PEXPIRE', S, ttl)
-  for _, key in ipairs({KEYS[2], ukey(v[5] or redis.call('HGET', S, 'u'))}) do
+  local u = v[5] or redis.call('HGET', S, 'u')
+  for _, key in ipairs({KEYS[2], ukey(u), fkey(u)}) do  -- the user's index is one of the two
     if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   end
 elseif v[4] then
