@@ -6,7 +6,7 @@
 -- Returns {the claimed records, how many index members it read, the endings taken again}.
 -- Runs once per operation id.
 local lag, limit, idle = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
-local FIELD_SAMPLE = 64
+local FIELD_SAMPLE = 16  -- an EXISTS each, ~1.7 us: garbage is rare, and harmless to readers
 local function KEEP(out)
   if #out[1] > 0 or #out[3] > 0 then return {slims(out[1]), out[2], slims(out[3])} end
 end
