@@ -144,7 +144,9 @@ class Field(StrEnum):
     INDEXED = "k"  # the deadline the index holds (absent: DEADLINE's), moved only when less
     # than half a timeout is left
     DATA = "x"  # JSON text
-    CLIENT = "i"  # the client recorded at login, JSON text
+    CLIENT = "i"  # the client recorded at login, JSON text: up to 256 bytes in pieces of 64,
+    # "i" then "i2", "i3", "i4", so that the hash stays compact (a value over 64 bytes would
+    # make it a hashtable); a longer one whole in "i"
     AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
     ROTATED = "g"  # when the session got its current key (absent: at creation)
     ALIAS = "p"  # the hash of the key it had before a renewal, while that alias may live

@@ -84,9 +84,16 @@ local function run()
     fields[#fields + 1] = 'x'
     fields[#fields + 1] = data
   end
-  if client ~= '' then
+  if #client > 64 * #CLIENT_PARTS then  -- too long for pieces: one field
     fields[#fields + 1] = 'i'
     fields[#fields + 1] = client
+  else  -- in pieces (prelude.lua's CLIENT_PARTS); none for no client
+    for n, name in ipairs(CLIENT_PARTS) do
+      local piece = string.sub(client, 64 * n - 63, 64 * n)
+      if piece == '' then break end
+      fields[#fields + 1] = name
+      fields[#fields + 1] = piece
+    end
   end
   local S = skey(h)
   redis.call('HSET', S, unpack(fields))

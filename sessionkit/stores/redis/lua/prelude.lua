@@ -11,11 +11,17 @@ end
 local function keep(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
+-- The recorded client's JSON (schema.Field.CLIENT) in pieces of at most 64 bytes, this many at
+-- most: a longer field value (hash-max-listpack-value's default) would turn the session's whole
+-- hash into a hashtable, ~300 B more (a browser's client is ~140 B). A longer client is one field.
+-- TOUCH's read-back names the same fields.
+local CLIENT_PARTS = {'i', 'i2', 'i3', 'i4'}
 local function load(h)
   local raw = redis.call('HGETALL', skey(h))
   if #raw == 0 then return nil end
   local f = {}
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  if f.i2 then f.i = f.i .. f.i2 .. (f.i3 or '') .. (f.i4 or '') end
   return f
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
