@@ -8,7 +8,7 @@ import dataclasses
 import ipaddress
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -200,13 +200,15 @@ def no_store(raw: list[tuple[bytes, bytes]]) -> None:
 def sending_no_store(send: Send, renewed: str | None = None) -> Send:
     # The ASGI send of a response that a guard let through: marked no-store on its way out,
     # with the cookie of a renewed key (on the raw header list: a MutableHeaders costs more).
-    async def send_marked(message: Message) -> None:
+    # A plain function handing back send's own awaitable, not a coroutine function awaiting
+    # it: a coroutine per message (two per response) was ~0.4 us of every guarded request.
+    def send_marked(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             headers = message["headers"] = list(message.get("headers", ()))
             no_store(headers)
             if renewed is not None:
                 headers.append((b"set-cookie", renewed.encode("latin-1")))
-        await send(message)
+        return send(message)
 
     return send_marked
 
