@@ -329,8 +329,10 @@ class SessionCheck:
     def __init__(self, manager: SessionManager, options: GuardOptions) -> None:
         self.manager = manager
         self.options = options
-        # Once, not per request: the key's header name as the raw headers hold it.
+        # Once, not per request: the key's header name as the raw headers hold it, and
+        # whether that header is the first source (the usual case: read without find_key).
         self._header = options.header.encode("ascii")
+        self._header_first = options.sources[0] == "header"
 
     async def _check(
         self, scope: Scope, *, renew: bool = False, conn: HTTPConnection | None = None
@@ -340,9 +342,13 @@ class SessionCheck:
         # where a rule needs it (the origin rule on an unsafe method, a 401's hint), never on
         # the common path.
         options = self.options
-        sources, cookie = options.sources, options.cookie
-        key, source = find_key(scope["headers"], sources, header=self._header, cookie=cookie.name)
-        from_cookie = source == "cookie"
+        sources, cookie, raw = options.sources, options.cookie, scope["headers"]
+        key = _first(raw, self._header) if self._header_first else None
+        if key:
+            from_cookie = False
+        else:  # the other sources, in their order (the header again: it was empty or absent)
+            key, source = find_key(raw, sources, header=self._header, cookie=cookie.name)
+            from_cookie = source == "cookie"
         # Before the store is asked: a forged request must not even restart the timer.
         # (``conn`` compared with None: a connection is a Mapping, whose truth is its length)
         if from_cookie and unsafe(scope):
