@@ -201,7 +201,7 @@ def sending_no_store(send: Send, renewed: str | None = None) -> Send:
     # The ASGI send of a response that a guard let through: marked no-store on its way out,
     # with the cookie of a renewed key (on the raw header list: a MutableHeaders costs more).
     # A plain function handing back send's own awaitable, not a coroutine function awaiting
-    # it: a coroutine per message (two per response) was ~0.4 us of every guarded request.
+    # it: a coroutine per message (two per response) was ~0.2 us of every guarded request.
     def send_marked(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
             headers = message["headers"] = list(message.get("headers", ()))
