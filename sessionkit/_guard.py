@@ -54,7 +54,9 @@ SOURCES: Final = ("header", "bearer", "cookie")
 #: The ``request.state`` attribute that holds the :class:`SessionDetails` of a checked request.
 STATE_KEY: Final = "session"
 #: The scope key where a check leaves the ``Set-Cookie`` header of a renewed key, for the
-#: guard to add to its response.
+#: guard to add to its response. The one that adds it takes it out of the scope: guards nested
+#: in one another (a guarded ``Mount`` around a guarded route, the middleware around either)
+#: would each add it again.
 RENEWED_COOKIE: Final = "sessionkit.renewed_cookie"
 
 _MISSING = "no session key: log in first"
