@@ -166,6 +166,58 @@ async def test_a_guard_renews_a_key_older_than_renew_every(
     assert rotated == sorted(("session_rotated", got.fresh or "") for got in seen)
 
 
+def nested_app(sm: SessionManager) -> Any:
+    """A guarded route inside another guard: a guarded Mount, the middleware, and a guarded
+    Mount around a FastAPI route's dependency."""
+    pytest.importorskip("fastapi")
+    from fastapi import Depends, FastAPI
+
+    async def guarded(request: Request) -> Response:
+        return JSONResponse({"user": get_session(request).username})
+
+    def inner() -> Starlette:
+        return Starlette(routes=[Route("/", RequireSession(guarded, sm, cookie=COOKIE))])
+
+    live = SessionDependency(sm, cookie=COOKIE)
+    api = FastAPI()
+
+    @api.get("/")
+    async def by_dependency(
+        session: SessionDetails = Depends(live),  # noqa: B008
+    ) -> dict[str, str]:
+        return {"user": session.username}
+
+    backend = SessionAuthBackend(sm, cookie=COOKIE)
+    in_middleware = inner()
+    in_middleware.add_middleware(SessionAuthMiddleware, backend=backend)
+    return Starlette(
+        routes=[
+            Mount("/guard", RequireSession(inner(), sm, cookie=COOKIE)),
+            Mount("/middleware", in_middleware),
+            Mount("/fastapi", RequireSession(api, sm, cookie=COOKIE)),
+        ]
+    )
+
+
+async def test_guards_nested_in_one_another_set_the_renewed_cookie_once() -> None:
+    # Each guard renews a due key once (the inner one finds the key just renewed), and the
+    # response carries the new cookie once, not once per guard it went through.
+    async with (
+        SessionManager(renew_every=EVERY, renew_grace=GRACE) as sm,
+        serve(nested_app(sm)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        paths = ("/guard/", "/middleware/", "/fastapi/")
+        keys = {path: await sm.load_new_session("Luca") for path in paths}
+        await asyncio.sleep(EVERY + 0.2)
+        for path, key in keys.items():
+            response = await http.get(path, headers={"cookie": f"{COOKIE.name}={key}"})
+            assert response.json() == {"user": "Luca"}, path
+            assert len(response.headers.get_list("set-cookie")) == 1, (path, response.headers)
+            fresh = cookie_key(response)
+            assert fresh is not None and await sm.check_session_status(fresh), path
+
+
 async def test_of_two_requests_that_find_the_key_due_one_renews(
     make_store: Callable[[], SessionStore],
 ) -> None:
