@@ -54,13 +54,14 @@ EVERY, GRACE = 2.0, 1.0  # seconds (renew_every's least)
 PATHS = ("/guard", "/fastapi/", "/middleware/")  # one route behind each guard
 
 
-def renewing_app(sm: SessionManager) -> Any:
-    """One route behind each guard."""
+async def guarded(request: Request) -> Response:
+    return JSONResponse({"user": get_session(request).username})
+
+
+def fastapi_app(sm: SessionManager) -> Any:
+    """A FastAPI route behind a ``SessionDependency``."""
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
-
-    async def guarded(request: Request) -> Response:
-        return JSONResponse({"user": get_session(request).username})
 
     live = SessionDependency(sm, cookie=COOKIE)
     api = FastAPI()
@@ -70,6 +71,13 @@ def renewing_app(sm: SessionManager) -> Any:
         session: SessionDetails = Depends(live),  # noqa: B008
     ) -> dict[str, str]:
         return {"user": session.username}
+
+    return api
+
+
+def renewing_app(sm: SessionManager) -> Any:
+    """One route behind each guard."""
+    api = fastapi_app(sm)
 
     @requires("authenticated")
     async def by_middleware(request: Request) -> Response:
@@ -169,24 +177,11 @@ async def test_a_guard_renews_a_key_older_than_renew_every(
 def nested_app(sm: SessionManager) -> Any:
     """A guarded route inside another guard: a guarded Mount, the middleware, and a guarded
     Mount around a FastAPI route's dependency."""
-    pytest.importorskip("fastapi")
-    from fastapi import Depends, FastAPI
-
-    async def guarded(request: Request) -> Response:
-        return JSONResponse({"user": get_session(request).username})
 
     def inner() -> Starlette:
         return Starlette(routes=[Route("/", RequireSession(guarded, sm, cookie=COOKIE))])
 
-    live = SessionDependency(sm, cookie=COOKIE)
-    api = FastAPI()
-
-    @api.get("/")
-    async def by_dependency(
-        session: SessionDetails = Depends(live),  # noqa: B008
-    ) -> dict[str, str]:
-        return {"user": session.username}
-
+    api = fastapi_app(sm)
     backend = SessionAuthBackend(sm, cookie=COOKIE)
     in_middleware = inner()
     in_middleware.add_middleware(SessionAuthMiddleware, backend=backend)
