@@ -355,3 +355,40 @@ async def test_a_rotation_whose_reply_was_lost_is_moved_back_in_the_field(
     finally:
         await through.aclose()
         await direct.aclose()
+
+
+async def test_a_second_login_whose_reply_was_lost_leaves_the_first_session_whole(
+    redis_server: ValkeyServer, proxy: FaultProxy
+) -> None:
+    """A second login moves the first session from the field to the sorted set in the same
+    script that makes the new one. When that login's reply is lost, SETTLE drops the new
+    session (nobody holds its key) and the first stays, listed, capped and ended as any other.
+    (One server: the proxy that holds the reply stands in front of one.)"""
+    from redis.asyncio import Redis
+
+    direct = Redis(**redis_server.connection_kwargs)
+    through = Redis(host="127.0.0.1", port=proxy.port)
+    try:
+        v2 = Layout2(RedisStore(through, prefix=fresh_prefix(), op_timeout=0.3), direct)
+        await v2.create("bob")  # the server loads CREATE: no NOSCRIPT round trip below
+        first = await v2.create("ada")
+        assert await v2.traces(first, "ada") == ["hash", "field"]
+        lost = v2.store.new_key("ada")
+        proxy.delay(0.6)  # Redis makes the session; its reply comes too late
+        with pytest.raises(StoreUnavailable):
+            await v2.store.create(lost, NewSession("ada", 60))
+        proxy.delay(0)
+        assert await v2.traces(first, "ada") == ["hash", "sorted set"]  # it did run
+        assert await v2.store.settle() == []
+        assert await v2.traces(lost, "ada") == []  # dropped: nobody holds its key
+        assert await v2.traces(first, "ada") == ["hash", "sorted set"]
+        [listed] = await v2.store.user_sessions("ada")
+        assert listed.key_hash == hash_key(first)
+        with pytest.raises(SessionLimitReached):
+            await v2.create("ada", max_per_user=1, refuse=True)
+        [ended] = await v2.store.delete_user("ada")
+        assert ended.key_hash == hash_key(first)
+        assert await v2.traces(first, "ada") == []
+    finally:
+        await through.aclose()
+        await direct.aclose()
