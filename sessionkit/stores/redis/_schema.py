@@ -16,12 +16,16 @@ replies are turned back into the hex digest, the public id, by :func:`hex_hash`)
 - ``P s:<h>`` (:func:`session`): a hash, one session, with the fields of :class:`Field`;
 - ``P d`` (:func:`deadlines`): a sorted set of every session's ``h``, scored by its indexed
   deadline (:attr:`Field.INDEXED`), which may lag behind the real one;
-- ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation;
 - ``P U:<n>`` (:func:`user_field`, ``n`` from :func:`user_field_of`): one of 256 small hashes
-  whose field ``<username>`` may name, as its ``h``, a session of the user that their sorted set
-  does not hold (layout v2, which a later release will write for users with one session; this
-  one writes no field, reads it as one more session of the user, and removes or renames it with
-  that session);
+  whose field ``<username>`` names, as its ``h``, the session of a user who has one (layout
+  v2): no key of their own. The hash lives as long as its longest-lived field's session (its
+  TTL only grows); the sweep drops, from a sample of one hash each run, fields whose session's
+  hash lapsed while no manager ran. A username over 64 bytes (``hash-max-listpack-value``'s
+  default, past which the small hash would leave its compact encoding) is never a field;
+- ``P u:<username>`` (:func:`user`): a sorted set of the user's ``h``, scored by creation, for
+  a user with two sessions or more (a second session moves the field's here) or a long name.
+  Readers and removers read both places for every user: the field and a sorted set may meet
+  (a deployment's index written before layout v2);
 - ``P o:<op>`` (:func:`outcome`): what one operation did, kept for a caller that never heard;
 - ``P a:<h>`` (:func:`alias`): a string, the hash a renewed key's session moved to, with the
   renewal's grace as its TTL (the session's :attr:`Field.ALIAS` names it back);
@@ -140,7 +144,9 @@ class Field(StrEnum):
     INDEXED = "k"  # the deadline the index holds (absent: DEADLINE's), moved only when less
     # than half a timeout is left
     DATA = "x"  # JSON text
-    CLIENT = "i"  # the client recorded at login, JSON text
+    CLIENT = "i"  # the client recorded at login, JSON text: up to 256 bytes in pieces of 64,
+    # "i" then "i2", "i3", "i4", so that the hash stays compact (a value over 64 bytes would
+    # make it a hashtable); a longer one whole in "i"
     AUTHENTICATED = "r"  # when the user last entered a credential (absent: at creation)
     ROTATED = "g"  # when the session got its current key (absent: at creation)
     ALIAS = "p"  # the hash of the key it had before a renewal, while that alias may live

@@ -16,3 +16,11 @@ local function skey(h) return P .. 's:' .. h end
 local function ukey(u) return P .. 'u:' .. u end
 local function okey(op) return P .. 'o:' .. op end
 local function akey(h) return P .. 'a:' .. h end
+-- Layout v2 (schema.user_field): a user with one session has it named by the field u of one
+-- of 256 small hashes (n: the first byte of the username's SHA-1), not by a sorted set of their
+-- own (CREATE). Here for TOUCH, which keeps the hash's TTL; one closure more per hot run.
+-- fkey(nil, n): the n-th hash (SWEEP's cleanup).
+local function fkey(u, n)
+  if u then n = tonumber(string.sub(redis.sha1hex(u), 1, 2), 16) end
+  return P .. 'U:' .. n
+end

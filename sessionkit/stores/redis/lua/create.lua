@@ -13,6 +13,28 @@ local client, refuse = ARGV[12], ARGV[13]
 local function KEEP(out)
   if type(out) == 'table' then return slims(out) end
 end
+-- Name the new session in its user's index (layout v2): a user's only session in their field,
+-- unless their name is longer than a small hash keeps compact (hash-max-listpack-value's
+-- default, 64 bytes); a second session moves the field's to the sorted set, by its creation.
+local FIELD_MAX = 64
+local function index(U, ttl)
+  local F, m = fkey(username), single(username)
+  if m and redis.call('EXISTS', skey(m)) == 0 then  -- it names a session whose hash lapsed
+    redis.call('HDEL', F, username)
+    m = false
+  end
+  if m then
+    redis.call('ZADD', U, redis.call('HGET', skey(m), 'c'), m)
+    keep(U, redis.call('PTTL', skey(m)))
+    redis.call('HDEL', F, username)
+  elseif #username <= FIELD_MAX and redis.call('EXISTS', U) == 0 then
+    redis.call('HSET', F, username, h)
+    keep(F, ttl)
+    return
+  end
+  redis.call('ZADD', U, fmt(now), h)
+  keep(U, ttl)
+end
 local function run()
   local U = ukey(username)
   local evicted = {}
@@ -62,16 +84,22 @@ local function run()
     fields[#fields + 1] = 'x'
     fields[#fields + 1] = data
   end
-  if client ~= '' then
+  if #client > 64 * #CLIENT_PARTS then  -- too long for pieces: one field
     fields[#fields + 1] = 'i'
     fields[#fields + 1] = client
+  else  -- in pieces (prelude.lua's CLIENT_PARTS); none for no client
+    for n, name in ipairs(CLIENT_PARTS) do
+      local piece = string.sub(client, 64 * n - 63, 64 * n)
+      if piece == '' then break end
+      fields[#fields + 1] = name
+      fields[#fields + 1] = piece
+    end
   end
   local S = skey(h)
   redis.call('HSET', S, unpack(fields))
   local ttl = ttl_for(deadline + timeout)
   redis.call('PEXPIRE', S, ttl)
-  redis.call('ZADD', U, fmt(now), h)
-  keep(U, ttl)
+  index(U, ttl)
   redis.call('ZADD', D, fmt(deadline), h)
   keep(D, ttl)
   return evicted

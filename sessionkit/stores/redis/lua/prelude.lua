@@ -1,13 +1,7 @@
 -- Shared by every script but the hot ones (after core.lua).
 local X = P .. 'x'  -- the outbox: a stream of endings (outbox.lua)
 local GROUP = 'g'  -- its one consumer group
--- Layout v2 (schema.user_field): one session of a user may be named by the field u of one of
--- 256 small hashes (n: the first byte of the username's SHA-1) instead of by the user's sorted
--- set. This release writes no such field: it reads it as one more session of the user, and
--- removes or renames it with that session. Here, not in core.lua: a function defined there is
--- a closure made on every run of the hot scripts, which never read it.
-local function fkey(u) return P .. 'U:' .. tonumber(string.sub(redis.sha1hex(u), 1, 2), 16) end
--- The h the user's field names, or false.
+-- The h the user's field names (layout v2, core.lua's fkey), or false.
 local function single(u) return redis.call('HGET', fkey(u), u) end
 local function ttl_for(deadline)
   local left = math.ceil((deadline - now) / 1000)
@@ -17,11 +11,17 @@ end
 local function keep(key, ttl)
   if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 end
+-- The recorded client's JSON (schema.Field.CLIENT) in pieces of at most 64 bytes, this many at
+-- most: a longer field value (hash-max-listpack-value's default) would turn the session's whole
+-- hash into a hashtable, ~300 B more (a browser's client is ~140 B). A longer client is one field.
+-- TOUCH's read-back names the same fields.
+local CLIENT_PARTS = {'i', 'i2', 'i3', 'i4'}
 local function load(h)
   local raw = redis.call('HGETALL', skey(h))
   if #raw == 0 then return nil end
   local f = {}
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  if f.i2 then f.i = f.i .. f.i2 .. (f.i3 or '') .. (f.i4 or '') end
   return f
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end

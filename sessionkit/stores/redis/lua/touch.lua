@@ -10,7 +10,7 @@
 local S, h, timeout_arg, read_back = KEYS[1], ARGV[4], ARGV[5], ARGV[6] == '1'
 local function read()
   if read_back then
-    return redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i', 'r', 'g')
+    return redis.call('HMGET', S, 'd', 'a', 't', 'k', 'u', 'c', 'x', 'i', 'r', 'g', 'i2', 'i3', 'i4')
   end
   return redis.call('HMGET', S, 'd', 'a', 't', 'k')
 end
@@ -33,7 +33,8 @@ if k - now < timeout / 2 or k > deadline then
   redis.call('ZADD', KEYS[2], d, h)
   local ttl = math.ceil(timeout * 2 / 1000) + RETAIN  -- (deadline + timeout - now) / 1000
   redis.call('PEXPIRE', S, ttl)
-  for _, key in ipairs({KEYS[2], ukey(v[5] or redis.call('HGET', S, 'u'))}) do
+  local u = v[5] or redis.call('HGET', S, 'u')
+  for _, key in ipairs({KEYS[2], ukey(u), fkey(u)}) do  -- the user's index is one of the two
     if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
   end
 elseif v[4] then
@@ -45,6 +46,7 @@ if read_back then
   -- schema.TOUCHED: one string, not a table, whose reply costs the server a microsecond or
   -- two more, a tenth of the script (benchmarks/README.md: the Redis store's hot path).
   local u, x, i = v[5], v[7], v[8]
+  if v[11] then i = i .. v[11] .. (v[12] or '') .. (v[13] or '') end  -- prelude.lua's CLIENT_PARTS
   return h .. '\0' .. v[6] .. '\0' .. l .. '\0' .. d .. '\0' .. (v[2] or '') .. '\0'
     .. fmt(deadline - now) .. '\0' .. (v[9] or '') .. '\0' .. (v[10] or '') .. '\0' .. #u
     .. '\0' .. (x and #x or '') .. '\0' .. (i and #i or '') .. '\0' .. u .. (x or '') .. (i or '')
