@@ -18,11 +18,7 @@ end
 -- default, 64 bytes); a second session moves the field's to the sorted set, by its creation.
 local FIELD_MAX = 64
 local function index(U, ttl)
-  local F, m = fkey(username), single(username)
-  if m and redis.call('EXISTS', skey(m)) == 0 then  -- it names a session whose hash lapsed
-    redis.call('HDEL', F, username)
-    m = false
-  end
+  local F, m = fkey(username), single_kept(username)
   if m then
     redis.call('ZADD', U, redis.call('HGET', skey(m), 'c'), m)
     keep(U, redis.call('PTTL', skey(m)))
@@ -48,12 +44,10 @@ local function run()
         alive[#alive + 1] = {m, f}
       end
     end
-    local m = single(username)  -- one more, kept in the layout v2: in its place by creation
+    local m = single_kept(username)  -- one more, kept in the layout v2: in its place by creation
     if m then
       local f = load(m)
-      if f == nil then
-        redis.call('HDEL', fkey(username), username)
-      elseif live(f) then
+      if live(f) then
         local at = #alive + 1
         while at > 1 and tonumber(alive[at - 1][2].c) > tonumber(f.c) do at = at - 1 end
         table.insert(alive, at, {m, f})

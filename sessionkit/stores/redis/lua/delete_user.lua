@@ -15,11 +15,8 @@ local function run()
   local members, n, cs, cm = page(ukey(username), cscore, cmember, count)
   local out = {}
   if cscore == '-inf' and cmember == '' then  -- the first page ends the field's session too
-    local h = single(username)
-    if h then
-      members[#members + 1] = h
-      if redis.call('EXISTS', skey(h)) == 0 then redis.call('HDEL', fkey(username), username) end
-    end
+    local h = single_kept(username)
+    if h then members[#members + 1] = h end
   end
   for _, h in ipairs(members) do
     local f = load(h)

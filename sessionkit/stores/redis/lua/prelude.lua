@@ -3,6 +3,16 @@ local X = P .. 'x'  -- the outbox: a stream of endings (outbox.lua)
 local GROUP = 'g'  -- its one consumer group
 -- The h the user's field names (layout v2, core.lua's fkey), or false.
 local function single(u) return redis.call('HGET', fkey(u), u) end
+-- The same, for a script that writes: a field naming a session whose hash is gone (it lapsed
+-- while no manager ran) is dropped, and false returned.
+local function single_kept(u)
+  local h = single(u)
+  if h and redis.call('EXISTS', skey(h)) == 0 then
+    redis.call('HDEL', fkey(u), u)
+    return false
+  end
+  return h
+end
 local function ttl_for(deadline)
   local left = math.ceil((deadline - now) / 1000)
   if left < 0 then left = 0 end
@@ -21,7 +31,14 @@ local function load(h)
   if #raw == 0 then return nil end
   local f = {}
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
-  if f.i2 then f.i = f.i .. f.i2 .. (f.i3 or '') .. (f.i4 or '') end
+  if f.i2 then  -- the client in pieces: put back together
+    local pieces = {}
+    for n, name in ipairs(CLIENT_PARTS) do
+      if f[name] == nil then break end
+      pieces[n] = f[name]
+    end
+    f.i = table.concat(pieces)
+  end
   return f
 end
 local function live(f) return f ~= nil and tonumber(f.d) > now end
