@@ -364,8 +364,7 @@ class Pipeline:
         for link in [*self._draining]:
             if all(call[1].done() for call in link.sent):
                 self._drop(link, expired)
-        if self._queue and self._link is None and self._flushing is None:
-            self._flushing = loop.call_soon(self._flush)  # on a new connection
+        self._flush_on_new_link()
         calls = [*self._queue, *(call for link in links for call in link.sent)]
         pending = [deadline for _, future, deadline, *_ in calls if not future.done()]
         if pending:
@@ -385,10 +384,15 @@ class Pipeline:
         link.sent.clear()
         link.transport.abort()  # what it still holds to write is nobody's now
         self._discard(link.conn)
+        self._flush_on_new_link()
+
+    def _flush_on_new_link(self) -> None:
+        # Calls still queued with no connection to take them (it was retired or dropped): they
+        # go out on a new one (_flush starts the connecting).
         if self._queue and self._link is None and self._flushing is None:
             loop = self._binding.loop
             if loop is not None and not loop.is_closed():
-                self._flushing = loop.call_soon(self._flush)  # on a new connection
+                self._flushing = loop.call_soon(self._flush)
 
     def _discard(self, conn: AbstractConnection) -> None:
         # Closed in a task of the pipeline's (aclose waits for it), never to be opened again.
