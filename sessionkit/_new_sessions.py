@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,16 +21,33 @@ from sessionkit._options import username as _username
 from sessionkit._parts import ManagerParts
 from sessionkit.events import EVICTED, LOGOUT, SessionEvent
 from sessionkit.keys import hash_key, short_hash
+from sessionkit.keys import new_key as fresh_key
 from sessionkit.models import ClientInfo, SessionRecord, decode_data, encode_data
-from sessionkit.stores.base import NewSession
+from sessionkit.stores.base import NewSession, SessionStore
+from sessionkit.stores.memory import MemoryStore
 
 logger = logging.getLogger("sessionkit")
 
 _new_spec = tuple.__new__
 
+CreateNow = Callable[[str, NewSession], list[SessionRecord]]
+
+
+def creates_now(store: SessionStore) -> CreateNow | None:
+    """``store.create`` without an await, for every login: MemoryStore's synchronous one,
+    where ``store`` creates sessions and makes keys MemoryStore's own way (a subclass that
+    overrides ``create`` or ``new_key`` is asked through them); ``None`` for any other store."""
+    if not isinstance(store, MemoryStore):
+        return None
+    kind = type(store)
+    own = kind.create is MemoryStore.create and kind.new_key is SessionStore.new_key
+    return store.create_sync if own else None
+
 
 class LoginCalls(ManagerParts):
     """``SessionManager``'s login call."""
+
+    _create_now: CreateNow | None  # set by the manager: creates_now(its store)
 
     async def load_new_session(
         self,
@@ -57,7 +75,8 @@ class LoginCalls(ManagerParts):
         :raises StoreUnavailable: if the store cannot be reached; a session it may have
             stored is ended once it can (nobody holds its key).
         """
-        username = _username(username)
+        if type(username) is not str or not username or not username.isascii():
+            username = _username(username)  # (its checks, past the usual ASCII name's)
         options = self._options
         if timeout is None:
             idle = self._timeout
@@ -65,8 +84,11 @@ class LoginCalls(ManagerParts):
             idle = warns_in_time(seconds(timeout, "timeout"), options.warn_before, "timeout")
         if client is not None and not isinstance(client, ClientInfo):
             raise TypeError(f"client must be a ClientInfo, not {type(client).__name__}")
-        text = encode_data(data)
-        loop = self._binding.current()
+        text = None if data is None else encode_data(data)
+        binding = self._binding  # (LoopBinding.current, inline)
+        loop = binding.loop
+        if loop is None or not loop.is_running():
+            loop = binding.bind()
         store = self._store
         absolute = options.absolute
         # Built as the tuple it is, past NewSession's Python-level __new__: one is built per
@@ -84,15 +106,30 @@ class LoginCalls(ManagerParts):
                 None if client is None else client.encode(),
             ),
         )
-        key = store.new_key(username)
-        try:
-            evicted = await store.create(key, spec)
-        except BaseException:
-            if store.unsettled:  # (as Expiry.changed does, inline on this frequent call)
-                self._expiry.settle_soon()
-            raise
-        capped = absolute is not None and absolute <= idle
-        self._expiry.arm(key, loop.time(), min(idle, absolute or idle), capped)
+        create_now = self._create_now
+        if create_now is not None:  # a MemoryStore's: no await, no call that can be lost
+            key = fresh_key()
+            evicted = create_now(key, spec)
+        else:
+            key = store.new_key(username)
+            try:
+                evicted = await store.create(key, spec)
+            except BaseException:
+                if store.unsettled:  # (as Expiry.changed does, inline on this frequent call)
+                    self._expiry.settle_soon()
+                raise
+        expiry = self._expiry
+        if absolute is not None and absolute <= idle:
+            expiry.arm(key, loop.time(), absolute, True)
+        elif expiry.warn_before is None:  # (Expiry.arm's case, inline)
+            timers = expiry.timers
+            when = loop.time() + idle
+            if timers.open_from <= when < timers.open_until:
+                timers.open_keys.append(key)  # (DeadlineTimers.arm's usual case, inline)
+            else:
+                timers.arm(key, when)
+        else:
+            expiry.arm(key, loop.time(), idle, False)
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("session %s created", short_hash(key))
         if evicted or self._events.wants("session_created"):

@@ -31,6 +31,12 @@ class DeadlineTimers:
 
     A key may come out of more than one bucket (it was armed again before its bucket fired):
     the store's answer, not the timer, decides whether its session ended.
+
+    The bucket :meth:`arm` filled last stays open for the keys that follow: a key due at a
+    loop time in ``[open_from, open_until)`` belongs in ``open_keys``, and the login path
+    appends it there itself (what :meth:`arm` would do, without the call: logins come in
+    runs with one timeout, so nearly every one lands in the open bucket). The range is empty
+    in exact mode, and once that bucket fired.
     """
 
     def __init__(
@@ -51,6 +57,8 @@ class DeadlineTimers:
         self._ids: dict[int, int] = {}
         self._armed: dict[str, int] | None = {} if exact else None  # key -> its bucket
         self._stale = 0  # places in buckets the map no longer points at (exact mode)
+        self.open_keys: list[str] = []  # the open bucket's keys (see the class's docstring)
+        self.open_from = self.open_until = 0.0  # loop times: empty until a bucket opens
 
     @property
     def resolution(self) -> float:
@@ -61,6 +69,10 @@ class DeadlineTimers:
     def resolution(self, seconds: float) -> None:
         # Keys armed before keep their buckets; those armed from now on use the new width.
         self._step = max(1, round(seconds * _PER_SECOND))
+        self._close()
+
+    def _close(self) -> None:
+        self.open_from = self.open_until = 0.0
 
     def _bucket(self, when: float) -> int:
         step = self._step
@@ -70,6 +82,7 @@ class DeadlineTimers:
         """Track each key's bucket from now on, starting from where the keys are now."""
         if self._armed is not None:
             return
+        self._close()  # every key must now go through arm, which keeps the map
         armed: dict[str, int] = {}
         places = 0
         for bucket in sorted(self._buckets):  # a key in two buckets is armed in the earlier
@@ -111,10 +124,14 @@ class DeadlineTimers:
         keys = self._buckets.get(bucket)
         if keys is not None:
             keys.append(key)
-            return
-        self._buckets[bucket] = [key]
-        if self._loop is not None:
-            self._handles[bucket] = self._loop.call_at(bucket / _PER_SECOND, self._fire, bucket)
+        else:
+            keys = self._buckets[bucket] = [key]
+            if self._loop is not None:
+                self._handles[bucket] = self._loop.call_at(bucket / _PER_SECOND, self._fire, bucket)
+        if armed is None:  # the open bucket: where the keys due next to this one go
+            self.open_keys = keys
+            self.open_from = (bucket - step) / _PER_SECOND
+            self.open_until = bucket / _PER_SECOND
 
     def arm_by(self, key: str, when: float) -> None:
         """Make sure ``key`` fires by ``when``: re-arm only if it is unarmed or armed later.
@@ -157,6 +174,8 @@ class DeadlineTimers:
     def _fire(self, bucket: int) -> None:
         self._handles.pop(bucket, None)
         keys = self._buckets.pop(bucket, [])
+        if keys is self.open_keys:
+            self._close()
         self._ids.pop(bucket, None)
         armed = self._armed
         if armed is None:

@@ -16,7 +16,7 @@ from sessionkit._expiry import Expiry
 from sessionkit._fanout import Fanout
 from sessionkit._hardening import BrowserCalls
 from sessionkit._hot_path import answers_now
-from sessionkit._new_sessions import LoginCalls
+from sessionkit._new_sessions import LoginCalls, creates_now
 from sessionkit._options import (
     MAX_SESSION_TIMEOUT,
     MIN_SESSION_TIMEOUT,
@@ -120,6 +120,7 @@ class SessionManager(LoginCalls, DataCalls, BrowserCalls, UserCalls):
         self._store: SessionStore = store if store is not None else MemoryStore()
         # The hot path's answers without an await, bound once (MemoryStore's, where its own).
         self._check_now, self._touch_now, self._touch_get_now = answers_now(self._store)
+        self._create_now = creates_now(self._store)
         self._events = Dispatcher()
         self._tasks = LoopTasks(bind=lambda: self._binding.current())
         self._fanout = Fanout(self._events, self._tasks)

@@ -337,3 +337,52 @@ async def test_touch_session_goes_through_a_memory_store_subclass_own_touch_get_
         key = await sm.load_new_session("ada")
         details = await sm.touch_session(key)
     assert (details.username, details.id, asked) == ("ada", hash_key(key), ["touch_get_sync"])
+
+
+async def test_a_login_goes_through_a_memory_store_subclass_own_create() -> None:
+    # The login's awaitless path is MemoryStore's own create: a subclass that creates its own
+    # way is asked through its create, with the spec the manager built.
+    from sessionkit import MemoryStore, NewSession
+
+    asked: list[NewSession] = []
+
+    class Noting(MemoryStore):
+        async def create(self, key: str, spec: NewSession) -> list[Any]:
+            asked.append(spec)
+            return await super().create(key, spec)
+
+    async with SessionManager(timeout=60, store=Noting()) as sm:
+        key = await sm.load_new_session("ada", {"n": 1})
+        assert await sm.get_session_data(key) == {"n": 1}
+    assert asked == [NewSession("ada", 60, '{"n":1}')]
+
+
+async def test_a_login_takes_its_key_from_a_memory_store_subclass_own_new_key() -> None:
+    from sessionkit import MemoryStore
+
+    made: list[str] = []
+
+    class Placing(MemoryStore):
+        def new_key(self, username: str) -> str:
+            made.append(f"{username}.{len(made)}-" + "k" * 40)
+            return made[-1]
+
+    async with SessionManager(timeout=60, store=Placing()) as sm:
+        keys = [await sm.load_new_session("ada"), await sm.load_new_session("bob")]
+        assert [await sm.get_username_from_session_key(k) for k in keys] == ["ada", "bob"]
+    assert keys == made == ["ada.0-" + "k" * 40, "bob.1-" + "k" * 40]
+
+
+async def test_a_login_on_a_memory_store_is_one_step_with_its_checks() -> None:
+    # The usual login (an ASCII name, no data) skips the validating calls, not their rules.
+    async with SessionManager(timeout=60) as sm:
+        for bad, error in ((b"ada", TypeError), ("", ValueError), ("a\ud800", ValueError)):
+            with pytest.raises(error):
+                await sm.load_new_session(bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await sm.load_new_session("ada", {"n": object()})
+        assert await sm.count_sessions() == 0
+        key = await sm.load_new_session("Zoë")
+        details = await sm.get_session_details(key)
+        assert (details.username, details.data) == ("Zoë", None)
+        assert await sm.count_sessions() == 1

@@ -195,6 +195,10 @@ class MemoryStore(SessionStore):
             index[username] = next(iter(keys))
 
     async def create(self, key: str, spec: NewSession) -> list[SessionRecord]:
+        return self.create_sync(key, spec)
+
+    def create_sync(self, key: str, spec: NewSession) -> list[SessionRecord]:
+        """:meth:`create`, answered without an await (the manager's login path)."""
         now = self._clock()
         # Unpacked in one step, not read field by field: this is every login's path.
         username, timeout, data, fixed, absolute, cap, refuse, client = spec
@@ -232,9 +236,9 @@ class MemoryStore(SessionStore):
             _index_add(self._by_user, username, key)
         return evicted
 
-    # Sessions are in this process: check, touch and touch_get answer at once. These three
-    # are MemoryStore's own, not the store contract's: the manager calls them, without an await,
-    # on the hot path of every request.
+    # Sessions are in this process: create (above), check, touch and touch_get answer at once.
+    # Their _sync forms are MemoryStore's own, not the store contract's: the manager calls them,
+    # without an await, on every login and on the hot path of every request.
 
     def check_sync(self, key: str) -> float | None:
         """:meth:`check`, answered without an await (the manager's hot path)."""
