@@ -17,7 +17,7 @@ from sessionkit._guard import RETRY_AFTER
 from sessionkit._outage import LOG_EVERY, Outage
 from sessionkit._socketio_rooms import is_indexed
 from sessionkit._tasks import LoopTasks
-from sessionkit._timers import RESOLUTION
+from sessionkit._timers import RESOLUTION, DeadlineTimers
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis import _compat as redis_compat
 from sessionkit.stores.redis import _schema as schema
@@ -31,6 +31,7 @@ __all__ = (
     "RESOLUTION",
     "RETRY_AFTER",
     "SCRIPTS",
+    "DeadlineTimers",
     "LoopTasks",
     "Outage",
     "Pipeline",

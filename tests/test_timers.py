@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from sessionkit._timers import DeadlineTimers
 from tests.clock import LATE, manager
+from tests.internals import DeadlineTimers
 from tests.recorder import Recorder
 
 
