@@ -121,13 +121,8 @@ class LoginCalls(ManagerParts):
         expiry = self._expiry
         if absolute is not None and absolute <= idle:
             expiry.arm(key, loop.time(), absolute, True)
-        elif expiry.warn_before is None:  # (Expiry.arm's case, inline)
-            timers = expiry.timers
-            when = loop.time() + idle
-            if timers.open_from <= when < timers.open_until:
-                timers.open_keys.append(key)  # (DeadlineTimers.arm's usual case, inline)
-            else:
-                timers.arm(key, when)
+        elif expiry.warn_before is None:  # (Expiry.arm's usual case, inline)
+            expiry.timers.arm(key, loop.time() + idle)
         else:
             expiry.arm(key, loop.time(), idle, False)
         if logger.isEnabledFor(logging.DEBUG):

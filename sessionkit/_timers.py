@@ -33,10 +33,9 @@ class DeadlineTimers:
     the store's answer, not the timer, decides whether its session ended.
 
     The bucket :meth:`arm` filled last stays open for the keys that follow: a key due at a
-    loop time in ``[open_from, open_until)`` belongs in ``open_keys``, and the login path
-    appends it there itself (what :meth:`arm` would do, without the call: logins come in
-    runs with one timeout, so nearly every one lands in the open bucket). The range is empty
-    in exact mode, and once that bucket fired.
+    loop time in ``[open_from, open_until)`` is appended to ``open_keys`` without its bucket
+    being worked out (logins come in runs with one timeout, so nearly every one lands in the
+    open bucket). The range is empty in exact mode, and once that bucket fired.
     """
 
     def __init__(
@@ -110,6 +109,9 @@ class DeadlineTimers:
 
     def arm(self, key: str, when: float) -> None:
         """Fire ``key`` at loop time ``when`` (or up to one bucket later)."""
+        if self.open_from <= when < self.open_until:  # the bucket filled last: its list
+            self.open_keys.append(key)
+            return
         step = self._step  # (_bucket, inline: once per login)
         bucket = (int(when * _PER_SECOND) // step + 1) * step
         armed = self._armed

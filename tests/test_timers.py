@@ -1,4 +1,4 @@
-"""DeadlineTimers: buckets of keys, and the open bucket the login path appends to itself."""
+"""DeadlineTimers: buckets of keys, and the open bucket arm appends to without working it out."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests.recorder import Recorder
 
 
 def opens(timers: DeadlineTimers, when: float) -> bool:
-    """Whether the login path would append a key due at ``when`` to the open bucket."""
+    """Whether arm would append a key due at ``when`` to the open bucket."""
     return timers.open_from <= when < timers.open_until
 
 
@@ -26,7 +26,8 @@ async def test_the_open_bucket_is_the_one_arm_filled_and_closes_when_it_fires() 
     timers.arm("a", when)
     assert opens(timers, when) and not opens(timers, timers.open_until)
     assert timers.open_until - timers.open_from == pytest.approx(timers.resolution)
-    timers.open_keys.append("b")  # as the login path does
+    timers.arm("b", when)  # due in the open bucket: appended to its list
+    assert timers.open_keys == ["a", "b"]
     await asyncio.sleep(0.1)
     assert fired == [["a", "b"]]
     assert not opens(timers, when)  # a key appended now would never fire
