@@ -21,7 +21,7 @@ from sessionkit._timers import RESOLUTION, DeadlineTimers
 from sessionkit.stores.redis import RedisStore
 from sessionkit.stores.redis import _compat as redis_compat
 from sessionkit.stores.redis import _schema as schema
-from sessionkit.stores.redis._pipeline import Pipeline
+from sessionkit.stores.redis._pipeline import Pipeline, pack
 from sessionkit.stores.redis._schema import bucket_of_user
 from sessionkit.stores.redis._schema import tags as bucket_tags
 from sessionkit.stores.redis._scripts import SCRIPTS, lua_text
@@ -45,6 +45,7 @@ __all__ = (
     "redis_compat",
     "schema",
     "socketio_compat",
+    "touch_encodings",
     "warned_keys",
 )
 
@@ -73,3 +74,10 @@ def generate_ack_id(manager: Any, sid: str, callback: Any) -> None:
     """python-socketio's own (private) call that registers an acknowledgement callback: the
     room index must keep the client manager's callbacks as python-socketio does."""
     manager._generate_ack_id(sid, callback)
+
+
+def touch_encodings(store: RedisStore, key: str, timeout: float, read: bool) -> tuple[bytes, bytes]:
+    """TOUCH's command for ``key`` as the store encodes it (from a template kept per bucket),
+    and as ``pack()`` encodes its arguments: the hot path's shortcut must send the same bytes."""
+    command = store._touch(key, timeout, ("1",) if read else ())
+    return command.packed, pack(command.args, *store._encoding)

@@ -21,7 +21,15 @@ from sessionkit.stores import NewSession
 from sessionkit.stores.redis import RedisStore
 from tests.conftest import fresh_prefix, redis_url
 from tests.faultproxy import FaultProxy
-from tests.internals import SCRIPTS, Pipeline, bucket_of_key, lua_text, redis_compat, schema
+from tests.internals import (
+    SCRIPTS,
+    Pipeline,
+    bucket_of_key,
+    lua_text,
+    redis_compat,
+    schema,
+    touch_encodings,
+)
 from tests.redis_checks import assert_clean
 from tests.servers import valkey9
 
@@ -762,3 +770,14 @@ async def test_the_run_talks_to_the_server_it_asked_for(redis_client: Redis) -> 
     info = await redis_client.info("server")
     version = str(info.get("valkey_version") or info["redis_version"])
     assert version.split(".")[0] == ("9" if valkey9() else "8"), version
+
+
+@pytest.mark.parametrize("prefix", ["e2e:", "a%b%%d:", "é%s{x}:"])
+def test_touch_sends_what_pack_would_encode(prefix: str) -> None:
+    # TOUCH is %-formatted from a template per bucket: a '%' or non-ASCII text in the prefix,
+    # any timeout's digits and both read-backs must still give pack()'s bytes exactly.
+    store = RedisStore(Redis(port=1), prefix=prefix)  # never connects: encoding only
+    for read in (False, True):
+        for timeout in (2.0, 3600.0, 31536000.0):
+            templated, packed = touch_encodings(store, new_key(), timeout, read)
+            assert templated == packed

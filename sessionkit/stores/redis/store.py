@@ -519,31 +519,29 @@ class RedisStore(SessionStore):
     def _touch_parts(
         self, bucket: str, read: tuple[str, ...]
     ) -> tuple[bytes, tuple[str | int, ...], tuple[str | int, ...], int]:
-        # TOUCH's template in ``bucket`` (see _touch_template), the arguments before the
-        # session's name and between it and the digest, and the bucket's slot.
-        assert session(bucket, "x") == f"{bucket}s:x"  # as _touch names it, inline
-        head = ("EVALSHA", _TOUCH.sha, 2)
-        middle = (deadlines(bucket), bucket, self._retain_ms, "")
-        return self._touch_template(bucket, read), head, middle, self._slots.get(bucket, 0)
-
-    def _touch_template(self, bucket: str, read: tuple[str, ...]) -> bytes:
         # TOUCH's command in ``bucket`` as pack() encodes it, with %b for the session's digest
-        # (in its hash's name, then alone) and $%d / %b for the timeout's digits.
+        # (in its hash's name, then alone) and $%d / %b for the timeout's digits; the arguments
+        # before the session's name and between it and the digest; the bucket's slot.
+        assert session(bucket, "x") == f"{bucket}s:x"  # as _touch names it, inline
+
         def fixed(args: Sequence[str | int]) -> bytes:
             return _pieces(args, self._encoding).replace(b"%", b"%%")
 
-        name = session(bucket, "").encode(*self._encoding).replace(b"%", b"%%")
-        return b"".join(
+        head = ("EVALSHA", _TOUCH.sha, 2)
+        middle = (deadlines(bucket), bucket, self._retain_ms, "")
+        name = session(bucket, "").encode(*self._encoding)
+        template = b"".join(
             (
-                b"*%d\r\n" % (10 + len(read)),
-                fixed(("EVALSHA", _TOUCH.sha, 2)),
-                b"$%d\r\n" % (len(session(bucket, "").encode(*self._encoding)) + 43),
-                name + b"%b\r\n",
-                fixed((deadlines(bucket), bucket, self._retain_ms, "")),
-                b"$43\r\n%b\r\n$%d\r\n%b\r\n",  # stored_hash: 43 characters
+                b"*%d\r\n" % (len(head) + 1 + len(middle) + 2 + len(read)),
+                fixed(head),
+                b"$%d\r\n" % (len(name) + 43),  # stored_hash: 43 characters
+                name.replace(b"%", b"%%") + b"%b\r\n",
+                fixed(middle),
+                b"$43\r\n%b\r\n$%d\r\n%b\r\n",
                 fixed(read),
             )
         )
+        return template, head, middle, self._slots.get(bucket, 0)
 
     async def get(self, key: str) -> SessionRecord | None:
         """Read a live session.
