@@ -219,10 +219,11 @@ class UsesTasks(Protocol):
 
 class TaskSet:
     """Tasks a part owns outright, apart from any manager's task group: the opening and the
-    closing of the Redis store's connections (``_pipeline.py``, ``_cluster.py``). They serve a store used with no manager at all (``sessionkit.testing``
-    runs the contract on the store alone), and they carry a manager's last acknowledgements
-    after its jobs have ended; the store's ``aclose()`` ends them, and the manager calls it
-    last. Each is started by :meth:`start` and awaited by :meth:`join`."""
+    closing of the Redis store's connections (``_pipeline.py``, ``_cluster.py``). They serve a
+    store used with no manager at all (``sessionkit.testing`` runs the contract on the store
+    alone), and they carry a manager's last acknowledgements after its jobs have ended; the
+    store's ``aclose()`` ends them, and the manager calls it last. Each is started by
+    :meth:`start` and awaited by :meth:`join`."""
 
     __slots__ = ("_tasks",)
 

@@ -45,10 +45,11 @@ def check() -> None:
 
     :raises ImportError: naming what is missing or changed.
     """
+    connection = Connection()
     uses: list[tuple[str, Any, str, tuple[str, ...]]] = [
         *_USES,
-        ("a connection", Connection(), "encoder", ()),
-        ("a connection", Connection(), "_writer", ()),
+        ("a connection", connection, "encoder", ()),
+        ("a connection", connection, "_writer", ()),
         ("a client's connection pool", ConnectionPool(), "connection_class", ()),
         ("a client's connection pool", ConnectionPool(), "connection_kwargs", ()),
         ("a cluster node", ClusterNode("127.0.0.1", 1), "connection_class", ()),
